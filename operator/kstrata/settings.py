@@ -1,0 +1,49 @@
+"""The operator's own settings, as one explicit, immutable object.
+
+Why: every tunable (namespaces watched, default environment, backoffs,
+endpoints) is passed down as a ``Settings`` value instead of being read from
+the environment deep inside the code.  Environment variables and flags are
+read only at the edge (``kstrata.cli``), which builds a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kstrata.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the running operator needs to know about itself."""
+
+    #: Namespaces to watch; empty means cluster-wide.
+    namespaces: tuple[str, ...] = ()
+    #: Where the operator keeps its own objects (sealing keys, public keys).
+    operator_namespace: str = "kstrata-system"
+    #: Environment used when neither the profile nor its namespace names one.
+    default_environment: str = "dev"
+    #: Seconds kopf waits before retrying a failed handler (kopf's default is 60).
+    retry_backoff: float = 10.0
+    #: ``host:port`` for Prometheus metrics; port 0 picks a free port, None disables.
+    metrics_address: str | None = "0.0.0.0:9090"
+    #: kopf liveness endpoint URL, or None to disable.
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    #: True runs without kopf peering (a single replica, or tests).
+    standalone: bool = False
+    #: kopf peering object name when not standalone.
+    peering_name: str = "kstrata"
+    #: Extra fields kept for forward compatibility with newer config files.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by flags and tests)."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
