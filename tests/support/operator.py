@@ -1,0 +1,77 @@
+"""Run the kstrata operator in-process against the test cluster (kopf's KopfRunner)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kopf.testing import KopfRunner
+
+import controlplane
+from kstrata.controller.runner import (
+    OperatorContext,
+    build_registry,
+    kopf_cli_args,
+    kopf_settings,
+)
+from kstrata.settings import Settings
+from support.cluster import TestCluster
+from support.waiting import wait_for
+
+
+@dataclass
+class RunningOperator:
+    context: OperatorContext
+    runner: KopfRunner
+    liveness_url: str
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.context.metrics_bound is not None
+        host, port = self.context.metrics_bound
+        return f"http://{host}:{port}/metrics"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def liveness(self) -> Any:
+        with urllib.request.urlopen(self.liveness_url, timeout=5) as response:
+            return json.loads(response.read())
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Operator settings for tests: standalone, loopback endpoints, quick retries."""
+    liveness = f"http://127.0.0.1:{controlplane.free_port()}/healthz"
+    base = Settings(
+        standalone=True,
+        retry_backoff=0.5,
+        metrics_address="127.0.0.1:0",
+        liveness_endpoint=liveness,
+    )
+    return base.with_overrides(**overrides)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[RunningOperator]:
+    settings = test_settings(**overrides)
+    context = OperatorContext(settings=settings, cluster=cluster.connection)
+    args = [*kopf_cli_args(settings), "--verbose"]
+    with KopfRunner(
+        args, registry=build_registry(context), settings=kopf_settings(settings), timeout=60
+    ) as runner:
+        assert settings.liveness_endpoint is not None
+        running = RunningOperator(context, runner, settings.liveness_endpoint)
+        wait_for(
+            lambda: context.metrics_bound is not None and running.liveness() is not None,
+            timeout=30,
+            what="the operator to start",
+        )
+        yield running
