@@ -1,0 +1,320 @@
+"""``spec.schema``: JSON Schema (draft 2020-12) checks on merged configuration.
+
+Two properties matter more than completeness here:
+
+* **No values in messages.**  jsonschema's own messages quote the offending
+  instance, which may be a secret.  Violations are rebuilt from the JSON path,
+  the rule (validator keyword) and, where useful, the schema's side of the
+  rule (a type, a bound, a property name): the schema is not secret, the
+  configuration may be.
+* **No network or file access.**  Only local references (``#/$defs/...``,
+  ``#anchor``) are allowed; any other ``$ref`` is refused when the schema is
+  compiled, and the reference registry refuses retrieval as a second line.
+
+jsonschema is imported lazily (it costs far more than the rest of the domain
+package to import, and the offline CLI must start fast), and compiled
+validators are cached by the schema's content hash because profiles are
+re-validated on every reconcile and admission request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import import_module
+from typing import Any, Final
+
+from kstrata.domain.jsonvalue import JSONValue, PathPart, json_path
+from kstrata.errors import InvalidSchemaError, SchemaViolationError, Violation
+
+# jsonschema ships no type information (and no stubs are installed), so its
+# objects are ``Any`` here; these aliases document what is meant.
+Validator = Any
+ValidationError = Any
+
+DRAFT_2020_12: Final = "https://json-schema.org/draft/2020-12/schema"
+_ACCEPTED_DIALECTS = frozenset({DRAFT_2020_12, DRAFT_2020_12 + "#"})
+_REF_KEYWORDS = ("$ref", "$dynamicRef")
+_CACHE_SIZE: Final = 128
+
+_cache: OrderedDict[str, Validator] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _canonical(schema: Mapping[str, JSONValue]) -> str:
+    try:
+        return json.dumps(
+            schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidSchemaError("spec.schema holds a value that is not JSON") from exc
+
+
+def schema_digest(schema: Mapping[str, JSONValue]) -> str:
+    """SHA-256 (hex) of the schema's canonical JSON form."""
+    return hashlib.sha256(_canonical(schema).encode("utf-8")).hexdigest()
+
+
+# Keywords whose values are data, not schemas: a "$ref" inside them is not a reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+# Keywords whose values map arbitrary names to schemas: the names are not keywords.
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def _walk_refs(value: JSONValue, path: list[PathPart]) -> Iterable[tuple[str, str]]:
+    """Yield (schema path, reference) for every reference keyword in a schema."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            path.append(index)
+            yield from _walk_refs(item, path)
+            path.pop()
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        path.append(key)
+        if key in _REF_KEYWORDS and isinstance(item, str):
+            yield json_path(path), item
+        elif key in _SCHEMA_MAPS and isinstance(item, dict):
+            for name, subschema in item.items():
+                path.append(name)
+                yield from _walk_refs(subschema, path)
+                path.pop()
+        elif key not in _DATA_KEYWORDS:
+            # Unknown keywords are walked too: erring towards refusing a $ref.
+            yield from _walk_refs(item, path)
+        path.pop()
+
+
+def _check_static(schema: Mapping[str, JSONValue]) -> None:
+    dialect = schema.get("$schema")
+    if dialect is not None and dialect not in _ACCEPTED_DIALECTS:
+        raise InvalidSchemaError(
+            f"spec.schema: only JSON Schema draft 2020-12 is supported ($schema must be "
+            f"{DRAFT_2020_12} or absent)"
+        )
+    for where, ref in _walk_refs(dict(schema), []):
+        if not ref.startswith("#"):
+            raise InvalidSchemaError(
+                f"spec.schema {where}: only local references ('#...') are allowed; "
+                "remote and file references are never fetched"
+            )
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    no_such_resource = import_module("referencing.exceptions").NoSuchResource
+    raise no_such_resource(ref=uri)
+
+
+def compile_schema(schema: Mapping[str, JSONValue]) -> Validator:
+    """Check ``schema`` and return a (cached) validator for it.
+
+    Raises ``InvalidSchemaError`` for a non-2020-12 dialect, a non-local
+    ``$ref`` or a schema its metaschema rejects.
+    """
+    canonical = _canonical(schema)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    with _cache_lock:
+        cached = _cache.get(digest)
+        if cached is not None:
+            _cache.move_to_end(digest)
+            return cached
+    validator = _build(schema, canonical)
+    with _cache_lock:
+        _cache[digest] = validator
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return validator
+
+
+def _build(schema: Mapping[str, JSONValue], canonical: str) -> Validator:
+    _check_static(schema)
+    validator_class = import_module("jsonschema").Draft202012Validator
+    schema_error = import_module("jsonschema.exceptions").SchemaError
+    registry_class = import_module("referencing").Registry
+
+    # A private copy: the cached validator must not change if the caller's
+    # schema object is edited later (its cache key would then be stale).
+    plain = json.loads(canonical)
+    try:
+        validator_class.check_schema(plain)
+    except schema_error as exc:
+        raise InvalidSchemaError(
+            f"spec.schema is not a valid JSON Schema: {json_path(exc.absolute_path)} "
+            f"breaks the metaschema rule '{exc.validator}'"
+        ) from exc
+    registry = registry_class(retrieve=_refuse_retrieval)
+    return validator_class(plain, registry=registry)
+
+
+def check_schema(schema: Mapping[str, JSONValue]) -> None:
+    """Raise ``InvalidSchemaError`` unless ``schema`` is usable."""
+    compile_schema(schema)
+
+
+# --- violations ----------------------------------------------------------
+
+
+def _short(value: object, limit: int = 60) -> str | None:
+    """JSON text of a *schema* value if short enough to be worth showing."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else None
+
+
+def _plural(count: object, noun: str, plural: str | None = None) -> str:
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or noun + 's'}"
+
+
+def _type_message(expected: object) -> str:
+    if isinstance(expected, list):
+        return "must be of type " + " or ".join(str(item) for item in expected)
+    return f"must be of type {expected}"
+
+
+def _enum_message(allowed: object) -> str:
+    if isinstance(allowed, list):
+        shown = [_short(item, 40) for item in allowed]
+        if len(allowed) <= 10 and all(item is not None for item in shown):
+            return "must be one of: " + ", ".join(str(item) for item in shown)
+        return f"must be one of the {len(allowed)} values the schema allows"
+    return "must be one of the values the schema allows"
+
+
+def _const_message(constant: object) -> str:
+    shown = _short(constant)
+    return f"must equal {shown}" if shown is not None else "must equal the schema's constant"
+
+
+_SIMPLE_MESSAGES: Final[dict[str, Any]] = {
+    "type": _type_message,
+    "enum": _enum_message,
+    "const": _const_message,
+    "minimum": lambda bound: f"must be >= {bound}",
+    "maximum": lambda bound: f"must be <= {bound}",
+    "exclusiveMinimum": lambda bound: f"must be > {bound}",
+    "exclusiveMaximum": lambda bound: f"must be < {bound}",
+    "multipleOf": lambda step: f"must be a multiple of {step}",
+    "minLength": lambda n: f"must be at least {_plural(n, 'character')} long",
+    "maxLength": lambda n: f"must be at most {_plural(n, 'character')} long",
+    "pattern": lambda pattern: f"must match the pattern {json.dumps(pattern)}",
+    "format": lambda fmt: f"must be a valid {fmt}",
+    "minItems": lambda n: f"must have at least {_plural(n, 'item')}",
+    "maxItems": lambda n: f"must have at most {_plural(n, 'item')}",
+    "uniqueItems": lambda _: "items must be unique",
+    "contains": lambda _: "must contain an item matching the schema",
+    "minContains": lambda n: f"must contain at least {_plural(n, 'matching item')}",
+    "maxContains": lambda n: f"must contain at most {_plural(n, 'matching item')}",
+    "minProperties": lambda n: f"must have at least {_plural(n, 'property', 'properties')}",
+    "maxProperties": lambda n: f"must have at most {_plural(n, 'property', 'properties')}",
+    "anyOf": lambda _: "must match at least one of the schemas in anyOf",
+    "oneOf": lambda _: "must match exactly one of the schemas in oneOf",
+    "not": lambda _: "must not match the schema in not",
+    "unevaluatedProperties": lambda _: "has properties the schema does not allow",
+    "unevaluatedItems": lambda _: "has items the schema does not allow",
+    "items": lambda _: "has more items than the schema allows",
+    "propertyNames": lambda _: "has a property name the schema does not allow",
+}
+
+_Found = tuple[tuple[PathPart, ...], str, str]
+
+
+def _additional(error: ValidationError) -> list[str]:
+    instance = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    return [
+        key
+        for key in instance
+        if key not in properties and not any(re.search(p, key) for p in patterns)
+    ]
+
+
+def _describe(error: ValidationError) -> list[_Found]:
+    """Safe (path, rule, message) triples for one jsonschema error.
+
+    ``error.instance`` is only ever inspected for its keys (which are part of
+    paths anyway), never rendered.
+    """
+    path = tuple(error.absolute_path)
+    rule = str(error.validator) if error.validator is not None else "false"
+    value = error.validator_value
+    instance = error.instance
+    if rule == "required" and isinstance(instance, dict) and isinstance(value, list):
+        return [
+            (path, rule, f"missing required property '{name}'")
+            for name in value
+            if isinstance(name, str) and name not in instance
+        ]
+    if rule == "dependentRequired" and isinstance(instance, dict) and isinstance(value, dict):
+        return [
+            (path, rule, f"property '{trigger}' requires property '{needed}'")
+            for trigger, needs in value.items()
+            if trigger in instance
+            for needed in needs
+            if needed not in instance
+        ]
+    if rule == "additionalProperties" and isinstance(instance, dict):
+        return [((*path, key), rule, "property is not allowed") for key in _additional(error)]
+    if rule == "false":
+        return [(path, rule, "is not allowed by the schema")]
+    build = _SIMPLE_MESSAGES.get(rule)
+    if build is not None:
+        return [(path, rule, str(build(value)))]
+    return [(path, rule, f"violates the '{rule}' rule")]
+
+
+def _sort_key(parts: Sequence[PathPart]) -> tuple[tuple[int, int, str], ...]:
+    # Indexes sort numerically ([2] before [10]); keys sort as text.
+    return tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in parts)
+
+
+def validate(
+    schema: Mapping[str, JSONValue], config: JSONValue, *, environment: str | None = None
+) -> list[Violation]:
+    """All violations of ``schema`` by ``config``, deterministically sorted.
+
+    Raises ``InvalidSchemaError`` if the schema is unusable (including a
+    local ``$ref`` that points nowhere, which only shows during validation).
+    """
+    validator = compile_schema(schema)
+    unresolvable = import_module("referencing.exceptions").Unresolvable
+    found: set[_Found] = set()
+    try:
+        for error in validator.iter_errors(config):
+            found.update(_describe(error))
+    except unresolvable as exc:
+        raise InvalidSchemaError(
+            f"spec.schema has an unresolvable reference: {getattr(exc, 'ref', '?')}"
+        ) from None
+    ordered = sorted(found, key=lambda item: (_sort_key(item[0]), item[1], item[2]))
+    return [
+        Violation(environment=environment, path=json_path(parts), rule=rule, message=message)
+        for parts, rule, message in ordered
+    ]
+
+
+def check(
+    schema: Mapping[str, JSONValue], config: JSONValue, *, environment: str | None = None
+) -> None:
+    """Raise ``SchemaViolationError`` if ``config`` violates ``schema``."""
+    violations = validate(schema, config, environment=environment)
+    if violations:
+        raise SchemaViolationError(violations)
+
+
+def sort_violations(violations: Iterable[Violation]) -> list[Violation]:
+    """Order violations from several environments by environment name.
+
+    The sort is stable, so each environment keeps the path order
+    :func:`validate` produced.
+    """
+    return sorted(violations, key=lambda v: v.environment or "")
