@@ -137,6 +137,9 @@ def main(
     except KstrataError as error:
         print(f"error: {error}", file=err)
         return exit_code_for(error)
+    except SystemExit as exit_request:
+        # argparse's --help and --version exit; main() returns codes instead.
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
     except KeyboardInterrupt:
         return 130
 
