@@ -1,0 +1,64 @@
+"""``kstrata version`` and ``kstrata operator run``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from kstrata import __version__
+from kstrata.cli.common import EXIT_OK, connect_from
+
+
+def register(commands: Any) -> None:
+    version = commands.add_parser("version", help="print the kstrata version")
+    version.set_defaults(handler=_version)
+
+    operator = commands.add_parser("operator", help="run the operator")
+    operator_commands = operator.add_subparsers(
+        dest="operator_command", parser_class=type(operator)
+    )
+    operator_commands.required = True
+    run = operator_commands.add_parser("run", help="run the operator (kopf) in the foreground")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: cluster-wide",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch all namespaces (default)"
+    )
+    run.add_argument("--standalone", action="store_true", help="run without kopf peering")
+    run.add_argument("--default-environment", default=None)
+    run.add_argument("--operator-namespace", default=None)
+    run.add_argument("--metrics-address", default=None, help="host:port for /metrics")
+    run.add_argument("--liveness", default=None, help="liveness endpoint URL")
+    run.set_defaults(handler=_operator_run)
+
+
+def _version(args: argparse.Namespace, out: TextIO) -> int:
+    print(f"kstrata {__version__}", file=out)
+    return EXIT_OK
+
+
+def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.controller import runner
+    from kstrata.settings import Settings
+
+    overrides: dict[str, object] = {"namespaces": tuple(args.namespaces)}
+    for flag, name in (
+        ("default_environment", "default_environment"),
+        ("operator_namespace", "operator_namespace"),
+        ("metrics_address", "metrics_address"),
+        ("liveness", "liveness_endpoint"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides[name] = getattr(args, flag)
+    if args.standalone:
+        overrides["standalone"] = True
+    settings = Settings().with_overrides(**overrides)
+    runner.run(runner.OperatorContext(settings=settings, cluster=connect_from(args)))
+    return EXIT_OK
