@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests tools/controlplane benchmarks
-	$(BIN)/ruff format --check operator tests tools/controlplane benchmarks
+	$(BIN)/ruff check operator tests tools benchmarks examples
+	$(BIN)/ruff format --check operator tests tools benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
