@@ -16,6 +16,9 @@ from typing import Any
 import kopf
 
 from kstrata import metrics
+from kstrata.app.profiles import ProfileReconciler
+from kstrata.controller import profiles
+from kstrata.kube.api import KubeApi
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
 
@@ -83,6 +86,9 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
             token=credentials.token,
             default_namespace=context.settings.operator_namespace,
         )
+
+    api = KubeApi(context.cluster)
+    profiles.register(registry, api, ProfileReconciler(api, context.settings))
 
     @kopf.on.startup(registry=registry)
     def start_metrics(**_: Any) -> None:

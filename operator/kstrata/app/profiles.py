@@ -1,0 +1,304 @@
+"""Reconcile a ConfigProfile into its ConfigMap: the operator's main use case.
+
+Level-triggered: ``ProfileReconciler.reconcile`` looks only at the current
+state (the profile, its bases, its namespace, the existing ConfigMap) and
+writes only what differs, so replaying every event, or restarting the
+operator, writes nothing when nothing changed.
+
+Safety rules it enforces:
+
+* invalid input never touches the ConfigMap: the last good configuration
+  keeps serving, and the profile's status and a Warning event say why;
+* a ConfigMap that exists and is not ours is left alone unless it carries
+  ``kstrata.dev/adopt: "true"``; adopting one whose data already equals the
+  rendered output writes no data, only our labels and ownerReference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kstrata import metrics
+from kstrata.domain.environments import EnvironmentChoice, select_environment
+from kstrata.domain.profile import (
+    KIND,
+    ProfileSpec,
+    RenderedProfile,
+    parse_profile_spec,
+    render_profile,
+)
+from kstrata.errors import InvalidInputError, KstrataError, OwnershipError
+from kstrata.kube.api import (
+    CONFIG_MAPS,
+    CONFIG_PROFILES,
+    JSON,
+    NAMESPACES,
+    KubeApi,
+    owner_reference,
+    post_event,
+)
+from kstrata.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+PROFILE_LABEL: Final = "kstrata.dev/profile"
+REVISION_LABEL: Final = "kstrata.dev/revision"
+ADOPT_ANNOTATION: Final = "kstrata.dev/adopt"
+READY: Final = "Ready"
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ProfileOutcome:
+    """What one reconcile did (for handlers, metrics and tests)."""
+
+    revision: int
+    config_map_written: bool
+    status_written: bool
+    depends_on: tuple[str, ...]
+
+
+def is_ours(obj: JSON, owner_uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
+
+
+def adoptable(obj: JSON) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(ADOPT_ANNOTATION) == "true"
+
+
+def check_ownership(existing: JSON | None, owner_uid: str, what: str) -> None:
+    """Refuse to take over an object that is not ours unless it asks to be adopted."""
+    if existing is not None and not is_ours(existing, owner_uid) and not adoptable(existing):
+        raise OwnershipError(
+            f"{what} exists and is not managed by kstrata; "
+            f"annotate it {ADOPT_ANNOTATION}=true to adopt it"
+        )
+
+
+def ready_condition(
+    previous: list[JSON], *, ok: bool, reason: str, message: str, generation: int
+) -> list[JSON]:
+    """The conditions list with Ready set; lastTransitionTime moves only on a status change."""
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == READY), None)
+    transition = old["lastTransitionTime"] if old and old.get("status") == status else None
+    condition = {
+        "type": READY,
+        "status": status,
+        "reason": reason,
+        "message": message[:1024],
+        "observedGeneration": generation,
+        "lastTransitionTime": transition or now_rfc3339(),
+    }
+    return [c for c in previous if c.get("type") != READY] + [condition]
+
+
+class ProfileReconciler:
+    """Renders ConfigProfiles into ConfigMaps through one ``KubeApi``."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        namespace_labels: Callable[[str], dict[str, str] | None] | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        # The operator passes labels from its in-memory namespace index; the
+        # CLI and tests fall back to reading the namespace.
+        self._namespace_labels = namespace_labels or self._read_namespace_labels
+
+    def _read_namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        found = self.api.get_or_none(NAMESPACES, None, namespace)
+        labels: dict[str, str] | None = ((found or {}).get("metadata") or {}).get("labels")
+        return labels
+
+    def _lookup(self, namespace: str) -> Callable[[str], ProfileSpec | None]:
+        cache: dict[str, ProfileSpec | None] = {}
+
+        def lookup(name: str) -> ProfileSpec | None:
+            if name not in cache:
+                found = self.api.get_or_none(CONFIG_PROFILES, namespace, name)
+                cache[name] = parse_profile_spec(found.get("spec")) if found else None
+            return cache[name]
+
+        return lookup
+
+    def choose_environment(self, namespace: str, spec: ProfileSpec) -> EnvironmentChoice:
+        return select_environment(
+            spec.environment, self._namespace_labels(namespace), self.settings.default_environment
+        )
+
+    def reconcile(self, profile: JSON) -> ProfileOutcome:
+        started = time.perf_counter()
+        try:
+            outcome = self._reconcile(profile)
+        except KstrataError as error:
+            result = "invalid" if isinstance(error, InvalidInputError) else "error"
+            metrics.RECONCILES.labels(kind=KIND, result=result).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+        return outcome
+
+    def _reconcile(self, profile: JSON) -> ProfileOutcome:
+        meta = profile["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status = profile.get("status") or {}
+        choice: EnvironmentChoice | None = None
+        try:
+            spec = parse_profile_spec(profile.get("spec"))
+            choice = self.choose_environment(namespace, spec)
+            rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
+            existing = self.api.get_or_none(CONFIG_MAPS, namespace, rendered.config_map_name)
+            check_ownership(existing, meta["uid"], f"ConfigMap {rendered.config_map_name}")
+        except (InvalidInputError, OwnershipError) as error:
+            if isinstance(error, InvalidInputError):
+                metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
+            self._record_failure(profile, error, choice)
+            raise
+
+        revision, written = self._write_config_map(profile, rendered, existing)
+        new_status = {
+            "observedGeneration": meta.get("generation", 0),
+            "environment": choice.name,
+            "environmentSource": choice.source,
+            "revision": revision,
+            "configMapName": rendered.config_map_name,
+            "renderedDigest": rendered.rendered.digest,
+            "dependsOn": list(rendered.resolved.depends_on),
+        }
+        message = f"rendered revision {revision} for environment {choice.name}"
+        new_status["conditions"] = ready_condition(
+            status.get("conditions") or [],
+            ok=True,
+            reason="Rendered",
+            message=message,
+            generation=meta.get("generation", 0),
+        )
+        status_written = self._patch_status(profile, new_status)
+        if written:
+            post_event(
+                self.api,
+                profile,
+                type_="Normal",
+                reason="Rendered",
+                message=f"ConfigMap {rendered.config_map_name}: {message}",
+                now=now_rfc3339(),
+            )
+        return ProfileOutcome(revision, written, status_written, rendered.resolved.depends_on)
+
+    def _write_config_map(
+        self, profile: JSON, rendered: RenderedProfile, existing: JSON | None
+    ) -> tuple[int, bool]:
+        """Create or update the ConfigMap if anything differs; return (revision, written)."""
+        meta = profile["metadata"]
+        data = rendered.rendered.data
+        status_revision = int((profile.get("status") or {}).get("revision") or 0)
+        if existing is None:
+            revision = status_revision + 1
+        else:
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+            current = int(labels.get(REVISION_LABEL) or 0) if is_ours(existing, meta["uid"]) else 0
+            same_data = (existing.get("data") or {}) == data and not existing.get("binaryData")
+            revision = max(status_revision, current)
+            if not same_data or revision == 0:
+                revision += 1
+        desired_labels = {
+            MANAGED_BY: "kstrata",
+            PROFILE_LABEL: meta["name"],
+            REVISION_LABEL: str(revision),
+        }
+        owner = owner_reference(profile)
+        if existing is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": rendered.config_map_name,
+                    "namespace": meta["namespace"],
+                    "labels": desired_labels,
+                    "ownerReferences": [owner],
+                },
+                "data": data,
+            }
+            self.api.create(CONFIG_MAPS, meta["namespace"], body)
+            return revision, True
+
+        existing_meta = existing["metadata"]
+        labels = dict(existing_meta.get("labels") or {})
+        refs = [
+            r for r in existing_meta.get("ownerReferences") or [] if not r.get("controller")
+        ] + [owner]
+        needs_metadata = any(labels.get(k) != v for k, v in desired_labels.items()) or not is_ours(
+            existing, meta["uid"]
+        )
+        needs_data = (existing.get("data") or {}) != data or bool(existing.get("binaryData"))
+        if not needs_metadata and not needs_data:
+            return revision, False
+        labels.update(desired_labels)
+        updated = dict(existing)
+        updated["metadata"] = dict(existing_meta, labels=labels, ownerReferences=refs)
+        updated["data"] = data
+        updated.pop("binaryData", None)
+        # PUT with the resourceVersion we read: a concurrent writer makes this a
+        # ConflictError, and the retry re-reads instead of overwriting blindly.
+        self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
+        return revision, needs_data
+
+    def _patch_status(self, profile: JSON, new_status: JSON) -> bool:
+        old = profile.get("status") or {}
+        if all(old.get(key) == value for key, value in new_status.items()):
+            return False
+        meta = profile["metadata"]
+        self.api.patch(
+            CONFIG_PROFILES,
+            meta["namespace"],
+            meta["name"],
+            {"status": new_status},
+            subresource="status",
+        )
+        return True
+
+    def _record_failure(
+        self, profile: JSON, error: KstrataError, choice: EnvironmentChoice | None
+    ) -> None:
+        """Ready=False with the reason, a Warning event when the reason is new; no data write."""
+        meta = profile["metadata"]
+        status = profile.get("status") or {}
+        conditions = status.get("conditions") or []
+        previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
+        message = str(error)
+        new_status: dict[str, Any] = {"observedGeneration": meta.get("generation", 0)}
+        if choice is not None:
+            new_status["environment"] = choice.name
+            new_status["environmentSource"] = choice.source
+        new_status["conditions"] = ready_condition(
+            conditions,
+            ok=False,
+            reason=error.reason,
+            message=message,
+            generation=meta.get("generation", 0),
+        )
+        self._patch_status(profile, new_status)
+        if previous.get("reason") != error.reason or previous.get("message") != message[:1024]:
+            post_event(
+                self.api,
+                profile,
+                type_="Warning",
+                reason=error.reason,
+                message=message,
+                now=now_rfc3339(),
+            )

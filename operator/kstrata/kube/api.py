@@ -1,0 +1,272 @@
+"""Typed, JSON-in/JSON-out access to the Kubernetes REST API.
+
+Why raw REST through the client's ``call_api`` instead of the generated
+models: kstrata handles objects as plain JSON (the domain layer works on
+JSON), the generated model round trip costs milliseconds per object, and one
+small surface (get/list/create/replace/patch/delete on a ``Resource``) is easy
+to keep correct.  Every client error is translated here into
+``kstrata.errors``: callers never see ``ApiException`` or HTTP codes, and no
+response body (which may echo object data) is ever put into a message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kstrata.errors import (
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    TransientClusterError,
+)
+from kstrata.kube.connection import Cluster
+
+JSON = dict[str, Any]
+
+#: Every write is attributed to this field manager (visible in managedFields).
+FIELD_MANAGER: Final = "kstrata"
+_MANAGER: Final = [("fieldManager", FIELD_MANAGER)]
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the REST API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            root += f"/namespaces/{namespace}"
+        root += f"/{self.plural}"
+        return root + (f"/{name}" if name else "")
+
+
+CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
+SECRETS: Final = Resource("", "v1", "secrets", "Secret")
+NAMESPACES: Final = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+EVENTS: Final = Resource("", "v1", "events", "Event")
+CONFIG_PROFILES: Final = Resource("kstrata.dev", "v1alpha1", "configprofiles", "ConfigProfile")
+SEALED_SECRETS: Final = Resource("kstrata.dev", "v1alpha1", "sealedsecrets", "SealedSecret")
+CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions", "ControllerRevision")
+DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
+STATEFUL_SETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
+DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
+
+
+def _translate(exc: BaseException, what: str) -> ClusterError | InvalidInputError:
+    """Map a client failure to our hierarchy by status code; never quote the body."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    if status == 404:
+        return NotFoundError(f"{what}: not found")
+    if status == 409:
+        return ConflictError(f"{what}: conflict (the object changed meanwhile)")
+    if status in (401, 403):
+        return ForbiddenError(f"{what}: forbidden")
+    if status in (400, 422):
+        message = _status_message(exc)
+        return InvalidInputError(f"{what}: rejected by the API server: {message}", reason="Invalid")
+    if status is None or status == 429 or status >= 500:
+        return TransientClusterError(f"{what}: API server unavailable ({reason})")
+    return ClusterError(f"{what}: API error {status} ({reason})")
+
+
+def _status_message(exc: BaseException) -> str:
+    """The apiserver's own message for a 4xx (field paths and rules; it echoes no data)."""
+    try:
+        body = json.loads(getattr(exc, "body", "") or "{}")
+    except ValueError:
+        return "invalid request"
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:500] if message else "invalid request"
+
+
+class KubeApi:
+    """The operations kstrata needs, on plain JSON objects."""
+
+    def __init__(self, cluster: Cluster, *, timeout: float = 30.0) -> None:
+        self._client = cluster.api_client
+        self._timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            response = self._client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            raise _translate(exc, what) from exc
+        except (HTTPError, OSError) as exc:
+            raise TransientClusterError(f"{what}: cannot reach the API server") from exc
+        raw = response[0].data if isinstance(response, tuple) else response.data
+        result: JSON = json.loads(raw) if raw else {}
+        return result
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+        what = f"get {resource.kind} {_where(namespace, name)}"
+        return self._call("GET", resource.path(namespace, name), what)
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return self.get(resource, namespace, name)
+        except NotFoundError:
+            return None
+
+    def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[JSON]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        what = f"list {resource.plural}" + (f" in {namespace}" if namespace else "")
+        items: list[JSON] = []
+        continue_token = ""
+        while True:
+            page = [*query, ("limit", "500")]
+            if continue_token:
+                page.append(("continue", continue_token))
+            result = self._call("GET", resource.path(namespace), what, query=page)
+            items.extend(result.get("items") or [])
+            continue_token = (result.get("metadata") or {}).get("continue") or ""
+            if not continue_token:
+                return items
+
+    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
+        name = (body.get("metadata") or {}).get("name", "")
+        what = f"create {resource.kind} {_where(namespace, name)}"
+        return self._call("POST", resource.path(namespace), what, body=body, query=_MANAGER)
+
+    def replace(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
+        """PUT with the body's ``resourceVersion``: a stale one raises ``ConflictError``."""
+        name = body["metadata"]["name"]
+        what = f"update {resource.kind} {_where(namespace, name)}"
+        return self._call("PUT", resource.path(namespace, name), what, body=body, query=_MANAGER)
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> JSON:
+        path = resource.path(namespace, name) + (f"/{subresource}" if subresource else "")
+        target = f"{resource.kind} {_where(namespace, name)}"
+        what = f"patch {subresource + ' of ' if subresource else ''}{target}"
+        return self._call(
+            "PATCH", path, what, body=patch, content_type=content_type, query=_MANAGER
+        )
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+        what = f"delete {resource.kind} {_where(namespace, name)}"
+        try:
+            self._call("DELETE", resource.path(namespace, name), what)
+        except NotFoundError:
+            return
+
+
+def _where(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def object_reference(obj: JSON) -> JSON:
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", ""),
+        "name": meta.get("name", ""),
+        "namespace": meta.get("namespace", ""),
+        "uid": meta.get("uid", ""),
+    }
+
+
+def owner_reference(owner: JSON) -> JSON:
+    """An ownerReference making ``owner`` the controller (garbage collection deletes with it)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def post_event(
+    api: KubeApi,
+    regarding: JSON,
+    *,
+    type_: str,
+    reason: str,
+    message: str,
+    now: str,
+    component: str = "kstrata",
+) -> None:
+    """Post a core/v1 Event about ``regarding``.  Best effort: an event is never worth a retry.
+
+    ``message`` must already be safe (no values); it is cut to the API's limit.
+    """
+    reference = object_reference(regarding)
+    namespace = reference["namespace"] or "default"
+    body: JSON = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{reference['name']}.",
+            "namespace": namespace,
+        },
+        "involvedObject": reference,
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        api.create(EVENTS, namespace, body)
+    except ClusterError:
+        return
