@@ -1,0 +1,132 @@
+"""The offline use cases of the CLI: render and validate ConfigProfiles from files.
+
+No cluster, no kopf, no Kubernetes client: CI pipelines and pre-commit hooks
+run these, so they must be quick to start and need nothing but the files.
+A file may hold several YAML documents; documents that are not ConfigProfiles
+are ignored, so a whole kustomization's worth of manifests can be checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kstrata.domain.documents import load_documents
+from kstrata.domain.profile import (
+    API_VERSION,
+    KIND,
+    ProfileManifest,
+    lookup_from,
+    parse_profile_manifest,
+    render_profile,
+    validate_all_environments,
+)
+from kstrata.domain.render import FORMATS, render_text
+from kstrata.errors import DocumentError, InvalidInputError, UsageError
+
+#: The environment rendered when neither --env nor spec.environment names one
+#: (the operator's own default, so offline output matches a fresh cluster).
+DEFAULT_ENVIRONMENT = "dev"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file; ``describe`` is the line the CLI prints."""
+
+    source: str
+    profile: str | None
+    environment: str | None
+    path: str | None
+    message: str
+
+    def describe(self) -> str:
+        parts = [self.source]
+        if self.profile:
+            parts.append(f"ConfigProfile {self.profile}")
+        if self.environment:
+            parts.append(f"environment {self.environment}")
+        if self.path:
+            parts.append(self.path)
+        return ": ".join(parts) + f": {self.message}"
+
+
+def _read(path: Path) -> list[object]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    return list(load_documents(data, source=str(path)))
+
+
+def _is_profile(document: object) -> bool:
+    return (
+        isinstance(document, dict)
+        and document.get("kind") == KIND
+        and document.get("apiVersion") == API_VERSION
+    )
+
+
+def load_profiles(paths: list[Path]) -> list[tuple[str, ProfileManifest]]:
+    """Every ConfigProfile in the files, in order, with the file it came from."""
+    found = []
+    for path in paths:
+        for index, document in enumerate(_read(path)):
+            if _is_profile(document):
+                where = f"{path}" if index == 0 else f"{path} (document {index + 1})"
+                found.append((str(path), parse_profile_manifest(document, where=where)))
+    return found
+
+
+def render_files(paths: list[Path], environment: str | None, fmt: str | None) -> str:
+    """Render the first profile of the first file; the other profiles serve as bases."""
+    profiles = load_profiles(paths)
+    if not profiles:
+        raise UsageError(f"no {KIND} ({API_VERSION}) found in {', '.join(map(str, paths))}")
+    _, target = profiles[0]
+    lookup = lookup_from({manifest.name: manifest.spec for _, manifest in profiles})
+    chosen = environment or target.spec.environment or DEFAULT_ENVIRONMENT
+    result = render_profile(target.spec, target.name, chosen, lookup)
+    if fmt is None or fmt == target.spec.output.format:
+        return result.rendered.data[result.rendered.key]
+    # A format other than the profile's own: same merged config, other text.
+    for known in FORMATS:
+        if known == fmt:
+            return render_text(result.resolved.config, known)
+    raise UsageError(f"unknown output format (expected one of {', '.join(FORMATS)})")
+
+
+def validate_files(paths: list[Path], environment: str | None) -> list[Problem]:
+    """Every problem in every profile of the files: structure, overlays, extends, schema."""
+    problems: list[Problem] = []
+    manifests: list[tuple[str, ProfileManifest]] = []
+    for path in paths:
+        try:
+            documents = _read(path)
+        except DocumentError as error:
+            problems.append(Problem(str(path), None, None, None, str(error)))
+            continue
+        for index, document in enumerate(documents):
+            if not _is_profile(document):
+                continue
+            where = str(path) if index == 0 else f"{path} (document {index + 1})"
+            try:
+                manifests.append((str(path), parse_profile_manifest(document, where=where)))
+            except InvalidInputError as error:
+                problems.append(Problem(str(path), None, None, None, str(error)))
+    lookup = lookup_from({manifest.name: manifest.spec for _, manifest in manifests})
+    for source, manifest in manifests:
+        extra = [environment] if environment else [DEFAULT_ENVIRONMENT]
+        try:
+            by_environment = validate_all_environments(
+                manifest.spec, manifest.name, lookup, extra_environments=extra
+            )
+        except InvalidInputError as error:
+            problems.append(Problem(source, manifest.name, None, None, str(error)))
+            continue
+        for env_name, violations in by_environment.items():
+            if environment and env_name != environment:
+                continue
+            problems.extend(
+                Problem(source, manifest.name, env_name, v.path, v.message) for v in violations
+            )
+    return problems
