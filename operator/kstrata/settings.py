@@ -34,6 +34,10 @@ class Settings:
     standalone: bool = False
     #: kopf peering object name when not standalone.
     peering_name: str = "kstrata"
+    #: ``debug`` | ``info`` | ``warning``.  Even at debug, no value is ever logged.
+    log_level: str = "info"
+    #: ``text`` for people, ``json`` for log pipelines.
+    log_format: str = "text"
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

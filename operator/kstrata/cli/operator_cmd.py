@@ -36,6 +36,8 @@ def register(commands: Any) -> None:
     run.add_argument("--operator-namespace", default=None)
     run.add_argument("--metrics-address", default=None, help="host:port for /metrics")
     run.add_argument("--liveness", default=None, help="liveness endpoint URL")
+    run.add_argument("--log-level", choices=("debug", "info", "warning"), default=None)
+    run.add_argument("--log-format", choices=("text", "json"), default=None)
     run.set_defaults(handler=_operator_run)
 
 
@@ -54,6 +56,8 @@ def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
         ("operator_namespace", "operator_namespace"),
         ("metrics_address", "metrics_address"),
         ("liveness", "liveness_endpoint"),
+        ("log_level", "log_level"),
+        ("log_format", "log_format"),
     ):
         if getattr(args, flag) is not None:
             overrides[name] = getattr(args, flag)

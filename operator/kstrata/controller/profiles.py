@@ -47,15 +47,15 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
 
-    @kopf.index("namespaces", registry=registry)
+    @kopf.index("namespaces", id="namespace_labels", registry=registry)
     def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> object:
         return {name: dict(labels)}
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_base", registry=registry)
     def profiles_by_base(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> object:
         return {(namespace, base): name for base in spec.get("extends") or []}
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_namespace", registry=registry)
     def profiles_by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
         return {namespace: name}
 
@@ -92,9 +92,9 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
             except KstrataError as error:
                 logger.info("re-rendering %s/%s: %s", namespace, other, error.reason)
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
     def reconcile_profile(
         *, body: kopf.Body, namespace: str | None, name: str, reason: str, **indexes: Any
     ) -> None:
@@ -109,14 +109,14 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
             if reason != "resume":
                 reconcile_quietly(namespace, dependents(indexes, namespace, name))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="dependents", registry=registry, optional=True)
     def profile_deleted(*, namespace: str | None, name: str, **indexes: Any) -> None:
         # The ConfigMap goes with its owner (garbage collection); dependents now
         # miss a base and must say so.
         if namespace:
             reconcile_quietly(namespace, dependents(indexes, namespace, name))
 
-    @kopf.on.event("namespaces", registry=registry)
+    @kopf.on.event("namespaces", id="namespace_environment", registry=registry)
     def namespace_changed(*, name: str, labels: kopf.Labels, type: str, **indexes: Any) -> None:
         label = labels.get(ENVIRONMENT_LABEL)
         previous = environment_labels.get(name, label)

@@ -73,7 +73,7 @@ def kopf_cli_args(settings: Settings) -> list[str]:
 def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         credentials = context.cluster.credentials
         return kopf.ConnectionInfo(
@@ -90,12 +90,12 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     api = KubeApi(context.cluster)
     profiles.register(registry, api, ProfileReconciler(api, context.settings))
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="metrics", registry=registry)
     def start_metrics(**_: Any) -> None:
         _start_metrics(context)
         metrics.OPERATOR_UP.set(1)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="metrics", registry=registry)
     def stop_metrics(**_: Any) -> None:
         metrics.OPERATOR_UP.set(0)
         _stop_metrics(context)
@@ -129,6 +129,11 @@ def _stop_metrics(context: OperatorContext) -> None:
 def run(context: OperatorContext) -> None:
     """Run the operator in this thread until it is stopped (SIGTERM/SIGINT)."""
     settings = context.settings
+    kopf.configure(
+        debug=settings.log_level == "debug",
+        quiet=settings.log_level == "warning",
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+    )
     kopf.run(
         registry=build_registry(context),
         settings=kopf_settings(settings),

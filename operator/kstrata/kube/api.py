@@ -119,21 +119,32 @@ class KubeApi:
 
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
-            response = self._client.call_api(
-                path,
-                method,
+            serialized = self._client.param_serialize(
+                method=method,
+                resource_path=path,
                 query_params=query or [],
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
+            )
+            method_, url, header_params, body_, post_params = serialized
+            response = self._client.call_api(
+                method_,
+                url,
+                header_params=header_params,
+                body=body_,
+                post_params=post_params,
                 _request_timeout=self._timeout,
             )
+            raw = response.read()
         except ApiException as exc:
             raise _translate(exc, what) from exc
         except (HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: cannot reach the API server") from exc
-        raw = response[0].data if isinstance(response, tuple) else response.data
+        if not 200 <= response.status < 300:
+            failure = ApiException(status=response.status, reason=response.reason)
+            failure.body = raw
+            raise _translate(failure, what)
         result: JSON = json.loads(raw) if raw else {}
         return result
 
