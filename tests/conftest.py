@@ -50,3 +50,16 @@ def namespace(cluster: TestCluster) -> Iterator[str]:
     """A fresh namespace for one test; deleted afterwards, and really gone."""
     with cluster.temporary_namespace() as name:
         yield name
+
+
+@pytest.fixture(scope="session")
+def kstrata_crds(cluster: TestCluster) -> None:
+    """The kstrata CRDs, installed once per session from crds/ (as users install them)."""
+    cluster.kubectl("apply", "-k", str(REPO_ROOT / "crds"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/configprofiles.kstrata.dev",
+        "crd/sealedsecrets.kstrata.dev",
+    )

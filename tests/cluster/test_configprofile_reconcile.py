@@ -1,0 +1,307 @@
+"""ConfigProfiles rendered into ConfigMaps by the operator, on the real control plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from support.cluster import TestCluster
+from support.operator import RunningOperator, running_operator
+from support.waiting import wait_for
+
+GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+@pytest.fixture
+def operator(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
+    with running_operator(cluster, namespaces=(namespace,)) as running:
+        yield running
+
+
+def profile(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ConfigProfile",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+
+def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return found
+
+
+def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        body = get_profile(cluster, namespace, name)
+        ready_condition = condition(body)
+        if (
+            ready_condition
+            and ready_condition["status"] == "True"
+            and body["status"].get("revision") == revision
+            and body["status"].get("observedGeneration") == body["metadata"]["generation"]
+        ):
+            return body
+        return None
+
+    return wait_for(ready, timeout=30, what=f"{name} Ready at revision {revision}")
+
+
+def wait_not_ready(cluster: TestCluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    def failed() -> dict[str, Any] | None:
+        body = get_profile(cluster, namespace, name)
+        ready_condition = condition(body)
+        if ready_condition and (ready_condition["status"], ready_condition["reason"]) == (
+            "False",
+            reason,
+        ):
+            return body
+        return None
+
+    return wait_for(failed, timeout=30, what=f"{name} Ready=False ({reason})")
+
+
+def config_map(cluster: TestCluster, namespace: str, name: str) -> Any:
+    return cluster.core.read_namespaced_config_map(name, namespace)
+
+
+def rendered(cluster: TestCluster, namespace: str, name: str, key: str = "config.yaml") -> Any:
+    return yaml.safe_load(config_map(cluster, namespace, name).data[key])
+
+
+def warning_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]:
+    events = cluster.core.list_namespaced_event(namespace).items
+    return [e for e in events if e.involved_object.name == name and e.type == "Warning"]
+
+
+def test_create_update_and_delete(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, namespace, profile("web", {"base": {"port": 8080, "log": {"level": "info"}}}))
+    body = wait_ready(cluster, namespace, "web", revision=1)
+    assert body["status"]["environment"] == "dev"
+    assert body["status"]["environmentSource"] == "default"
+    cm = config_map(cluster, namespace, "web")
+    assert yaml.safe_load(cm.data["config.yaml"]) == {"port": 8080, "log": {"level": "info"}}
+    assert cm.metadata.labels["kstrata.dev/profile"] == "web"
+    assert cm.metadata.labels["kstrata.dev/revision"] == "1"
+    (owner,) = cm.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("ConfigProfile", "web", body["metadata"]["uid"])
+
+    apply(
+        cluster,
+        namespace,
+        profile(
+            "web",
+            {
+                "base": {"port": 8080, "log": {"level": "info"}},
+                "environments": {"dev": {"log": {"level": "debug"}}},
+            },
+        ),
+    )
+    wait_ready(cluster, namespace, "web", revision=2)
+    assert rendered(cluster, namespace, "web") == {"port": 8080, "log": {"level": "debug"}}
+    assert config_map(cluster, namespace, "web").metadata.labels["kstrata.dev/revision"] == "2"
+
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web")
+    wait_for(
+        lambda: not cluster.exists(cluster.core.read_namespaced_config_map, "web", namespace),
+        timeout=60,
+        what="the ConfigMap to be garbage-collected with its profile",
+    )
+
+
+def test_environment_from_spec_beats_namespace_label_which_beats_default(
+    cluster: TestCluster,
+) -> None:
+    spec = {
+        "base": {"replicas": 1},
+        "environments": {"staging": {"replicas": 2}, "prod": {"replicas": 3}},
+    }
+    labels = {"kstrata.dev/environment": "prod"}
+    with (
+        cluster.temporary_namespace(labels=labels) as labelled,
+        running_operator(cluster, namespaces=(labelled,)),
+    ):
+        apply(cluster, labelled, profile("by-label", spec))
+        body = wait_ready(cluster, labelled, "by-label", revision=1)
+        assert (body["status"]["environment"], body["status"]["environmentSource"]) == (
+            "prod",
+            "namespace-label",
+        )
+        assert rendered(cluster, labelled, "by-label") == {"replicas": 3}
+
+        apply(cluster, labelled, profile("by-spec", {**spec, "environment": "staging"}))
+        body = wait_ready(cluster, labelled, "by-spec", revision=1)
+        assert body["status"]["environmentSource"] == "spec"
+        assert rendered(cluster, labelled, "by-spec") == {"replicas": 2}
+
+        # Relabelling the namespace re-renders the profiles that follow the label.
+        cluster.kubectl("label", "ns", labelled, "kstrata.dev/environment=staging", "--overwrite")
+        wait_ready(cluster, labelled, "by-label", revision=2)
+        assert rendered(cluster, labelled, "by-label") == {"replicas": 2}
+
+
+def test_changing_a_base_re_renders_every_profile_that_extends_it(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, namespace, profile("shared", {"base": {"region": "eu", "timeout": 5}}))
+    apply(cluster, namespace, profile("team", {"extends": ["shared"], "base": {"team": "a"}}))
+    apply(cluster, namespace, profile("app", {"extends": ["team"], "base": {"timeout": 9}}))
+    wait_ready(cluster, namespace, "app", revision=1)
+    assert rendered(cluster, namespace, "app") == {"region": "eu", "team": "a", "timeout": 9}
+    assert get_profile(cluster, namespace, "app")["status"]["dependsOn"] == ["shared", "team"]
+
+    apply(cluster, namespace, profile("shared", {"base": {"region": "us", "timeout": 5}}))
+    wait_ready(cluster, namespace, "app", revision=2)
+    wait_ready(cluster, namespace, "team", revision=2)
+    assert rendered(cluster, namespace, "app") == {"region": "us", "team": "a", "timeout": 9}
+
+
+def test_missing_base_and_cycles_are_conditions_not_crashes(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, namespace, profile("orphan", {"extends": ["nowhere"], "base": {}}))
+    body = wait_not_ready(cluster, namespace, "orphan", "InvalidExtends")
+    assert "nowhere" in condition(body)["message"]  # type: ignore[index]
+
+    apply(cluster, namespace, profile("ping", {"extends": ["pong"], "base": {}}))
+    apply(cluster, namespace, profile("pong", {"extends": ["ping"], "base": {}}))
+    body = wait_not_ready(cluster, namespace, "pong", "InvalidExtends")
+    assert "cycle" in condition(body)["message"]  # type: ignore[index]
+    assert not cluster.exists(cluster.core.read_namespaced_config_map, "pong", namespace)
+
+    # Creating the missing base heals the dependent.
+    apply(cluster, namespace, profile("nowhere", {"base": {"found": True}}))
+    wait_ready(cluster, namespace, "orphan", revision=1)
+    assert rendered(cluster, namespace, "orphan") == {"found": True}
+
+
+def test_invalid_change_keeps_the_last_good_config_map(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    canary = "canary-6b1f0c2e-value"
+    schema = {
+        "type": "object",
+        "properties": {"port": {"type": "integer"}, "name": {"type": "string"}},
+        "required": ["port"],
+    }
+    apply(cluster, namespace, profile("api", {"schema": schema, "base": {"port": 80}}))
+    wait_ready(cluster, namespace, "api", revision=1)
+    before = config_map(cluster, namespace, "api")
+
+    apply(cluster, namespace, profile("api", {"schema": schema, "base": {"port": canary}}))
+    body = wait_not_ready(cluster, namespace, "api", "SchemaViolation")
+    assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+    message = condition(body)["message"]  # type: ignore[index]
+    assert "$.port" in message
+    assert canary not in message
+    after = config_map(cluster, namespace, "api")
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.data == before.data
+
+    events = wait_for(
+        lambda: warning_events(cluster, namespace, "api"), timeout=15, what="a Warning event"
+    )
+    assert events[0].reason == "SchemaViolation"
+    assert "$.port" in events[0].message
+    assert all(
+        canary not in (e.message or "") for e in cluster.core.list_namespaced_event(namespace).items
+    )
+
+
+def test_a_config_map_that_is_not_ours_is_never_overwritten(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    cluster.kubectl("create", "configmap", "legacy", "-n", namespace, "--from-literal=a=1")
+    before = config_map(cluster, namespace, "legacy")
+    apply(cluster, namespace, profile("legacy", {"base": {"a": 2}}))
+    body = wait_not_ready(cluster, namespace, "legacy", "NotOwned")
+    assert "kstrata.dev/adopt" in condition(body)["message"]  # type: ignore[index]
+    after = config_map(cluster, namespace, "legacy")
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.data == {"a": "1"}
+
+
+def test_adopting_an_identical_config_map_writes_no_data(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    cluster.kubectl(
+        "create", "configmap", "adopted", "-n", namespace, "--from-literal=config.yaml=a: 1\n"
+    )
+    cluster.kubectl("annotate", "configmap", "adopted", "-n", namespace, "kstrata.dev/adopt=true")
+    apply(cluster, namespace, profile("adopted", {"base": {"a": 1}}))
+    wait_ready(cluster, namespace, "adopted", revision=1)
+    cm = config_map(cluster, namespace, "adopted")
+    assert cm.data == {"config.yaml": "a: 1\n"}
+    assert cm.metadata.owner_references[0].name == "adopted"
+    # managedFields record which manager changed which fields: kstrata took over
+    # labels and the ownerReference, and never wrote data.
+    ours = [m for m in cm.metadata.managed_fields if m.manager == "kstrata"]
+    assert ours
+    assert all("f:data" not in (m.fields_v1 or {}) for m in ours)
+
+
+def test_restarting_the_operator_writes_nothing(cluster: TestCluster, namespace: str) -> None:
+    with running_operator(cluster, namespaces=(namespace,)):
+        apply(cluster, namespace, profile("steady", {"base": {"k": "v"}}))
+        apply(cluster, namespace, profile("child", {"extends": ["steady"], "base": {}}))
+        wait_ready(cluster, namespace, "steady", revision=1)
+        wait_ready(cluster, namespace, "child", revision=1)
+
+    def versions() -> dict[str, str]:
+        objects = {
+            f"cfp/{p['metadata']['name']}": p["metadata"]["resourceVersion"]
+            for p in cluster.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL
+            )["items"]
+        }
+        for cm in cluster.core.list_namespaced_config_map(namespace).items:
+            objects[f"cm/{cm.metadata.name}"] = cm.metadata.resource_version
+        objects["events"] = str(len(cluster.core.list_namespaced_event(namespace).items))
+        return objects
+
+    before = versions()
+    with running_operator(cluster, namespaces=(namespace,)) as restarted:
+        # Wait until the restarted operator has resumed both profiles.
+        def resumed() -> bool:
+            text = restarted.metrics()
+            line = next(
+                (
+                    ln
+                    for ln in text.splitlines()
+                    if ln.startswith('kstrata_reconcile_total{kind="ConfigProfile",result="ok"}')
+                ),
+                "",
+            )
+            return bool(line) and float(line.split()[-1]) >= resumed_baseline + 2
+
+        resumed_baseline = _ok_reconciles(restarted)
+        wait_for(resumed, timeout=30, what="both profiles to be resumed")
+    assert versions() == before
+
+
+def _ok_reconciles(operator: RunningOperator) -> float:
+    for line in operator.metrics().splitlines():
+        if line.startswith('kstrata_reconcile_total{kind="ConfigProfile",result="ok"}'):
+            return float(line.split()[-1])
+    return 0.0
