@@ -34,6 +34,16 @@ class Settings:
     standalone: bool = False
     #: kopf peering object name when not standalone.
     peering_name: str = "kstrata"
+    #: ``host:port`` the admission webhook listens on; None disables the webhook.
+    webhook_address: str | None = "0.0.0.0:9443"
+    #: Base URL the API server calls (local runs); None means the in-cluster Service.
+    webhook_url: str | None = None
+    #: Service in ``operator_namespace`` that fronts the webhook (port 443).
+    webhook_service: str = "kstrata-webhook"
+    #: Name of the ValidatingWebhookConfiguration the operator keeps current; None: not managed.
+    webhook_configuration: str | None = "kstrata.dev"
+    #: Directory with tls.crt, tls.key and ca.crt (e.g. from cert-manager); None: self-signed.
+    webhook_cert_dir: str | None = None
     #: ``debug`` | ``info`` | ``warning``.  Even at debug, no value is ever logged.
     log_level: str = "info"
     #: ``text`` for people, ``json`` for log pipelines.

@@ -12,12 +12,7 @@ from typing import Any
 from kopf.testing import KopfRunner
 
 import controlplane
-from kstrata.controller.runner import (
-    OperatorContext,
-    build_registry,
-    kopf_cli_args,
-    kopf_settings,
-)
+from kstrata.controller.runner import OperatorContext, assemble, kopf_cli_args
 from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.waiting import wait_for
@@ -52,6 +47,8 @@ def test_settings(**overrides: Any) -> Settings:
         retry_backoff=0.5,
         metrics_address="127.0.0.1:0",
         liveness_endpoint=liveness,
+        # Most tests exercise reconciliation without admission; webhook tests opt in.
+        webhook_address=None,
     )
     return base.with_overrides(**overrides)
 
@@ -64,9 +61,8 @@ def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[Running
     settings = test_settings(**overrides)
     context = OperatorContext(settings=settings, cluster=cluster.connection)
     args = [*kopf_cli_args(settings), "--verbose"]
-    with KopfRunner(
-        args, registry=build_registry(context), settings=kopf_settings(settings), timeout=60
-    ) as runner:
+    registry, operator_settings = assemble(context)
+    with KopfRunner(args, registry=registry, settings=operator_settings, timeout=60) as runner:
         assert settings.liveness_endpoint is not None
         running = RunningOperator(context, runner, settings.liveness_endpoint)
         wait_for(

@@ -17,7 +17,7 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
-from kstrata.controller import profiles
+from kstrata.controller import profiles, webhook
 from kstrata.kube.api import KubeApi
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
@@ -68,6 +68,17 @@ def kopf_cli_args(settings: Settings) -> list[str]:
     if settings.liveness_endpoint:
         args += ["--liveness", settings.liveness_endpoint]
     return args
+
+
+def assemble(context: OperatorContext) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
+    """Everything kopf needs to run this operator: one path for production and tests."""
+    registry = build_registry(context)
+    operator_settings = kopf_settings(context.settings)
+    setup = webhook.prepare(context.settings)
+    if setup is not None:
+        operator_settings.admission.server = setup.server
+        webhook.register(registry, KubeApi(context.cluster, timeout=3.0), context.settings, setup)
+    return registry, operator_settings
 
 
 def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
@@ -134,9 +145,10 @@ def run(context: OperatorContext) -> None:
         quiet=settings.log_level == "warning",
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
+    registry, operator_settings = assemble(context)
     kopf.run(
-        registry=build_registry(context),
-        settings=kopf_settings(settings),
+        registry=registry,
+        settings=operator_settings,
         clusterwide=settings.clusterwide,
         namespaces=list(settings.namespaces),
         standalone=settings.standalone,

@@ -1,0 +1,133 @@
+"""Admission: refuse a ConfigProfile whose merged config fails its schema, at apply time.
+
+The webhook asks this module; the answer is the same check the reconcile
+runs, applied to every environment the profile could be rendered for: every
+declared environment, its pinned ``spec.environment``, the namespace's label
+and the operator's default.  The message names the environment and the JSON
+path, never a value.
+
+This module also keeps the ValidatingWebhookConfiguration current: scoped to
+kstrata.dev only, ``failurePolicy: Fail``, ``timeoutSeconds`` 5,
+``sideEffects: None``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Final
+
+from kstrata.domain.profile import (
+    ProfileSpec,
+    parse_profile_spec,
+    validate_all_environments,
+)
+from kstrata.errors import NotFoundError, SchemaViolationError, Violation
+from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, KubeApi, Resource
+from kstrata.settings import Settings
+
+VALIDATING_WEBHOOKS: Final = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    namespaced=False,
+)
+PROFILE_WEBHOOK_ID: Final = "validate-configprofile"
+#: The apiserver waits at most this long; a slow webhook must not stall applies.
+WEBHOOK_TIMEOUT_SECONDS: Final = 5
+
+
+def review_profile(api: KubeApi, settings: Settings, profile: JSON) -> None:
+    """Raise ``InvalidInputError`` (``SchemaViolationError`` for schemas) if not admissible."""
+    meta = profile.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+    spec = parse_profile_spec(profile.get("spec"))
+
+    def lookup(base: str) -> ProfileSpec | None:
+        found = api.get_or_none(CONFIG_PROFILES, namespace, base)
+        return parse_profile_spec(found.get("spec")) if found else None
+
+    extra = [settings.default_environment]
+    try:
+        labels = (api.get(NAMESPACES, None, namespace).get("metadata") or {}).get("labels") or {}
+    except NotFoundError:
+        labels = {}
+    label = labels.get("kstrata.dev/environment")
+    if label:
+        extra.append(label)
+    by_environment = validate_all_environments(spec, name, lookup, extra_environments=extra)
+    violations: list[Violation] = [v for env in sorted(by_environment) for v in by_environment[env]]
+    if violations:
+        raise SchemaViolationError(violations)
+
+
+def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str, ...] = ()) -> JSON:
+    """The ValidatingWebhookConfiguration kstrata keeps for its own resources only.
+
+    An operator that watches listed namespaces reviews only those.
+    """
+    selector: JSON = {}
+    if namespaces:
+        selector = {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "In",
+                    "values": sorted(namespaces),
+                }
+            ]
+        }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kstrata"}},
+        "webhooks": [
+            {
+                "name": "configprofiles.kstrata.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "matchPolicy": "Equivalent",
+                "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+                "rules": [
+                    {
+                        "apiGroups": ["kstrata.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["configprofiles"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": selector,
+                "clientConfig": client_config,
+            }
+        ],
+    }
+
+
+def client_config(settings: Settings, ca_pem: bytes, port: int) -> JSON:
+    """URL config for local runs (``webhook_url``), else the in-cluster Service."""
+    config: dict[str, Any] = {"caBundle": base64.b64encode(ca_pem).decode()}
+    if settings.webhook_url:
+        config["url"] = f"{settings.webhook_url.rstrip('/')}/{PROFILE_WEBHOOK_ID}"
+    else:
+        config["service"] = {
+            "name": settings.webhook_service,
+            "namespace": settings.operator_namespace,
+            "path": f"/{PROFILE_WEBHOOK_ID}",
+            "port": 443,
+        }
+    return config
+
+
+def ensure_webhook_configuration(api: KubeApi, name: str, desired: JSON) -> bool:
+    """Create or update our own configuration object; True if anything was written."""
+    existing = api.get_or_none(VALIDATING_WEBHOOKS, None, name)
+    if existing is None:
+        api.create(VALIDATING_WEBHOOKS, None, desired)
+        return True
+    if existing.get("webhooks") == desired["webhooks"]:
+        return False
+    updated = dict(existing, webhooks=desired["webhooks"])
+    api.replace(VALIDATING_WEBHOOKS, None, updated)
+    return True

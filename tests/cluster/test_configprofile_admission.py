@@ -1,0 +1,107 @@
+"""The validating webhook rejects invalid ConfigProfiles at `kubectl apply` time."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from kubernetes import client
+
+import controlplane
+from support.cluster import TestCluster
+from support.operator import RunningOperator, running_operator
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+CANARY = "canary-4d1c-not-a-port"
+SCHEMA = {
+    "type": "object",
+    "properties": {"port": {"type": "integer"}},
+    "required": ["port"],
+}
+
+
+def manifest(name: str, environments: dict[str, object]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kstrata.dev/v1alpha1",
+            "kind": "ConfigProfile",
+            "metadata": {"name": name},
+            "spec": {"schema": SCHEMA, "base": {"port": 80}, "environments": environments},
+        }
+    )
+
+
+@pytest.fixture
+def webhook_operator(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
+    port = controlplane.free_port()
+    configuration = f"kstrata-test-{namespace}"
+    try:
+        with running_operator(
+            cluster,
+            namespaces=(namespace,),
+            webhook_address=f"127.0.0.1:{port}",
+            webhook_url=f"https://127.0.0.1:{port}",
+            webhook_configuration=configuration,
+        ) as running:
+            yield running
+    finally:
+        # A webhook pointing at a stopped test operator would fail every later apply.
+        admission = client.AdmissionregistrationV1Api(cluster.api)
+        if cluster.exists(admission.read_validating_webhook_configuration, configuration):
+            admission.delete_validating_webhook_configuration(configuration)
+
+
+def kubectl_apply(
+    cluster: TestCluster, namespace: str, text: str
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
+
+
+def test_invalid_profile_is_rejected_naming_environment_and_path(
+    cluster: TestCluster, namespace: str, webhook_operator: RunningOperator
+) -> None:
+    bad = manifest("api", {"prod": {"port": CANARY}})
+
+    def rejected() -> subprocess.CompletedProcess[str] | None:
+        result = kubectl_apply(cluster, namespace, bad)
+        return result if result.returncode != 0 else None
+
+    # The apiserver picks up a new webhook configuration asynchronously.
+    result = wait_for(rejected, timeout=30, what="the webhook to reject the invalid profile")
+    assert "denied the request" in result.stderr
+    assert "environment prod: $.port: must be of type integer" in result.stderr
+    assert CANARY not in result.stderr
+    assert not cluster.exists(
+        cluster.custom.get_namespaced_custom_object,
+        "kstrata.dev",
+        "v1alpha1",
+        namespace,
+        "configprofiles",
+        "api",
+    )
+
+    good = kubectl_apply(cluster, namespace, manifest("api", {"prod": {"port": 443}}))
+    assert good.returncode == 0, good.stderr
+
+
+def test_the_webhook_is_scoped_strict_and_quick(
+    cluster: TestCluster, namespace: str, webhook_operator: RunningOperator
+) -> None:
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    name = f"kstrata-test-{namespace}"
+    configuration = wait_for(
+        lambda: admission.read_validating_webhook_configuration(name),
+        timeout=30,
+        what="the webhook configuration",
+    )
+    (webhook,) = configuration.webhooks
+    assert webhook.failure_policy == "Fail"
+    assert webhook.timeout_seconds == 5
+    assert webhook.side_effects == "None"
+    assert [rule.api_groups for rule in webhook.rules] == [["kstrata.dev"]]
+    assert webhook.namespace_selector.match_expressions[0].values == [namespace]
+    assert webhook.client_config.ca_bundle
