@@ -1,0 +1,960 @@
+"""Hot reload: follow a mounted ConfigMap or Secret and hand over each new *valid* version.
+
+Why this exists: the kubelet updates ConfigMap and Secret volumes in place
+(not ``subPath`` mounts), but an application only notices if it re-reads
+them, and re-reading at the wrong moment, or swallowing a broken edit, is how
+a config change takes a service down.  This module does the watching once,
+carefully, for two users: applications (``Watcher``/``watch``, in-process)
+and the ``kstrata watch`` command (``kstrata.cli.watch_cmd``), which runs as a
+sidecar or wrapper and turns a change into a signal, a command or an HTTP
+POST with the helpers at the end of this module.
+
+How the kubelet writes a volume (its ``AtomicWriter``): the mount directory
+holds a timestamped directory ``..2026_11_23_10_00_00.123456789/`` with the
+real files, a symlink ``..data -> ..2026_...`` and per-key symlinks
+``config.yaml -> ..data/config.yaml``.  An update writes a *new* timestamped
+directory completely, points ``..data_tmp`` at it, renames ``..data_tmp`` over
+``..data`` (atomic) and then removes the old directory.  So:
+
+* With ``..data`` present, the only change signal is a new ``..data`` target.
+  Files are read through that target directory, never while it is still
+  being written (a half-written file in a not-yet-linked directory is
+  invisible to us), and if the directory vanishes mid-read because the next
+  swap already happened, that read is discarded and retried: not an error.
+* Without ``..data`` (a plain directory or file: hostPath, a local run),
+  a change is a change of ``stat`` (inode, size, mtime, ctime); the content is
+  read once the stat has been stable for the debounce period and again after
+  the read.  That is best effort: writers should write a temporary file and
+  rename it, as the kubelet does.
+
+Why polling and not inotify: inotify is not in the standard library (kstrata
+adds no runtime dependencies for this), it does not work reliably across
+every volume type, and what we poll is tiny: one ``readlink`` and one ``stat``
+per interval (default 0.2 s), a few microseconds of CPU.  The kubelet itself
+only syncs volumes every minute or so, so the added latency is noise.
+
+Then, in this order, with nothing skipped: debounce (a burst of swaps yields
+one reload, with the last content), read (bounded size), parse (by file
+extension by default: YAML and JSON through :mod:`kstrata.domain.documents`,
+``.env`` and ``.properties`` with the small parsers here, anything else as
+text), validate (a callable or a JSON Schema through
+:mod:`kstrata.domain.schema`) and only then the callback, and only if the
+parsed content actually differs from the current one.  A file that fails any
+step is reported through ``on_error`` (default: the ``kstrata.watch`` logger)
+and the previous configuration stays current.
+
+Boundary: this module does file-system reads, sends signals, runs commands
+and makes HTTP requests; it imports neither kopf nor the Kubernetes client,
+and reports problems only as :mod:`kstrata.errors` classes whose messages
+name files, paths, keys and process ids, never a configuration value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import stat
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from kstrata.domain.documents import load_json, load_yaml
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONValue
+from kstrata.errors import (
+    DocumentError,
+    InputLimitError,
+    InvalidInputError,
+    KstrataError,
+    UsageError,
+)
+
+__all__ = [
+    "PARSERS",
+    "Watcher",
+    "check_post_url",
+    "http_post",
+    "parse_auto",
+    "parse_env",
+    "parse_properties",
+    "parse_signal",
+    "read_pidfile",
+    "run_command",
+    "send_signal",
+    "watch",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What a parser gets: the file's bytes and its name for messages (the path as
+#: mounted, e.g. ``/etc/app/config.yaml``, not the timestamped directory).
+ParseFunction = Callable[[bytes, str], Any]
+#: A validator accepts the parsed config by returning anything but ``False``
+#: and rejects it by returning ``False`` or raising.
+ValidateFunction = Callable[[Any], object]
+Callback = Callable[[Any], object]
+ErrorHandler = Callable[[KstrataError], object]
+
+DATA_LINK: Final = "..data"
+DEFAULT_DEBOUNCE: Final = 0.5
+DEFAULT_POLL_INTERVAL: Final = 0.2
+#: A volume is a handful of keys; this bounds a directory-mode read.
+MAX_FILES: Final = 1024
+_MAX_BYTES: Final = DEFAULT_LIMITS.max_bytes
+
+
+# --- parsing ---------------------------------------------------------------
+
+
+def _text(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{source}: not valid UTF-8 (byte offset {exc.start})") from None
+
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_ENV_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def _unescape_double_quoted(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _ENV_ESCAPES.get(m.group(1), m.group(0)), value)
+
+
+def parse_env(data: bytes, source: str = "<input>") -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=VALUE`` lines into a dict of strings.
+
+    Deliberately simple (no interpolation, no multi-line values): blank lines
+    and ``#`` comments are skipped, an ``export`` prefix is allowed, a value
+    in matching single quotes is literal, in double quotes ``\\n``, ``\\t``,
+    ``\\"`` and ``\\\\`` are unescaped, and an unquoted value ends at `` #``.
+    A duplicate key is an error, as it is for YAML here: "last one wins"
+    hides mistakes.  Errors give the line number, never the line.
+    """
+    result: dict[str, str] = {}
+    for number, line in enumerate(_text(data, source).splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith(("export ", "export\t")):
+            text = text[len("export") :].lstrip()
+        key, separator, value = text.partition("=")
+        key = key.strip()
+        if not separator or not _ENV_KEY.match(key):
+            raise DocumentError(f"{source}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = _unescape_double_quoted(value)
+        elif value.startswith(("'", '"')):
+            raise DocumentError(f"{source}:{number}: unterminated quoted value for key '{key}'")
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
+        if key in result:
+            raise DocumentError(f"{source}:{number}: duplicate key '{key}'")
+        result[key] = value
+    return result
+
+
+_PROPERTY_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join Java-properties continuation lines (an odd number of trailing backslashes)."""
+    joined: list[tuple[int, str]] = []
+    pending: str | None = None
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.lstrip(" \t\f")
+        if pending is None:
+            if not line or line[0] in "#!":
+                continue
+            start, pending = number, ""
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending += line[:-1]
+            continue
+        joined.append((start, pending + line))
+        pending = None
+    if pending is not None:
+        joined.append((start, pending))
+    return joined
+
+
+def _unescape_property(text: str, source: str, number: int) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char != "\\" or index + 1 >= len(text):
+            out.append(char)
+            index += 1
+            continue
+        escaped = text[index + 1]
+        if escaped == "u":
+            digits = text[index + 2 : index + 6]
+            if len(digits) != 4 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+                raise DocumentError(f"{source}:{number}: malformed \\uXXXX escape")
+            out.append(chr(int(digits, 16)))
+            index += 6
+            continue
+        out.append(_PROPERTY_ESCAPES.get(escaped, escaped))
+        index += 2
+    return "".join(out)
+
+
+def _split_property(line: str) -> tuple[str, str]:
+    """Split a logical line at the first unescaped ``=``, ``:`` or whitespace."""
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char in "=: \t\f":
+            break
+        index += 1
+    key, rest = line[:index], line[index:].lstrip(" \t\f")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" \t\f")
+    return key, rest
+
+
+def parse_properties(data: bytes, source: str = "<input>") -> dict[str, str]:
+    """Parse a Java-style ``.properties`` file into a dict of strings.
+
+    Supports what real files use: ``#``/``!`` comments, ``=``, ``:`` or
+    whitespace separators, backslash continuation lines and the escapes
+    ``\\t \\n \\r \\f \\uXXXX``.  (Files are read as UTF-8, not ISO-8859-1.)
+    A duplicate key is an error rather than "last one wins".
+    """
+    result: dict[str, str] = {}
+    for number, line in _logical_lines(_text(data, source)):
+        raw_key, raw_value = _split_property(line)
+        key = _unescape_property(raw_key, source, number)
+        value = _unescape_property(raw_value, source, number)
+        if key in result:
+            raise DocumentError(f"{source}:{number}: duplicate key '{key}'")
+        result[key] = value
+    return result
+
+
+def _parse_yaml(data: bytes, source: str) -> JSONValue:
+    return load_yaml(data, source=source)
+
+
+def _parse_json(data: bytes, source: str) -> JSONValue:
+    return load_json(data, source=source)
+
+
+def _parse_bytes(data: bytes, _source: str) -> bytes:
+    return data
+
+
+#: Parsers by name, for ``parse="yaml"`` and friends.  ``"auto"`` picks one
+#: per file by its extension (see :func:`parse_auto`).
+PARSERS: Final[Mapping[str, ParseFunction]] = {
+    "yaml": _parse_yaml,
+    "json": _parse_json,
+    "env": parse_env,
+    "properties": parse_properties,
+    "text": _text,
+    "bytes": _parse_bytes,
+}
+
+
+def parse_auto(data: bytes, source: str) -> Any:
+    """Parse by the file's extension: YAML, JSON, ``.env``, ``.properties``, else raw.
+
+    "Raw" is ``str`` for UTF-8 files and ``bytes`` otherwise: a Secret may
+    hold a keystore or a DER certificate, and watching its directory must not
+    fail on that.  (``parse="text"`` insists on UTF-8.)
+    """
+    name = source.rsplit("/", 1)[-1].lower()
+    if name.endswith((".yaml", ".yml")):
+        return _parse_yaml(data, source)
+    if name.endswith(".json"):
+        return _parse_json(data, source)
+    if name == ".env" or name.endswith(".env"):
+        return parse_env(data, source)
+    if name.endswith(".properties"):
+        return parse_properties(data, source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _resolve_parser(parse: str | ParseFunction) -> ParseFunction:
+    if callable(parse):
+        return parse
+    if parse == "auto":
+        return parse_auto
+    try:
+        return PARSERS[parse]
+    except KeyError:
+        known = ", ".join(["auto", *PARSERS])
+        raise UsageError(f"unknown parser {parse!r} (known: {known})") from None
+
+
+def _resolve_validator(
+    validate: ValidateFunction | Mapping[str, JSONValue] | None,
+) -> ValidateFunction | None:
+    if validate is None:
+        return None
+    if isinstance(validate, Mapping):
+        from kstrata.domain import schema as schema_module
+
+        frozen = dict(validate)
+        # Compile now: a broken schema is a programming error to raise at
+        # start-up (InvalidSchemaError), not a reload failure to log forever.
+        schema_module.check_schema(frozen)
+
+        def check_with_schema(config: Any) -> None:
+            schema_module.check(frozen, config)
+
+        return check_with_schema
+    if callable(validate):
+        return validate
+    raise UsageError("validate must be a callable, a JSON Schema mapping or None")
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def _with_source(error: KstrataError, source: str) -> KstrataError:
+    """The same error, its message prefixed with the file it is about (a copy)."""
+    if error.message.startswith(source):
+        return error
+    # Not copy.copy: that re-runs __init__ with the message as its argument,
+    # which breaks subclasses whose __init__ takes something else (violations).
+    named = type(error).__new__(type(error))
+    named.__dict__.update(error.__dict__)
+    named.message = f"{source}: {error.message}"
+    named.args = (named.message,)
+    return named
+
+
+def _foreign(source: str, what: str, exc: BaseException, reason: str) -> KstrataError:
+    # A third-party or user exception's text may quote the value that failed
+    # (int("hunter2") does), so only its type is kept.
+    return InvalidInputError(f"{source}: the {what} raised {type(exc).__name__}", reason=reason)
+
+
+# --- reading the volume -------------------------------------------------------
+
+
+class _Moved(Exception):
+    """The volume changed while we read it: not an error, look again next poll."""
+
+
+Token = tuple[object, ...]
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_regular(path: str, source: str) -> bytes:
+    # O_NONBLOCK: opening a FIFO someone placed here must not hang the watcher.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InvalidInputError(f"{source}: not a regular file")
+        data = handle.read(_MAX_BYTES + 1)
+    if len(data) > _MAX_BYTES:
+        raise InputLimitError(f"{source}: file is larger than the limit of {_MAX_BYTES} bytes")
+    return data
+
+
+def _digest(files: Mapping[str, bytes]) -> str:
+    hasher = hashlib.sha256()
+    for name in sorted(files):
+        for part in (name.encode("utf-8", "surrogateescape"), files[name]):
+            hasher.update(len(part).to_bytes(8, "big"))
+            hasher.update(part)
+    return hasher.hexdigest()
+
+
+def _fingerprint(value: object) -> str | None:
+    """A digest that tells ``1``, ``1.0`` and ``true`` apart (``==`` does not)."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _same_config(old: object, new: object) -> bool:
+    old_print, new_print = _fingerprint(old), _fingerprint(new)
+    if old_print is not None and new_print is not None:
+        return old_print == new_print
+    return type(old) is type(new) and old == new
+
+
+class Watcher:
+    """Watch one file (or every file of a directory) of a mounted volume.
+
+    ``path`` is a file inside a ConfigMap/Secret volume (the callback gets
+    that file, parsed) or the volume directory itself (the callback gets a
+    dict from each key to its parsed file; a validator sees that dict).
+
+    ``start()`` loads the current version synchronously (so ``current`` is
+    set when it returns, or ``None`` with the problem reported if the file is
+    missing or invalid) and polls on a daemon thread; ``run()`` polls in the
+    calling thread until ``stop`` is set.  The callback, validator and
+    ``on_error`` run on the polling thread, one at a time.  By default the
+    callback is not called for the version found at start (pass
+    ``initial=True`` to get that too); afterwards it is called once per new,
+    valid, different configuration.  Exceptions from the callback are
+    reported through ``on_error`` (by type only) and the configuration counts
+    as delivered: the watcher keeps running and does not retry.
+
+    ``clock`` exists for tests that step the watcher with :meth:`poll`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        callback: Callback,
+        *,
+        parse: str | ParseFunction = "auto",
+        validate: ValidateFunction | Mapping[str, JSONValue] | None = None,
+        debounce: float = DEFAULT_DEBOUNCE,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        on_error: ErrorHandler | None = None,
+        initial: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not debounce >= 0:
+            raise UsageError("debounce must be a number of seconds >= 0")
+        if not poll_interval > 0:
+            raise UsageError("poll_interval must be a number of seconds > 0")
+        self.path = Path(path)
+        if self.path.is_dir():
+            self._dir, self._key = self.path, None
+        else:
+            self._dir, self._key = self.path.parent, self.path.name
+        self._callback = callback
+        self._parse = _resolve_parser(parse)
+        self._validate = _resolve_validator(validate)
+        self._debounce = float(debounce)
+        self._poll_interval = float(poll_interval)
+        self._on_error = on_error
+        self._deliver_initial = initial
+        self._clock = clock
+
+        self._lock = threading.Lock()  # guards what other threads read
+        self._poll_lock = threading.Lock()  # one poll at a time
+        self._current: Any = None
+        self._generation = 0
+        self._last_error: KstrataError | None = None
+        self._polls = 0
+
+        self._loaded = False  # the start-up version has been looked at
+        self._seen: Token | None = None  # last token read (valid or not)
+        self._pending: tuple[Token, float] | None = None  # token waiting out the debounce
+        self._applied_digest: str | None = None  # digest of the current config's raw bytes
+        self._observe_problem: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- what other threads may read -------------------------------------
+
+    @property
+    def current(self) -> Any:
+        """The last valid configuration (``None`` until one was loaded)."""
+        with self._lock:
+            return self._current
+
+    @property
+    def generation(self) -> int:
+        """How many configurations have been adopted, counting the start-up one."""
+        with self._lock:
+            return self._generation
+
+    @property
+    def last_error(self) -> KstrataError | None:
+        """The most recent problem reported; cleared when a new version is adopted."""
+        with self._lock:
+            return self._last_error
+
+    @property
+    def polls(self) -> int:
+        """Completed polls: lets tests and probes wait for progress, not for time."""
+        with self._lock:
+            return self._polls
+
+    # --- running -----------------------------------------------------------
+
+    def start(self) -> Watcher:
+        """Load the current version, then poll on a daemon thread.  Returns ``self``."""
+        if self._thread is not None:
+            raise UsageError("this Watcher has already been started")
+        self._stop.clear()
+        self.load()
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop,), name=f"kstrata-watch:{self.path}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the polling thread and wait for it (a running callback finishes first)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Poll in this thread until ``stop`` is set (``None``: until :meth:`stop`)."""
+        stop = stop if stop is not None else self._stop
+        self.load()
+        while not stop.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - see below
+                # The watcher must outlive a faulty on_error handler; poll()
+                # itself reports every expected failure.  Type only: the text
+                # of a foreign exception may quote a value.
+                logger.error(  # noqa: TRY400 - a traceback would carry the exception's text
+                    "kstrata watch: unexpected %s while polling", type(exc).__name__
+                )
+            stop.wait(self._poll_interval)
+
+    def load(self) -> None:
+        """Look at the version present now, once (``start``/``run`` call this)."""
+        with self._poll_lock:
+            self._load()
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        # A swap racing the very first read is retried a few times, so that
+        # the start-up version is not mistaken for a change.
+        for _attempt in range(5):
+            token = self._observe_or_report()
+            if token is None or self._settle(token, initial=True) or self._seen == token:
+                return
+
+    def poll(self) -> bool:
+        """One step: look, wait out the debounce, load.  True if a new config was adopted."""
+        with self._poll_lock:
+            try:
+                return self._poll()
+            finally:
+                with self._lock:
+                    self._polls += 1
+
+    def _poll(self) -> bool:
+        if not self._loaded:
+            self._load()
+            return False
+        token = self._observe_or_report()
+        if token is None:
+            return False
+        if token == self._seen:
+            self._pending = None
+            return False
+        now = self._clock()
+        if self._pending is None or self._pending[0] != token:
+            # A new change (or a change of a change): the debounce restarts,
+            # so a burst of swaps ends in one reload of the last one.
+            self._pending = (token, now)
+        if now - self._pending[1] < self._debounce:
+            return False
+        return self._settle(token, initial=False)
+
+    # --- observing -----------------------------------------------------------
+
+    def _describe(self) -> str:
+        return str(self.path)
+
+    def _source(self, key: str) -> str:
+        return str(self._dir / key)
+
+    def _observe(self) -> Token:
+        """A cheap token that changes whenever the content may have changed."""
+        target = self._data_target()
+        if target is not None:
+            try:
+                inode = os.stat(os.path.join(self._dir, target)).st_ino
+            except FileNotFoundError:
+                inode = -1
+            return ("kubelet", target, inode)
+        if self._key is not None:
+            try:
+                st = os.stat(self._dir / self._key)
+            except FileNotFoundError:
+                return ("file", None)
+            return ("file", _stat_key(st))
+        entries: list[tuple[str, tuple[int, int, int, int]]] = []
+        with os.scandir(self._dir) as listing:
+            for entry in listing:
+                # Dot files are editor and tool droppings in a plain directory.
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                entries.append((entry.name, _stat_key(entry.stat())))
+                if len(entries) > MAX_FILES:
+                    break
+        return ("dir", tuple(sorted(entries)))
+
+    def _data_target(self) -> str | None:
+        try:
+            return os.readlink(self._dir / DATA_LINK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # ..data exists but is not a symlink
+                return None
+            raise
+
+    def _observe_or_report(self) -> Token | None:
+        try:
+            token = self._observe()
+        except OSError as exc:
+            problem = f"{self._describe()}: cannot watch ({exc.strerror or type(exc).__name__})"
+            # Reported once per distinct problem, not five times a second.
+            if problem != self._observe_problem:
+                self._observe_problem = problem
+                self._report(InvalidInputError(problem, reason="WatchFailed"))
+            return None
+        self._observe_problem = None
+        return token
+
+    def _read(self, token: Token) -> dict[str, bytes]:
+        """The files of the version ``token`` names, as bytes, keyed by key."""
+        kubelet = token[0] == "kubelet"
+        root = os.path.join(self._dir, str(token[1])) if kubelet else str(self._dir)
+        try:
+            files = self._read_files(root)
+        except (OSError, KstrataError) as exc:
+            # Reading the old directory of a swap that just happened fails
+            # (the kubelet removes it): that is "look again", not an error.
+            if self._observe_quietly() != token:
+                raise _Moved from None
+            if isinstance(exc, KstrataError):
+                raise
+            if isinstance(exc, FileNotFoundError):
+                raise InvalidInputError(
+                    f"{self._describe()}: does not exist", reason="FileNotFound"
+                ) from None
+            raise InvalidInputError(
+                f"{self._describe()}: cannot read ({exc.strerror or type(exc).__name__})",
+                reason="ReadFailed",
+            ) from None
+        # A plain file may have been written while we read it: only a read
+        # bracketed by the same stat counts.  (Free for kubelet volumes.)
+        if self._observe_quietly() != token:
+            raise _Moved
+        return files
+
+    def _observe_quietly(self) -> Token | None:
+        try:
+            return self._observe()
+        except OSError:
+            return None
+
+    def _read_files(self, root: str) -> dict[str, bytes]:
+        if self._key is not None:
+            path = os.path.join(root, self._key)
+            return {self._key: _read_regular(path, self._source(self._key))}
+        files: dict[str, bytes] = {}
+        if root == str(self._dir):
+            with os.scandir(root) as listing:
+                names = sorted(
+                    entry.name
+                    for entry in listing
+                    if not entry.name.startswith(".") and entry.is_file()
+                )
+        else:
+            # Inside a kubelet's timestamped directory every file is a key
+            # (keys may start with one dot; the kubelet forbids "..").
+            names = []
+            for folder, subfolders, filenames in os.walk(root):
+                subfolders.sort()
+                relative = os.path.relpath(folder, root)
+                for filename in sorted(filenames):
+                    names.append(filename if relative == "." else f"{relative}/{filename}")
+        if len(names) > MAX_FILES:
+            raise InputLimitError(f"{self._describe()}: more than {MAX_FILES} files")
+        for name in names:
+            files[name] = _read_regular(os.path.join(root, name), self._source(name))
+        return files
+
+    # --- loading -------------------------------------------------------------
+
+    def _parse_and_validate(self, files: Mapping[str, bytes]) -> Any:
+        parsed: dict[str, Any] = {}
+        for name, data in files.items():
+            source = self._source(name)
+            try:
+                parsed[name] = self._parse(data, source)
+            except KstrataError as error:
+                raise _with_source(error, source) from None
+            except Exception as exc:  # noqa: BLE001 - user parsers may raise anything
+                raise _foreign(source, "parser", exc, "ParseFailed") from None
+        config = parsed[self._key] if self._key is not None else parsed
+        if self._validate is not None:
+            source = self._describe()
+            try:
+                verdict = self._validate(config)
+            except KstrataError as error:
+                raise _with_source(error, source) from None
+            except Exception as exc:  # noqa: BLE001 - user validators may raise anything
+                raise _foreign(source, "validator", exc, "ValidationFailed") from None
+            if verdict is False:
+                raise InvalidInputError(f"{source}: rejected by the validator", reason="Rejected")
+        return config
+
+    def _settle(self, token: Token, *, initial: bool) -> bool:
+        """Read, parse and validate the version ``token`` names; adopt it if new."""
+        try:
+            files = self._read(token)
+        except _Moved:
+            self._pending = None
+            return False
+        except KstrataError as error:
+            self._seen, self._pending = token, None
+            self._report(error)
+            return False
+        self._seen, self._pending = token, None
+        return self._adopt(files, initial=initial)
+
+    def _adopt(self, files: Mapping[str, bytes], *, initial: bool) -> bool:
+        digest = _digest(files)
+        if digest == self._applied_digest:
+            # The very same bytes (a touch, or a revert after a bad version).
+            with self._lock:
+                self._last_error = None
+            return False
+        try:
+            config = self._parse_and_validate(files)
+        except KstrataError as error:
+            self._report(error)
+            return False
+        with self._lock:
+            unchanged = self._generation > 0 and _same_config(self._current, config)
+            self._applied_digest = digest
+            if unchanged:
+                return False  # reformatted, reordered or re-commented: same meaning
+            self._current = config
+            self._generation += 1
+            self._last_error = None
+            generation = self._generation
+        logger.info("kstrata watch: %s: configuration %d adopted", self._describe(), generation)
+        if initial and not self._deliver_initial:
+            return True
+        self._deliver(config)
+        return True
+
+    def _deliver(self, config: Any) -> None:
+        try:
+            self._callback(config)
+        except KstrataError as error:
+            self._report(error)
+        except Exception as exc:  # noqa: BLE001 - the callback is the application's code
+            self._report(
+                KstrataError(
+                    f"{self._describe()}: the reload callback raised {type(exc).__name__}",
+                    reason="ReloadFailed",
+                )
+            )
+
+    def _report(self, error: KstrataError) -> None:
+        with self._lock:
+            self._last_error = error
+        if self._on_error is None:
+            logger.warning("kstrata watch: %s (keeping the previous configuration)", error)
+            return
+        self._on_error(error)
+
+
+def watch(
+    path: str | os.PathLike[str],
+    callback: Callback,
+    *,
+    parse: str | ParseFunction = "auto",
+    validate: ValidateFunction | Mapping[str, JSONValue] | None = None,
+    debounce: float = DEFAULT_DEBOUNCE,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    on_error: ErrorHandler | None = None,
+    initial: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
+    """Watch ``path`` in this thread until ``stop`` is set; see :class:`Watcher`.
+
+    Blocks forever when ``stop`` is ``None`` (until KeyboardInterrupt).
+    """
+    Watcher(
+        path,
+        callback,
+        parse=parse,
+        validate=validate,
+        debounce=debounce,
+        poll_interval=poll_interval,
+        on_error=on_error,
+        initial=initial,
+    ).run(stop if stop is not None else threading.Event())
+
+
+# --- reload actions (what ``kstrata watch`` does on a change) ---------------
+
+
+def _action_failed(message: str) -> KstrataError:
+    return KstrataError(message, reason="ReloadFailed")
+
+
+def parse_signal(name: str) -> signal.Signals:
+    """``HUP``, ``SIGHUP`` or ``1`` -> ``signal.SIGHUP``."""
+    text = name.strip().upper()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text))
+        return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
+    except (KeyError, ValueError):
+        raise UsageError(f"unknown signal {name!r}") from None
+
+
+def read_pidfile(path: Path) -> int:
+    """The process id in ``path`` (read each time: the process may have restarted)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(64)
+    except FileNotFoundError:
+        raise _action_failed(f"pidfile {path} does not exist") from None
+    except OSError as exc:
+        raise _action_failed(f"pidfile {path}: cannot read ({exc.strerror})") from None
+    text = data.decode("ascii", "replace").strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise _action_failed(f"pidfile {path} does not hold a process id")
+    return int(text)
+
+
+def send_signal(sig: signal.Signals, *, pid: int | None = None, pidfile: Path | None = None) -> int:
+    """Send ``sig`` to ``pid`` or to the process ``pidfile`` names; return the pid."""
+    if (pid is None) == (pidfile is None):
+        raise UsageError("give exactly one of pid and pidfile")
+    target = pid if pid is not None else read_pidfile(pidfile) if pidfile is not None else 0
+    if target <= 0:
+        # kill(0, ...) and kill(-1, ...) signal whole process groups.
+        raise UsageError(f"process id must be > 0, not {target}")
+    where = f" (from pidfile {pidfile})" if pidfile is not None else ""
+    try:
+        os.kill(target, sig)
+    except ProcessLookupError:
+        raise _action_failed(f"process {target}{where} does not exist") from None
+    except PermissionError:
+        raise _action_failed(
+            f"not permitted to signal process {target}{where} (a sidecar needs "
+            "shareProcessNamespace: true and the same user as the application)"
+        ) from None
+    return target
+
+
+def run_command(
+    argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None
+) -> None:
+    """Run ``argv`` (no shell) and require exit status 0 within ``timeout`` seconds.
+
+    The command gets its own session so that on timeout its whole process
+    group is killed, not just the first process.  Its output is inherited.
+    Errors name the program (``argv[0]``), not its arguments.
+    """
+    if not argv:
+        raise UsageError("the command is empty")
+    program = argv[0]
+    try:
+        process = subprocess.Popen(  # noqa: S603 - argv is the operator's own, no shell
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise _action_failed(f"command not found: {program}") from None
+    except PermissionError:
+        raise _action_failed(f"command is not executable: {program}") from None
+    try:
+        status = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise _action_failed(f"command {program} did not finish within {timeout:g} s") from None
+    if status != 0:
+        raise _action_failed(f"command {program} exited with status {status}")
+
+
+def _safe_url(url: str) -> str:
+    # The query string or user info may carry a token: messages show neither.
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def check_post_url(url: str) -> str:
+    """Refuse anything but an absolute http(s) URL; return its safe display form."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise UsageError("the URL is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("the URL must be an absolute http:// or https:// URL")
+    return _safe_url(url)
+
+
+def http_post(url: str, *, timeout: float, body: bytes = b"") -> int:
+    """POST ``body`` to ``url`` and require a 2xx answer; return the status.
+
+    Proxies are never used: a reload endpoint lives in the same pod, and a
+    cluster-wide HTTP_PROXY must not receive it.
+    """
+    shown = check_post_url(url)
+    # The scheme was checked above: only http and https reach urlopen.
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
+    request.add_header("User-Agent", "kstrata-watch")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        raise _action_failed(f"POST {shown} answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        why = reason.strerror if isinstance(reason, OSError) and reason.strerror else None
+        raise _action_failed(f"POST {shown} failed ({why or type(reason).__name__})") from None
+    except (OSError, TimeoutError) as exc:
+        raise _action_failed(f"POST {shown} failed ({type(exc).__name__})") from None
+    if not 200 <= status < 300:
+        raise _action_failed(f"POST {shown} answered HTTP {status}")
+    return status
