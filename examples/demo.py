@@ -49,10 +49,13 @@ class Demo:
     @contextlib.contextmanager
     def operator(self) -> Iterator[str]:
         metrics, liveness = controlplane.free_port(), controlplane.free_port()
+        webhook = controlplane.free_port()
         argv = [
             sys.executable, "-m", "kstrata", "operator", "run", "--standalone",
             f"--metrics-address=127.0.0.1:{metrics}",
             f"--liveness=http://127.0.0.1:{liveness}/healthz",
+            f"--webhook-address=127.0.0.1:{webhook}",
+            f"--webhook-url=https://127.0.0.1:{webhook}",
         ]  # fmt: skip
         log = (REPO / ".cluster" / "demo-operator.log").open("w")
         process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -36,6 +36,15 @@ def register(commands: Any) -> None:
     run.add_argument("--operator-namespace", default=None)
     run.add_argument("--metrics-address", default=None, help="host:port for /metrics")
     run.add_argument("--liveness", default=None, help="liveness endpoint URL")
+    run.add_argument(
+        "--webhook-address", default=None, help="host:port the admission webhook listens on"
+    )
+    run.add_argument(
+        "--webhook-url",
+        default=None,
+        help="base URL the API server calls (outside a cluster); default: the in-cluster Service",
+    )
+    run.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
     run.add_argument("--log-level", choices=("debug", "info", "warning"), default=None)
     run.add_argument("--log-format", choices=("text", "json"), default=None)
     run.set_defaults(handler=_operator_run)
@@ -58,11 +67,15 @@ def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
         ("liveness", "liveness_endpoint"),
         ("log_level", "log_level"),
         ("log_format", "log_format"),
+        ("webhook_address", "webhook_address"),
+        ("webhook_url", "webhook_url"),
     ):
         if getattr(args, flag) is not None:
             overrides[name] = getattr(args, flag)
     if args.standalone:
         overrides["standalone"] = True
+    if args.no_webhook:
+        overrides["webhook_address"] = None
     settings = Settings().with_overrides(**overrides)
     runner.run(runner.OperatorContext(settings=settings, cluster=connect_from(args)))
     return EXIT_OK

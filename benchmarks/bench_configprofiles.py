@@ -1,0 +1,195 @@
+"""ConfigProfile benchmarks on the real local control plane.
+
+* change latency: a profile's spec is written (what ``kubectl apply`` does),
+  and the clock stops when a watch on the ConfigMap delivers the new content;
+  p50/p99 over ``--changes`` consecutive changes (targets: 100 ms / 500 ms);
+* cold reconcile: ``--profiles`` profiles across ``--namespaces`` namespaces
+  exist before the operator starts; objects/s until every ConfigMap is
+  written, and the operator's peak RSS (targets: >= 50/s, <= 200 MiB);
+* restart: the operator is restarted with every profile unchanged; the number
+  of objects whose resourceVersion moved (target: 0 writes);
+* offline CLI cold start: ``kstrata render`` and ``kstrata validate`` as new
+  processes (target: <= 200 ms).
+
+    .venv/bin/python benchmarks/bench_configprofiles.py [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, watch
+
+from harness import REPO, Bench, control_plane, operator, percentiles, wait
+
+GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
+OK_RECONCILES = 'kstrata_reconcile_total{kind="ConfigProfile",result="ok"}'
+
+
+def profile(name: str, base: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ConfigProfile",
+        "metadata": {"name": name},
+        "spec": {
+            "base": base,
+            "schema": {"type": "object", "properties": {"i": {"type": "integer"}}},
+        },
+    }
+
+
+def change_latency(bench: Bench, changes: int) -> dict[str, Any]:
+    namespace = "bench-latency"
+    bench.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    seen: dict[int, float] = {}
+    arrived = threading.Condition()
+    with operator(bench, "--namespace", namespace):
+        bench.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, profile("p", {"i": 0, "pad": "x" * 200})
+        )
+        stopper = watch.Watch()
+
+        def follow() -> None:
+            for event in stopper.stream(
+                bench.core.list_namespaced_config_map,
+                namespace,
+                field_selector="metadata.name=p",
+                timeout_seconds=900,
+            ):
+                data = event["object"].data or {}
+                if "config.yaml" in data:
+                    value = yaml.safe_load(data["config.yaml"])["i"]
+                    with arrived:
+                        seen.setdefault(value, time.perf_counter())
+                        arrived.notify_all()
+
+        threading.Thread(target=follow, daemon=True).start()
+        with arrived:
+            arrived.wait_for(lambda: 0 in seen, timeout=60)
+        samples = []
+        for i in range(1, changes + 1):
+            started = time.perf_counter()
+            bench.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, "p", {"spec": {"base": {"i": i}}}
+            )
+            with arrived:
+                if not arrived.wait_for(lambda i=i: i in seen, timeout=30):
+                    raise TimeoutError(f"change {i} never reached the ConfigMap")
+            samples.append(seen[i] - started)
+        stopper.stop()
+    return percentiles(samples)
+
+
+def cold_reconcile_and_restart(bench: Bench, profiles: int, namespaces: int) -> dict[str, Any]:
+    names = [f"bench-{n:02d}" for n in range(namespaces)]
+    for name in names:
+        bench.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+    def create(index: int) -> None:
+        namespace = names[index % namespaces]
+        body = profile(
+            f"app-{index:04d}",
+            {"i": index, "service": {"port": 8000 + index % 100, "replicas": 2}},
+        )
+        bench.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(profiles)))
+
+    def state() -> dict[str, str]:
+        versions = {}
+        for item in bench.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]:
+            meta = item["metadata"]
+            versions[f"cfp/{meta['namespace']}/{meta['name']}"] = meta["resourceVersion"]
+        for cm in bench.core.list_config_map_for_all_namespaces(
+            label_selector="app.kubernetes.io/managed-by=kstrata"
+        ).items:
+            versions[f"cm/{cm.metadata.namespace}/{cm.metadata.name}"] = (
+                cm.metadata.resource_version
+            )
+        return versions
+
+    spawned = time.perf_counter()
+    with operator(bench) as running:
+        ready = time.perf_counter()
+        wait(lambda: running.metric(OK_RECONCILES) >= profiles, 600, "cold reconcile", 0.2)
+        done = time.perf_counter()
+        rss = running.rss_peak_mib()
+    before = state()
+    config_maps = sum(1 for key in before if key.startswith("cm/"))
+    with operator(bench) as restarted:
+        wait(lambda: restarted.metric(OK_RECONCILES) >= profiles, 600, "resume", 0.2)
+        resumed_rss = restarted.rss_peak_mib()
+    after = state()
+    moved = sorted(key for key in before if after.get(key) != before[key])
+    return {
+        "profiles": profiles,
+        "namespaces": namespaces,
+        "config_maps_written": config_maps,
+        "seconds_from_process_start": round(done - spawned, 2),
+        "seconds_from_ready": round(done - ready, 2),
+        "objects_per_second": round(profiles / (done - ready), 1),
+        "operator_peak_rss_mib": round(rss, 1),
+        "restart_objects_written": len(moved),
+        "restart_written_examples": moved[:5],
+        "restart_operator_peak_rss_mib": round(resumed_rss, 1),
+    }
+
+
+def cli_cold_start(runs: int) -> dict[str, Any]:
+    examples = REPO / "examples" / "config"
+    files = ["-f", str(examples / "payments.yaml"), "-f", str(examples / "platform-defaults.yaml")]
+    # A normal user environment: bytecode caching on.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    kstrata = str(Path(sys.executable).with_name("kstrata"))
+    results = {}
+    for command in (["render", *files], ["validate", *files], ["version"]):
+        subprocess.run([kstrata, *command], env=env, capture_output=True, check=True)  # warm .pyc
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([kstrata, *command], env=env, capture_output=True, check=True)
+            samples.append(time.perf_counter() - started)
+        results[command[0]] = {
+            "median_ms": round(statistics.median(samples) * 1000, 1),
+            "min_ms": round(min(samples) * 1000, 1),
+            "max_ms": round(max(samples) * 1000, 1),
+        }
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=120)
+    parser.add_argument("--profiles", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=50)
+    parser.add_argument("--cli-runs", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"cli_cold_start": cli_cold_start(args.cli_runs)}
+    print(json.dumps(results, indent=2), flush=True)
+    with control_plane() as bench:
+        results["change_latency"] = change_latency(bench, args.changes)
+        print(json.dumps(results["change_latency"], indent=2), flush=True)
+        results["cold_reconcile"] = cold_reconcile_and_restart(
+            bench, args.profiles, args.namespaces
+        )
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Shared set-up for the cluster benchmarks: a fresh control plane and a real operator process.
+
+The operator runs as ``python -m kstrata operator run`` in its own process, as
+in production, so its RSS can be read from /proc and nothing of the
+benchmark client's work is counted in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
+
+from kubernetes import client  # noqa: E402
+
+import controlplane  # noqa: E402
+from kstrata.kube.connection import Cluster, connect  # noqa: E402
+
+
+@dataclass
+class Bench:
+    plane: controlplane.ControlPlane
+    cluster: Cluster
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.cluster.api_client)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.cluster.api_client)
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        result = subprocess.run(
+            [str(self.plane.kubectl), "--kubeconfig", str(self.plane.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+
+@contextlib.contextmanager
+def control_plane() -> Iterator[Bench]:
+    controlplane.ensure_built(quiet=True)
+    with tempfile.TemporaryDirectory(prefix="kstrata-bench-") as state:
+        plane = controlplane.ControlPlane(Path(state) / "plane")
+        plane.start()
+        try:
+            bench = Bench(plane, connect(plane.kubeconfig))
+            bench.kubectl("apply", "-k", str(REPO / "crds"))
+            bench.kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s",
+                "crd/configprofiles.kstrata.dev", "crd/sealedsecrets.kstrata.dev",
+            )  # fmt: skip
+            yield bench
+        finally:
+            plane.stop()
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    metrics_url: str
+
+    def rss_peak_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def metric(self, prefix: str) -> float:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(prefix):
+                    return float(line.split()[-1])
+        return 0.0
+
+
+@contextlib.contextmanager
+def operator(bench: Bench, *extra: str) -> Iterator[OperatorProcess]:
+    metrics, liveness = controlplane.free_port(), controlplane.free_port()
+    webhook = controlplane.free_port()
+    argv = [
+        sys.executable, "-m", "kstrata", "--kubeconfig", str(bench.plane.kubeconfig),
+        "operator", "run", "--standalone", "--log-level", "warning",
+        f"--metrics-address=127.0.0.1:{metrics}",
+        f"--liveness=http://127.0.0.1:{liveness}/healthz",
+        f"--webhook-address=127.0.0.1:{webhook}", f"--webhook-url=https://127.0.0.1:{webhook}",
+        *extra,
+    ]  # fmt: skip
+    log = tempfile.NamedTemporaryFile(prefix="kstrata-operator-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    running = OperatorProcess(process, f"http://127.0.0.1:{metrics}/metrics")
+    try:
+        wait(lambda: _ok(f"http://127.0.0.1:{liveness}/healthz"), 60, "operator liveness")
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(at(0.50) * 1000, 1),
+        "p95_ms": round(at(0.95) * 1000, 1),
+        "p99_ms": round(at(0.99) * 1000, 1),
+        "max_ms": round(ordered[-1] * 1000, 1),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
+    }
