@@ -1,0 +1,992 @@
+"""The cluster-facing CLI use cases: list, get, set and import ConfigProfiles.
+
+Why a module of its own: each public function here is exactly what one
+``kstrata`` subcommand does, so the CLI stays a shell that parses flags,
+calls one function and prints.  The functions return plain dataclasses;
+formatting (tables, YAML) is the CLI's business.
+
+Boundary: the cluster is reached only through :class:`kstrata.kube.api.KubeApi`;
+merging, rendering, document loading, environment choice and schema checks
+come from :mod:`kstrata.domain` (and the ``.env``/``.properties`` readers from
+:mod:`kstrata.watch`), never re-implemented here.  The one new piece of
+configuration logic is :func:`merge_diff`, the inverse of RFC 7386's
+``merge_patch`` that ``import --full`` needs.
+
+Two promises hold throughout:
+
+* ``set`` validates the whole changed profile (structure, schema and
+  rendering for every environment it can be rendered for) before anything
+  is written, and records which keys it changed, never their values.
+* ``import`` prints a manifest only after proving, with the domain renderer,
+  that the printed text reproduces the existing configuration byte for byte;
+  otherwise it explains what would be lost and prints nothing.
+
+Messages name profiles, ConfigMap keys, files, environments and key paths,
+never configuration values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from kstrata.app.offline import DEFAULT_ENVIRONMENT
+from kstrata.domain.documents import load_json, load_yaml
+from kstrata.domain.environments import (
+    ENVIRONMENT_LABEL,
+    is_environment_name,
+    select_environment,
+)
+from kstrata.domain.jsonvalue import (
+    JSONObject,
+    JSONValue,
+    PathPart,
+    deep_copy,
+    json_path,
+    normalize,
+)
+from kstrata.domain.merge import merge_patch
+from kstrata.domain.profile import (
+    API_VERSION,
+    KIND,
+    ProfileSpec,
+    check_all_environments,
+    declared_environments,
+    is_object_name,
+    parse_profile_manifest,
+    parse_profile_spec,
+    render_profile,
+    resolve_profile,
+)
+from kstrata.domain.render import (
+    DEFAULT_KEYS,
+    FORMATS,
+    OutputFormat,
+    canonical_scalar,
+    env_key,
+    is_configmap_key,
+    render_text,
+)
+from kstrata.errors import (
+    ConflictError,
+    DocumentError,
+    InvalidInputError,
+    MergeError,
+    UsageError,
+)
+from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, NAMESPACES, KubeApi
+
+#: Annotation ``kubectl rollout history`` and friends show; ``set`` writes key names there.
+CHANGE_CAUSE: Final = "kubernetes.io/change-cause"
+
+#: File extensions a ConfigMap key or an imported file may have, and their formats.
+EXTENSION_FORMATS: Final[dict[str, OutputFormat]] = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".env": "env",
+    ".properties": "properties",
+}
+
+_COMMENT_PREFIXES: Final[dict[str, tuple[str, ...]]] = {
+    "yaml": ("#",),
+    "json": (),
+    "env": ("#",),
+    "properties": ("#", "!"),
+}
+
+
+# --- small shared helpers --------------------------------------------------
+
+
+def _check_name(name: str, what: str) -> None:
+    # Names end up in URL paths: refuse anything that is not a Kubernetes name
+    # before it gets there (a '/' would address another resource).
+    if not is_object_name(name):
+        raise UsageError(f"{what} must be a valid Kubernetes object name")
+
+
+def _check_environment_flag(environment: str, flag: str = "--env") -> None:
+    if not is_environment_name(environment):
+        raise UsageError(
+            f"{flag}: not a valid environment name "
+            "(lower-case letters, digits and '-', at most 63 characters)"
+        )
+
+
+def same_json(left: JSONValue, right: JSONValue) -> bool:
+    """JSON equality, stricter than ``==``: ``true``, ``1`` and ``1.0`` differ.
+
+    Python's ``==`` calls ``True == 1 == 1.0`` and ``0.0 == -0.0``, but they
+    render differently, so for "reproduces exactly" they are different values.
+    """
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        assert isinstance(right, dict)
+        return left.keys() == right.keys() and all(same_json(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        assert isinstance(right, list)
+        return len(left) == len(right) and all(
+            same_json(a, b) for a, b in zip(left, right, strict=True)
+        )
+    if isinstance(left, float):
+        assert isinstance(right, float)
+        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)
+    return left == right
+
+
+def merge_diff(base: JSONValue, target: JSONValue) -> JSONValue:
+    """The smallest RFC 7386 patch with ``merge_patch(base, patch) == target``.
+
+    Keys of ``base`` missing from ``target`` become ``null`` (delete), keys
+    whose values differ are replaced (objects recursively, everything else
+    whole), equal keys are left out.  Exact only when ``target`` has no
+    ``null`` object members (outside arrays): a merge patch cannot set one,
+    it deletes the key instead; see :func:`null_member`.
+    """
+    if not isinstance(base, dict) or not isinstance(target, dict):
+        return deep_copy(target)
+    patch: JSONObject = {key: None for key in base if key not in target}
+    for key, value in target.items():
+        if key not in base:
+            patch[key] = deep_copy(value)
+        elif not same_json(base[key], value):
+            patch[key] = merge_diff(base[key], value)
+    return patch
+
+
+def null_member(value: JSONValue, parts: tuple[PathPart, ...] = ()) -> str | None:
+    """JSON path of the first ``null`` object member, or None.
+
+    Arrays are not searched: merge patches copy arrays whole, so a ``null``
+    inside one survives; a ``null`` member of an object does not.
+    """
+    if not isinstance(value, dict):
+        return None
+    for key in sorted(value):
+        item = value[key]
+        if item is None:
+            return json_path((*parts, key))
+        found = null_member(item, (*parts, key))
+        if found is not None:
+            return found
+    return None
+
+
+def parse_key_path(text: str) -> tuple[str, ...]:
+    r"""``a.b.c`` -> ``("a", "b", "c")``; ``\.`` is a literal dot, ``\\`` a backslash."""
+    parts: list[str] = []
+    current: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text) and text[index + 1] in ".\\":
+            current.append(text[index + 1])
+            index += 2
+            continue
+        if char == ".":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    if not text or any(part == "" for part in parts):
+        raise UsageError(f"key '{text}': empty part in the dotted key path")
+    return tuple(parts)
+
+
+def _spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | None]:
+    """``spec.extends`` resolved through the API, each base read once."""
+    cache: dict[str, ProfileSpec | None] = {}
+
+    def lookup(name: str) -> ProfileSpec | None:
+        if name not in cache:
+            found = api.get_or_none(CONFIG_PROFILES, namespace, name)
+            cache[name] = parse_profile_spec(found.get("spec")) if found else None
+        return cache[name]
+
+    return lookup
+
+
+def _namespace_labels(api: KubeApi, namespace: str) -> dict[str, str]:
+    found = api.get_or_none(NAMESPACES, None, namespace)
+    labels: dict[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+# --- list ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """One row of ``kstrata list``: what the operator last reported in status."""
+
+    namespace: str
+    name: str
+    environment: str | None
+    revision: int | None
+    #: The Ready condition's status: ``True``, ``False`` or ``Unknown`` (no condition yet).
+    ready: str
+    config_map: str | None
+    #: ``metadata.creationTimestamp`` (RFC 3339), for the AGE column.
+    created: str | None
+
+    def as_data(self) -> JSON:
+        """The row as data for ``-o yaml|json`` (no AGE: it would not be deterministic)."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "environment": self.environment,
+            "revision": self.revision,
+            "ready": self.ready,
+            "configMapName": self.config_map,
+            "creationTimestamp": self.created,
+        }
+
+
+def _summary(profile: JSON) -> ProfileSummary:
+    meta = profile.get("metadata") or {}
+    status = profile.get("status") or {}
+    ready = next(
+        (c for c in status.get("conditions") or [] if (c or {}).get("type") == "Ready"), None
+    )
+    revision = status.get("revision")
+    return ProfileSummary(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        environment=status.get("environment") or None,
+        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
+        ready=str(ready.get("status") or "Unknown") if ready else "Unknown",
+        config_map=status.get("configMapName") or None,
+        created=meta.get("creationTimestamp") or None,
+    )
+
+
+def list_profiles(api: KubeApi, namespace: str | None) -> list[ProfileSummary]:
+    """ConfigProfiles in ``namespace`` (``None``: every namespace), sorted by namespace, name."""
+    if namespace is not None:
+        _check_name(namespace, "the namespace")
+    rows = [_summary(item) for item in api.list(CONFIG_PROFILES, namespace)]
+    return sorted(rows, key=lambda row: (row.namespace, row.name))
+
+
+# --- get -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EffectiveConfig:
+    """What ``kstrata get`` found: the merged configuration (or part of it)."""
+
+    namespace: str
+    name: str
+    environment: str
+    #: Which rule chose the environment: flag, status, spec, namespace-label or default.
+    environment_source: str
+    key: tuple[str, ...] | None
+    value: JSONValue
+
+    @property
+    def is_scalar(self) -> bool:
+        return not isinstance(self.value, dict | list)
+
+    def scalar_text(self) -> str:
+        """A scalar as a shell wants it: no quotes, ``true``/``false``, empty for null."""
+        assert not isinstance(self.value, dict | list)
+        return canonical_scalar(self.value)
+
+
+_INDEX = re.compile(r"[0-9]+\Z")
+
+
+def _select(value: JSONValue, key: tuple[str, ...], shown: str, what: str) -> JSONValue:
+    current = value
+    for depth, part in enumerate(key):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and _INDEX.match(part) and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            if depth and not isinstance(current, dict | list):
+                prefix = ".".join(key[:depth])
+                raise InvalidInputError(
+                    f"key {shown} not found in {what}: {prefix} holds a scalar, not an object"
+                )
+            raise InvalidInputError(f"key {shown} not found in {what}")
+    return current
+
+
+def get_effective_config(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    *,
+    environment: str | None = None,
+    key: str | None = None,
+    default_environment: str = DEFAULT_ENVIRONMENT,
+) -> EffectiveConfig:
+    """The profile's merged configuration, ``spec.extends`` resolved through the API.
+
+    The environment: ``environment`` if given, else the one the operator last
+    rendered (``status.environment``), else ``spec.environment``, else the
+    namespace's ``kstrata.dev/environment`` label, else ``default_environment``.
+    ``key`` (a dotted path) narrows the result to one subtree or scalar.
+    """
+    _check_name(namespace, "the namespace")
+    _check_name(name, "the ConfigProfile name")
+    key_path = parse_key_path(key) if key is not None else None
+    profile = api.get(CONFIG_PROFILES, namespace, name)
+    spec = parse_profile_spec(profile.get("spec"))
+    status_environment = (profile.get("status") or {}).get("environment")
+    if environment is not None:
+        _check_environment_flag(environment)
+        chosen, source = environment, "flag"
+    elif is_environment_name(status_environment):
+        chosen, source = str(status_environment), "status"
+    else:
+        labels = {} if spec.environment is not None else _namespace_labels(api, namespace)
+        choice = select_environment(spec.environment, labels, default_environment)
+        chosen, source = choice.name, choice.source
+    resolved = resolve_profile(spec, name, chosen, _spec_lookup(api, namespace))
+    value: JSONValue = resolved.config
+    if key_path is not None:
+        what = f"ConfigProfile {namespace}/{name} (environment {chosen})"
+        value = _select(value, key_path, key or "", what)
+    return EffectiveConfig(namespace, name, chosen, source, key_path, deep_copy(value))
+
+
+# --- set -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``KEY=VALUE`` argument of ``kstrata set``."""
+
+    key: str
+    path: tuple[str, ...]
+    value: JSONValue
+
+
+def parse_assignment(text: str) -> Assignment:
+    """``port=8080`` -> ``port`` = 8080: the value is YAML (``true``, ``'x'``, ``[1, 2]``)."""
+    key, separator, raw = text.partition("=")
+    if not separator:
+        # Not echoed: without '=' it may be a value typed where a key belongs.
+        raise UsageError("expected KEY=VALUE (an argument has no '=')")
+    path = parse_key_path(key)
+    # The source names the key only: a parse error must not echo the value.
+    value = load_yaml(raw, source=f"the value of {key}")
+    return Assignment(key, path, value)
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """What ``kstrata set`` did."""
+
+    namespace: str
+    name: str
+    #: The profile as it now reads (or would, with ``dry_run``): apiVersion, kind,
+    #: name, namespace, the change-cause annotation and the whole spec.
+    manifest: JSON
+    change_cause: str
+    #: False when every value was already set: nothing needed writing.
+    changed: bool
+    written: bool
+
+
+def change_cause(assignments: Sequence[Assignment], environment: str | None) -> str:
+    """``kstrata set port,log.level``: the command and key names, never the values."""
+    flag = f"--env {environment} " if environment else ""
+    return f"kstrata set {flag}{','.join(a.key for a in assignments)}"
+
+
+def _layer(spec: JSONObject, environment: str | None) -> tuple[str, JSONObject]:
+    """The layer ``set`` writes into (created if absent), and its name for messages."""
+    if environment is None:
+        where, parent, field = "spec.base", spec, "base"
+    else:
+        where, field = f"spec.environments.{environment}", environment
+        if spec.get("environments") is None:
+            spec["environments"] = {}
+        overlays = spec["environments"]
+        if not isinstance(overlays, dict):
+            raise InvalidInputError("spec.environments: must be an object")
+        parent = overlays
+    if parent.get(field) is None:
+        parent[field] = {}
+    layer = parent[field]
+    if not isinstance(layer, dict):
+        raise InvalidInputError(f"{where}: must be an object")
+    return where, layer
+
+
+def _edited_spec(
+    spec: object, assignments: Sequence[Assignment], environment: str | None
+) -> JSONObject:
+    """A copy of ``spec`` with the assignments written into base or the overlay."""
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise InvalidInputError("spec: must be an object")
+    edited = normalize(spec, where="spec")
+    assert isinstance(edited, dict)
+    where, layer = _layer(edited, environment)
+    for assignment in assignments:
+        node = layer
+        for depth, part in enumerate(assignment.path[:-1], start=1):
+            child = node.get(part)
+            if child is None:
+                # Absent, or null ("delete" in an overlay): either way, now an object.
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                prefix = json_path(assignment.path[:depth])[1:]
+                raise InvalidInputError(
+                    f"cannot set {assignment.key}: {where}{prefix} is not an object"
+                )
+            node = child
+        node[assignment.path[-1]] = deep_copy(assignment.value)
+    return edited
+
+
+def _check_profile(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    spec_value: JSONObject,
+    *,
+    extra_environments: Sequence[str],
+) -> None:
+    """Structure, schema and rendering of every environment the profile may render for.
+
+    The same set of environments admission checks (declared ones, the pinned
+    one, the namespace label, the default), and each is rendered as well, so
+    a change that would only fail at render time (a flattened key collision,
+    the ConfigMap size limit) is refused here too.
+    """
+    spec = parse_profile_spec(spec_value)
+    lookup = _spec_lookup(api, namespace)
+    extra = set(extra_environments)
+    label = _namespace_labels(api, namespace).get(ENVIRONMENT_LABEL)
+    if label:
+        extra.add(label)
+    check_all_environments(spec, name, lookup, extra_environments=sorted(extra))
+    environments = set(declared_environments(spec, name, lookup)) | extra
+    if spec.environment is not None:
+        environments.add(spec.environment)
+    for environment in sorted(environments):
+        render_profile(spec, name, environment, lookup)
+
+
+def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
+    meta = profile.get("metadata") or {}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "annotations": {CHANGE_CAUSE: cause},
+        },
+        "spec": spec,
+    }
+
+
+def set_values(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    assignments: Sequence[str],
+    *,
+    environment: str | None = None,
+    dry_run: bool = False,
+    default_environment: str = DEFAULT_ENVIRONMENT,
+) -> SetResult:
+    """Write ``KEY=VALUE`` pairs into ``spec.base`` (or ``spec.environments.<environment>``).
+
+    Validates the whole changed profile first; invalid means nothing is
+    written.  Writes with PUT and the resourceVersion read, so a concurrent
+    change is never overwritten: on a conflict the profile is read again, the
+    assignments re-applied and re-validated, and written once more; a second
+    conflict is reported (``ConflictError``).
+    """
+    _check_name(namespace, "the namespace")
+    _check_name(name, "the ConfigProfile name")
+    if environment is not None:
+        _check_environment_flag(environment)
+    if not assignments:
+        raise UsageError("nothing to set: give at least one KEY=VALUE")
+    parsed = [parse_assignment(text) for text in assignments]
+    seen: set[tuple[str, ...]] = set()
+    for assignment in parsed:
+        if assignment.path in seen:
+            raise UsageError(f"key {assignment.key} is given more than once")
+        seen.add(assignment.path)
+    cause = change_cause(parsed, environment)
+    extra = [default_environment] + ([environment] if environment else [])
+
+    for attempt in (1, 2):
+        profile = api.get(CONFIG_PROFILES, namespace, name)
+        original = profile.get("spec")
+        spec = _edited_spec(original, parsed, environment)
+        changed = not same_json(normalize(original or {}, where="spec"), spec)
+        _check_profile(api, namespace, name, spec, extra_environments=extra)
+        view = _manifest_view(profile, spec, cause)
+        if dry_run or not changed:
+            return SetResult(namespace, name, view, cause, changed=changed, written=False)
+        meta = dict(profile["metadata"])
+        meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE: cause}
+        body = {**profile, "metadata": meta, "spec": spec}
+        try:
+            api.replace(CONFIG_PROFILES, namespace, body)
+        except ConflictError:
+            if attempt == 2:
+                raise ConflictError(
+                    f"ConfigProfile {namespace}/{name} changed while kstrata set was writing, "
+                    "twice; nothing was written, run the command again"
+                ) from None
+            continue
+        return SetResult(namespace, name, view, cause, changed=True, written=True)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- import ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A ConfigProfile manifest proven to reproduce its source, plus advice for stderr."""
+
+    manifest: str
+    hints: tuple[str, ...] = ()
+
+
+def format_for(name: str) -> OutputFormat | None:
+    """The output format a file or ConfigMap key name implies, by extension."""
+    lowered = name.lower()
+    for extension, fmt in EXTENSION_FORMATS.items():
+        if lowered.endswith(extension):
+            return fmt
+    return None
+
+
+class _NotNestable(Exception):
+    """A properties file whose keys do not form one tree (``a=1`` and ``a.b=2``)."""
+
+
+_PROPERTY_SEGMENT = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)\Z")
+
+
+def _property_path(key: str) -> list[PathPart]:
+    path: list[PathPart] = []
+    for segment in key.split("."):
+        match = _PROPERTY_SEGMENT.match(segment)
+        if match is None:
+            raise _NotNestable
+        path.append(match.group(1))
+        path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
+    return path
+
+
+def _nest_properties(flat: dict[str, str]) -> JSONObject:
+    """``a.b[0].c=x`` lines as the tree kstrata would flatten back into them."""
+    root: dict[PathPart, object] = {}
+    for key, value in flat.items():
+        path = _property_path(key)
+        node = root
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise _NotNestable
+            node = child
+        if path[-1] in node:
+            raise _NotNestable
+        node[path[-1]] = value
+
+    def build(node: object) -> JSONValue:
+        if not isinstance(node, dict):
+            assert isinstance(node, str)
+            return node
+        keys = list(node)
+        if all(isinstance(k, int) for k in keys):
+            if sorted(keys) != list(range(len(keys))):
+                raise _NotNestable
+            return [build(node[index]) for index in range(len(keys))]
+        if any(isinstance(k, int) for k in keys):
+            raise _NotNestable
+        return {str(k): build(v) for k, v in node.items()}
+
+    tree = build(root)
+    assert isinstance(tree, dict)
+    return tree
+
+
+def _candidates(text: str, fmt: OutputFormat, source: str) -> list[JSONObject]:
+    """Configurations ``text`` may be the rendering of, most useful reading first."""
+    if fmt in ("yaml", "json"):
+        loaded = load_yaml(text, source=source) if fmt == "yaml" else load_json(text, source=source)
+        if not isinstance(loaded, dict):
+            raise DocumentError(f"{source}: the top level must be an object (key: value pairs)")
+        return [loaded]
+    # Lazily: kstrata.watch is only needed for these two formats.
+    from kstrata.watch import parse_env, parse_properties
+
+    data = text.encode("utf-8")
+    if fmt == "env":
+        # Values stay strings: that is all an env file holds, and it renders back the same.
+        return [dict(parse_env(data, source))]
+    flat = parse_properties(data, source)
+    try:
+        # Nested first: ``a.b=1`` as {a: {b: "1"}} is what ``kstrata get --key a.b``
+        # and ``kstrata set a.b=...`` expect; flat keys are the fallback.
+        return [_nest_properties(flat), dict(flat)]
+    except _NotNestable:
+        return [dict(flat)]
+
+
+def _first_difference(source: str, rendered: str) -> int:
+    theirs, ours = source.splitlines(keepends=True), rendered.splitlines(keepends=True)
+    for number, (a, b) in enumerate(zip(theirs, ours, strict=False), start=1):
+        if a != b:
+            return number
+    return min(len(theirs), len(ours)) + 1
+
+
+def _not_exact(what: str, source: str, rendered: str, fmt: OutputFormat) -> InvalidInputError:
+    """Why ``source`` is not what kstrata renders: names lines and causes, never content."""
+    lines = source.splitlines()
+    reasons: list[str] = []
+    prefixes = _COMMENT_PREFIXES[fmt]
+    # YAML and dotenv also end a plain value at " #" (properties keep it as text).
+    inline = fmt in ("yaml", "env")
+    if prefixes and any(
+        line.lstrip().startswith(prefixes) or (inline and " #" in line) for line in lines
+    ):
+        reasons.append("it has comments, which a ConfigProfile cannot keep")
+    if any(not line.strip() for line in lines):
+        reasons.append("it has blank lines")
+    if source and not source.endswith("\n"):
+        reasons.append("it does not end with a newline")
+    if source.startswith("\ufeff"):
+        reasons.append("it starts with a byte order mark")
+    if fmt == "env":
+        # kstrata derives env names from config paths; other spellings cannot come back.
+        odd = [
+            number
+            for number, line in enumerate(lines, start=1)
+            if "=" in line
+            and not line.lstrip().startswith("#")
+            and env_key((line.split("=", 1)[0].strip(),)) != line.split("=", 1)[0]
+        ]
+        if odd:
+            reasons.append(
+                f"the name on line {odd[0]} is not in kstrata's env form "
+                "(upper case, '_' for every other character)"
+            )
+    if not reasons and sorted(lines) == sorted(rendered.splitlines()):
+        reasons.append("its keys are not in the sorted order kstrata renders")
+    if not reasons:
+        reasons.append(
+            f"its formatting differs from kstrata's canonical {fmt} rendering "
+            "(sorted keys, fixed indentation, quoting and number spelling)"
+        )
+    return InvalidInputError(
+        f"{what} cannot be reproduced byte for byte: {'; '.join(reasons)} "
+        f"(first difference at line {_first_difference(source, rendered)}); nothing was "
+        "imported. Rewrite it as 'kstrata render' prints it, or keep managing it by hand",
+        reason="NotReproducible",
+    )
+
+
+def _read_config(
+    text: str, fmt: OutputFormat, what: str, *, allow_nulls: bool = False
+) -> JSONObject:
+    """The configuration ``text`` renders from, verified to render back to ``text`` exactly."""
+    readings = _candidates(text, fmt, what)
+    if not allow_nulls:
+        found = null_member(readings[0])
+        if found is not None:
+            raise MergeError(
+                f"{what}: {found} is null, and a null-valued leaf cannot be expressed in a "
+                "ConfigProfile (a merge patch deletes keys set to null); remove it or give "
+                "it a value",
+                reason="NotReproducible",
+            )
+    for config in readings:
+        if render_text(config, fmt) == text:
+            return config
+    raise _not_exact(what, text, render_text(readings[0], fmt), fmt)
+
+
+def _manifest_text(manifest: JSONObject) -> str:
+    # The domain's YAML renderer: sorted keys, no line folding, literal blocks
+    # for multi-line text; deterministic, and read back below to prove it.
+    return render_text(manifest, "yaml")
+
+
+def _reparsed(text: str) -> ProfileSpec:
+    """The spec the printed manifest text holds, read back as ``kubectl apply`` would send it."""
+    manifest = parse_profile_manifest(load_yaml(text, source="the generated manifest"))
+    return manifest.spec
+
+
+def _render_for(spec: ProfileSpec, name: str, environment: str | None) -> dict[str, str]:
+    """ConfigMap data the operator would write, for ``environment`` or for no overlay."""
+    if environment is None:
+        spec = dataclasses.replace(spec, environments={})
+        environment = DEFAULT_ENVIRONMENT
+    return render_profile(spec, name, environment, lambda _name: None).rendered.data
+
+
+def import_config_map(
+    api: KubeApi, namespace: str, name: str, *, profile_name: str | None = None
+) -> ImportResult:
+    """A ConfigProfile manifest that renders exactly the ConfigMap's current data.
+
+    The ConfigMap must hold one configuration file (a key ending in .yaml,
+    .yml, .json, .env or .properties), optionally with the flattened env keys
+    ``flattenKeys`` adds, and that file must be in kstrata's canonical
+    rendering; otherwise ``InvalidInputError`` says why.
+    """
+    from kstrata.app.profiles import ADOPT_ANNOTATION
+
+    _check_name(namespace, "the namespace")
+    _check_name(name, "the ConfigMap name")
+    profile_name = profile_name or name
+    _check_name(profile_name, "--name")
+    where = f"ConfigMap {namespace}/{name}"
+    config_map = api.get(CONFIG_MAPS, namespace, name)
+    if config_map.get("binaryData"):
+        keys = ", ".join(sorted(config_map["binaryData"]))
+        raise InvalidInputError(
+            f"{where} has binaryData ({keys}); a ConfigProfile renders text only",
+            reason="NotReproducible",
+        )
+    data: dict[str, str] = dict(config_map.get("data") or {})
+    files = [key for key in sorted(data) if format_for(key) is not None]
+    if len(files) != 1:
+        listed = ", ".join(sorted(data)) or "none"
+        raise InvalidInputError(
+            f"{where} has keys ({listed}) that are not one configuration file: a ConfigProfile "
+            "renders exactly one file (.yaml, .yml, .json, .env or .properties), plus its "
+            "flattened env keys with flattenKeys",
+            reason="NotReproducible",
+        )
+    key = files[0]
+    fmt = format_for(key)
+    assert fmt is not None
+    config = _read_config(data[key], fmt, f"{where} key {key}")
+    output: JSONObject = {"configMapName": name, "format": fmt, "key": key}
+    if len(data) > 1:
+        output["flattenKeys"] = True
+    manifest: JSONObject = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": profile_name, "namespace": namespace},
+        "spec": {"base": config, "output": output},
+    }
+    text = _manifest_text(manifest)
+    rendered = _render_for(_reparsed(text), profile_name, None)
+    if rendered != data:
+        others = ", ".join(sorted(set(data) - {key}))
+        raise InvalidInputError(
+            f"{where}: the keys besides {key} ({others}) are not the flattened env keys "
+            f"kstrata derives from {key}; the ConfigMap cannot be reproduced",
+            reason="NotReproducible",
+        )
+    annotations = (config_map.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ADOPT_ANNOTATION) == "true":
+        return ImportResult(text)
+    hint = (
+        f"the operator takes over an existing ConfigMap only when asked: before applying, run "
+        f"kubectl annotate configmap {name} -n {namespace} {ADOPT_ANNOTATION}=true"
+    )
+    return ImportResult(text, (hint,))
+
+
+def _read_file(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        # Strict: a BOM or another encoding would not survive the round trip.
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+
+
+def _format_of_file(path: Path) -> OutputFormat:
+    fmt = format_for(path.name)
+    if fmt is None:
+        raise UsageError(
+            f"{path}: unknown file type (expected one of "
+            f"{', '.join(sorted(EXTENSION_FORMATS))}; formats {', '.join(FORMATS)})"
+        )
+    return fmt
+
+
+def _environment_files(environments: Sequence[tuple[str, Path]]) -> None:
+    names = [environment for environment, _ in environments]
+    for environment in names:
+        _check_environment_flag(environment)
+    duplicates = sorted({e for e in names if names.count(e) > 1})
+    if duplicates:
+        raise UsageError(f"--env {duplicates[0]} is given more than once")
+
+
+def _read_overlay(path: Path) -> JSONObject:
+    """An overlay file: any format, formatting need not survive, null (delete) allowed.
+
+    An overlay is not a file anyone reads as configuration, so unlike the base
+    it is not held to the canonical rendering; an empty file means no changes.
+    """
+    text = _read_file(path)
+    fmt = _format_of_file(path)
+    if fmt == "yaml" and load_yaml(text, source=str(path)) is None:
+        return {}
+    return _candidates(text, fmt, str(path))[0]
+
+
+def _full_overlay(base_config: JSONObject, fmt: OutputFormat, path: Path) -> tuple[JSONObject, str]:
+    """The minimal overlay turning the base into the complete file ``path``, and its text."""
+    env_format = _format_of_file(path)
+    if env_format != fmt:
+        raise InvalidInputError(
+            f"--full: {path} is {env_format} but the base is {fmt}; "
+            "a ConfigProfile renders every environment in one format",
+            reason="NotReproducible",
+        )
+    text = _read_file(path)
+    target = _read_config(text, fmt, str(path))
+    patch = merge_diff(base_config, target)
+    assert isinstance(patch, dict)
+    return patch, text
+
+
+def _prove_files(
+    text: str,
+    *,
+    name: str,
+    key: str,
+    fmt: OutputFormat,
+    base: tuple[Path, JSONObject],
+    overlays: dict[str, JSONObject],
+    intended: dict[str, tuple[Path, str]],
+) -> None:
+    """Read the printed manifest back and render every environment: it must match exactly."""
+    reparsed = _reparsed(text)
+    base_path, base_config = base
+    checks: list[tuple[str | None, str, str]] = [(None, str(base_path), _read_file(base_path))]
+    checks += [(env, str(path), expected) for env, (path, expected) in intended.items()]
+    for environment, what, expected in checks:
+        rendered = _render_for(reparsed, name, environment)[key]
+        if rendered != expected:
+            label = f"environment {environment} ({what})" if environment else what
+            raise _not_exact(label, expected, rendered, fmt)
+    if not same_json(reparsed.base, base_config) or any(
+        not same_json(reparsed.environments.get(env, {}), overlay)
+        for env, overlay in overlays.items()
+    ):
+        raise InvalidInputError(
+            "the generated manifest does not read back as the same profile; nothing was "
+            "imported (please report this as a kstrata bug)",
+            reason="NotReproducible",
+        )
+
+
+def import_files(
+    base: Path,
+    environments: Sequence[tuple[str, Path]] = (),
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    full: bool = False,
+) -> ImportResult:
+    """A ConfigProfile manifest whose base is ``base`` and whose overlays come from files.
+
+    By default each environment file is an RFC 7386 overlay on the base.  With
+    ``full`` each one is a complete configuration file and the overlay is the
+    minimal merge patch from the base to it.  The base (and, with ``full``,
+    every environment file) must be in kstrata's canonical rendering, and each
+    environment must render back to its intended configuration; otherwise
+    ``InvalidInputError`` says why and nothing is printed.
+    """
+    fmt = _format_of_file(base)
+    profile_name = name if name is not None else base.name.split(".", 1)[0]
+    if not is_object_name(profile_name):
+        raise UsageError(
+            "--name: a ConfigProfile name (lower-case letters, digits, '-' and '.') is needed; "
+            "the base file's name is not one"
+        )
+    if namespace is not None:
+        _check_name(namespace, "the namespace")
+    _environment_files(environments)
+
+    base_config = _read_config(_read_file(base), fmt, str(base))
+    overlays: dict[str, JSONObject] = {}
+    # What each environment must render to: the file itself (--full), or the
+    # base merged with the overlay, rendered in the base's format.
+    intended: dict[str, tuple[Path, str]] = {}
+    for environment, path in environments:
+        if full:
+            overlay, expected = _full_overlay(base_config, fmt, path)
+        else:
+            overlay = _read_overlay(path)
+            merged = merge_patch(base_config, overlay)
+            assert isinstance(merged, dict)
+            expected = render_text(merged, fmt)
+        overlays[environment] = overlay
+        intended[environment] = (path, expected)
+
+    key = base.name if is_configmap_key(base.name) else DEFAULT_KEYS[fmt]
+    spec: JSONObject = {"base": base_config, "output": {"format": fmt, "key": key}}
+    if overlays:
+        spec["environments"] = dict(sorted(overlays.items()))
+    metadata: JSONObject = {"name": profile_name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    manifest: JSONObject = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": spec,
+    }
+    text = _manifest_text(manifest)
+    _prove_files(
+        text,
+        name=profile_name,
+        key=key,
+        fmt=fmt,
+        base=(base, base_config),
+        overlays=overlays,
+        intended=intended,
+    )
+    return ImportResult(text)
+
+
+__all__ = [
+    "CHANGE_CAUSE",
+    "Assignment",
+    "EffectiveConfig",
+    "ImportResult",
+    "ProfileSummary",
+    "SetResult",
+    "change_cause",
+    "format_for",
+    "get_effective_config",
+    "import_config_map",
+    "import_files",
+    "list_profiles",
+    "merge_diff",
+    "null_member",
+    "parse_assignment",
+    "parse_key_path",
+    "same_json",
+    "set_values",
+]

@@ -1,0 +1,278 @@
+"""``kstrata list``, ``get``, ``set`` and ``import``: ConfigProfiles on a cluster.
+
+The shell only: each handler parses its flags, calls one function of
+:mod:`kstrata.app.profile_commands` and prints what it returns (tables, YAML,
+JSON, plain scalars).  Imports of the app layer (and so of the Kubernetes
+client machinery) happen inside the handlers, so registering these commands
+costs the offline ones nothing at start-up; ``import -f`` never connects.
+
+``--kubeconfig`` and ``--context`` are accepted after the subcommand too
+(``kubectl`` users type them anywhere); they default to "not given" there so
+the global flags before the subcommand still count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kstrata.cli.common import EXIT_OK, connect_from, print_data
+from kstrata.errors import UsageError
+
+if TYPE_CHECKING:
+    from kstrata.app.profile_commands import ProfileSummary
+    from kstrata.kube.api import KubeApi
+
+DATA_FORMATS = ("yaml", "json")
+_NONE = "<none>"
+
+
+def register(commands: Any) -> None:
+    listing = commands.add_parser(
+        "list",
+        help="list ConfigProfiles and their status",
+        description="List ConfigProfiles with the environment, revision, readiness and "
+        "ConfigMap the operator last reported.",
+    )
+    scope = listing.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    listing.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    _cluster_flags(listing)
+    listing.set_defaults(handler=_list)
+
+    get = commands.add_parser(
+        "get",
+        help="print a ConfigProfile's effective (merged) configuration",
+        description="Print the merged configuration of a ConfigProfile, spec.extends resolved "
+        "on the cluster. Environment: --env, else the one the operator rendered, else "
+        "spec.environment, else the namespace label kstrata.dev/environment, else dev.",
+    )
+    get.add_argument("name", metavar="NAME")
+    get.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
+    get.add_argument("--env", default=None, help="environment to merge for")
+    get.add_argument(
+        "--key",
+        default=None,
+        metavar="A.B.C",
+        help="print only this dotted path (a scalar prints plain); '\\.' is a literal dot",
+    )
+    get.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="default: yaml")
+    _cluster_flags(get)
+    get.set_defaults(handler=_get)
+
+    set_ = commands.add_parser(
+        "set",
+        help="set values in a ConfigProfile (validated before writing)",
+        description="Write KEY=VALUE pairs (VALUE read as YAML: 8080 is a number, true a "
+        "boolean, 'x' a string) into spec.base, or into spec.environments.ENV with --env. "
+        "The whole changed profile is validated for every environment before anything is "
+        "written; the change-cause annotation records the key names, never the values.",
+    )
+    set_.add_argument("name", metavar="NAME")
+    set_.add_argument("assignments", metavar="KEY=VALUE", nargs="+")
+    set_.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
+    set_.add_argument("--env", default=None, help="write into this environment's overlay")
+    set_.add_argument(
+        "--dry-run", action="store_true", help="validate and print the result; write nothing"
+    )
+    set_.add_argument(
+        "-o", "--output", choices=DATA_FORMATS, default="yaml", help="--dry-run output"
+    )
+    _cluster_flags(set_)
+    set_.set_defaults(handler=_set)
+
+    import_ = commands.add_parser(
+        "import",
+        help="print a ConfigProfile that reproduces existing configuration exactly",
+        description="Print a ConfigProfile manifest reproducing a ConfigMap (configmap/NAME) "
+        "or files (-f base [--env ENV=FILE ...]) byte for byte. The manifest is rendered back "
+        "and compared first; if anything would be lost (comments, formatting, several "
+        "files), nothing is printed and the exit code is 1.",
+    )
+    import_.add_argument("source", metavar="configmap/NAME", nargs="?", default=None)
+    import_.add_argument("-f", "--filename", type=Path, default=None, help="the base file")
+    import_.add_argument(
+        "--env",
+        dest="environments",
+        metavar="ENV=FILE",
+        action="append",
+        default=[],
+        help="an environment's file (repeatable); an overlay on the base unless --full",
+    )
+    import_.add_argument(
+        "--full",
+        action="store_true",
+        help="environment files are complete configurations; overlays are computed",
+    )
+    import_.add_argument("--name", default=None, help="ConfigProfile name")
+    import_.add_argument("-n", "--namespace", default=None, help="namespace")
+    _cluster_flags(import_)
+    import_.set_defaults(handler=_import)
+
+
+def _cluster_flags(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: when absent here, the value given before the subcommand survives.
+    parser.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
+    parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+
+
+def _connect(args: argparse.Namespace) -> tuple[KubeApi, str]:
+    """The API and the namespace to use: ``-n``, else the kubeconfig context's."""
+    from kstrata.kube.api import KubeApi
+
+    cluster = connect_from(args)
+    return KubeApi(cluster), args.namespace or cluster.default_namespace
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.profile_commands import list_profiles
+
+    api, namespace = _connect(args)
+    rows = list_profiles(api, None if args.all_namespaces else namespace)
+    if args.output:
+        print_data([row.as_data() for row in rows], args.output, out)
+        return EXIT_OK
+    if not rows:
+        where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
+        print(f"No ConfigProfiles found in {where}.", file=sys.stderr)
+        return EXIT_OK
+    out.write(format_table(rows, all_namespaces=args.all_namespaces, now=dt.datetime.now(dt.UTC)))
+    return EXIT_OK
+
+
+def format_table(rows: list[ProfileSummary], *, all_namespaces: bool, now: dt.datetime) -> str:
+    """``kubectl get``-style columns: left-aligned, three spaces apart."""
+    header = ["NAME", "ENVIRONMENT", "REVISION", "READY", "CONFIGMAP", "AGE"]
+    if all_namespaces:
+        header.insert(0, "NAMESPACE")
+    table = [header]
+    for row in rows:
+        cells = [
+            row.name,
+            row.environment or _NONE,
+            _NONE if row.revision is None else str(row.revision),
+            row.ready,
+            row.config_map or _NONE,
+            age(row.created, now),
+        ]
+        if all_namespaces:
+            cells.insert(0, row.namespace)
+        table.append(cells)
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    return "".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n"
+        for line in table
+    )
+
+
+def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
+
+
+_DAY = 86400
+#: (below this many seconds, spell the age like this): kubectl's HumanDuration.
+_AGES: tuple[tuple[int, Callable[[int], str]], ...] = (
+    (120, lambda s: f"{s}s"),
+    (600, lambda s: _two(s // 60, "m", s % 60, "s")),
+    (3 * 3600, lambda s: f"{s // 60}m"),
+    (8 * 3600, lambda s: _two(s // 3600, "h", s // 60 % 60, "m")),
+    (48 * 3600, lambda s: f"{s // 3600}h"),
+    (8 * _DAY, lambda s: _two(s // _DAY, "d", s // 3600 % 24, "h")),
+    (730 * _DAY, lambda s: f"{s // _DAY}d"),
+    (8 * 365 * _DAY, lambda s: _two(s // _DAY // 365, "y", s // _DAY % 365, "d")),
+)
+
+
+def age(created: str | None, now: dt.datetime) -> str:
+    """kubectl's short ages: 45s, 3m12s, 25m, 5h3m, 30h, 3d4h, 20d, 2y30d."""
+    try:
+        then = dt.datetime.fromisoformat((created or "").replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    seconds = max(0, int((now - then).total_seconds()))
+    for limit, spell in _AGES:
+        if seconds < limit:
+            return spell(seconds)
+    return f"{seconds // _DAY // 365}y"
+
+
+def _get(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.profile_commands import get_effective_config
+
+    api, namespace = _connect(args)
+    found = get_effective_config(api, namespace, args.name, environment=args.env, key=args.key)
+    if found.key is not None and found.is_scalar and args.output is None:
+        # Plain, for $(kstrata get app --key port) in scripts.
+        out.write(found.scalar_text() + "\n")
+    else:
+        print_data(found.value, args.output or "yaml", out)
+    return EXIT_OK
+
+
+def _set(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.profile_commands import set_values
+
+    api, namespace = _connect(args)
+    result = set_values(
+        api,
+        namespace,
+        args.name,
+        args.assignments,
+        environment=args.env,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run:
+        print_data(result.manifest, args.output, out)
+    else:
+        outcome = "configured" if result.written else "unchanged"
+        print(f"configprofile.kstrata.dev/{result.name} {outcome}", file=out)
+    return EXIT_OK
+
+
+_CONFIG_MAP_PREFIXES = ("configmap/", "configmaps/", "cm/")
+
+
+def _environment_file(text: str) -> tuple[str, Path]:
+    environment, separator, path = text.partition("=")
+    if not separator or not environment or not path:
+        raise UsageError(f"--env {text}: expected ENV=FILE")
+    return environment, Path(path)
+
+
+def _import(args: argparse.Namespace, out: TextIO) -> int:
+    if (args.source is None) == (args.filename is None):
+        raise UsageError("import: give either configmap/NAME or -f FILE")
+    if args.source is not None:
+        from kstrata.app.profile_commands import import_config_map
+
+        if args.environments or args.full:
+            raise UsageError("import configmap/NAME: --env and --full apply to -f only")
+        prefix = next((p for p in _CONFIG_MAP_PREFIXES if args.source.startswith(p)), None)
+        if prefix is None:
+            raise UsageError("import: the source must be configmap/NAME")
+        api, namespace = _connect(args)
+        result = import_config_map(
+            api, namespace, args.source[len(prefix) :], profile_name=args.name
+        )
+    else:
+        # Offline: files only, no connection (works without a kubeconfig).
+        from kstrata.app.profile_commands import import_files
+
+        result = import_files(
+            args.filename,
+            [_environment_file(text) for text in args.environments],
+            name=args.name,
+            namespace=args.namespace,
+            full=args.full,
+        )
+    out.write(result.manifest)
+    for hint in result.hints:
+        # stderr at call time (tests capture it); stdout stays a clean manifest.
+        print(f"hint: {hint}", file=sys.stderr)
+    return EXIT_OK
