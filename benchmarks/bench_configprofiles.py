@@ -120,11 +120,22 @@ def cold_reconcile_and_restart(bench: Bench, profiles: int, namespaces: int) -> 
             )
         return versions
 
+    def settled() -> bool:
+        """kopf has recorded every profile as handled (no handling left in flight)."""
+        items = bench.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        return len(items) >= profiles and all(
+            "kopf.zalando.org/last-handled-configuration" in item["metadata"].get("annotations", {})
+            and "kopf.zalando.org/reconcile" not in item["metadata"].get("annotations", {})
+            for item in items
+        )
+
     spawned = time.perf_counter()
     with operator(bench) as running:
         ready = time.perf_counter()
         wait(lambda: running.metric(OK_RECONCILES) >= profiles, 600, "cold reconcile", 0.2)
         done = time.perf_counter()
+        # Stop only once kopf has finished its own bookkeeping, as a real rollout would.
+        wait(settled, 120, "kopf to settle", 1.0)
         rss = running.rss_peak_mib()
     before = state()
     config_maps = sum(1 for key in before if key.startswith("cm/"))
