@@ -28,7 +28,6 @@ never configuration values.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from kstrata.domain.jsonvalue import (
     json_path,
     normalize,
 )
-from kstrata.domain.merge import merge_patch
+from kstrata.domain.merge import merge_diff, merge_patch, null_member, same_json
 from kstrata.domain.profile import (
     API_VERSION,
     KIND,
@@ -117,66 +116,6 @@ def _check_environment_flag(environment: str, flag: str = "--env") -> None:
             f"{flag}: not a valid environment name "
             "(lower-case letters, digits and '-', at most 63 characters)"
         )
-
-
-def same_json(left: JSONValue, right: JSONValue) -> bool:
-    """JSON equality, stricter than ``==``: ``true``, ``1`` and ``1.0`` differ.
-
-    Python's ``==`` calls ``True == 1 == 1.0`` and ``0.0 == -0.0``, but they
-    render differently, so for "reproduces exactly" they are different values.
-    """
-    if type(left) is not type(right):
-        return False
-    if isinstance(left, dict):
-        assert isinstance(right, dict)
-        return left.keys() == right.keys() and all(same_json(left[k], right[k]) for k in left)
-    if isinstance(left, list):
-        assert isinstance(right, list)
-        return len(left) == len(right) and all(
-            same_json(a, b) for a, b in zip(left, right, strict=True)
-        )
-    if isinstance(left, float):
-        assert isinstance(right, float)
-        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)
-    return left == right
-
-
-def merge_diff(base: JSONValue, target: JSONValue) -> JSONValue:
-    """The smallest RFC 7386 patch with ``merge_patch(base, patch) == target``.
-
-    Keys of ``base`` missing from ``target`` become ``null`` (delete), keys
-    whose values differ are replaced (objects recursively, everything else
-    whole), equal keys are left out.  Exact only when ``target`` has no
-    ``null`` object members (outside arrays): a merge patch cannot set one,
-    it deletes the key instead; see :func:`null_member`.
-    """
-    if not isinstance(base, dict) or not isinstance(target, dict):
-        return deep_copy(target)
-    patch: JSONObject = {key: None for key in base if key not in target}
-    for key, value in target.items():
-        if key not in base:
-            patch[key] = deep_copy(value)
-        elif not same_json(base[key], value):
-            patch[key] = merge_diff(base[key], value)
-    return patch
-
-
-def null_member(value: JSONValue, parts: tuple[PathPart, ...] = ()) -> str | None:
-    """JSON path of the first ``null`` object member, or None.
-
-    Arrays are not searched: merge patches copy arrays whole, so a ``null``
-    inside one survives; a ``null`` member of an object does not.
-    """
-    if not isinstance(value, dict):
-        return None
-    for key in sorted(value):
-        item = value[key]
-        if item is None:
-            return json_path((*parts, key))
-        found = null_member(item, (*parts, key))
-        if found is not None:
-            return found
-    return None
 
 
 def parse_key_path(text: str) -> tuple[str, ...]:

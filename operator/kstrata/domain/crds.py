@@ -35,7 +35,12 @@ from typing import Any, Final, get_args
 from kstrata.domain.environments import EnvironmentSource
 from kstrata.domain.extends import MAX_EXTENDS_DEPTH
 from kstrata.domain.jsonvalue import PathPart, json_path
-from kstrata.domain.profile import API_VERSION, DEFAULT_REVISION_HISTORY_LIMIT
+from kstrata.domain.profile import (
+    API_VERSION,
+    DEFAULT_REVISION_HISTORY_LIMIT,
+    MAX_REVISION_HISTORY_LIMIT,
+    MIN_REVISION_HISTORY_LIMIT,
+)
 from kstrata.domain.profile import KIND as CONFIG_PROFILE_KIND
 from kstrata.domain.render import FORMATS, MAX_CONFIGMAP_KEY_LENGTH
 from kstrata.errors import DocumentError, Violation
@@ -51,8 +56,6 @@ SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name, not a sec
 #: revision (rollback needs something to roll back to) and at most 100: each
 #: revision is a ConfigMap or Secret in the namespace, and an unbounded
 #: history would be a quiet way to fill etcd.
-MIN_REVISION_HISTORY_LIMIT: Final = 1
-MAX_REVISION_HISTORY_LIMIT: Final = 100
 
 #: Map sizes.  Besides being generous bounds for real use, they cap the
 #: estimated cost of the CEL rules that iterate over the maps' keys.

@@ -14,9 +14,17 @@ to code that edits them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, JSONValue, deep_copy
+from kstrata.domain.jsonvalue import (
+    DEFAULT_LIMITS,
+    JSONObject,
+    JSONValue,
+    PathPart,
+    deep_copy,
+    json_path,
+)
 from kstrata.errors import InputLimitError, MergeError
 
 
@@ -64,3 +72,66 @@ def merge_layers(layers: Iterable[tuple[str, JSONValue]]) -> JSONObject:
         assert isinstance(merged, dict)  # an object patch always yields an object
         result = merged
     return result
+
+
+# --- the inverse: from two configs to the patch between them -------------
+
+
+def same_json(left: JSONValue, right: JSONValue) -> bool:
+    """JSON equality, stricter than ``==``: ``true``, ``1`` and ``1.0`` differ.
+
+    Python's ``==`` calls ``True == 1 == 1.0`` and ``0.0 == -0.0``, but they
+    render differently, so for "reproduces exactly" they are different values.
+    """
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        assert isinstance(right, dict)
+        return left.keys() == right.keys() and all(same_json(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        assert isinstance(right, list)
+        return len(left) == len(right) and all(
+            same_json(a, b) for a, b in zip(left, right, strict=True)
+        )
+    if isinstance(left, float):
+        assert isinstance(right, float)
+        return left == right and math.copysign(1.0, left) == math.copysign(1.0, right)
+    return left == right
+
+
+def merge_diff(base: JSONValue, target: JSONValue) -> JSONValue:
+    """The smallest RFC 7386 patch with ``merge_patch(base, patch) == target``.
+
+    Keys of ``base`` missing from ``target`` become ``null`` (delete), keys
+    whose values differ are replaced (objects recursively, everything else
+    whole), equal keys are left out.  Exact only when ``target`` has no
+    ``null`` object members (outside arrays): a merge patch cannot set one,
+    it deletes the key instead; see :func:`null_member`.
+    """
+    if not isinstance(base, dict) or not isinstance(target, dict):
+        return deep_copy(target)
+    patch: JSONObject = {key: None for key in base if key not in target}
+    for key, value in target.items():
+        if key not in base:
+            patch[key] = deep_copy(value)
+        elif not same_json(base[key], value):
+            patch[key] = merge_diff(base[key], value)
+    return patch
+
+
+def null_member(value: JSONValue, parts: tuple[PathPart, ...] = ()) -> str | None:
+    """JSON path of the first ``null`` object member, or None.
+
+    Arrays are not searched: merge patches copy arrays whole, so a ``null``
+    inside one survives; a ``null`` member of an object does not.
+    """
+    if not isinstance(value, dict):
+        return None
+    for key in sorted(value):
+        item = value[key]
+        if item is None:
+            return json_path((*parts, key))
+        found = null_member(item, (*parts, key))
+        if found is not None:
+            return found
+    return None

@@ -40,7 +40,9 @@ from kstrata.errors import InvalidInputError, MergeError, SchemaViolationError, 
 API_VERSION: Final = "kstrata.dev/v1alpha1"
 KIND: Final = "ConfigProfile"
 DEFAULT_REVISION_HISTORY_LIMIT: Final = 10
-MAX_REVISION_HISTORY_LIMIT: Final = 1000
+#: The API keeps at least one old revision to roll back to, and at most 100.
+MIN_REVISION_HISTORY_LIMIT: Final = 1
+MAX_REVISION_HISTORY_LIMIT: Final = 100
 
 _KNOWN_FIELDS = frozenset(
     {
@@ -190,8 +192,11 @@ def _revision_history_limit(value: object) -> int:
     # bool is an int subclass; ``true`` is not a count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(where, "must be an integer")
-    if not 0 <= value <= MAX_REVISION_HISTORY_LIMIT:
-        raise _bad(where, f"must be between 0 and {MAX_REVISION_HISTORY_LIMIT}")
+    if not MIN_REVISION_HISTORY_LIMIT <= value <= MAX_REVISION_HISTORY_LIMIT:
+        raise _bad(
+            where,
+            f"must be between {MIN_REVISION_HISTORY_LIMIT} and {MAX_REVISION_HISTORY_LIMIT}",
+        )
     return value
 
 

@@ -57,7 +57,9 @@ def is_configmap_key(key: str) -> bool:
     """True if ``key`` is a valid ConfigMap data key."""
     return (
         len(key) <= MAX_CONFIGMAP_KEY_LENGTH
-        and key not in (".", "..")
+        and key != "."
+        # The kubelet reserves "..name" for its own symlinks in projected volumes.
+        and not key.startswith("..")
         and _CONFIGMAP_KEY.match(key) is not None
     )
 
