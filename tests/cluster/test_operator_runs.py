@@ -7,6 +7,8 @@ import subprocess
 import sys
 import urllib.request
 
+from kubernetes import client
+
 import controlplane
 from support.cluster import TestCluster
 from support.operator import running_operator
@@ -62,3 +64,8 @@ def test_python_dash_m_kstrata_runs_the_operator_until_sigterm(cluster: TestClus
             process.kill()
             process.communicate()
     assert process.returncode == 0, output
+    # Outside the cluster, without --webhook-url, no webhook configuration may be
+    # registered: it would point at a Service the API server cannot reach.
+    assert "admission webhook disabled outside the cluster" in output
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    assert not cluster.exists(admission.read_validating_webhook_configuration, "kstrata.dev")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, TextIO
 
 from kstrata import __version__
-from kstrata.cli.common import EXIT_OK, connect_from
+from kstrata.cli.common import EXIT_OK, kubeconfig_path
 
 
 def register(commands: Any) -> None:
@@ -57,6 +58,7 @@ def _version(args: argparse.Namespace, out: TextIO) -> int:
 
 def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.controller import runner
+    from kstrata.kube.connection import connect
     from kstrata.settings import Settings
 
     overrides: dict[str, object] = {"namespaces": tuple(args.namespaces)}
@@ -74,8 +76,17 @@ def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
             overrides[name] = getattr(args, flag)
     if args.standalone:
         overrides["standalone"] = True
-    if args.no_webhook:
+    kubeconfig = kubeconfig_path(args)
+    if args.no_webhook or (kubeconfig is not None and args.webhook_url is None):
+        # Outside a cluster the API server cannot reach the in-cluster Service the
+        # default configuration names; registering it would block every apply.
+        if not args.no_webhook:
+            print(
+                "admission webhook disabled outside the cluster; pass --webhook-url to enable it",
+                file=sys.stderr,
+            )
         overrides["webhook_address"] = None
     settings = Settings().with_overrides(**overrides)
-    runner.run(runner.OperatorContext(settings=settings, cluster=connect_from(args)))
+    cluster = connect(kubeconfig, args.context)
+    runner.run(runner.OperatorContext(settings=settings, cluster=cluster))
     return EXIT_OK
