@@ -34,17 +34,35 @@ class Demo:
         self.env = dict(os.environ, KUBECONFIG=str(plane.kubeconfig))
         self.env["PATH"] = f"{plane.binaries}{os.pathsep}{self.env.get('PATH', '')}"
 
-    def run(self, *argv: str, check: bool = True, show: bool = True) -> str:
+    def run(
+        self, *argv: str, check: bool = True, show: bool = True, input: str | None = None
+    ) -> str:
         """Run a command as a user would type it, echoing it and its output."""
         if show:
-            print(f"$ {' '.join(argv)}", flush=True)
-        result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120)
+            shown = (
+                ["kstrata", *argv[3:]] if argv[:3] == (sys.executable, "-m", "kstrata") else argv
+            )
+            print(f"$ {' '.join(shown)}", flush=True)
+        result = subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, timeout=120, input=input
+        )
         output = (result.stdout + result.stderr).rstrip()
         if show and output:
             print(output, flush=True)
         if check and result.returncode != 0:
             raise SystemExit(f"demo step failed: {' '.join(argv)}")
         return output
+
+    def wait_ready(self, namespace: str, name: str, revision: int = 1) -> None:
+        deadline = time.monotonic() + 60
+        query = "jsonpath={.status.revision} {.status.conditions[?(@.type=='Ready')].status}"
+        while time.monotonic() < deadline:
+            state = self.run("kubectl", "get", "configprofile", name, "-n", namespace,
+                             "-o", query, check=False, show=False)  # fmt: skip
+            if state == f"{revision} True":
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"{name} did not become Ready at revision {revision}")
 
     @contextlib.contextmanager
     def operator(self) -> Iterator[str]:
@@ -91,12 +109,59 @@ def main() -> int:
         step("Install the kstrata CRDs")
         demo.run("kubectl", "apply", "-k", str(crds))
 
-    step("Run the operator")
+    step("Check the examples offline, as CI would (no cluster needed)")
+    config = REPO / "examples" / "config"
+    kstrata = [sys.executable, "-m", "kstrata"]
+    both = ["-f", str(config / "payments.yaml"), "-f", str(config / "platform-defaults.yaml")]
+    demo.run(*kstrata, "validate", *both)
+    demo.run(*kstrata, "render", *both, "--env", "prod")
+
+    step("Run the operator (with its admission webhook)")
+    namespace = "kstrata-demo"
+    demo.run("kubectl", "create", "namespace", namespace, check=False, show=False)
+    demo.run(
+        "kubectl", "label", "namespace", namespace, "kstrata.dev/environment=prod", "--overwrite"
+    )
     with demo.operator() as metrics_url:
         print(f"operator is live; metrics at {metrics_url}")
+
+        step("Apply the example ConfigProfiles: the operator renders ConfigMaps")
+        demo.run("kubectl", "apply", "-n", namespace, "-f", str(config))
+        demo.wait_ready(namespace, "payments")
+        demo.run("kubectl", "get", "configprofiles", "-n", namespace)
+        demo.run(
+            "kubectl", "get", "configmap", "payments-config", "-n", namespace,
+            "-o", "jsonpath={.data.config\\.yaml}",
+        )  # fmt: skip
+
+        step("Change one value with the CLI (validated before it is written)")
+        demo.run(*kstrata, "set", "payments", "-n", namespace, "--env", "prod", "replicas=8")
+        demo.wait_ready(namespace, "payments", revision=2)
+        demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", "replicas")
+
+        step("An invalid change is refused, naming the environment and the path")
+        invalid = demo.run(
+            *kstrata, "set", "payments", "-n", namespace, "--env", "prod", "replicas=lots",
+            check=False,
+        )  # fmt: skip
+        if "must be of type integer" not in invalid:
+            raise SystemExit("the invalid change was not refused")
+        print(f"$ kubectl apply -n {namespace} -f payments.yaml   # with replicas: many in prod")
+        refused = demo.run(
+            "kubectl", "apply", "-n", namespace, "-f", "-",
+            input=(config / "payments.yaml").read_text().replace("replicas: 6", "replicas: many"),
+            check=False, show=False,
+        )  # fmt: skip
+        print(refused.splitlines()[-1].split('error when patching "STDIN": ')[-1])
+        demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", "replicas")
+
         with urllib.request.urlopen(metrics_url, timeout=5) as response:
-            up = [line for line in response.read().decode().splitlines() if "operator_up" in line]
-        print("\n".join(up))
+            counters = [
+                line
+                for line in response.read().decode().splitlines()
+                if line.startswith("kstrata_reconcile_total")
+            ]
+        print("\n".join(counters))
 
     step("Done")
     print("The control plane keeps running. Explore it with:")

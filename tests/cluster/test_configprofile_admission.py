@@ -105,3 +105,33 @@ def test_the_webhook_is_scoped_strict_and_quick(
     assert [rule.api_groups for rule in webhook.rules] == [["kstrata.dev"]]
     assert webhook.namespace_selector.match_expressions[0].values == [namespace]
     assert webhook.client_config.ca_bundle
+
+
+def test_a_profile_whose_base_is_not_there_yet_is_admitted(
+    cluster: TestCluster, namespace: str, webhook_operator: RunningOperator
+) -> None:
+    """`kubectl apply -f dir/` and GitOps apply in any order: a missing base is not an error yet."""
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    wait_for(
+        lambda: admission.read_validating_webhook_configuration(f"kstrata-test-{namespace}"),
+        timeout=30,
+        what="the webhook configuration",
+    )
+    wait_for(
+        lambda: (
+            kubectl_apply(cluster, namespace, manifest("probe", {"x": {"port": "no"}})).returncode
+            != 0
+        ),
+        timeout=30,
+        what="the webhook to be serving",
+    )
+    child = yaml.safe_dump(
+        {
+            "apiVersion": "kstrata.dev/v1alpha1",
+            "kind": "ConfigProfile",
+            "metadata": {"name": "child"},
+            "spec": {"extends": ["later"], "base": {"port": 1}},
+        }
+    )
+    result = kubectl_apply(cluster, namespace, child)
+    assert result.returncode == 0, result.stderr

@@ -21,7 +21,7 @@ from kstrata.domain.profile import (
     parse_profile_spec,
     validate_all_environments,
 )
-from kstrata.errors import NotFoundError, SchemaViolationError, Violation
+from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
 from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, KubeApi, Resource
 from kstrata.settings import Settings
 
@@ -55,7 +55,13 @@ def review_profile(api: KubeApi, settings: Settings, profile: JSON) -> None:
     label = labels.get("kstrata.dev/environment")
     if label:
         extra.append(label)
-    by_environment = validate_all_environments(spec, name, lookup, extra_environments=extra)
+    try:
+        by_environment = validate_all_environments(spec, name, lookup, extra_environments=extra)
+    except ExtendsError:
+        # A base that does not exist yet is normal mid-apply (kubectl apply -f dir/,
+        # GitOps syncs in any order): admit, and let the reconcile report
+        # InvalidExtends until the base arrives.
+        return
     violations: list[Violation] = [v for env in sorted(by_environment) for v in by_environment[env]]
     if violations:
         raise SchemaViolationError(violations)
