@@ -1,0 +1,409 @@
+"""Rolling restarts on the real control plane: one rollout per effective change, no more.
+
+kube-controller-manager makes a new ReplicaSet per Deployment rollout and a new
+ControllerRevision per StatefulSet template change, so those counts are the
+ground truth.  "Nothing happened" is only asserted after a positive signal
+that the operator has processed the change (a status, a recorded annotation,
+a reload pass counted in the metrics, or a later rollout that proves the
+count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
+from support.cluster import TestCluster
+from support.operator import running_operator
+from support.waiting import wait_for
+
+GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
+RECORD = "kstrata.dev/revisions"
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+def apps(cluster: TestCluster) -> Any:
+    """Untyped handles: the tests treat API objects as loosely as the client does."""
+    return cluster.apps
+
+
+def custom(cluster: TestCluster) -> Any:
+    return cluster.custom
+
+
+def core(cluster: TestCluster) -> Any:
+    return cluster.core
+
+
+def apply_profile(cluster: TestCluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ConfigProfile",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+
+def profile_status(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
+    body = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return dict(body.get("status") or {})
+
+
+def wait_revision(cluster: TestCluster, namespace: str, name: str, revision: int) -> None:
+    def ready() -> bool:
+        status = profile_status(cluster, namespace, name)
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        return status.get("revision") == revision and bool(ready) and ready[0]["status"] == "True"
+
+    wait_for(ready, timeout=30, what=f"{namespace}/{name} at revision {revision}")
+
+
+def last_handled(cluster: TestCluster, namespace: str, name: str) -> str:
+    body = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    annotations = body["metadata"].get("annotations") or {}
+    return str(annotations.get("kopf.zalando.org/last-handled-configuration", ""))
+
+
+def pod_template(config_map: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+            "volumes": [{"name": "config", "configMap": {"name": config_map, "optional": True}}],
+        },
+    }
+
+
+def create_deployment(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": pod_template("payments"),
+        },
+    }
+    apps(cluster).create_namespaced_deployment(namespace, body)
+
+
+def create_stateful_set(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 0,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": pod_template("payments"),
+        },
+    }
+    apps(cluster).create_namespaced_stateful_set(namespace, body)
+
+
+def deployment(cluster: TestCluster, namespace: str, name: str) -> Any:
+    return apps(cluster).read_namespaced_deployment(name, namespace)
+
+
+def annotation(obj: Any, key: str = RECORD) -> str | None:
+    found = (obj.metadata.annotations or {}).get(key)
+    return None if found is None else str(found)
+
+
+def template_annotation(obj: Any) -> str | None:
+    found = (obj.spec.template.metadata.annotations or {}).get(RECORD)
+    return None if found is None else str(found)
+
+
+def replica_sets(cluster: TestCluster, namespace: str, name: str) -> int:
+    items = apps(cluster).list_namespaced_replica_set(namespace).items
+    return len(
+        [
+            rs
+            for rs in items
+            if any(
+                o.kind == "Deployment" and o.name == name
+                for o in rs.metadata.owner_references or []
+            )
+        ]
+    )
+
+
+def controller_revisions(cluster: TestCluster, namespace: str, name: str) -> int:
+    items = apps(cluster).list_namespaced_controller_revision(namespace).items
+    return len(
+        [
+            cr
+            for cr in items
+            if any(
+                o.kind == "StatefulSet" and o.name == name
+                for o in cr.metadata.owner_references or []
+            )
+        ]
+    )
+
+
+def wait_count(count: Any, expected: int, what: str) -> None:
+    wait_for(lambda: count() == expected, timeout=30, what=f"{what} == {expected}")
+
+
+def wait_recorded(cluster: TestCluster, namespace: str, name: str, value: str) -> None:
+    wait_for(
+        lambda: annotation(deployment(cluster, namespace, name)) == value,
+        timeout=30,
+        what=f"{name} to record {value}",
+    )
+
+
+def passes() -> float:
+    return REGISTRY.get_sample_value("kstrata_reload_passes_total", {"result": "ok"}) or 0.0
+
+
+def wait_passes_after(before: float) -> None:
+    wait_for(lambda: passes() > before, timeout=30, what="a reload pass")
+
+
+def rollout_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]:
+    events = core(cluster).list_namespaced_event(namespace).items
+    return [e for e in events if e.involved_object.name == name and e.reason == "RollingRestart"]
+
+
+@pytest.fixture
+def other_namespace(cluster: TestCluster) -> Iterator[str]:
+    with cluster.temporary_namespace("other") as name:
+        yield name
+
+
+def test_one_rollout_per_effective_change_and_none_otherwise(
+    cluster: TestCluster, namespace: str, other_namespace: str
+) -> None:
+    schema = {"type": "object", "properties": {"port": {"type": "integer"}}}
+    with running_operator(cluster, namespaces=(namespace, other_namespace)):
+        for ns in (namespace, other_namespace):
+            apply_profile(cluster, ns, "payments", {"schema": schema, "base": {"port": 1}})
+            wait_revision(cluster, ns, "payments", 1)
+        create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments"})
+        create_stateful_set(cluster, namespace, "db", {"kstrata.dev/reload": "auto"})
+        create_deployment(cluster, namespace, "bystander", {})
+        for strategy in ("hot", "none"):
+            create_deployment(
+                cluster,
+                namespace,
+                f"s-{strategy}",
+                {"kstrata.dev/reload": "payments", "kstrata.dev/reload-strategy": strategy},
+            )
+        create_deployment(cluster, other_namespace, "web", {"kstrata.dev/reload": "payments"})
+        wait_recorded(cluster, namespace, "web", "payments=1")
+        wait_recorded(cluster, other_namespace, "web", "payments=1")
+        wait_for(
+            lambda: (
+                annotation(apps(cluster).read_namespaced_stateful_set("db", namespace))
+                == "payments=1"
+            ),
+            timeout=30,
+            what="db to record payments=1",
+        )
+        names = ("web", "bystander", "s-hot", "s-none")
+        for name in names:
+            wait_count(lambda n=name: replica_sets(cluster, namespace, n), 1, f"{name} RS")
+        wait_count(lambda: replica_sets(cluster, other_namespace, "web"), 1, "other/web RS")
+        wait_count(lambda: controller_revisions(cluster, namespace, "db"), 1, "db revisions")
+
+        # An effective change: exactly one rollout of each opted-in rolling workload.
+        apply_profile(cluster, namespace, "payments", {"schema": schema, "base": {"port": 2}})
+        wait_revision(cluster, namespace, "payments", 2)
+        wait_for(
+            lambda: template_annotation(deployment(cluster, namespace, "web")) == "payments=2",
+            timeout=30,
+            what="web's pod template to carry payments=2",
+        )
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
+        wait_count(lambda: controller_revisions(cluster, namespace, "db"), 2, "db revisions")
+        (event,) = wait_for(
+            lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event"
+        )
+        assert event.type == "Normal"
+        assert "payments 1->2" in event.message
+
+        # Invalid input keeps the revision: Ready=False is the signal it was processed.
+        apply_profile(cluster, namespace, "payments", {"schema": schema, "base": {"port": "x"}})
+
+        def invalid() -> bool:
+            status = profile_status(cluster, namespace, "payments")
+            ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+            return bool(ready) and ready[0]["reason"] == "SchemaViolation"
+
+        wait_for(invalid, timeout=30, what="the invalid change to be rejected")
+        assert profile_status(cluster, namespace, "payments")["revision"] == 2
+
+        # A metadata-only edit (a label) does not change the revision either.
+        cluster.kubectl("label", "-n", namespace, "configprofile/payments", "team=pay")
+        wait_for(
+            lambda: "team" in last_handled(cluster, namespace, "payments"),
+            timeout=30,
+            what="the label edit to be handled",
+        )
+        assert profile_status(cluster, namespace, "payments")["revision"] == 2
+
+        # The next effective change proves the count: one more, not two or three.
+        apply_profile(cluster, namespace, "payments", {"schema": schema, "base": {"port": 3}})
+        wait_revision(cluster, namespace, "payments", 3)
+        wait_for(
+            lambda: template_annotation(deployment(cluster, namespace, "web")) == "payments=3",
+            timeout=30,
+            what="web's pod template to carry payments=3",
+        )
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 3, "web RS")
+        wait_for(
+            lambda: len(rollout_events(cluster, namespace, "web")) >= 2, timeout=30, what="events"
+        )
+        assert len(rollout_events(cluster, namespace, "web")) == 2
+
+        # Same pass as web's rollouts: the others were evaluated and left alone.
+        for name in ("bystander", "s-hot", "s-none"):
+            assert replica_sets(cluster, namespace, name) == 1, name
+            assert template_annotation(deployment(cluster, namespace, name)) is None
+        assert annotation(deployment(cluster, namespace, "bystander")) is None
+        assert replica_sets(cluster, other_namespace, "web") == 1
+        assert annotation(deployment(cluster, other_namespace, "web")) == "payments=1"
+        assert profile_status(cluster, other_namespace, "payments")["revision"] == 1
+
+
+def test_operator_restart_rolls_nothing(cluster: TestCluster, namespace: str) -> None:
+    apply_spec = {"base": {"port": 1}}
+    with running_operator(cluster, namespaces=(namespace,)):
+        apply_profile(cluster, namespace, "payments", apply_spec)
+        wait_revision(cluster, namespace, "payments", 1)
+        create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments"})
+        wait_recorded(cluster, namespace, "web", "payments=1")
+        apply_profile(cluster, namespace, "payments", {"base": {"port": 2}})
+        wait_revision(cluster, namespace, "payments", 2)
+        wait_recorded(cluster, namespace, "web", "payments=2")
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
+
+    before = passes()
+    with running_operator(cluster, namespaces=(namespace,)):
+        # The first sight of the profile and of the workload schedule a pass.
+        wait_passes_after(before)
+        assert replica_sets(cluster, namespace, "web") == 2
+        assert template_annotation(deployment(cluster, namespace, "web")) == "payments=2"
+        (event,) = rollout_events(cluster, namespace, "web")
+        assert "payments 1->2" in event.message
+
+
+def test_paused_holds_then_one_rollout_to_the_latest(cluster: TestCluster, namespace: str) -> None:
+    with running_operator(cluster, namespaces=(namespace,)):
+        apply_profile(cluster, namespace, "payments", {"base": {"port": 1}})
+        wait_revision(cluster, namespace, "payments", 1)
+        create_deployment(
+            cluster,
+            namespace,
+            "web",
+            {"kstrata.dev/reload": "payments", "kstrata.dev/reload-paused": "true"},
+        )
+        wait_recorded(cluster, namespace, "web", "payments=1")
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 1, "web RS")
+        for port, revision in ((2, 2), (3, 3)):
+            before = passes()
+            apply_profile(cluster, namespace, "payments", {"base": {"port": port}})
+            wait_revision(cluster, namespace, "payments", revision)
+            wait_passes_after(before)
+            assert replica_sets(cluster, namespace, "web") == 1
+            assert annotation(deployment(cluster, namespace, "web")) == "payments=1"
+
+        cluster.kubectl("annotate", "-n", namespace, "deployment/web", "kstrata.dev/reload-paused-")
+        wait_for(
+            lambda: template_annotation(deployment(cluster, namespace, "web")) == "payments=3",
+            timeout=30,
+            what="the held change to roll out",
+        )
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
+        wait_for(lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event")
+        # A further pass (triggered by a pause/unpause round) changes nothing.
+        before = passes()
+        cluster.kubectl(
+            "annotate", "-n", namespace, "deployment/web", "kstrata.dev/reload-paused=true"
+        )
+        wait_passes_after(before)
+        assert replica_sets(cluster, namespace, "web") == 2
+        (event,) = rollout_events(cluster, namespace, "web")
+        assert "payments 1->3" in event.message
+
+
+def test_profile_and_sealed_secret_changed_together_roll_once(
+    cluster: TestCluster, namespace: str, other_namespace: str
+) -> None:
+    keys = other_namespace  # the operator's own namespace in this test
+
+    def sealed(value: bytes, bundle: PublicKeyBundle) -> dict[str, Any]:
+        context = SealingContext.bind(
+            Scope("strict"), item="password", namespace=namespace, name="db"
+        )
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SealedSecret",
+            "metadata": {"name": "db"},
+            "spec": {"encryptedData": {"password": seal(value, bundle.newest, context)}},
+        }
+
+    def sealed_revision() -> Any:
+        body = custom(cluster).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "sealedsecrets", "db"
+        )
+        return (body.get("status") or {}).get("revision")
+
+    with running_operator(
+        cluster,
+        namespaces=(namespace, keys),
+        operator_namespace=keys,
+        reload_coalesce_seconds=2.0,
+    ):
+        bundle = wait_for(
+            lambda: PublicKeyBundle.parse(
+                core(cluster)
+                .read_namespaced_config_map("kstrata-sealing-public-keys", keys)
+                .data["keys.json"]
+            ),
+            timeout=30,
+            what="the published public keys",
+        )
+        apply_profile(cluster, namespace, "payments", {"base": {"port": 1}})
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sealed(b"one", bundle))
+        )
+        wait_revision(cluster, namespace, "payments", 1)
+        wait_for(lambda: sealed_revision() == 1, timeout=30, what="db at revision 1")
+        create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments,db"})
+        wait_recorded(cluster, namespace, "web", "db=1,payments=1")
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 1, "web RS")
+
+        apply_profile(cluster, namespace, "payments", {"base": {"port": 2}})
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sealed(b"two", bundle))
+        )
+        wait_revision(cluster, namespace, "payments", 2)
+        wait_for(lambda: sealed_revision() == 2, timeout=30, what="db at revision 2")
+        wait_for(
+            lambda: template_annotation(deployment(cluster, namespace, "web")) == "db=2,payments=2",
+            timeout=30,
+            what="one rollout carrying both revisions",
+        )
+        wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
+        (event,) = wait_for(
+            lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event"
+        )
+        assert "db 1->2" in event.message
+        assert "payments 1->2" in event.message
