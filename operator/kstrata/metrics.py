@@ -29,3 +29,37 @@ OPERATOR_UP = Gauge(
     "kstrata_operator_up",
     "1 while the operator's handlers are running.",
 )
+SEALING_KEY_MISSING = Counter(
+    "kstrata_sealing_key_missing_total",
+    "SealedSecret reconciles that failed because a token names a sealing key the operator "
+    "does not hold.",
+)
+SEALED_SECRETS_WAITING_FOR_KEYS = Gauge(
+    "kstrata_sealed_secrets_waiting_for_keys",
+    "SealedSecrets currently not unsealed because a sealing key is missing.",
+)
+SEALING_KEYS = Gauge(
+    "kstrata_sealing_keys",
+    "Sealing key pairs in the operator's key Secret (0 while the Secret is missing).",
+)
+SEALING_KEY_ROTATIONS = Counter(
+    "kstrata_sealing_key_rotations_total",
+    "Sealing keys added by rotation.",
+)
+RELOAD_ROLLOUTS = Counter(
+    "kstrata_reload_rollouts_total",
+    "Workload rollouts requested because a configuration revision changed, by reload "
+    "strategy and result (patched, failed).",
+    ["strategy", "result"],
+)
+RELOAD_LATENCY_SECONDS = Histogram(
+    "kstrata_reload_latency_seconds",
+    "Time from noticing a revision or annotation change to the pod-template patch "
+    "(includes the coalescing window).",
+    buckets=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+RELOAD_PASSES = Counter(
+    "kstrata_reload_passes_total",
+    "Reload passes over a namespace's opted-in workloads, by result (ok, error).",
+    ["result"],
+)

@@ -48,6 +48,19 @@ class Settings:
     log_level: str = "info"
     #: ``text`` for people, ``json`` for log pipelines.
     log_format: str = "text"
+    #: Suite of newly generated sealing keys: ``x25519`` or ``mlkem768-x25519`` (docs/crypto.md).
+    sealing_suite: str = "x25519"
+    #: Days between sealing key rotations (a new newest key; old keys stay); 0 disables.
+    key_rotation_days: float = 30.0
+    #: Seconds between checks whether a rotation is due.
+    key_rotation_check_seconds: float = 600.0
+    #: Seconds between re-checks of SealedSecrets blocked by a missing sealing key or by a
+    #: Secret that is not theirs.  Events on those Secrets trigger a retry at once; this
+    #: is only the safety net.
+    blocked_retry_seconds: float = 300.0
+    #: Seconds to gather revision changes in one namespace before rolling its workloads,
+    #: so a ConfigProfile and a SealedSecret changed together cause one rollout (0..2).
+    reload_coalesce_seconds: float = 1.0
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

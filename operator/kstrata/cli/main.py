@@ -31,9 +31,23 @@ __all__ = ["EXIT_CLUSTER", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "exit_code_f
 
 def _command_groups() -> list[Callable[[Any], None]]:
     """Each command group registers its subcommands; heavy imports stay inside handlers."""
-    from kstrata.cli import config_cmd, operator_cmd, profile_cmd, watch_cmd
+    from kstrata.cli import (
+        config_cmd,
+        keys_cmd,
+        operator_cmd,
+        profile_cmd,
+        seal_cmd,
+        watch_cmd,
+    )
 
-    return [config_cmd.register, operator_cmd.register, profile_cmd.register, watch_cmd.register]
+    return [
+        config_cmd.register,
+        keys_cmd.register,
+        operator_cmd.register,
+        profile_cmd.register,
+        seal_cmd.register,
+        watch_cmd.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,678 @@
+"""``kstrata seal``: turn plaintext values into a SealedSecret manifest.
+
+Why a module of its own: sealing is what a developer does on a laptop or in
+CI, usually with no access to the cluster's private keys and often with no
+cluster at all (``--cert FILE``).  :func:`seal_manifest` is exactly what the
+``seal`` subcommand does, so the CLI stays a shell that parses flags, calls it
+and prints.
+
+Boundary: the token format, the key bundle and the context binding come from
+:mod:`kstrata.crypto`; document loading and the SealedSecret's constants from
+:mod:`kstrata.domain`.  The cluster is touched only to read the operator's
+public key ConfigMap, through :class:`kstrata.kube.api.KubeApi`, imported
+lazily: with ``--cert`` neither the Kubernetes client nor kopf is loaded, so
+the command starts fast and works offline.
+
+The one promise that shapes every line: plaintext never leaves this module
+except as ciphertext.  No message quotes a literal, a file's content, a
+Secret manifest's values, or anything that failed validation (it might be a
+value pasted in the wrong place); messages name flags, positions, files,
+fields and item keys that passed validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from kstrata.crypto import (
+    MAX_PLAINTEXT_BYTES,
+    PublicKey,
+    PublicKeyBundle,
+    Scope,
+    SealingContext,
+    seal,
+)
+from kstrata.crypto.context import check_item, check_name, check_namespace
+from kstrata.crypto.keys import MAX_BUNDLE_BYTES
+from kstrata.domain.environments import check_environment_name
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, JSONValue, deep_copy
+from kstrata.errors import (
+    InputLimitError,
+    InvalidInputError,
+    NotFoundError,
+    SealingError,
+    UnknownKeyError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from kstrata.kube.api import KubeApi
+
+__all__ = [
+    "DEFAULT_CONTROLLER_NAMESPACE",
+    "LAST_APPLIED_ANNOTATION",
+    "MAX_SEALED_ITEMS",
+    "PUBLIC_KEYS_CONFIGMAP",
+    "PUBLIC_KEYS_ITEM",
+    "SCOPES",
+    "SEALED_SECRET_API_VERSION",
+    "SEALED_SECRET_KIND",
+    "ClusterKeys",
+    "SealRequest",
+    "SealResult",
+    "fetch_public_keys",
+    "load_public_keys",
+    "seal_manifest",
+]
+
+# The SealedSecret's identity and item bound, restated from kstrata.domain.crds
+# (a unit test pins them equal): importing crds pulls in the ConfigProfile
+# parser and renderer, a tenth of this command's cold start.  The forbidden
+# Secret types are imported from there, where only ``-f`` needs them.
+SEALED_SECRET_API_VERSION: Final = "kstrata.dev/v1alpha1"  # noqa: S105 (an API version)
+SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name, not a secret)
+MAX_SEALED_ITEMS: Final = 256
+#: The sealing scopes, owned by the token format (crds.SCOPES lists the same).
+SCOPES: Final = tuple(scope.value for scope in Scope)
+
+#: Where the operator publishes its public key bundle: ``PublicKeyBundle.serialize()``
+#: under this ConfigMap item.  Restated from kstrata.app.sealing_keys and the
+#: settings' default namespace (a unit test pins them equal): those modules load
+#: the operator's metrics and more than sealing needs.
+PUBLIC_KEYS_CONFIGMAP: Final = "kstrata-sealing-public-keys"
+PUBLIC_KEYS_ITEM: Final = "keys.json"
+DEFAULT_CONTROLLER_NAMESPACE: Final = "kstrata-system"
+
+#: kubectl's copy of the whole applied object, ``data`` included: copying it
+#: into the template would publish the plaintext next to the ciphertext.
+LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+_DEFAULT_SCOPE: Final = "strict"
+_SECRET_TYPE_MAX: Final = 253
+
+
+# --- requests and results --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealRequest:
+    """What to seal and for which SealedSecret, as the user stated it.
+
+    Coordinates left ``None`` are taken from ``secret_file`` or ``merge_into``
+    when those state them; every source that states one must agree.
+    """
+
+    namespace: str | None = None
+    name: str | None = None
+    scope: str | None = None
+    environment: str | None = None
+    #: ``KEY=VALUE`` texts, as given to ``--from-literal``.
+    literals: Sequence[str] = ()
+    #: ``[KEY=]PATH`` texts, as given to ``--from-file``.
+    files: Sequence[str] = ()
+    #: A Kubernetes Secret manifest (``-`` reads standard input).
+    secret_file: Path | None = None
+    #: An existing SealedSecret file to update in place.
+    merge_into: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClusterKeys:
+    """Read the public keys from the operator's ConfigMap; ``connect`` is called only then."""
+
+    connect: Callable[[], KubeApi] = field(repr=False)
+    namespace: str | None = None
+
+
+#: ``--cert FILE`` (a bundle file), or the cluster.
+KeySource = Path | ClusterKeys
+
+
+@dataclass(frozen=True)
+class SealResult:
+    """The sealed manifest, the items sealed into it, and the file written (if any)."""
+
+    manifest: JSONObject
+    name: str
+    namespace: str | None
+    items: tuple[str, ...]
+    key_id: str
+    written: Path | None = None
+
+
+@dataclass
+class _Items:
+    """Plaintext by item key, plus what a Secret manifest said about itself."""
+
+    values: dict[str, bytes]
+    template: JSONObject = field(default_factory=dict)
+    namespace: str | None = None
+    name: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """An existing SealedSecret file to merge into."""
+
+    path: Path
+    manifest: JSONObject
+    namespace: str | None
+    name: str | None
+    scope: str
+
+
+# --- the use case ----------------------------------------------------------
+
+
+def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
+    """Seal the requested items to the newest public key; build or update the manifest.
+
+    Inputs are read and checked before the public keys are fetched, so a
+    mistake never costs a round trip to the cluster, and nothing is written
+    unless every item sealed.
+    """
+    environment = (
+        None
+        if request.environment is None
+        else check_environment_name(request.environment, where="--env")
+    )
+    items = _read_items(request)
+    target = None if request.merge_into is None else _load_target(request.merge_into)
+    scope, namespace, name = _coordinates(request, items, target)
+    bundle = load_public_keys(keys)
+    recipient = bundle.newest
+    sealed = _seal_items(items.values, recipient, scope, namespace, name)
+    if target is None:
+        manifest = _new_manifest(
+            namespace=namespace,
+            name=name,
+            scope=scope,
+            environment=environment,
+            sealed=sealed,
+            template=items.template,
+        )
+    else:
+        manifest = _merged_manifest(target, environment, sealed, items.template)
+    written = None
+    if target is not None:
+        _write_private(target.path, _dump(manifest, _format_of(target.path)))
+        written = target.path
+    return SealResult(
+        manifest=manifest,
+        name=name,
+        namespace=namespace,
+        items=tuple(sorted(sealed)),
+        key_id=recipient.key_id,
+        written=written,
+    )
+
+
+def load_public_keys(keys: KeySource) -> PublicKeyBundle:
+    """The bundle from a ``--cert`` file, or from the cluster's ConfigMap."""
+    if isinstance(keys, ClusterKeys):
+        return fetch_public_keys(keys.connect(), keys.namespace)
+    data = _read_bounded(keys, MAX_BUNDLE_BYTES, what="--cert")
+    return _parse_bundle(data, source=f"--cert {keys}")
+
+
+def fetch_public_keys(api: KubeApi, namespace: str | None = None) -> PublicKeyBundle:
+    """Read the operator's published public key bundle from its ConfigMap."""
+    from kstrata.kube.api import CONFIG_MAPS
+
+    namespace = namespace or DEFAULT_CONTROLLER_NAMESPACE
+    try:
+        check_namespace(namespace)
+    except SealingError:
+        raise UsageError("--controller-namespace is not a valid namespace name") from None
+    where = f"ConfigMap {namespace}/{PUBLIC_KEYS_CONFIGMAP}"
+    try:
+        config_map = api.get(CONFIG_MAPS, namespace, PUBLIC_KEYS_CONFIGMAP)
+    except NotFoundError:
+        raise NotFoundError(
+            f"{where} not found: is the kstrata operator installed in {namespace}? "
+            "(--controller-namespace names another namespace; --cert FILE seals offline)"
+        ) from None
+    data = config_map.get("data")
+    text = data.get(PUBLIC_KEYS_ITEM) if isinstance(data, dict) else None
+    if not isinstance(text, str):
+        raise NotFoundError(
+            f"{where} has no {PUBLIC_KEYS_ITEM}: the operator has not published keys"
+        )
+    return _parse_bundle(text, source=where)
+
+
+def _parse_bundle(data: bytes | str, *, source: str) -> PublicKeyBundle:
+    # The crypto layer's messages never quote the bundle; only say where it came from.
+    try:
+        bundle = PublicKeyBundle.parse(data)
+    except InputLimitError as error:
+        raise InputLimitError(f"{source}: {error.message}") from None
+    except SealingError as error:
+        raise SealingError(f"{source}: {error.message}", reason=error.reason) from None
+    if len(bundle) == 0:
+        raise UnknownKeyError(f"{source}: the public key bundle holds no keys")
+    return bundle
+
+
+def _seal_items(
+    values: Mapping[str, bytes],
+    recipient: PublicKey,
+    scope: str,
+    namespace: str | None,
+    name: str,
+) -> dict[str, str]:
+    return {
+        item: seal(
+            plaintext,
+            recipient,
+            SealingContext.bind(scope, item=item, namespace=namespace, name=name),
+        )
+        for item, plaintext in values.items()
+    }
+
+
+# --- where the SealedSecret lives ------------------------------------------
+
+
+def _agree(what: str, stated: Sequence[tuple[str, str | None]]) -> str | None:
+    given = [(source, value) for source, value in stated if value is not None]
+    if len({value for _, value in given}) > 1:
+        # The values are names, but one may be mistyped text: name the sources only.
+        sources = " and ".join(source for source, _ in given)
+        raise InvalidInputError(f"the {what} differs between {sources}")
+    return given[0][1] if given else None
+
+
+def _coordinates(
+    request: SealRequest, items: _Items, target: _Target | None
+) -> tuple[str, str | None, str]:
+    """Scope, namespace and name: from the flags, the Secret and the merge target, agreeing."""
+    in_secret = items.source or "-f"
+    in_target = "" if target is None else str(target.path)
+    scope = _agree(
+        "scope",
+        [
+            ("--scope", request.scope),
+            (f"spec.scope of {in_target}", None if target is None else target.scope),
+        ],
+    )
+    scope = scope or _DEFAULT_SCOPE
+    if scope not in SCOPES:
+        raise UsageError(f"--scope must be one of {', '.join(SCOPES)}")
+    namespace = _agree(
+        "namespace",
+        [
+            ("--namespace", request.namespace),
+            (f"metadata.namespace of {in_secret}", items.namespace),
+            (f"metadata.namespace of {in_target}", None if target is None else target.namespace),
+        ],
+    )
+    name = _agree(
+        "name",
+        [
+            ("--name", request.name),
+            (f"metadata.name of {in_secret}", items.name),
+            (f"metadata.name of {in_target}", None if target is None else target.name),
+        ],
+    )
+    if name is None:
+        raise UsageError("--name is required")
+    try:
+        check_name(name)
+        if namespace is not None:
+            check_namespace(namespace)
+    except SealingError as error:
+        raise InvalidInputError(f"the SealedSecret's {error.message}") from None
+    if namespace is None and scope != "cluster":
+        # Only cluster scope leaves the namespace unbound (and the manifest portable).
+        raise UsageError(f"--namespace is required for {scope} scope")
+    return scope, namespace, name
+
+
+# --- reading the plaintext -------------------------------------------------
+
+
+def _read_items(request: SealRequest) -> _Items:
+    given_flags = bool(request.literals or request.files)
+    if request.secret_file is not None and given_flags:
+        raise UsageError("-f cannot be combined with --from-literal or --from-file")
+    if request.secret_file is not None:
+        return _read_secret_manifest(request.secret_file)
+    if not given_flags:
+        raise UsageError("nothing to seal: give --from-literal, --from-file or -f")
+    if len(request.literals) + len(request.files) > MAX_SEALED_ITEMS:
+        raise InputLimitError(f"at most {MAX_SEALED_ITEMS} items can be sealed at once")
+    values: dict[str, bytes] = {}
+    for index, text in enumerate(request.literals, 1):
+        where = f"--from-literal #{index}"
+        key, separator, value = text.partition("=")
+        if not separator or not key:
+            raise UsageError(f"{where}: expected KEY=VALUE")
+        # os.fsencode restores arguments that were not valid UTF-8 byte for byte.
+        _add(values, _checked_key(key, where), os.fsencode(value), where)
+    for index, text in enumerate(request.files, 1):
+        where = f"--from-file #{index}"
+        key, separator, path_text = text.partition("=")
+        if not separator:
+            # kubectl's short form: the file's name is the item key.
+            key, path_text = Path(text).name, text
+        if not key or not path_text:
+            raise UsageError(f"{where}: expected [KEY=]PATH")
+        key = _checked_key(key, where)
+        # The path is not echoed: in KEY=PATH, a value typed by mistake lands there.
+        data = _read_bounded(
+            Path(path_text), MAX_PLAINTEXT_BYTES, what=f"{where} (item {key})", show_path=False
+        )
+        _add(values, key, data, where)
+    return _Items(values)
+
+
+def _checked_key(key: str, where: str) -> str:
+    try:
+        check_item(key)
+    except SealingError:
+        raise InvalidInputError(
+            f"{where}: the item key is not a valid Secret data key "
+            "([-._a-zA-Z0-9]+, at most 253 characters, not '.' or '..*')"
+        ) from None
+    return key
+
+
+def _add(values: dict[str, bytes], key: str, value: bytes, where: str) -> None:
+    if key in values:
+        raise InvalidInputError(f"{where}: item {key} is given twice")
+    if len(value) > MAX_PLAINTEXT_BYTES:
+        raise InputLimitError(
+            f"{where}: the value of item {key} exceeds the sealing limit of "
+            f"{MAX_PLAINTEXT_BYTES} bytes"
+        )
+    values[key] = value
+
+
+def _read_bounded(path: Path, limit: int, *, what: str, show_path: bool = True) -> bytes:
+    """Read at most ``limit`` bytes; more is an ``InputLimitError``, never a huge read."""
+    shown = f"{what} {path}" if show_path else what
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"{shown}: cannot read the file: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputLimitError(f"{shown}: the file exceeds the limit of {limit} bytes")
+    return data
+
+
+def _only_document(path: Path, limit_what: str) -> JSONObject:
+    # Imported here: the common --from-literal/--from-file path parses no documents.
+    from kstrata.domain.documents import load_documents
+
+    source = "<stdin>" if str(path) == "-" else str(path)
+    data = _read_bounded(path, DEFAULT_LIMITS.max_bytes, what=limit_what)
+    documents = [d for d in load_documents(data, source=source) if d is not None]
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        raise InvalidInputError(f"{source}: expected exactly one object (manifest)")
+    return documents[0]
+
+
+# ``where`` below is a message prefix ending where the field name goes ("f.yaml: spec.").
+
+
+def _optional_str(obj: JSONObject, key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInputError(f"{where}{key} must be a string")
+    return value
+
+
+def _object(obj: JSONObject, key: str, where: str) -> JSONObject:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{where}{key} must be a mapping")
+    return value
+
+
+def _read_secret_manifest(path: Path) -> _Items:
+    """Items and template of a Kubernetes Secret manifest; identity metadata is dropped."""
+    source = "<stdin>" if str(path) == "-" else str(path)
+    secret = _only_document(path, "-f")
+    if secret.get("apiVersion") != "v1" or secret.get("kind") != "Secret":
+        raise InvalidInputError(f"{source}: expected a Secret (apiVersion v1, kind Secret)")
+    metadata = _object(secret, "metadata", f"{source}: ")
+    template = _secret_template(secret, metadata, source)
+    values: dict[str, bytes] = {}
+    for key, encoded in _object(secret, "data", f"{source}: ").items():
+        where = f"{source}: data"
+        item = _checked_key(key, where)
+        if not isinstance(encoded, str):
+            raise InvalidInputError(f"{where}.{item} must be a base64 string")
+        try:
+            values[item] = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInputError(f"{where}.{item} is not valid base64") from None
+    # As on the API server: a stringData item replaces a data item of the same key.
+    for key, text in _object(secret, "stringData", f"{source}: ").items():
+        where = f"{source}: stringData"
+        item = _checked_key(key, where)
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{where}.{item} must be a string")
+        values[item] = text.encode("utf-8", "surrogatepass")
+    if not values:
+        raise InvalidInputError(f"{source}: the Secret has no data or stringData items")
+    if len(values) > MAX_SEALED_ITEMS:
+        raise InputLimitError(f"{source}: at most {MAX_SEALED_ITEMS} items can be sealed at once")
+    for item, value in values.items():
+        if len(value) > MAX_PLAINTEXT_BYTES:
+            raise InputLimitError(
+                f"{source}: the value of item {item} exceeds the sealing limit of "
+                f"{MAX_PLAINTEXT_BYTES} bytes"
+            )
+    return _Items(
+        values,
+        template,
+        namespace=_optional_str(metadata, "namespace", f"{source}: metadata."),
+        name=_optional_str(metadata, "name", f"{source}: metadata."),
+        source=source,
+    )
+
+
+def _secret_template(secret: JSONObject, metadata: JSONObject, source: str) -> JSONObject:
+    """type, labels, annotations and immutable: what the operator should recreate.
+
+    Everything else in ``metadata`` (uid, resourceVersion, creationTimestamp,
+    managedFields, ownerReferences, ...) describes one stored object and is
+    not carried over, nor is kubectl's last-applied copy, which holds the data.
+    """
+    from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES
+
+    template: JSONObject = {}
+    secret_type = _optional_str(secret, "type", f"{source}: ")
+    if secret_type is not None:
+        if secret_type in FORBIDDEN_SECRET_TYPES:
+            # One of two fixed strings, so safe to name.
+            raise InvalidInputError(
+                f"{source}: Secrets of type {secret_type} cannot be sealed: "
+                "they would hand out cluster credentials"
+            )
+        if not secret_type or len(secret_type) > _SECRET_TYPE_MAX:
+            raise InvalidInputError(f"{source}: type must be 1 to {_SECRET_TYPE_MAX} characters")
+        template["type"] = secret_type
+    for field_name in ("labels", "annotations"):
+        entries = _string_map(metadata, field_name, f"{source}: metadata.")
+        entries.pop(LAST_APPLIED_ANNOTATION, None)
+        if entries:
+            template[field_name] = dict(sorted(entries.items()))
+    immutable = secret.get("immutable")
+    if immutable is not None:
+        if not isinstance(immutable, bool):
+            raise InvalidInputError(f"{source}: immutable must be true or false")
+        template["immutable"] = immutable
+    return template
+
+
+def _string_map(obj: JSONObject, key: str, where: str) -> dict[str, JSONValue]:
+    entries = _object(obj, key, where)
+    if not all(isinstance(value, str) for value in entries.values()):
+        raise InvalidInputError(f"{where}{key}: every value must be a string")
+    return dict(entries)
+
+
+# --- building and merging the manifest -------------------------------------
+
+
+def _new_manifest(
+    *,
+    namespace: str | None,
+    name: str,
+    scope: str,
+    environment: str | None,
+    sealed: dict[str, str],
+    template: JSONObject,
+) -> JSONObject:
+    metadata: JSONObject = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    spec: JSONObject = {"scope": scope}
+    encrypted: JSONObject = dict(sorted(sealed.items()))
+    if environment is None:
+        spec["encryptedData"] = encrypted
+    else:
+        spec["environments"] = {environment: {"encryptedData": encrypted}}
+    if template:
+        spec["template"] = template
+    return {
+        "apiVersion": SEALED_SECRET_API_VERSION,
+        "kind": SEALED_SECRET_KIND,
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def _load_target(path: Path) -> _Target:
+    """An existing SealedSecret file: checked before anything is sealed into it."""
+    manifest = _only_document(path, "--merge-into")
+    if (
+        manifest.get("apiVersion") != SEALED_SECRET_API_VERSION
+        or manifest.get("kind") != SEALED_SECRET_KIND
+    ):
+        raise InvalidInputError(
+            f"{path}: expected a {SEALED_SECRET_KIND} ({SEALED_SECRET_API_VERSION})"
+        )
+    metadata = _object(manifest, "metadata", f"{path}: ")
+    spec = _object(manifest, "spec", f"{path}: ")
+    scope = _optional_str(spec, "scope", f"{path}: spec.") or _DEFAULT_SCOPE
+    if scope not in SCOPES:
+        raise InvalidInputError(f"{path}: spec.scope must be one of {', '.join(SCOPES)}")
+    _object(spec, "encryptedData", f"{path}: spec.")
+    for environment, overlay in _object(spec, "environments", f"{path}: spec.").items():
+        where = f"{path}: spec.environments"
+        check_environment_name(environment, where=where)
+        if not isinstance(overlay, dict):
+            raise InvalidInputError(f"{where}.{environment} must be a mapping")
+        _object(overlay, "encryptedData", f"{where}.{environment}.")
+    _object(spec, "template", f"{path}: spec.")
+    return _Target(
+        path=path,
+        manifest=manifest,
+        namespace=_optional_str(metadata, "namespace", f"{path}: metadata."),
+        name=_optional_str(metadata, "name", f"{path}: metadata."),
+        scope=scope,
+    )
+
+
+def _merged_manifest(
+    target: _Target,
+    environment: str | None,
+    sealed: dict[str, str],
+    template: JSONObject,
+) -> JSONObject:
+    """The target with the given items added or replaced; everything else as it was."""
+    manifest = deep_copy(target.manifest)
+    if not isinstance(manifest, dict):  # _load_target accepted only a mapping
+        raise TypeError("merge target must be a mapping")
+    spec = _child(manifest, "spec")
+    holder = spec if environment is None else _child(_child(spec, "environments"), environment)
+    encrypted = {**_child(holder, "encryptedData"), **sealed}
+    if len(encrypted) > MAX_SEALED_ITEMS:
+        raise InputLimitError(
+            f"{target.path}: a SealedSecret holds at most {MAX_SEALED_ITEMS} items per map"
+        )
+    holder["encryptedData"] = dict(sorted(encrypted.items()))
+    if template:
+        current = _child(spec, "template")
+        # Fields the Secret states win; labels and annotations merge key by key.
+        for key, value in template.items():
+            existing = current.get(key)
+            if isinstance(value, dict) and isinstance(existing, dict):
+                current[key] = dict(sorted({**existing, **value}.items()))
+            else:
+                current[key] = value
+    return manifest
+
+
+def _child(parent: JSONObject, key: str) -> JSONObject:
+    """``parent[key]``, created when absent or null (_load_target refused anything else)."""
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        value = {}
+        parent[key] = value
+    return value
+
+
+# --- writing ---------------------------------------------------------------
+
+
+def _format_of(path: Path) -> str:
+    return "json" if path.suffix.lower() == ".json" else "yaml"
+
+
+def _dump(manifest: JSONObject, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    import yaml
+
+    return yaml.safe_dump(manifest, sort_keys=True, allow_unicode=True, default_flow_style=False)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a 0600 file: never a half-written or readable copy."""
+    import tempfile  # only --merge-into writes files
+
+    # Write beside the real file (a symlink's target) so os.replace stays one rename.
+    target = path.resolve()
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise UsageError(f"--merge-into {path}: cannot write beside it: {exc.strerror}") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            # mkstemp already creates 0600; stated so the guarantee rests on no default.
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise UsageError(f"--merge-into {path}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -1,0 +1,742 @@
+"""Unseal a SealedSecret into a Secret of the same name: the operator's secrets use case.
+
+Level-triggered like ``kstrata.app.profiles``: ``SealedSecretReconciler.reconcile``
+looks only at the current state (the SealedSecret, its namespace, the key
+Secret, the existing Secret) and writes only what differs, so replaying
+events or restarting the operator writes nothing when nothing changed.
+
+Safety rules enforced here, in this order:
+
+* the sealing context of every token comes from where the SealedSecret is
+  (its namespace, its name, the item key) and from ``spec.scope`` alone, never
+  from metadata, annotations or the token itself, so a token copied to another
+  namespace, object or item does not open;
+* **all or nothing**: every item is opened before anything is written; one
+  item that fails leaves the Secret exactly as it was (or absent), and the
+  status and ONE Warning event say which items and which key ids, never a
+  value;
+* a Secret that exists and is not ours is left alone unless annotated
+  ``kstrata.dev/adopt: "true"``; service-account and bootstrap token types
+  are refused even if the CRD's CEL rule was bypassed (an older CRD, a
+  direct etcd write), because such a Secret hands out cluster credentials;
+* plaintext exists only in memory and in the written Secret's ``data``: it
+  is compared in memory with the existing Secret's data, and never logged,
+  put into an event, the status, a label, an annotation, a metric or an
+  exception.  The status carries keyed fingerprints (HMAC with the operator's
+  fingerprint key) so a reader can tell "value changed" from "re-sealed".
+
+``status.revision`` grows by one each time the set of sealed tokens in effect
+changes (a re-seal counts, even with the same values).  The Secret carries the
+digest of that token set (ciphertext only, public) in an annotation, which is
+how a restarted operator knows nothing changed.
+
+Boundary: cluster access only through ``KubeApi``; opening tokens, contexts
+and fingerprints come from ``kstrata.crypto``; the environment rule is the
+one ConfigProfiles use (``kstrata.domain.environments``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from kstrata import metrics
+from kstrata.app.profiles import (
+    MANAGED_BY,
+    READY,
+    REVISION_LABEL,
+    check_ownership,
+    is_ours,
+    now_rfc3339,
+    ready_condition,
+)
+from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
+from kstrata.crypto import KeyRing, Scope, SealingContext, fingerprint, parse_token
+from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES, SEALED_SECRET_KIND
+from kstrata.domain.environments import (
+    EnvironmentChoice,
+    check_environment_name,
+    select_environment,
+)
+from kstrata.errors import (
+    ClusterError,
+    InvalidInputError,
+    KstrataError,
+    OwnershipError,
+    SealingError,
+    TokenFormatError,
+    UnknownKeyError,
+    UnsealError,
+)
+from kstrata.kube.api import (
+    JSON,
+    NAMESPACES,
+    SEALED_SECRETS,
+    SECRETS,
+    KubeApi,
+    owner_reference,
+    post_event,
+)
+from kstrata.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+KIND: Final = SEALED_SECRET_KIND
+SEALED_SECRET_LABEL: Final = "kstrata.dev/sealed-secret"  # noqa: S105 (a label key)
+#: SHA-256 of the sealed tokens in effect (public ciphertext, never plaintext).
+DIGEST_ANNOTATION: Final = "kstrata.dev/sealed-digest"
+DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
+KEY_MISSING: Final = UnknownKeyError.reason
+#: Failures caused by an existing Secret: its change (deleted, annotated for
+#: adoption) is worth an immediate retry.
+_SECRET_IN_THE_WAY: Final = frozenset({OwnershipError.reason, "ForbiddenSecretType"})
+_RETRIED_ON_EVENTS: Final = _SECRET_IN_THE_WAY | {KEY_MISSING}
+#: Metadata the API server sets; dropped when a Secret is created again from a copy.
+_SERVER_SET_METADATA: Final = frozenset(
+    {"uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink"}
+)
+#: How many failing items a message names before summarising the rest.
+_MAX_ITEMS_NAMED: Final = 8
+_LABEL_VALUE_MAX: Final = 63
+
+
+@dataclass(frozen=True)
+class SecretTemplate:
+    """``spec.template``: the shape of the Secret written."""
+
+    type: str = DEFAULT_SECRET_TYPE
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    immutable: bool = False
+
+
+@dataclass(frozen=True)
+class SealedSpec:
+    """The parts of a SealedSecret's spec that unsealing needs."""
+
+    scope: Scope
+    encrypted_data: Mapping[str, str]
+    environments: Mapping[str, Mapping[str, str]]
+    environment: str | None
+    template: SecretTemplate
+
+
+@dataclass(frozen=True)
+class SealedOutcome:
+    """What one reconcile did (for handlers, metrics and tests)."""
+
+    revision: int
+    secret_written: bool
+    status_written: bool
+
+
+def _invalid(message: str) -> InvalidInputError:
+    return InvalidInputError(message)
+
+
+def _string_map(value: object, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise _invalid(f"{where} must map strings to strings")
+    return dict(value)
+
+
+def parse_sealed_spec(spec: object) -> SealedSpec:
+    """Check the spec's shape (the CRD schema normally has already); no value is quoted."""
+    if not isinstance(spec, dict):
+        raise _invalid("spec must be an object")
+    scope_text = spec.get("scope", Scope.STRICT.value)
+    try:
+        scope = Scope(scope_text)
+    except ValueError:
+        raise _invalid("spec.scope must be one of strict, namespace, cluster") from None
+    encrypted = _string_map(spec.get("encryptedData"), "spec.encryptedData")
+    environments_raw = spec.get("environments") or {}
+    if not isinstance(environments_raw, dict):
+        raise _invalid("spec.environments must be an object")
+    environments: dict[str, dict[str, str]] = {}
+    for env_name, overlay in environments_raw.items():
+        check_environment_name(env_name, where="spec.environments")
+        if overlay is not None and not isinstance(overlay, dict):
+            raise _invalid(f"spec.environments.{env_name} must be an object")
+        environments[env_name] = _string_map(
+            (overlay or {}).get("encryptedData"), f"spec.environments.{env_name}.encryptedData"
+        )
+    environment = spec.get("environment")
+    if environment is not None and not isinstance(environment, str):
+        raise _invalid("spec.environment must be a string")
+    template_raw = spec.get("template") or {}
+    if not isinstance(template_raw, dict):
+        raise _invalid("spec.template must be an object")
+    secret_type = template_raw.get("type") or DEFAULT_SECRET_TYPE
+    if not isinstance(secret_type, str):
+        raise _invalid("spec.template.type must be a string")
+    immutable = template_raw.get("immutable", False)
+    if not isinstance(immutable, bool):
+        raise _invalid("spec.template.immutable must be a boolean")
+    template = SecretTemplate(
+        type=secret_type,
+        labels=_string_map(template_raw.get("labels"), "spec.template.labels"),
+        annotations=_string_map(template_raw.get("annotations"), "spec.template.annotations"),
+        immutable=immutable,
+    )
+    return SealedSpec(scope, encrypted, environments, environment, template)
+
+
+def check_secret_type(secret_type: str, *, where: str) -> None:
+    """Refuse Secret types that would hand out cluster credentials."""
+    if secret_type in FORBIDDEN_SECRET_TYPES:
+        raise InvalidInputError(
+            f"{where} is {secret_type}: kstrata never writes service-account or "
+            "bootstrap token Secrets",
+            reason="ForbiddenSecretType",
+        )
+
+
+def effective_tokens(spec: SealedSpec, environment: str) -> dict[str, str]:
+    """Base items, with the chosen environment's items replacing those of the same key."""
+    tokens = dict(spec.encrypted_data)
+    tokens.update(spec.environments.get(environment, {}))
+    return dict(sorted(tokens.items()))
+
+
+def tokens_digest(tokens: Mapping[str, str]) -> str:
+    """Digest of the token set in effect: changes when a token is added, removed or re-sealed."""
+    canonical = json.dumps(sorted(tokens.items()), separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """Why one item did not open: public facts only (item key, key id, error class)."""
+
+    key: str
+    key_id: str | None
+    error: SealingError
+
+
+def _token_key_id(token: str) -> str | None:
+    try:
+        return parse_token(token).key_id
+    except SealingError:
+        return None
+
+
+def unseal_all(
+    ring: KeyRing, tokens: Mapping[str, str], scope: Scope, *, namespace: str, name: str
+) -> dict[str, bytes]:
+    """Open every token for (scope, namespace, name, item); all of them, or an error.
+
+    The context is built here from the caller's coordinates and ``scope``
+    (``SealingContext.bind`` keeps exactly what the scope binds).  Every item
+    is tried even after a failure, so the error names all failing items.
+    """
+    opened: dict[str, bytes] = {}
+    failures: list[ItemFailure] = []
+    for key, token in tokens.items():
+        try:
+            context = SealingContext.bind(scope, item=key, namespace=namespace, name=name)
+            opened[key] = ring.open(token, context)
+        except SealingError as error:
+            failures.append(ItemFailure(key, _token_key_id(token), error))
+    if failures:
+        opened.clear()  # all or nothing: drop what did open before raising
+        raise unseal_failure(failures, total=len(tokens))
+    return opened
+
+
+def _named(failures: list[ItemFailure], describe: Callable[[ItemFailure], str]) -> str:
+    shown = ", ".join(describe(f) for f in failures[:_MAX_ITEMS_NAMED])
+    more = len(failures) - _MAX_ITEMS_NAMED
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def _key_ids(failures: list[ItemFailure]) -> str:
+    ids = sorted({f.key_id for f in failures if f.key_id})
+    return ", ".join(ids) if ids else "(none readable)"
+
+
+def unseal_failure(failures: list[ItemFailure], *, total: int) -> SealingError:
+    """One error for every failing item, its class chosen by what can fix it.
+
+    A malformed token or one that does not open here needs a new spec, so
+    those reasons win over a missing key (which restoring the key Secret
+    fixes).  Messages carry item keys, key ids and structural reasons only;
+    "does not open" is one phrase for wrong location, wrong item and
+    tampering alike, so the status is no decryption oracle.
+    """
+    invalid = [f for f in failures if type(f.error) is SealingError]
+    malformed = [f for f in failures if isinstance(f.error, TokenFormatError)]
+    not_opening = [f for f in failures if isinstance(f.error, UnsealError)]
+    missing = [f for f in failures if isinstance(f.error, UnknownKeyError)]
+    parts: list[str] = []
+    if invalid:
+        parts.append("invalid item " + _named(invalid, lambda f: f"{f.key} ({f.error.message})"))
+    if malformed:
+        parts.append(
+            "malformed token in item " + _named(malformed, lambda f: f"{f.key} ({f.error.message})")
+        )
+    if not_opening:
+        parts.append(
+            "does not open for this scope, namespace, name and item (sealed for another "
+            "place or item, or altered): item "
+            + _named(not_opening, lambda f: f"{f.key} (key {f.key_id})")
+            + f"; key ids {_key_ids(not_opening)}"
+        )
+    if missing:
+        parts.append(
+            "sealed to a key the operator does not hold: item "
+            + _named(missing, lambda f: f"{f.key} (key {f.key_id})")
+            + f"; key ids {_key_ids(missing)}"
+        )
+    message = (
+        f"{len(failures)} of {total} item(s) could not be unsealed, nothing was written: "
+        + "; ".join(parts)
+    )
+    if invalid:
+        return SealingError(message, reason=invalid[0].error.reason)
+    if malformed:
+        return TokenFormatError(message)
+    if not_opening:
+        return UnsealError(message)
+    return UnknownKeyError(message)
+
+
+def label_value(name: str) -> str:
+    """An object name as a label value (names may be longer than labels allow)."""
+    if len(name) <= _LABEL_VALUE_MAX:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    return f"{name[: _LABEL_VALUE_MAX - 11].rstrip('.-_')}-{digest}"
+
+
+def _decoded(secret: JSON) -> dict[str, bytes] | None:
+    """The Secret's data as bytes, or None if it cannot be decoded (then it differs)."""
+    try:
+        return {
+            k: base64.b64decode(v, validate=True) for k, v in (secret.get("data") or {}).items()
+        }
+    except (binascii.Error, ValueError, TypeError):
+        return None
+
+
+def _encoded(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode("ascii") for k, v in data.items()}
+
+
+def _secret_body(
+    sealed: JSON,
+    template: SecretTemplate,
+    plaintext: Mapping[str, bytes],
+    *,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    refs: list[JSON] | None = None,
+) -> JSON:
+    meta = sealed["metadata"]
+    body: JSON = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": dict(labels),
+            "annotations": dict(annotations),
+            "ownerReferences": refs if refs is not None else [owner_reference(sealed)],
+        },
+        "type": template.type,
+        "data": _encoded(plaintext),
+    }
+    if template.immutable:
+        body["immutable"] = True
+    return body
+
+
+def _clean(error: KstrataError) -> KstrataError:
+    """The error without its cause chain; a refused Secret without the server's words.
+
+    Used for Secret writes: the API server's answer to a rejected Secret can
+    quote a fragment of the value (a JSON parser's "invalid character"), and a
+    chained client exception would carry it into tracebacks.
+    """
+    if isinstance(error, InvalidInputError):
+        return InvalidInputError(
+            "the API server rejected the Secret (its type may require other item keys, "
+            "or values in a particular format)",
+            reason="SecretRejected",
+        )
+    return type(error)(error.message, reason=error.reason)
+
+
+class SealedSecretReconciler:
+    """Unseals SealedSecrets into Secrets through one ``KubeApi`` and one ``KeyStore``."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        keys: KeyStore | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.keys = keys or KeyStore(api, settings)
+        # SealedSecrets whose last reconcile failed for a reason outside their own
+        # spec (a missing key, a Secret in the way), by reason: the operator retries
+        # them the moment the key Secret or that Secret changes.
+        self._blocked: dict[tuple[str, str], str] = {}
+        self._blocked_lock = threading.Lock()
+        # uids of Secrets this reconciler deleted to replace them, so the watch
+        # does not mistake our own deletion for someone else's (and loop).
+        self._own_deletions: set[str] = set()
+
+    # --- bookkeeping of blocked objects ---------------------------------
+
+    def waiting_for_keys(self) -> list[tuple[str, str]]:
+        """SealedSecrets that failed only because a sealing key is missing."""
+        with self._blocked_lock:
+            return sorted(k for k, reason in self._blocked.items() if reason == KEY_MISSING)
+
+    def blocked(self) -> list[tuple[str, str]]:
+        """Every SealedSecret blocked by something outside its spec."""
+        with self._blocked_lock:
+            return sorted(self._blocked)
+
+    def blocked_by_secret(self, namespace: str | None, name: str) -> bool:
+        """Whether the Secret namespace/name is what keeps its SealedSecret from unsealing."""
+        with self._blocked_lock:
+            return self._blocked.get((namespace or "", name)) in _SECRET_IN_THE_WAY
+
+    def deleted_by_us(self, uid: str | None) -> bool:
+        """Whether the Secret with ``uid`` was deleted by this reconciler (asked once)."""
+        with self._blocked_lock:
+            if uid in self._own_deletions:
+                self._own_deletions.discard(uid)
+                return True
+            return False
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._set_blocked(namespace, name, None)
+
+    def _set_blocked(self, namespace: str, name: str, reason: str | None) -> None:
+        with self._blocked_lock:
+            if reason in _RETRIED_ON_EVENTS:
+                self._blocked[(namespace, name)] = reason
+            else:
+                self._blocked.pop((namespace, name), None)
+            waiting = sum(1 for r in self._blocked.values() if r == KEY_MISSING)
+        metrics.SEALED_SECRETS_WAITING_FOR_KEYS.set(waiting)
+
+    # --- reconcile -------------------------------------------------------
+
+    def _read_namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        found = self.api.get_or_none(NAMESPACES, None, namespace)
+        labels: dict[str, str] | None = ((found or {}).get("metadata") or {}).get("labels")
+        return labels
+
+    def reconcile(
+        self,
+        sealed: JSON,
+        namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
+        keys: SealingKeys | None = None,
+    ) -> SealedOutcome:
+        """Bring the Secret in line with ``sealed``; raise the ``KstrataError`` that stopped it."""
+        started = time.perf_counter()
+        try:
+            outcome = self._reconcile(sealed, namespace_labels or self._read_namespace_labels, keys)
+        except KstrataError as error:
+            result = "error" if isinstance(error, ClusterError) else "invalid"
+            metrics.RECONCILES.labels(kind=KIND, result=result).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+        return outcome
+
+    def _reconcile(
+        self,
+        sealed: JSON,
+        namespace_labels: Callable[[str], Mapping[str, str] | None],
+        keys: SealingKeys | None,
+    ) -> SealedOutcome:
+        meta = sealed["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        choice: EnvironmentChoice | None = None
+        try:
+            self._check_not_reserved(namespace, name)
+            spec = parse_sealed_spec(sealed.get("spec"))
+            check_secret_type(spec.template.type, where="spec.template.type")
+            labels = namespace_labels(namespace)
+            choice = select_environment(spec.environment, labels, self.settings.default_environment)
+            tokens = effective_tokens(spec, choice.name)
+            existing = self.api.get_or_none(SECRETS, namespace, name)
+            check_ownership(existing, meta["uid"], f"Secret {name}")
+            if existing is not None:
+                check_secret_type(
+                    existing.get("type") or DEFAULT_SECRET_TYPE, where=f"existing Secret {name}"
+                )
+            keys = keys if keys is not None else self.keys.load()
+            plaintext = unseal_all(keys.ring, tokens, spec.scope, namespace=namespace, name=name)
+            digest = tokens_digest(tokens)
+            try:
+                revision, written = self._write_secret(
+                    sealed, spec.template, plaintext, digest, existing
+                )
+            except InvalidInputError as error:
+                raise _clean(error) from None
+        except (InvalidInputError, OwnershipError, SealingError) as error:
+            self._set_blocked(namespace, name, error.reason)
+            if isinstance(error, UnknownKeyError):
+                metrics.SEALING_KEY_MISSING.inc()
+            metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
+            self._record_failure(sealed, error, choice)
+            raise
+        except ClusterError as error:
+            # Cluster trouble is retried; a write error's cause may echo data.
+            raise _clean(error) from None
+        self._set_blocked(namespace, name, None)
+
+        items = []
+        for key, token in tokens.items():
+            item: JSON = {"key": key, "keyId": parse_token(token).key_id}
+            if keys.fingerprint_key is not None:
+                item["fingerprint"] = fingerprint(
+                    keys.fingerprint_key,
+                    namespace=namespace,
+                    name=name,
+                    item=key,
+                    value=plaintext[key],
+                )
+            items.append(item)
+        plaintext.clear()
+        generation = meta.get("generation", 0)
+        message = (
+            f"unsealed {len(items)} item(s) into Secret {name} at revision {revision} "
+            f"for environment {choice.name}"
+        )
+        status = sealed.get("status") or {}
+        new_status: JSON = {
+            "observedGeneration": generation,
+            "environment": choice.name,
+            "environmentSource": choice.source,
+            "revision": revision,
+            "secretName": name,
+            "keyIds": sorted({item["keyId"] for item in items}),
+            "items": items,
+        }
+        new_status["conditions"] = ready_condition(
+            status.get("conditions") or [],
+            ok=True,
+            reason="Unsealed",
+            message=message,
+            generation=generation,
+        )
+        status_written = self._patch_status(sealed, new_status)
+        if written:
+            post_event(
+                self.api,
+                sealed,
+                type_="Normal",
+                reason="Unsealed",
+                message=message,
+                now=now_rfc3339(),
+            )
+            logger.info("SealedSecret %s/%s: %s", namespace, name, message)
+        return SealedOutcome(revision, written, status_written)
+
+    def _write_secret(
+        self,
+        sealed: JSON,
+        template: SecretTemplate,
+        plaintext: Mapping[str, bytes],
+        digest: str,
+        existing: JSON | None,
+    ) -> tuple[int, bool]:
+        """Create or update the Secret if anything differs; return (revision, written)."""
+        meta = sealed["metadata"]
+        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        status_revision = int((sealed.get("status") or {}).get("revision") or 0)
+        ours = existing is not None and is_ours(existing, uid)
+        existing_meta: JSON = (existing or {}).get("metadata") or {}
+        current = 0
+        if ours:
+            try:
+                current = int((existing_meta.get("labels") or {}).get(REVISION_LABEL) or 0)
+            except ValueError:
+                current = 0
+        revision = max(status_revision, current)
+        same_tokens = (
+            ours and (existing_meta.get("annotations") or {}).get(DIGEST_ANNOTATION) == digest
+        )
+        if not same_tokens or revision == 0:
+            revision += 1
+
+        desired_labels = {
+            **template.labels,
+            MANAGED_BY: "kstrata",
+            SEALED_SECRET_LABEL: label_value(name),
+            REVISION_LABEL: str(revision),
+        }
+        desired_annotations = {**template.annotations, DIGEST_ANNOTATION: digest}
+        owner = owner_reference(sealed)
+
+        if existing is None:
+            body = _secret_body(
+                sealed,
+                template,
+                plaintext,
+                labels=desired_labels,
+                annotations=desired_annotations,
+            )
+            self.api.create(SECRETS, namespace, body)
+            return revision, True
+
+        labels = dict(existing_meta.get("labels") or {})
+        annotations = dict(existing_meta.get("annotations") or {})
+        same_data = _decoded(existing) == dict(plaintext)
+        existing_immutable = bool(existing.get("immutable"))
+        needs_metadata = (
+            any(labels.get(k) != v for k, v in desired_labels.items())
+            or any(annotations.get(k) != v for k, v in desired_annotations.items())
+            or not ours
+            or existing_immutable != template.immutable
+        )
+        same_type = (existing.get("type") or DEFAULT_SECRET_TYPE) == template.type
+        if same_data and same_type and not needs_metadata:
+            return revision, False
+
+        labels.update(desired_labels)
+        annotations.update(desired_annotations)
+        refs = [
+            r for r in existing_meta.get("ownerReferences") or [] if not r.get("controller")
+        ] + [owner]
+        if not same_type or (existing_immutable and (not same_data or not template.immutable)):
+            # Type and immutable data cannot change in place: replace the Secret.
+            # Ownership was checked just before, so this deletes only our own.
+            body = _secret_body(
+                sealed, template, plaintext, labels=labels, annotations=annotations, refs=refs
+            )
+            self._replace_secret(existing, body)
+            return revision, True
+
+        updated = dict(existing)
+        updated["metadata"] = dict(
+            existing_meta, labels=labels, annotations=annotations, ownerReferences=refs
+        )
+        updated["data"] = _encoded(plaintext)
+        if template.immutable:
+            updated["immutable"] = True
+        else:
+            updated.pop("immutable", None)
+        # PUT with the resourceVersion read: a concurrent writer makes this a
+        # ConflictError and the retry re-reads instead of overwriting blindly.
+        self.api.replace(SECRETS, namespace, updated)
+        return revision, True
+
+    def _replace_secret(self, existing: JSON, body: JSON) -> None:
+        """Delete and create; if the new Secret is refused, put the old one back.
+
+        All or nothing as far as the API allows: there is no transaction, so a
+        refused replacement (say, a type whose required keys are missing)
+        restores the previous data under a new uid instead of leaving no Secret.
+        """
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        with self._blocked_lock:
+            self._own_deletions.add(str(existing["metadata"].get("uid", "")))
+        self.api.delete(SECRETS, namespace, name)
+        try:
+            self.api.create(SECRETS, namespace, body)
+        except KstrataError:
+            previous = dict(existing)
+            previous["metadata"] = {
+                k: v for k, v in existing["metadata"].items() if k not in _SERVER_SET_METADATA
+            }
+            try:
+                self.api.create(SECRETS, namespace, previous)
+            except KstrataError as restore_error:
+                # No traceback: the chained client error may quote the API's answer.
+                logger.critical(
+                    "Secret %s/%s could not be restored after a refused replacement: %s",
+                    namespace,
+                    name,
+                    restore_error.reason,
+                )
+            raise
+
+    def _check_not_reserved(self, namespace: str, name: str) -> None:
+        # Ownership already protects the key Secret (it is not ours to adopt), but
+        # refusing by name does not depend on nobody ever annotating it.
+        if namespace == self.settings.operator_namespace and name == KEY_SECRET_NAME:
+            raise InvalidInputError(
+                f"Secret {name} in the operator namespace holds the sealing keys; "
+                "a SealedSecret cannot write it",
+                reason="ReservedName",
+            )
+
+    def _patch_status(self, sealed: JSON, new_status: JSON) -> bool:
+        old = sealed.get("status") or {}
+        if all(old.get(key) == value for key, value in new_status.items()):
+            return False
+        meta = sealed["metadata"]
+        self.api.patch(
+            SEALED_SECRETS,
+            meta["namespace"],
+            meta["name"],
+            {"status": new_status},
+            subresource="status",
+        )
+        return True
+
+    def _record_failure(
+        self, sealed: JSON, error: KstrataError, choice: EnvironmentChoice | None
+    ) -> None:
+        """Ready=False with the reason, ONE Warning event per distinct failure; no Secret write."""
+        meta = sealed["metadata"]
+        # The handler's body may predate our last status patch (a quick retry):
+        # decide "new failure or the same one" on the stored status.
+        with contextlib.suppress(ClusterError):
+            sealed = self.api.get(SEALED_SECRETS, meta["namespace"], meta["name"])
+        status = sealed.get("status") or {}
+        conditions = status.get("conditions") or []
+        previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
+        message = str(error)
+        generation = meta.get("generation", 0)
+        new_status: dict[str, Any] = {"observedGeneration": generation}
+        if choice is not None:
+            new_status["environment"] = choice.name
+            new_status["environmentSource"] = choice.source
+        new_status["conditions"] = ready_condition(
+            conditions, ok=False, reason=error.reason, message=message, generation=generation
+        )
+        try:
+            self._patch_status(sealed, new_status)
+        except ClusterError as patch_error:
+            logger.warning(
+                "SealedSecret %s/%s: status not recorded: %s",
+                meta["namespace"],
+                meta["name"],
+                patch_error.reason,
+            )
+        if previous.get("reason") != error.reason or previous.get("message") != message[:1024]:
+            post_event(
+                self.api,
+                sealed,
+                type_="Warning",
+                reason=error.reason,
+                message=message,
+                now=now_rfc3339(),
+            )
+            logger.warning(
+                "SealedSecret %s/%s not unsealed: %s", meta["namespace"], meta["name"], message
+            )

@@ -1,0 +1,408 @@
+"""The operator's sealing keys: the key Secret, rotation, and the published public keys.
+
+Why a module of its own: the private keys live in exactly one place, the
+Secret ``kstrata-sealing-keys`` in the operator namespace, and everything that
+reads or grows it goes through ``KeyStore`` so the rules below hold no matter
+who calls (the operator's startup and rotation timer, or ``kstrata keys``):
+
+* keys are only ever **added**: the first key pair on first start, a new
+  newest key pair on rotation.  No code path here deletes or overwrites an
+  existing entry, so tokens sealed to an old key keep opening, and a key
+  Secret restored from a backup is used as it is;
+* the key Secret is **never created except by** ``ensure_keys`` (operator
+  start): a Secret that disappears while the operator runs stays missing
+  until someone restores it, instead of being replaced by fresh keys that
+  would make the backup's keys conflict with a new ring;
+* every write is optimistic (create, or PUT with the resourceVersion read),
+  so two writers never silently drop each other's key; and nothing is
+  written when nothing changed.
+
+The public halves are published as the ConfigMap ``kstrata-sealing-public-keys``
+(data key ``keys.json``): what ``kstrata seal --cert`` reads, readable by
+anyone allowed to seal.  The ``kstrata keys`` use cases at the bottom read
+that ConfigMap, not the Secret, so listing and exporting need no access to
+private keys.
+
+Boundary: cluster access only through ``KubeApi``; key formats, key ids and
+the choice of the newest key come from ``kstrata.crypto``.  No private key
+byte is ever logged or put into a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from kstrata import metrics
+from kstrata.app.profiles import MANAGED_BY
+from kstrata.crypto import (
+    FingerprintKey,
+    KeyPair,
+    KeyRing,
+    PublicKeyBundle,
+    Suite,
+    generate_keypair,
+)
+from kstrata.crypto.keys import MAX_BUNDLE_KEYS
+from kstrata.errors import (
+    ConflictError,
+    InputLimitError,
+    KstrataError,
+    NotFoundError,
+    SealingError,
+    SettingsError,
+)
+from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi
+from kstrata.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+KEY_SECRET_NAME: Final = "kstrata-sealing-keys"  # noqa: S105 (an object name, not a secret)
+PUBLIC_KEYS_CONFIG_MAP: Final = "kstrata-sealing-public-keys"
+PUBLIC_KEYS_DATA_KEY: Final = "keys.json"
+#: The key Secret entry holding the fingerprint (HMAC) key.  Key pair entries
+#: are named ``<keyId>.json``, which can never collide with this name.
+FINGERPRINT_ENTRY: Final = "fingerprint-key.json"
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
+_LABELS: Final = {MANAGED_BY: "kstrata", COMPONENT_LABEL: "sealing-keys"}
+
+
+@dataclass(frozen=True)
+class SealingKeys:
+    """What the key Secret holds, parsed.
+
+    ``present`` is False while the Secret does not exist: the ring is then
+    empty and every token reports its key as missing.
+    """
+
+    ring: KeyRing
+    fingerprint_key: FingerprintKey | None
+    present: bool
+    #: Entries that could not be parsed (names only), reported, never dropped.
+    invalid_entries: tuple[str, ...] = ()
+
+
+_MISSING: Final = SealingKeys(KeyRing(), None, present=False)
+
+
+def suite_from(text: str) -> Suite:
+    try:
+        return Suite(text)
+    except ValueError:
+        allowed = ", ".join(s.value for s in Suite)
+        raise SettingsError(f"sealing suite must be one of {allowed}") from None
+
+
+def _decode_data(secret: JSON) -> dict[str, bytes]:
+    decoded: dict[str, bytes] = {}
+    for name, value in (secret.get("data") or {}).items():
+        try:
+            decoded[name] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            # Unreachable through the API (it validates data); treated as invalid entry.
+            decoded[name] = b""
+    return decoded
+
+
+def parse_key_secret(secret: JSON) -> SealingKeys:
+    """Parse the key Secret's entries; malformed entries are listed, not fatal.
+
+    One damaged entry must not stop tokens sealed to the other keys from
+    opening; tokens that need the damaged key report it as missing, and the
+    entry's name is logged so an operator can repair it from a backup.
+    """
+    pairs: list[KeyPair] = []
+    fingerprint_key: FingerprintKey | None = None
+    invalid: list[str] = []
+    for name, raw in sorted(_decode_data(secret).items()):
+        try:
+            if name == FINGERPRINT_ENTRY:
+                fingerprint_key = FingerprintKey.from_secret_entry(raw)
+            else:
+                pair = KeyPair.from_secret_entry(raw)
+                if any(p.key_id == pair.key_id for p in pairs):
+                    continue  # the same key stored twice under two names is still one key
+                pairs.append(pair)
+        except (SealingError, InputLimitError) as error:
+            invalid.append(name)
+            logger.warning("key Secret entry %s is not usable: %s", name, error.reason)
+    return SealingKeys(
+        KeyRing(pairs), fingerprint_key, present=True, invalid_entries=tuple(invalid)
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class KeyStore:
+    """The key Secret and the public key ConfigMap in ``settings.operator_namespace``."""
+
+    def __init__(self, api: KubeApi, settings: Settings) -> None:
+        self.api = api
+        self.settings = settings
+        self.namespace = settings.operator_namespace
+        self.suite = suite_from(settings.sealing_suite)
+        # Parsing loads every key into pyca; cache the result per Secret version.
+        self._cache_lock = threading.Lock()
+        self._cache: tuple[tuple[str, str], SealingKeys] | None = None
+
+    # --- reading ---------------------------------------------------------
+
+    def read_secret(self) -> JSON | None:
+        return self.api.get_or_none(SECRETS, self.namespace, KEY_SECRET_NAME)
+
+    def load(self) -> SealingKeys:
+        """The keys as the key Secret holds them now (an empty ring when it is missing)."""
+        return self.keys_from(self.read_secret())
+
+    def keys_from(self, secret: JSON | None) -> SealingKeys:
+        if secret is None:
+            metrics.SEALING_KEYS.set(0)
+            return _MISSING
+        meta = secret.get("metadata") or {}
+        version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+        with self._cache_lock:
+            if self._cache is not None and self._cache[0] == version and version[1]:
+                return self._cache[1]
+        keys = parse_key_secret(secret)
+        with self._cache_lock:
+            self._cache = (version, keys)
+        metrics.SEALING_KEYS.set(len(keys.ring))
+        return keys
+
+    # --- writing ---------------------------------------------------------
+
+    def ensure_keys(self, now: dt.datetime) -> bool:
+        """Make sure a key pair and a fingerprint key exist; True when something was written.
+
+        Creates the key Secret on first start.  On an existing Secret only
+        missing pieces are added (for example a backup taken before
+        fingerprints existed); nothing present is replaced.
+        """
+        try:
+            return self._ensure_keys(now)
+        except ConflictError:
+            # Another replica (or a restore) wrote meanwhile: build on theirs, once.
+            return self._ensure_keys(now)
+
+    def _ensure_keys(self, now: dt.datetime) -> bool:
+        secret = self.read_secret()
+        if secret is None:
+            pair = generate_keypair(suite=self.suite, created=now)
+            fingerprint_key = FingerprintKey.generate(created=now)
+            body: JSON = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": KEY_SECRET_NAME,
+                    "namespace": self.namespace,
+                    "labels": dict(_LABELS),
+                },
+                "type": "Opaque",
+                "data": {
+                    pair.secret_entry_name: _b64(pair.to_secret_entry()),
+                    FINGERPRINT_ENTRY: _b64(fingerprint_key.to_secret_entry()),
+                },
+            }
+            self.api.create(SECRETS, self.namespace, body)
+            logger.info("created the sealing key Secret with key %s", pair.key_id)
+            metrics.SEALING_KEYS.set(1)
+            return True
+
+        keys = self.keys_from(secret)
+        data = secret.get("data") or {}
+        additions: dict[str, str] = {}
+        if len(keys.ring) == 0:
+            pair = generate_keypair(suite=self.suite, created=now)
+            additions[pair.secret_entry_name] = _b64(pair.to_secret_entry())
+            logger.info("key Secret holds no usable key pair; adding key %s", pair.key_id)
+        if FINGERPRINT_ENTRY not in data:
+            # A present but damaged entry is left for a person to repair: never overwrite.
+            additions[FINGERPRINT_ENTRY] = _b64(
+                FingerprintKey.generate(created=now).to_secret_entry()
+            )
+            logger.info("key Secret holds no fingerprint key; adding one")
+        if not additions:
+            return False
+        self._add_entries(secret, additions)
+        return True
+
+    def rotate(self, now: dt.datetime, suite: Suite | None = None) -> KeyPair:
+        """Add a new key pair that becomes the newest; every existing key stays.
+
+        ``suite`` defaults to the operator's configured suite.  Raises
+        ``NotFoundError`` when the key Secret is missing (restore it, or let
+        the operator create one on start) and ``InputLimitError`` when the
+        ring is full (retire old keys first).
+        """
+        secret = self.read_secret()
+        if secret is None:
+            raise NotFoundError(
+                f"sealing key Secret {self.namespace}/{KEY_SECRET_NAME} does not exist; "
+                "restore it from a backup, or start the operator to create one"
+            )
+        keys = self.keys_from(secret)
+        if len(keys.ring) >= MAX_BUNDLE_KEYS:
+            raise InputLimitError(
+                f"the key ring holds {len(keys.ring)} keys, the most a public bundle can "
+                "publish; retire keys no token uses before rotating"
+            )
+        created = now
+        if len(keys.ring):
+            # Keys are ordered by creation time (whole seconds): a clock behind the
+            # newest key's would make the "new" key not the newest one.
+            floor = keys.ring.newest.created + dt.timedelta(seconds=1)
+            created = max(now, floor)
+        pair = generate_keypair(suite=suite or self.suite, created=created)
+        self._add_entries(secret, {pair.secret_entry_name: _b64(pair.to_secret_entry())})
+        metrics.SEALING_KEY_ROTATIONS.inc()
+        metrics.SEALING_KEYS.set(len(keys.ring) + 1)
+        logger.info("rotated sealing keys: new newest key %s", pair.key_id)
+        return pair
+
+    def _add_entries(self, secret: JSON, additions: Mapping[str, str]) -> None:
+        data = dict(secret.get("data") or {})
+        for name, value in additions.items():
+            # Entry names are key ids (or the fixed fingerprint name): an existing
+            # name is never overwritten, whatever it holds.
+            data.setdefault(name, value)
+        meta = dict(secret["metadata"])
+        labels = dict(meta.get("labels") or {})
+        labels.update(_LABELS)
+        meta["labels"] = labels
+        updated = dict(secret, metadata=meta, data=data)
+        # PUT with the resourceVersion read: a concurrent rotation or restore makes
+        # this a ConflictError (retried by the caller) instead of losing a key.
+        self.api.replace(SECRETS, self.namespace, updated)
+
+    def due_for_rotation(self, now: dt.datetime, keys: SealingKeys | None = None) -> bool:
+        """True when the newest key is older than the rotation interval (0 disables)."""
+        days = self.settings.key_rotation_days
+        if days <= 0:
+            return False
+        keys = keys if keys is not None else self.load()
+        if not keys.present or len(keys.ring) == 0:
+            # Never rotate into a missing Secret: that would start a new ring and
+            # make restoring the real one from a backup harder.
+            return False
+        return now >= keys.ring.newest.created + dt.timedelta(days=days)
+
+    def publish_public_keys(self, keys: SealingKeys | None = None) -> bool:
+        """Write the public bundle ConfigMap if it differs; True when written."""
+        keys = keys if keys is not None else self.load()
+        if not keys.present or len(keys.ring) == 0:
+            # Keep the last published bundle: values sealed to it open again once
+            # the key Secret is restored.
+            return False
+        text = keys.ring.public_bundle().serialize()
+        existing = self.api.get_or_none(CONFIG_MAPS, self.namespace, PUBLIC_KEYS_CONFIG_MAP)
+        if existing is None:
+            body: JSON = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": PUBLIC_KEYS_CONFIG_MAP,
+                    "namespace": self.namespace,
+                    "labels": dict(_LABELS),
+                },
+                "data": {PUBLIC_KEYS_DATA_KEY: text},
+            }
+            self.api.create(CONFIG_MAPS, self.namespace, body)
+            logger.info("published %d sealing public key(s)", len(keys.ring))
+            return True
+        meta = existing.get("metadata") or {}
+        labels = dict(meta.get("labels") or {})
+        same_labels = all(labels.get(k) == v for k, v in _LABELS.items())
+        same_data = existing.get("data") == {PUBLIC_KEYS_DATA_KEY: text} and not existing.get(
+            "binaryData"
+        )
+        if same_labels and same_data:
+            return False
+        labels.update(_LABELS)
+        updated = dict(existing, metadata=dict(meta, labels=labels))
+        updated["data"] = {PUBLIC_KEYS_DATA_KEY: text}
+        updated.pop("binaryData", None)
+        self.api.replace(CONFIG_MAPS, self.namespace, updated)
+        logger.info("published %d sealing public key(s)", len(keys.ring))
+        return True
+
+
+# --- ``kstrata keys`` use cases ------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """Public facts about one sealing key (a row of ``kstrata keys list``)."""
+
+    key_id: str
+    suite: str
+    created: str
+    newest: bool
+
+    def as_data(self) -> dict[str, object]:
+        return {
+            "keyId": self.key_id,
+            "suite": self.suite,
+            "created": self.created,
+            "newest": self.newest,
+        }
+
+
+def _rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_public_bundle(api: KubeApi, namespace: str) -> PublicKeyBundle:
+    """The published bundle, parsed strictly (``NotFoundError`` before the operator ran)."""
+    found = api.get_or_none(CONFIG_MAPS, namespace, PUBLIC_KEYS_CONFIG_MAP)
+    text = ((found or {}).get("data") or {}).get(PUBLIC_KEYS_DATA_KEY)
+    if text is None:
+        raise NotFoundError(
+            f"no published sealing keys (ConfigMap {namespace}/{PUBLIC_KEYS_CONFIG_MAP}, "
+            f"key {PUBLIC_KEYS_DATA_KEY}); is the operator running with this operator namespace?"
+        )
+    return PublicKeyBundle.parse(text)
+
+
+def list_keys(api: KubeApi, namespace: str) -> list[KeyInfo]:
+    """``kstrata keys list``: the published keys, oldest first, the newest marked."""
+    bundle = read_public_bundle(api, namespace)
+    newest = bundle.newest.key_id if len(bundle) else None
+    return [
+        KeyInfo(k.key_id, k.suite.value, _rfc3339(k.created), k.key_id == newest) for k in bundle
+    ]
+
+
+def export_public_keys(api: KubeApi, namespace: str) -> str:
+    """``kstrata keys export``: the bundle JSON that ``kstrata seal --cert`` reads."""
+    return read_public_bundle(api, namespace).serialize()
+
+
+def rotate_keys(
+    api: KubeApi, namespace: str, now: dt.datetime, suite: str | None = None
+) -> KeyInfo:
+    """``kstrata keys rotate``: add a newest key and publish it at once.
+
+    The suite defaults to the current newest key's, so a cluster that opted
+    into the hybrid suite is not quietly downgraded by a manual rotation.
+    """
+    store = KeyStore(api, Settings(operator_namespace=namespace))
+    chosen: Suite | None = suite_from(suite) if suite is not None else None
+    if chosen is None:
+        keys = store.load()
+        if len(keys.ring):
+            chosen = keys.ring.newest.suite
+    pair = store.rotate(now, chosen)
+    try:
+        store.publish_public_keys()
+    except KstrataError as error:
+        # The key is stored; the operator republishes when it sees the Secret change.
+        logger.warning("rotated, but publishing the public keys failed: %s", error.reason)
+    return KeyInfo(pair.key_id, pair.suite.value, _rfc3339(pair.created), newest=True)

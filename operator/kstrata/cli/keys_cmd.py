@@ -1,0 +1,148 @@
+"""``kstrata keys list | export | rotate``: the operator's sealing keys.
+
+The shell only: each handler parses its flags, calls one function of
+:mod:`kstrata.app.sealing_keys` and prints what it returns.  ``list`` and
+``export`` read the published public keys (the ConfigMap anyone allowed to
+seal may read), so they need no access to private keys; ``rotate`` writes the
+key Secret and so needs the operator's rights on it.  App-layer imports
+happen inside the handlers, so registering these commands costs the offline
+ones nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kstrata.cli.common import EXIT_OK, connect_from, print_data
+from kstrata.errors import UsageError
+
+if TYPE_CHECKING:
+    from kstrata.app.sealing_keys import KeyInfo
+
+DATA_FORMATS = ("yaml", "json")
+#: The default of ``Settings.operator_namespace`` (restated: importing settings is cheap,
+#: but this module must not drag in more than the shell needs).
+DEFAULT_OPERATOR_NAMESPACE = "kstrata-system"
+SUITES = ("x25519", "mlkem768-x25519")
+
+
+def register(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="list, export or rotate the operator's sealing keys",
+        description="The sealing keys of the kstrata operator. list and export read the "
+        "published public keys; rotate adds a new newest key (old keys stay, so existing "
+        "sealed values keep opening).",
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", parser_class=type(keys))
+    keys_commands.required = True
+
+    listing = keys_commands.add_parser("list", help="list the published sealing keys")
+    listing.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    _common_flags(listing)
+    listing.set_defaults(handler=_list)
+
+    export = keys_commands.add_parser(
+        "export",
+        help="print or save the public key bundle (what 'kstrata seal --cert FILE' reads)",
+    )
+    export.add_argument(
+        "--out", type=Path, default=None, metavar="FILE", help="write to FILE (mode 0600)"
+    )
+    _common_flags(export)
+    export.set_defaults(handler=_export)
+
+    rotate = keys_commands.add_parser(
+        "rotate", help="add a new newest sealing key now (old keys are kept)"
+    )
+    rotate.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help="suite of the new key (default: the suite of the current newest key)",
+    )
+    _common_flags(rotate)
+    rotate.set_defaults(handler=_rotate)
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator-namespace",
+        default=DEFAULT_OPERATOR_NAMESPACE,
+        help=f"namespace of the kstrata operator (default: {DEFAULT_OPERATOR_NAMESPACE})",
+    )
+    # SUPPRESS: when absent here, the value given before the subcommand survives.
+    parser.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
+    parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+
+
+def _api(args: argparse.Namespace) -> Any:
+    from kstrata.kube.api import KubeApi
+
+    return KubeApi(connect_from(args))
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.sealing_keys import list_keys
+
+    rows = list_keys(_api(args), args.operator_namespace)
+    if args.output:
+        print_data([row.as_data() for row in rows], args.output, out)
+        return EXIT_OK
+    out.write(format_table(rows))
+    return EXIT_OK
+
+
+def format_table(rows: list[KeyInfo]) -> str:
+    """``kubectl get``-style columns: left-aligned, three spaces apart."""
+    table = [["KEY ID", "SUITE", "CREATED", "NEWEST"]]
+    table += [[r.key_id, r.suite, r.created, "yes" if r.newest else ""] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600, also when it existed)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # O_CREAT's mode does not apply to an existing file: tighten it explicitly.
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            descriptor = -1
+            handle.write(text)
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.sealing_keys import export_public_keys
+
+    text = export_public_keys(_api(args), args.operator_namespace)
+    if args.out is None:
+        out.write(text)
+        return EXIT_OK
+    try:
+        write_private_file(args.out, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    print(f"wrote the public key bundle to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.sealing_keys import rotate_keys
+
+    info = rotate_keys(
+        _api(args), args.operator_namespace, dt.datetime.now(dt.UTC), suite=args.suite
+    )
+    print(f"new newest sealing key {info.key_id} ({info.suite}, created {info.created})", file=out)
+    return EXIT_OK

@@ -1,0 +1,320 @@
+"""kopf handlers for SealedSecrets and the sealing keys: thin adapters over the app layer.
+
+What lives here is only the wiring kopf needs:
+
+* create/update/resume of a SealedSecret call ``SealedSecretReconciler.reconcile``;
+* on start, ``KeyStore.ensure_keys`` and ``publish_public_keys`` run before any
+  SealedSecret is handled (kopf runs startup handlers first); background
+  tasks rotate the keys when ``settings.key_rotation_days`` says so and, as a
+  safety net, re-check SealedSecrets blocked by something outside their spec;
+* Secrets are **followed, never handled**: ``kopf.on.event`` stores nothing on
+  them (no finalizer, no annotations, no change-tracking).  Events of the key
+  Secret (filtered by name and namespace) republish the public keys and retry
+  the SealedSecrets that failed only because a key was missing, so a key
+  Secret deleted and later restored from a backup is used at once, without a
+  restart.  Events of a Secret that kept its SealedSecret from unsealing (not
+  ours, a credential type) retry it, so adoption takes effect at once; a
+  deleted Secret that we wrote is written again.  No
+  create/update/resume handler is attached to Secrets: kopf would write its
+  bookkeeping onto every Secret in the cluster;
+* namespaces are followed by an index and ``kopf.on.event`` only, so a
+  relabelled namespace (``kstrata.dev/environment``) re-unseals its objects;
+* ``kstrata.errors`` mapped to kopf: anything only a spec change, a key
+  Secret change or a Secret change can fix is a ``PermanentError`` (the
+  events above, not kopf retries, bring those back); cluster trouble is a
+  ``TemporaryError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import kopf
+
+from kstrata.app.profiles import MANAGED_BY
+from kstrata.app.sealed_secrets import SEALED_SECRET_LABEL, SealedSecretReconciler
+from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
+from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
+from kstrata.domain.environments import ENVIRONMENT_LABEL
+from kstrata.errors import (
+    InvalidInputError,
+    KstrataError,
+    NotFoundError,
+    OwnershipError,
+    SealingError,
+)
+from kstrata.kube.api import JSON, SEALED_SECRETS, KubeApi
+from kstrata.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "sealedsecrets"
+
+
+def to_kopf_error(error: KstrataError) -> Exception:
+    """Map our hierarchy to kopf's retry semantics; messages are already value-free."""
+    # A missing key or a Secret in the way is "permanent" for kopf too: retrying
+    # cannot help until the key Secret or that Secret changes, which their events
+    # report (and an in-memory timer re-checks).  A kopf retry would instead write
+    # retry state onto the object each time, and survive a restart as a delay.
+    if isinstance(error, SealingError | InvalidInputError | OwnershipError):
+        return kopf.PermanentError(str(error))
+    return profile_kopf_error(error)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> None:
+    """Register every SealedSecret and sealing-key handler on ``registry``."""
+    store = KeyStore(api, settings)
+    reconciler = SealedSecretReconciler(api, settings, store)
+    _register_indexes(registry)
+    _register_keys(registry, api, store, reconciler)
+    _register_key_watch(registry, api, store, reconciler)
+    _register_sealed_secrets(registry, api, reconciler)
+
+
+def _register_indexes(registry: kopf.OperatorRegistry) -> None:
+    # In-memory only (no API calls, no writes): namespace labels for the
+    # environment rule, and which SealedSecrets live in which namespace.
+    @kopf.index("namespaces", id="sealed_secrets_namespace_labels", registry=registry)
+    def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> object:
+        return {name: dict(labels)}
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="sealed_secrets_by_namespace", registry=registry)
+    def by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
+        return {namespace: name}
+
+
+def _labels_from(indexes: dict[str, Any]) -> Callable[[str], dict[str, str] | None]:
+    index: kopf.Index[str, dict[str, str]] = indexes["sealed_secrets_namespace_labels"]
+
+    def read(namespace: str) -> dict[str, str] | None:
+        for labels in index.get(namespace, []):
+            return labels
+        return None
+
+    return read
+
+
+def _reconcile_quietly(
+    api: KubeApi,
+    reconciler: SealedSecretReconciler,
+    pairs: Iterable[tuple[str, str]],
+    indexes: dict[str, Any] | None,
+) -> None:
+    """Re-unseal other objects; their failures land in their own status and events.
+
+    ``indexes`` is None outside a kopf handler (the background retry): the
+    reconciler then reads namespace labels from the API.
+    """
+    labels = _labels_from(indexes) if indexes is not None else None
+    for namespace, name in pairs:
+        try:
+            sealed = api.get(SEALED_SECRETS, namespace, name)
+            if (sealed.get("metadata") or {}).get("deletionTimestamp"):
+                # Being deleted (its Secret goes with it): never write it again.
+                reconciler.forget(namespace, name)
+                continue
+            reconciler.reconcile(sealed, labels)
+        except NotFoundError:
+            reconciler.forget(namespace, name)
+        except KstrataError as error:
+            logger.info("re-unsealing %s/%s: %s", namespace, name, error.reason)
+
+
+def _every(seconds: float, work: Callable[[], None], what: str) -> Callable[[], Any]:
+    """An asyncio loop running blocking ``work`` in a thread now and every ``seconds``."""
+
+    async def loop() -> None:
+        running = asyncio.get_running_loop()
+        while True:
+            try:
+                await running.run_in_executor(None, work)
+            except KstrataError as error:
+                # A lost race or a missing Secret: the next round tries again.
+                logger.warning("%s: %s", what, error)
+            await asyncio.sleep(seconds)
+
+    return loop
+
+
+def _register_keys(
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    store: KeyStore,
+    reconciler: SealedSecretReconciler,
+) -> None:
+    settings = store.settings
+    backoff = settings.retry_backoff
+    tasks: list[asyncio.Task[None]] = []
+
+    started: list[bool] = []
+
+    def ensure_keys() -> None:
+        # "First start" lasts until it succeeds once; after that a missing key
+        # Secret is never regenerated (it is waiting to be restored).
+        if not started:
+            store.ensure_keys(_now())
+            store.publish_public_keys()
+            started.append(True)
+
+    @kopf.on.startup(id="sealing_keys", registry=registry)
+    def start_keys(**_: Any) -> None:
+        try:
+            ensure_keys()
+        except KstrataError as error:
+            # Not a startup failure: ConfigProfiles must not wait for the sealing
+            # keys (say, the operator namespace does not exist yet).  A background
+            # task keeps trying; SealedSecrets report SealingKeyMissing meanwhile.
+            logger.warning("sealing keys not ready, retrying every %s s: %s", backoff, error)
+
+    def rotate_if_due() -> None:
+        keys = store.load()
+        if not store.due_for_rotation(_now(), keys):
+            return
+        store.rotate(_now())
+        store.publish_public_keys()
+
+    def retry_blocked() -> None:
+        # The safety net for a missed event; normally the list is empty here.
+        _reconcile_quietly(api, reconciler, reconciler.blocked(), None)
+
+    @kopf.on.startup(id="sealing_background", registry=registry)
+    async def start_background(**_: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if settings.key_rotation_days > 0:
+            rotation = _every(settings.key_rotation_check_seconds, rotate_if_due, "key rotation")
+            tasks.append(loop.create_task(rotation()))
+        retry = _every(settings.blocked_retry_seconds, retry_blocked, "retrying SealedSecrets")
+        tasks.append(loop.create_task(retry()))
+        if not started:
+            tasks.append(loop.create_task(_every(backoff, ensure_keys, "sealing keys")()))
+
+    @kopf.on.cleanup(id="sealing_background", registry=registry)
+    async def stop_background(**_: Any) -> None:
+        while tasks:
+            task = tasks.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _register_key_watch(
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    store: KeyStore,
+    reconciler: SealedSecretReconciler,
+) -> None:
+    settings = store.settings
+
+    def is_key_secret(namespace: str | None, **_: Any) -> bool:
+        return namespace == settings.operator_namespace
+
+    @kopf.on.event(
+        "",
+        "v1",
+        "secrets",
+        id="sealing_keys_changed",
+        registry=registry,
+        field="metadata.name",
+        value=KEY_SECRET_NAME,
+        when=is_key_secret,
+    )
+    def key_secret_changed(*, type: str | None, **indexes: Any) -> None:
+        if type == "DELETED":
+            logger.warning(
+                "the sealing key Secret %s/%s was deleted; SealedSecrets cannot be unsealed "
+                "until it is restored (nothing is regenerated)",
+                settings.operator_namespace,
+                KEY_SECRET_NAME,
+            )
+            store.keys_from(None)
+            return
+        keys = store.load()
+        if not keys.present:
+            return
+        try:
+            store.publish_public_keys(keys)
+        except KstrataError as error:
+            logger.warning("publishing the sealing public keys: %s", error.reason)
+        waiting = reconciler.waiting_for_keys()
+        if waiting:
+            logger.info("sealing keys changed; retrying %d SealedSecret(s)", len(waiting))
+            _reconcile_quietly(api, reconciler, waiting, indexes)
+
+
+def _register_sealed_secrets(
+    registry: kopf.OperatorRegistry, api: KubeApi, reconciler: SealedSecretReconciler
+) -> None:
+    backoff = reconciler.settings.retry_backoff
+    environment_labels: dict[str, str | None] = {}
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
+    def unseal(*, body: kopf.Body, **indexes: Any) -> None:
+        try:
+            reconciler.reconcile(_plain(body), _labels_from(indexes))
+        except KstrataError as error:
+            raise to_kopf_error(error) from error
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="sealed_secret_gone", registry=registry)
+    def sealed_secret_gone(*, type: str | None, namespace: str | None, name: str, **_: Any) -> None:
+        # The Secret goes with its owner (garbage collection); only our memory is left.
+        if type == "DELETED" and namespace:
+            reconciler.forget(namespace, name)
+
+    def is_in_the_way(namespace: str | None, name: str, **_: Any) -> bool:
+        # Decided in memory: every other Secret event is dropped before any work.
+        return reconciler.blocked_by_secret(namespace, name)
+
+    @kopf.on.event(
+        "", "v1", "secrets", id="blocking_secret_changed", registry=registry, when=is_in_the_way
+    )
+    def blocking_secret_changed(*, namespace: str | None, name: str, **indexes: Any) -> None:
+        # A Secret that kept a SealedSecret from unsealing was deleted, annotated for
+        # adoption or otherwise changed: look again now rather than at the next retry.
+        if namespace:
+            _reconcile_quietly(api, reconciler, [(namespace, name)], indexes)
+
+    @kopf.on.event(
+        "",
+        "v1",
+        "secrets",
+        id="unsealed_secret_deleted",
+        registry=registry,
+        labels={SEALED_SECRET_LABEL: kopf.PRESENT, MANAGED_BY: "kstrata"},
+    )
+    def unsealed_secret_deleted(
+        *, type: str | None, namespace: str | None, name: str, uid: str | None, **indexes: Any
+    ) -> None:
+        # Someone deleted a Secret we wrote: write it again now.  Only deletions
+        # by others: reacting to our own writes or replacements would buy nothing
+        # but work (and, for a refused replacement, a loop).
+        if type == "DELETED" and namespace and not reconciler.deleted_by_us(uid):
+            _reconcile_quietly(api, reconciler, [(namespace, name)], indexes)
+
+    @kopf.on.event("namespaces", id="sealed_secrets_environment", registry=registry)
+    def namespace_changed(*, name: str, labels: kopf.Labels, type: str, **indexes: Any) -> None:
+        label = labels.get(ENVIRONMENT_LABEL)
+        previous = environment_labels.get(name, label)
+        environment_labels[name] = label
+        if type in (None, "ADDED", "DELETED") or previous == label:
+            return
+        index: kopf.Index[str, str] = indexes["sealed_secrets_by_namespace"]
+        pairs = [(name, other) for other in sorted(index.get(name, []))]
+        _reconcile_quietly(api, reconciler, pairs, indexes)
+
+
+def _plain(body: kopf.Body) -> JSON:
+    """A plain dict copy of kopf's read-only body view."""
+    return copy.deepcopy(dict(body))

@@ -1,0 +1,352 @@
+"""The operator's sealing keys on the real control plane: creation, rotation, loss and restore.
+
+The key Secret and the public key ConfigMap live in a per-test operator
+namespace; SealedSecrets are sealed with the bundle the operator publishes,
+as ``kstrata seal`` would, and the ``kstrata keys`` commands run in-process
+against the session's kubeconfig.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from kstrata.cli.main import main
+from kstrata.crypto import (
+    FingerprintKey,
+    PublicKeyBundle,
+    Scope,
+    SealingContext,
+    generate_keypair,
+    seal,
+)
+from support.cluster import TestCluster
+from support.operator import RunningOperator, running_operator
+from support.waiting import wait_for
+
+GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "sealedsecrets"
+KEY_SECRET = "kstrata-sealing-keys"
+PUBLIC_KEYS = "kstrata-sealing-public-keys"
+FINGERPRINT_ENTRY = "fingerprint-key.json"
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+@pytest.fixture
+def keys_namespace(cluster: TestCluster) -> Iterator[str]:
+    with cluster.temporary_namespace(prefix="keys") as name:
+        yield name
+
+
+def operator_for(
+    cluster: TestCluster, namespace: str, keys_namespace: str, **overrides: Any
+) -> Any:
+    return running_operator(
+        cluster,
+        namespaces=(namespace, keys_namespace),
+        operator_namespace=keys_namespace,
+        **overrides,
+    )
+
+
+def kstrata(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*argv, "--kubeconfig", str(cluster.kubeconfig)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def bundle_text(cluster: TestCluster, keys_namespace: str) -> str:
+    text: str = cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys_namespace).data[
+        "keys.json"
+    ]
+    return text
+
+
+def wait_bundle(cluster: TestCluster, keys_namespace: str, *, keys: int) -> PublicKeyBundle:
+    def read() -> PublicKeyBundle | None:
+        bundle = PublicKeyBundle.parse(bundle_text(cluster, keys_namespace))
+        return bundle if len(bundle) == keys else None
+
+    return wait_for(read, timeout=30, what=f"{keys} published key(s)")
+
+
+def key_secret(cluster: TestCluster, keys_namespace: str) -> Any:
+    return cluster.core.read_namespaced_secret(KEY_SECRET, keys_namespace)
+
+
+def seal_item(
+    bundle: PublicKeyBundle, value: bytes, *, namespace: str, name: str, item: str
+) -> str:
+    context = SealingContext.bind(Scope.STRICT, item=item, namespace=namespace, name=name)
+    return seal(value, bundle.newest, context)
+
+
+def apply_sealed(cluster: TestCluster, namespace: str, name: str, tokens: dict[str, str]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SealedSecret",
+        "metadata": {"name": name},
+        "spec": {"encryptedData": tokens},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+
+def ready_condition(cluster: TestCluster, namespace: str, name: str) -> tuple[Any, Any]:
+    body = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if (
+            item["type"] == "Ready"
+            and item.get("observedGeneration") == body["metadata"]["generation"]
+        ):
+            return body, item
+    return body, None
+
+
+def wait_state(
+    cluster: TestCluster, namespace: str, name: str, status: str, reason: str
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        body, condition = ready_condition(cluster, namespace, name)
+        if condition and (condition["status"], condition["reason"]) == (status, reason):
+            return dict(body)
+        return None
+
+    return wait_for(probe, timeout=30, what=f"{name} Ready={status} ({reason})")
+
+
+def secret_data(cluster: TestCluster, namespace: str, name: str) -> dict[str, bytes]:
+    secret = cluster.core.read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def metric(operator: RunningOperator, name: str) -> float:
+    for line in operator.metrics().splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.split()[-1])
+    raise AssertionError(f"metric {name} not exported")
+
+
+def test_first_start_creates_keys_and_publishes_them_once(
+    cluster: TestCluster, namespace: str, keys_namespace: str
+) -> None:
+    with operator_for(cluster, namespace, keys_namespace):
+        bundle = wait_bundle(cluster, keys_namespace, keys=1)
+        secret = key_secret(cluster, keys_namespace)
+        assert set(secret.data) == {f"{bundle.newest.key_id}.json", FINGERPRINT_ENTRY}
+        assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "kstrata"
+        # Followed with kopf.on.event only: no finalizer, no kopf annotations.
+        assert not secret.metadata.finalizers
+        assert not secret.metadata.annotations
+        entry = json.loads(base64.b64decode(secret.data[f"{bundle.newest.key_id}.json"]))
+        assert (entry["keyId"], entry["suite"]) == (bundle.newest.key_id, "x25519")
+        config_map = cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys_namespace)
+        # The public ConfigMap holds public keys only.
+        assert entry["privateKey"] not in json.dumps(config_map.data)
+
+    versions = (
+        key_secret(cluster, keys_namespace).metadata.resource_version,
+        cluster.core.read_namespaced_config_map(
+            PUBLIC_KEYS, keys_namespace
+        ).metadata.resource_version,
+    )
+    with operator_for(cluster, namespace, keys_namespace) as again:
+        wait_for(lambda: metric(again, "kstrata_sealing_keys") == 1, what="the keys to be loaded")
+    assert versions == (
+        key_secret(cluster, keys_namespace).metadata.resource_version,
+        cluster.core.read_namespaced_config_map(
+            PUBLIC_KEYS, keys_namespace
+        ).metadata.resource_version,
+    )
+
+
+def test_rotation_keeps_old_tokens_opening_and_new_seals_use_the_newest_key(
+    cluster: TestCluster, namespace: str, keys_namespace: str, tmp_path: Path
+) -> None:
+    with operator_for(cluster, namespace, keys_namespace):
+        old_bundle = wait_bundle(cluster, keys_namespace, keys=1)
+        old_key = old_bundle.newest.key_id
+        old_token = seal_item(
+            old_bundle, b"old-value", namespace=namespace, name="mixed", item="old"
+        )
+        apply_sealed(cluster, namespace, "mixed", {"old": old_token})
+        wait_state(cluster, namespace, "mixed", "True", "Unsealed")
+
+        code, out, err = kstrata(cluster, "keys", "rotate", "--operator-namespace", keys_namespace)
+        assert code == 0, err
+        new_bundle = wait_bundle(cluster, keys_namespace, keys=2)
+        new_key = new_bundle.newest.key_id
+        assert new_key != old_key
+        assert new_key in out
+        assert {k.key_id for k in new_bundle} == {old_key, new_key}
+        assert set(key_secret(cluster, keys_namespace).data) == {
+            f"{old_key}.json",
+            f"{new_key}.json",
+            FINGERPRINT_ENTRY,
+        }
+
+        new_token = seal_item(
+            new_bundle, b"new-value", namespace=namespace, name="mixed", item="new"
+        )
+        apply_sealed(cluster, namespace, "mixed", {"old": old_token, "new": new_token})
+
+        def both_open() -> dict[str, Any] | None:
+            body = wait_state(cluster, namespace, "mixed", "True", "Unsealed")
+            return body if body["status"]["revision"] == 2 else None
+
+        body = wait_for(both_open, timeout=30, what="revision 2 with both keys")
+        assert secret_data(cluster, namespace, "mixed") == {
+            "old": b"old-value",
+            "new": b"new-value",
+        }
+        assert body["status"]["keyIds"] == sorted([old_key, new_key])
+        assert {i["key"]: i["keyId"] for i in body["status"]["items"]} == {
+            "old": old_key,
+            "new": new_key,
+        }
+
+    code, out, err = kstrata(cluster, "keys", "list", "--operator-namespace", keys_namespace)
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[0].split() == ["KEY", "ID", "SUITE", "CREATED", "NEWEST"]
+    assert rows[1].split()[0] == old_key
+    assert rows[1].split()[-1] != "yes"
+    assert rows[2].split()[0] == new_key
+    assert rows[2].split()[-1] == "yes"
+    code, out, _ = kstrata(
+        cluster, "keys", "list", "-o", "json", "--operator-namespace", keys_namespace
+    )
+    assert [(k["keyId"], k["newest"]) for k in json.loads(out)] == [
+        (old_key, False),
+        (new_key, True),
+    ]
+
+    target = tmp_path / "cert.json"
+    target.write_text("stale")
+    target.chmod(0o644)
+    code, _, err = kstrata(
+        cluster, "keys", "export", "--out", str(target), "--operator-namespace", keys_namespace
+    )
+    assert code == 0, err
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert target.read_text() == bundle_text(cluster, keys_namespace)
+    assert PublicKeyBundle.parse(target.read_text()).newest.key_id == new_key
+    code, out, _ = kstrata(cluster, "keys", "export", "--operator-namespace", keys_namespace)
+    assert out == target.read_text()
+
+
+def test_the_timer_rotates_when_the_newest_key_is_old(
+    cluster: TestCluster, namespace: str, keys_namespace: str
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = generate_keypair(created=now - dt.timedelta(days=2))
+    fingerprint_key = FingerprintKey.generate(created=now - dt.timedelta(days=2))
+    cluster.core.create_namespaced_secret(
+        keys_namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=KEY_SECRET),
+            data={
+                old.secret_entry_name: base64.b64encode(old.to_secret_entry()).decode(),
+                FINGERPRINT_ENTRY: base64.b64encode(fingerprint_key.to_secret_entry()).decode(),
+            },
+        ),
+    )
+    with operator_for(
+        cluster, namespace, keys_namespace, key_rotation_days=1.0, key_rotation_check_seconds=0.2
+    ):
+        bundle = wait_bundle(cluster, keys_namespace, keys=2)
+    assert bundle.keys[0].key_id == old.key_id
+    assert bundle.newest.key_id != old.key_id
+    assert bundle.newest.created >= now - dt.timedelta(seconds=1)
+    assert len(key_secret(cluster, keys_namespace).data) == 3
+
+
+def test_a_deleted_key_secret_restored_from_a_backup_is_used_without_a_restart(
+    cluster: TestCluster, namespace: str, keys_namespace: str
+) -> None:
+    # The safety-net retry is an hour away: recovery below comes from the watch.
+    with operator_for(cluster, namespace, keys_namespace, blocked_retry_seconds=3600) as operator:
+        bundle = wait_bundle(cluster, keys_namespace, keys=1)
+        first = seal_item(bundle, b"v1", namespace=namespace, name="kept", item="v")
+        apply_sealed(cluster, namespace, "kept", {"v": first})
+        wait_state(cluster, namespace, "kept", "True", "Unsealed")
+        kept_before = cluster.core.read_namespaced_secret("kept", namespace)
+        backup = key_secret(cluster, keys_namespace)
+        published_before = bundle_text(cluster, keys_namespace)
+
+        cluster.core.delete_namespaced_secret(KEY_SECRET, keys_namespace)
+        wait_for(lambda: metric(operator, "kstrata_sealing_keys") == 0, what="the loss noticed")
+
+        # While the keys are gone: a new SealedSecret gets no Secret, a changed one
+        # keeps its Secret as it was, and nothing regenerates keys.
+        apply_sealed(
+            cluster,
+            namespace,
+            "later",
+            {"v": seal_item(bundle, b"later", namespace=namespace, name="later", item="v")},
+        )
+        apply_sealed(
+            cluster,
+            namespace,
+            "kept",
+            {"v": seal_item(bundle, b"v2", namespace=namespace, name="kept", item="v")},
+        )
+        body = wait_state(cluster, namespace, "later", "False", "SealingKeyMissing")
+        message = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")["message"]
+        assert bundle.newest.key_id in message
+        wait_state(cluster, namespace, "kept", "False", "SealingKeyMissing")
+        assert not cluster.exists(cluster.core.read_namespaced_secret, "later", namespace)
+        kept_now = cluster.core.read_namespaced_secret("kept", namespace)
+        assert kept_now.metadata.resource_version == kept_before.metadata.resource_version
+        assert not cluster.exists(cluster.core.read_namespaced_secret, KEY_SECRET, keys_namespace)
+        assert bundle_text(cluster, keys_namespace) == published_before
+        assert metric(operator, "kstrata_sealed_secrets_waiting_for_keys") == 2
+        assert metric(operator, "kstrata_sealing_key_missing_total") >= 2
+
+        restored = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=KEY_SECRET,
+                labels=backup.metadata.labels,
+                annotations=backup.metadata.annotations,
+            ),
+            type=backup.type,
+            data=backup.data,
+        )
+        cluster.core.create_namespaced_secret(keys_namespace, restored)
+
+        wait_state(cluster, namespace, "later", "True", "Unsealed")
+        wait_state(cluster, namespace, "kept", "True", "Unsealed")
+        assert secret_data(cluster, namespace, "later") == {"v": b"later"}
+        assert secret_data(cluster, namespace, "kept") == {"v": b"v2"}
+        assert metric(operator, "kstrata_sealed_secrets_waiting_for_keys") == 0
+        assert key_secret(cluster, keys_namespace).data == backup.data
+        assert bundle_text(cluster, keys_namespace) == published_before
+
+
+def test_a_sealed_secret_cannot_target_the_key_secret(
+    cluster: TestCluster, keys_namespace: str
+) -> None:
+    with running_operator(cluster, namespaces=(keys_namespace,), operator_namespace=keys_namespace):
+        bundle = wait_bundle(cluster, keys_namespace, keys=1)
+        before = key_secret(cluster, keys_namespace)
+        token = seal_item(
+            bundle,
+            uuid.uuid4().bytes.hex().encode(),
+            namespace=keys_namespace,
+            name=KEY_SECRET,
+            item="x",
+        )
+        apply_sealed(cluster, keys_namespace, KEY_SECRET, {"x": token})
+        wait_state(cluster, keys_namespace, KEY_SECRET, "False", "ReservedName")
+        after = key_secret(cluster, keys_namespace)
+        assert after.metadata.resource_version == before.metadata.resource_version

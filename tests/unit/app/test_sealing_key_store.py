@@ -1,0 +1,172 @@
+"""KeyStore rules on an in-memory API: keys are only added, and nothing is written twice.
+
+The fake below keeps the one API behaviour these rules rely on: create fails
+on an existing name and PUT fails on a stale resourceVersion (ConflictError).
+The same rules are exercised on the real control plane in
+tests/cluster/test_sealing_keys.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import json
+from typing import Any, cast
+
+import pytest
+
+from kstrata.app.sealing_keys import (
+    FINGERPRINT_ENTRY,
+    KEY_SECRET_NAME,
+    PUBLIC_KEYS_CONFIG_MAP,
+    PUBLIC_KEYS_DATA_KEY,
+    KeyStore,
+    parse_key_secret,
+)
+from kstrata.crypto import PublicKeyBundle, Suite
+from kstrata.errors import ConflictError, NotFoundError
+from kstrata.kube.api import KubeApi, Resource
+from kstrata.settings import Settings
+
+NS = "ops"
+DAY0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.writes: list[str] = []
+        self._version = 0
+
+    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._version += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self._version)
+        stored["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
+        return stored
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> Any:
+        found = self.objects.get((resource.plural, namespace or "", name))
+        return copy.deepcopy(found)
+
+    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
+        key = (resource.plural, namespace or "", body["metadata"]["name"])
+        if key in self.objects:
+            raise ConflictError("exists")
+        self.objects[key] = self._stamp(body)
+        self.writes.append(f"create {resource.plural}")
+        return copy.deepcopy(self.objects[key])
+
+    def replace(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
+        key = (resource.plural, namespace or "", body["metadata"]["name"])
+        current = self.objects.get(key)
+        if current is None:
+            raise NotFoundError("gone")
+        if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+            raise ConflictError("stale")
+        self.objects[key] = self._stamp(body)
+        self.writes.append(f"replace {resource.plural}")
+        return copy.deepcopy(self.objects[key])
+
+    def secret(self) -> dict[str, Any]:
+        return self.objects[("secrets", NS, KEY_SECRET_NAME)]
+
+    def bundle(self) -> PublicKeyBundle:
+        cm = self.objects[("configmaps", NS, PUBLIC_KEYS_CONFIG_MAP)]
+        return PublicKeyBundle.parse(cm["data"][PUBLIC_KEYS_DATA_KEY])
+
+
+def make_store(api: FakeApi, **settings: Any) -> KeyStore:
+    return KeyStore(cast(KubeApi, api), Settings(operator_namespace=NS, **settings))
+
+
+def test_first_start_creates_one_key_pair_and_a_fingerprint_key_then_nothing() -> None:
+    api = FakeApi()
+    store = make_store(api)
+    assert store.ensure_keys(DAY0) is True
+    assert store.publish_public_keys() is True
+    keys = store.load()
+    assert len(keys.ring) == 1
+    assert keys.fingerprint_key is not None
+    assert set(api.secret()["data"]) == {keys.ring.newest.secret_entry_name, FINGERPRINT_ENTRY}
+    assert api.bundle().newest.key_id == keys.ring.newest.key_id
+
+    writes = list(api.writes)
+    assert store.ensure_keys(DAY0 + dt.timedelta(days=400)) is False
+    assert store.publish_public_keys() is False
+    assert api.writes == writes
+
+
+def test_rotation_adds_a_newest_key_and_keeps_every_old_one() -> None:
+    api = FakeApi()
+    store = make_store(api)
+    store.ensure_keys(DAY0)
+    first = store.load().ring.newest
+    # A clock behind the newest key must still yield the newest key.
+    second = store.rotate(DAY0 - dt.timedelta(days=1))
+    assert second.created > first.created
+    ring = store.load().ring
+    assert set(ring.key_ids) == {first.key_id, second.key_id}
+    assert ring.newest.key_id == second.key_id
+    store.publish_public_keys()
+    assert [k.key_id for k in api.bundle()] == [first.key_id, second.key_id]
+
+
+def test_rotation_is_due_after_the_interval_and_can_be_disabled() -> None:
+    api = FakeApi()
+    store = make_store(api, key_rotation_days=30.0)
+    assert store.due_for_rotation(DAY0) is False  # no Secret: never start a new ring
+    store.ensure_keys(DAY0)
+    assert store.due_for_rotation(DAY0 + dt.timedelta(days=29)) is False
+    assert store.due_for_rotation(DAY0 + dt.timedelta(days=30)) is True
+    assert make_store(api, key_rotation_days=0).due_for_rotation(DAY0 + dt.timedelta(days=999)) is (
+        False
+    )
+
+
+def test_rotation_needs_the_key_secret() -> None:
+    with pytest.raises(NotFoundError, match=KEY_SECRET_NAME):
+        make_store(FakeApi()).rotate(DAY0)
+
+
+def test_a_concurrent_write_is_a_conflict_not_a_lost_key() -> None:
+    api = FakeApi()
+    store = make_store(api)
+    store.ensure_keys(DAY0)
+    stale = store.read_secret()
+    store.rotate(DAY0 + dt.timedelta(days=1))
+    assert stale is not None
+    with pytest.raises(ConflictError):
+        store._add_entries(stale, {"x.json": "e30="})
+    assert len(store.load().ring) == 2
+
+
+def test_missing_pieces_are_added_to_an_existing_secret_without_replacing_anything() -> None:
+    api = FakeApi()
+    store = make_store(api)
+    store.ensure_keys(DAY0)
+    secret = api.secret()
+    key_entry = next(n for n in secret["data"] if n != FINGERPRINT_ENTRY)
+    huge = base64.b64encode(b"x" * 5000).decode()
+    secret["data"] = {
+        key_entry: secret["data"][key_entry],
+        "damaged.json": "bm90IGpzb24=",
+        "huge.json": huge,
+    }
+    assert store.ensure_keys(DAY0) is True
+    data = api.secret()["data"]
+    assert set(data) == {key_entry, "damaged.json", "huge.json", FINGERPRINT_ENTRY}
+    assert (data["damaged.json"], data["huge.json"]) == ("bm90IGpzb24=", huge)
+    keys = parse_key_secret(api.secret())
+    assert keys.invalid_entries == ("damaged.json", "huge.json")
+    assert len(keys.ring) == 1
+
+
+def test_the_configured_suite_is_used_for_new_keys() -> None:
+    api = FakeApi()
+    store = make_store(api, sealing_suite="mlkem768-x25519")
+    store.ensure_keys(DAY0)
+    assert store.load().ring.newest.suite is Suite.MLKEM768_X25519
+    entry = next(v for n, v in api.secret()["data"].items() if n != FINGERPRINT_ENTRY)
+    assert json.loads(base64.b64decode(entry))["suite"] == "mlkem768-x25519"
