@@ -39,6 +39,7 @@ from kstrata.kube.api import (
     JSON,
     NAMESPACES,
     KubeApi,
+    Resource,
     owner_reference,
     post_event,
 )
@@ -84,6 +85,18 @@ def check_ownership(existing: JSON | None, owner_uid: str, what: str) -> None:
             f"{what} exists and is not managed by kstrata; "
             f"annotate it {ADOPT_ANNOTATION}=true to adopt it"
         )
+
+
+def patch_status_if_changed(api: KubeApi, resource: Resource, obj: JSON, new_status: JSON) -> bool:
+    """Merge-patch ``status`` only if a field differs: replays and restarts write nothing."""
+    old = obj.get("status") or {}
+    if all(old.get(key) == value for key, value in new_status.items()):
+        return False
+    meta = obj["metadata"]
+    api.patch(
+        resource, meta["namespace"], meta["name"], {"status": new_status}, subresource="status"
+    )
+    return True
 
 
 def ready_condition(
@@ -259,18 +272,7 @@ class ProfileReconciler:
         return revision, needs_data
 
     def _patch_status(self, profile: JSON, new_status: JSON) -> bool:
-        old = profile.get("status") or {}
-        if all(old.get(key) == value for key, value in new_status.items()):
-            return False
-        meta = profile["metadata"]
-        self.api.patch(
-            CONFIG_PROFILES,
-            meta["namespace"],
-            meta["name"],
-            {"status": new_status},
-            subresource="status",
-        )
-        return True
+        return patch_status_if_changed(self.api, CONFIG_PROFILES, profile, new_status)
 
     def _record_failure(
         self, profile: JSON, error: KstrataError, choice: EnvironmentChoice | None

@@ -57,6 +57,7 @@ from kstrata.app.profiles import (
     check_ownership,
     is_ours,
     now_rfc3339,
+    patch_status_if_changed,
     ready_condition,
 )
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
@@ -685,18 +686,7 @@ class SealedSecretReconciler:
             )
 
     def _patch_status(self, sealed: JSON, new_status: JSON) -> bool:
-        old = sealed.get("status") or {}
-        if all(old.get(key) == value for key, value in new_status.items()):
-            return False
-        meta = sealed["metadata"]
-        self.api.patch(
-            SEALED_SECRETS,
-            meta["namespace"],
-            meta["name"],
-            {"status": new_status},
-            subresource="status",
-        )
-        return True
+        return patch_status_if_changed(self.api, SEALED_SECRETS, sealed, new_status)
 
     def _record_failure(
         self, sealed: JSON, error: KstrataError, choice: EnvironmentChoice | None

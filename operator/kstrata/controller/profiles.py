@@ -17,12 +17,13 @@ never write kopf's bookkeeping annotations onto objects kstrata does not own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
 from kstrata.app.profiles import ProfileReconciler
+from kstrata.controller.namespaces import labels_reader
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import InvalidInputError, KstrataError, NotFoundError, OwnershipError
 from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
@@ -47,10 +48,6 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
 
-    @kopf.index("namespaces", id="namespace_labels", registry=registry)
-    def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> object:
-        return {name: dict(labels)}
-
     @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_base", registry=registry)
     def profiles_by_base(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> object:
         return {(namespace, base): name for base in spec.get("extends") or []}
@@ -58,16 +55,6 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
     @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_namespace", registry=registry)
     def profiles_by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
         return {namespace: name}
-
-    def labels_from(indexes: dict[str, Any]) -> Callable[[str], dict[str, str] | None]:
-        index: kopf.Index[str, dict[str, str]] = indexes["namespace_labels"]
-
-        def read(namespace: str) -> dict[str, str] | None:
-            for labels in index.get(namespace, []):
-                return labels
-            return None
-
-        return read
 
     def dependents(indexes: dict[str, Any], namespace: str, name: str) -> list[str]:
         """Profiles that extend ``name``, directly or through other bases (cycle-safe)."""
@@ -99,7 +86,7 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
         *, body: kopf.Body, namespace: str | None, name: str, reason: str, **indexes: Any
     ) -> None:
         assert namespace is not None  # ConfigProfiles are namespaced
-        with_index = ProfileReconciler(api, reconciler.settings, labels_from(indexes))
+        with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
         try:
             with_index.reconcile(_plain(body))
         except KstrataError as error:

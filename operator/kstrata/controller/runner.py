@@ -17,7 +17,7 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
-from kstrata.controller import profiles, reloads, sealed_secrets, webhook
+from kstrata.controller import namespaces, profiles, reloads, sealed_secrets, webhook
 from kstrata.kube.api import KubeApi
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
@@ -99,6 +99,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         )
 
     api = KubeApi(context.cluster)
+    namespaces.register(registry)
     profiles.register(registry, api, ProfileReconciler(api, context.settings))
     sealed_secrets.register(registry, api, context.settings)
     reloads.register(registry, api, context.settings)

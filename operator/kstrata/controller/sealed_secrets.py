@@ -40,6 +40,7 @@ import kopf
 from kstrata.app.profiles import MANAGED_BY
 from kstrata.app.sealed_secrets import SEALED_SECRET_LABEL, SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
+from kstrata.controller.namespaces import labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import (
@@ -83,26 +84,11 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
 
 def _register_indexes(registry: kopf.OperatorRegistry) -> None:
-    # In-memory only (no API calls, no writes): namespace labels for the
-    # environment rule, and which SealedSecrets live in which namespace.
-    @kopf.index("namespaces", id="sealed_secrets_namespace_labels", registry=registry)
-    def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> object:
-        return {name: dict(labels)}
-
+    # In-memory only (no API calls, no writes): which SealedSecrets live in
+    # which namespace.  Namespace labels come from controller.namespaces.
     @kopf.index(GROUP, VERSION, PLURAL, id="sealed_secrets_by_namespace", registry=registry)
     def by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
         return {namespace: name}
-
-
-def _labels_from(indexes: dict[str, Any]) -> Callable[[str], dict[str, str] | None]:
-    index: kopf.Index[str, dict[str, str]] = indexes["sealed_secrets_namespace_labels"]
-
-    def read(namespace: str) -> dict[str, str] | None:
-        for labels in index.get(namespace, []):
-            return labels
-        return None
-
-    return read
 
 
 def _reconcile_quietly(
@@ -116,7 +102,7 @@ def _reconcile_quietly(
     ``indexes`` is None outside a kopf handler (the background retry): the
     reconciler then reads namespace labels from the API.
     """
-    labels = _labels_from(indexes) if indexes is not None else None
+    labels = labels_reader(indexes) if indexes is not None else None
     for namespace, name in pairs:
         try:
             sealed = api.get(SEALED_SECRETS, namespace, name)
@@ -263,7 +249,7 @@ def _register_sealed_secrets(
     @kopf.on.update(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
     def unseal(*, body: kopf.Body, **indexes: Any) -> None:
         try:
-            reconciler.reconcile(_plain(body), _labels_from(indexes))
+            reconciler.reconcile(_plain(body), labels_reader(indexes))
         except KstrataError as error:
             raise to_kopf_error(error) from error
 
