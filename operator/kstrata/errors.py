@@ -205,3 +205,18 @@ class OwnershipError(KstrataError):
     """A target object exists and is not ours, and does not ask to be adopted."""
 
     reason = "NotOwned"
+
+
+# --- revisions -----------------------------------------------------------
+
+
+class SnapshotTooLargeError(InvalidInputError):
+    """A revision snapshot cannot be stored, even compressed (etcd's request limit)."""
+
+    reason = "RevisionTooLarge"
+
+
+class RevisionNotFoundError(KstrataError):
+    """The requested revision is not in the retained history."""
+
+    reason = "RevisionNotFound"

@@ -33,6 +33,7 @@ def _command_groups() -> list[Callable[[Any], None]]:
     """Each command group registers its subcommands; heavy imports stay inside handlers."""
     from kstrata.cli import (
         config_cmd,
+        history_cmd,
         keys_cmd,
         operator_cmd,
         profile_cmd,
@@ -42,6 +43,7 @@ def _command_groups() -> list[Callable[[Any], None]]:
 
     return [
         config_cmd.register,
+        history_cmd.register,
         keys_cmd.register,
         operator_cmd.register,
         profile_cmd.register,
