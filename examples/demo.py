@@ -29,10 +29,10 @@ def step(title: str) -> None:
 
 
 class Demo:
-    def __init__(self, plane: controlplane.ControlPlane) -> None:
-        self.plane = plane
-        self.env = dict(os.environ, KUBECONFIG=str(plane.kubeconfig))
-        self.env["PATH"] = f"{plane.binaries}{os.pathsep}{self.env.get('PATH', '')}"
+    def __init__(self, kubeconfig: Path, binaries: Path) -> None:
+        self.log_path = kubeconfig.parent / "demo-operator.log"
+        self.env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+        self.env["PATH"] = f"{binaries}{os.pathsep}{self.env.get('PATH', '')}"
 
     def run(
         self, *argv: str, check: bool = True, show: bool = True, input: str | None = None
@@ -53,11 +53,13 @@ class Demo:
             raise SystemExit(f"demo step failed: {' '.join(argv)}")
         return output
 
-    def wait_ready(self, namespace: str, name: str, revision: int = 1) -> None:
+    def wait_ready(
+        self, namespace: str, name: str, revision: int = 1, kind: str = "configprofile"
+    ) -> None:
         deadline = time.monotonic() + 60
         query = "jsonpath={.status.revision} {.status.conditions[?(@.type=='Ready')].status}"
         while time.monotonic() < deadline:
-            state = self.run("kubectl", "get", "configprofile", name, "-n", namespace,
+            state = self.run("kubectl", "get", f"{kind}.kstrata.dev", name, "-n", namespace,
                              "-o", query, check=False, show=False)  # fmt: skip
             if state == f"{revision} True":
                 return
@@ -75,7 +77,7 @@ class Demo:
             f"--webhook-address=127.0.0.1:{webhook}",
             f"--webhook-url=https://127.0.0.1:{webhook}",
         ]  # fmt: skip
-        log = (REPO / ".cluster" / "demo-operator.log").open("w")
+        log = self.log_path.open("w")
         process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
@@ -96,18 +98,44 @@ class Demo:
             log.close()
 
 
+def replica_sets(demo: Demo, namespace: str) -> list[str]:
+    names = demo.run(
+        "kubectl", "get", "replicasets", "-n", namespace, "-l", "app=payments",
+        "-o", "jsonpath={.items[*].metadata.name}", show=False,
+    )  # fmt: skip
+    return names.split()
+
+
+def wait_replica_sets(demo: Demo, namespace: str, count: int) -> None:
+    """Wait until the Deployment controller has created ``count`` ReplicaSets."""
+    deadline = time.monotonic() + 60
+    while len(replica_sets(demo, namespace)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the Deployment did not roll out ReplicaSet number {count}")
+        time.sleep(0.2)
+    demo.run("kubectl", "get", "replicasets", "-n", namespace, "-l", "app=payments")
+
+
+def config_value(demo: Demo, namespace: str, kstrata: list[str], key: str) -> str:
+    return demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", key)
+
+
 def main() -> int:
     step("Start the local control plane (built from Go modules, no Docker)")
-    plane = controlplane.up(controlplane.DEFAULT_STATE_DIR)
-    print(f"kube-apiserver at {plane.server}")
-    demo = Demo(plane)
+    # Tests point the demo at their own control plane; users get `make cluster`'s.
+    existing = os.environ.get("KSTRATA_DEMO_KUBECONFIG")
+    if existing:
+        kubeconfig, binaries = Path(existing).resolve(), controlplane.bin_dir()
+        print(f"using the cluster in {kubeconfig}")
+    else:
+        plane = controlplane.up(controlplane.DEFAULT_STATE_DIR)
+        kubeconfig, binaries = plane.kubeconfig, plane.binaries
+        print(f"kube-apiserver at {plane.server}")
+    demo = Demo(kubeconfig, binaries)
     demo.run("kubectl", "version")
-    demo.run("kubectl", "get", "namespaces")
 
-    crds = REPO / "crds"
-    if (crds / "kustomization.yaml").exists():
-        step("Install the kstrata CRDs")
-        demo.run("kubectl", "apply", "-k", str(crds))
+    step("Install the kstrata CRDs")
+    demo.run("kubectl", "apply", "-k", str(REPO / "crds"))
 
     step("Check the examples offline, as CI would (no cluster needed)")
     config = REPO / "examples" / "config"
@@ -117,8 +145,12 @@ def main() -> int:
     demo.run(*kstrata, "render", *both, "--env", "prod")
 
     step("Run the operator (with its admission webhook)")
+    # Its home namespace, where it keeps the sealing keys (manifests/ creates it in a real install).
+    demo.run("kubectl", "create", "namespace", "kstrata-system", check=False, show=False)
     namespace = "kstrata-demo"
-    demo.run("kubectl", "create", "namespace", namespace, check=False, show=False)
+    demo.run("kubectl", "delete", "namespace", namespace, "--ignore-not-found", "--wait=true",
+             show=False)  # fmt: skip
+    demo.run("kubectl", "create", "namespace", namespace)
     demo.run(
         "kubectl", "label", "namespace", namespace, "kstrata.dev/environment=prod", "--overwrite"
     )
@@ -134,10 +166,37 @@ def main() -> int:
             "-o", "jsonpath={.data.config\\.yaml}",
         )  # fmt: skip
 
-        step("Change one value with the CLI (validated before it is written)")
+        step("Seal a database password with the cluster's public key; only the operator opens it")
+        sealed = demo.run(
+            *kstrata, "seal", "-n", namespace, "--name", "payments-db",
+            "--from-literal", "password=correct-horse-battery-staple",
+            "--from-literal", "username=payments", show=False,
+        )  # fmt: skip
+        print(
+            f"$ kstrata seal -n {namespace} --name payments-db "
+            "--from-literal password=… --from-literal username=… > payments-db.yaml"
+        )
+        print("\n".join(line[:100] for line in sealed.splitlines()[:12]))
+        print("$ kubectl apply -f payments-db.yaml")
+        demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=sealed, show=False)
+        demo.wait_ready(namespace, "payments-db", kind="sealedsecret")
+        demo.run("kubectl", "get", "sealedsecrets.kstrata.dev", "-n", namespace)
+        demo.run("kubectl", "get", "secret", "payments-db", "-n", namespace)
+
+        step("Deploy the app; it opts in to rolling restarts on config and secret changes")
+        workload = REPO / "examples" / "workloads" / "payments.yaml"
+        demo.run("kubectl", "apply", "-n", namespace, "-f", str(workload))
+        wait_replica_sets(demo, namespace, 1)
+
+        step("Change the prod config: a new revision, and the Deployment rolls once")
         demo.run(*kstrata, "set", "payments", "-n", namespace, "--env", "prod", "replicas=8")
         demo.wait_ready(namespace, "payments", revision=2)
-        demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", "replicas")
+        config_value(demo, namespace, kstrata, "replicas")
+        wait_replica_sets(demo, namespace, 2)
+        demo.run(
+            "kubectl", "get", "deployment", "payments", "-n", namespace,
+            "-o", "jsonpath={.spec.template.metadata.annotations.kstrata\\.dev/revisions}",
+        )  # fmt: skip
 
         step("An invalid change is refused, naming the environment and the path")
         invalid = demo.run(
@@ -153,20 +212,35 @@ def main() -> int:
             check=False, show=False,
         )  # fmt: skip
         print(refused.splitlines()[-1].split('error when patching "STDIN": ')[-1])
-        demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", "replicas")
+        if config_value(demo, namespace, kstrata, "replicas") != "8":
+            raise SystemExit("the invalid change replaced the last good config")
+
+        step("History, diff and rollback")
+        demo.run(*kstrata, "history", "payments", "-n", namespace)
+        demo.run(
+            *kstrata, "diff", "payments", "-n", namespace, "--revision", "1", "--to-revision", "2",
+            check=False,
+        )  # fmt: skip
+        demo.run(*kstrata, "rollback", "payments", "-n", namespace)
+        demo.wait_ready(namespace, "payments", revision=3)
+        if config_value(demo, namespace, kstrata, "replicas") != "6":
+            raise SystemExit("the rollback did not restore the previous config")
+        demo.run(*kstrata, "history", "payments", "-n", namespace)
+        print("The rollback is a change like any other: the Deployment rolls again.")
+        wait_replica_sets(demo, namespace, 3)
 
         with urllib.request.urlopen(metrics_url, timeout=5) as response:
             counters = [
                 line
                 for line in response.read().decode().splitlines()
-                if line.startswith("kstrata_reconcile_total")
+                if line.startswith(("kstrata_reconcile_total", "kstrata_reload_rollouts_total"))
             ]
         print("\n".join(counters))
 
     step("Done")
     print("The control plane keeps running. Explore it with:")
-    print(f"  export KUBECONFIG={plane.kubeconfig}")
-    print(f'  export PATH="{plane.binaries}:$PATH"')
+    print(f"  export KUBECONFIG={kubeconfig}")
+    print(f'  export PATH="{binaries}:$PATH"')
     print("Stop it with: make cluster-down")
     return 0
 
