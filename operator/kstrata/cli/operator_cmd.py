@@ -1,13 +1,44 @@
-"""``kstrata version`` and ``kstrata operator run``."""
+"""``kstrata version``, ``kstrata operator run`` and ``kstrata operator settings``.
+
+This is the edge where the operator's settings are assembled: the settings
+directory and environment come from ``--config-dir``/``--environment`` or the
+``KSTRATA_CONFIG_DIR``/``KSTRATA_ENVIRONMENT`` variables (read here and
+nowhere else), the files are loaded by :func:`kstrata.settings.load_settings`,
+and flags for individual settings override them.  Precedence, highest first:
+explicit flags, the environment's overlay, ``base.yaml``, the dataclass
+defaults.  Without a settings directory only the defaults and flags apply.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from kstrata import __version__
-from kstrata.cli.common import EXIT_OK, kubeconfig_path
+from kstrata.cli.common import EXIT_OK, add_output_flag, kubeconfig_path
+from kstrata.errors import SettingsError
+
+if TYPE_CHECKING:
+    from kstrata.settings import Settings
+
+CONFIG_DIR_ENV: Final = "KSTRATA_CONFIG_DIR"
+ENVIRONMENT_ENV: Final = "KSTRATA_ENVIRONMENT"
+
+#: Flags that set one setting each when given: (argparse dest, settings field).
+_VALUE_FLAGS: Final = (
+    ("default_environment", "default_environment"),
+    ("operator_namespace", "operator_namespace"),
+    ("metrics_address", "metrics_address"),
+    ("liveness", "liveness_endpoint"),
+    ("log_level", "log_level"),
+    ("log_format", "log_format"),
+    ("webhook_address", "webhook_address"),
+    ("webhook_url", "webhook_url"),
+)
 
 
 def register(commands: Any) -> None:
@@ -20,35 +51,71 @@ def register(commands: Any) -> None:
     )
     operator_commands.required = True
     run = operator_commands.add_parser("run", help="run the operator (kopf) in the foreground")
-    scope = run.add_mutually_exclusive_group()
+    _add_settings_flags(run)
+    run.set_defaults(handler=_operator_run)
+
+    show = operator_commands.add_parser(
+        "settings",
+        help="print the operator's effective settings and exit",
+        description="Print the settings `kstrata operator run` would use with the same "
+        "flags: base.yaml, the environment's overlay, then the flags.  Offline: no cluster "
+        "is contacted, so the rule that switches the webhook off outside a cluster is not "
+        "applied here.",
+    )
+    _add_settings_flags(show)
+    add_output_flag(show, ("yaml", "json"))
+    show.set_defaults(handler=_operator_settings)
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    files = parser.add_argument_group("settings files")
+    files.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"settings directory with base.yaml, <environment>.yaml and config.schema.yaml "
+        f"(default: ${CONFIG_DIR_ENV}; without one, the built-in defaults apply)",
+    )
+    files.add_argument(
+        "--environment",
+        default=None,
+        metavar="ENV",
+        help=f"which overlay of the settings directory to use (default: ${ENVIRONMENT_ENV})",
+    )
+    scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
         "--namespace",
         dest="namespaces",
         action="append",
-        default=[],
+        default=None,
         help="watch only this namespace (repeatable); default: cluster-wide",
     )
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch all namespaces (default)"
     )
-    run.add_argument("--standalone", action="store_true", help="run without kopf peering")
-    run.add_argument("--default-environment", default=None)
-    run.add_argument("--operator-namespace", default=None)
-    run.add_argument("--metrics-address", default=None, help="host:port for /metrics")
-    run.add_argument("--liveness", default=None, help="liveness endpoint URL")
-    run.add_argument(
+    parser.add_argument(
+        "--standalone",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run without kopf peering (one replica only)",
+    )
+    parser.add_argument("--default-environment", default=None)
+    parser.add_argument("--operator-namespace", default=None)
+    parser.add_argument("--metrics-address", default=None, help="host:port for /metrics")
+    parser.add_argument("--liveness", default=None, help="liveness endpoint URL")
+    parser.add_argument(
         "--webhook-address", default=None, help="host:port the admission webhook listens on"
     )
-    run.add_argument(
+    parser.add_argument(
         "--webhook-url",
         default=None,
         help="base URL the API server calls (outside a cluster); default: the in-cluster Service",
     )
-    run.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
-    run.add_argument("--log-level", choices=("debug", "info", "warning"), default=None)
-    run.add_argument("--log-format", choices=("text", "json"), default=None)
-    run.set_defaults(handler=_operator_run)
+    parser.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning"), default=None)
+    parser.add_argument("--log-format", choices=("text", "json"), default=None)
 
 
 def _version(args: argparse.Namespace, out: TextIO) -> int:
@@ -56,37 +123,94 @@ def _version(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
-    from kstrata.controller import runner
-    from kstrata.kube.connection import connect
-    from kstrata.settings import Settings
+def _settings_files(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """The settings directory and environment to load, or None for the defaults."""
+    config_dir: Path | None = args.config_dir
+    if config_dir is None and os.environ.get(CONFIG_DIR_ENV):
+        config_dir = Path(os.environ[CONFIG_DIR_ENV])
+    environment: str | None = args.environment or os.environ.get(ENVIRONMENT_ENV) or None
+    if config_dir is None:
+        if environment is not None:
+            raise SettingsError(
+                f"an environment was chosen (--environment or ${ENVIRONMENT_ENV}) but no "
+                f"settings directory: pass --config-dir or set ${CONFIG_DIR_ENV}"
+            )
+        return None
+    if environment is None:
+        from kstrata.settings import available_environments
 
-    overrides: dict[str, object] = {"namespaces": tuple(args.namespaces)}
-    for flag, name in (
-        ("default_environment", "default_environment"),
-        ("operator_namespace", "operator_namespace"),
-        ("metrics_address", "metrics_address"),
-        ("liveness", "liveness_endpoint"),
-        ("log_level", "log_level"),
-        ("log_format", "log_format"),
-        ("webhook_address", "webhook_address"),
-        ("webhook_url", "webhook_url"),
-    ):
+        available = ", ".join(available_environments(config_dir)) if config_dir.is_dir() else ""
+        raise SettingsError(
+            f"settings directory {config_dir}: no environment chosen: pass --environment or "
+            f"set ${ENVIRONMENT_ENV} (available: {available or 'none'})"
+        )
+    return config_dir, environment
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    if args.namespaces:
+        overrides["namespaces"] = tuple(args.namespaces)
+    elif args.all_namespaces:
+        overrides["namespaces"] = ()
+    if args.standalone is not None:
+        overrides["standalone"] = args.standalone
+    for flag, name in _VALUE_FLAGS:
         if getattr(args, flag) is not None:
             overrides[name] = getattr(args, flag)
-    if args.standalone:
-        overrides["standalone"] = True
+    if args.no_webhook:
+        overrides["webhook_address"] = None
+    return overrides
+
+
+def effective_settings(args: argparse.Namespace) -> Settings:
+    """Defaults, then the settings files (if any), then the flags given."""
+    from kstrata.settings import Settings, load_settings
+
+    files = _settings_files(args)
+    settings = Settings() if files is None else load_settings(*files)
+    return settings.with_overrides(**_flag_overrides(args))
+
+
+def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
+    # Settings first: invalid settings stop start-up before kopf or the client load.
+    settings = effective_settings(args)
     kubeconfig = kubeconfig_path(args)
-    if args.no_webhook or (kubeconfig is not None and args.webhook_url is None):
+    if kubeconfig is not None and settings.webhook_address and not settings.webhook_url:
         # Outside a cluster the API server cannot reach the in-cluster Service the
         # default configuration names; registering it would block every apply.
-        if not args.no_webhook:
-            print(
-                "admission webhook disabled outside the cluster; pass --webhook-url to enable it",
-                file=sys.stderr,
-            )
-        overrides["webhook_address"] = None
-    settings = Settings().with_overrides(**overrides)
+        print(
+            "admission webhook disabled outside the cluster; pass --webhook-url to enable it",
+            file=sys.stderr,
+        )
+        settings = settings.with_overrides(webhook_address=None)
+    from kstrata.controller import runner
+    from kstrata.kube.connection import connect
+
     cluster = connect(kubeconfig, args.context)
     runner.run(runner.OperatorContext(settings=settings, cluster=cluster))
+    return EXIT_OK
+
+
+def _operator_settings(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.settings import BASE_FILE, settings_document
+
+    settings = effective_settings(args)
+    document = settings_document(settings)
+    if args.output == "json":
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    import yaml
+
+    files = _settings_files(args)
+    sources = ["defaults"]
+    if files is not None:
+        config_dir, environment = files
+        sources += [str(config_dir / BASE_FILE), str(config_dir / f"{environment}.yaml")]
+    if _flag_overrides(args):
+        sources.append("flags")
+    out.write(
+        f"# effective kstrata operator settings from {', then '.join(sources)} (later wins)\n"
+    )
+    out.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return EXIT_OK
