@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTROLPLANE := $(BIN)/python tools/controlplane/controlplane.py
 
-.PHONY: help venv lint test test-unit test-cluster build-controlplane cluster cluster-down demo bench clean
+.PHONY: help venv lint test test-unit test-cluster build-controlplane cluster cluster-down demo bench clean kind-deploy
 
 help:
 	@echo "make test          lint + the whole test suite (unit and real control plane)"
@@ -20,6 +20,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make lint          ruff, mypy --strict, import-linter"
 	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
+	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,3 +64,26 @@ bench: build-controlplane
 clean:
 	-$(CONTROLPLANE) down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+
+# With Docker and kind only (the rest of this Makefile needs neither): build the
+# operator image, load it into the kind cluster of kind-cluster.yaml (created if
+# absent), install manifests/, wait for the operator, apply the examples.
+KIND ?= kind
+DOCKER ?= docker
+KUBECTL ?= kubectl
+KIND_CLUSTER ?= kstrata
+IMAGE ?= kstrata-operator:0.1.0
+EXAMPLES_NAMESPACE ?= kstrata-demo
+
+kind-deploy:
+	$(KIND) get clusters | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name '$(KIND_CLUSTER)' --config kind-cluster.yaml
+	$(DOCKER) build -f operator/Dockerfile -t '$(IMAGE)' .
+	$(KIND) load docker-image '$(IMAGE)' --name '$(KIND_CLUSTER)'
+	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' apply -k manifests/
+	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' -n kstrata-system rollout status deployment/kstrata --timeout=180s
+	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' create namespace '$(EXAMPLES_NAMESPACE)' --dry-run=client -o yaml | $(KUBECTL) --context 'kind-$(KIND_CLUSTER)' apply -f -
+	# The API server picks up the caBundle the operator wrote within seconds: retry briefly.
+	n=0; until $(KUBECTL) --context 'kind-$(KIND_CLUSTER)' -n '$(EXAMPLES_NAMESPACE)' apply -f examples/config/ -f examples/workloads/; do \
+	  n=$$((n + 1)); [ $$n -lt 6 ] || exit 1; sleep 5; \
+	done
+	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' -n '$(EXAMPLES_NAMESPACE)' wait configprofile --all --for=condition=Ready --timeout=60s

@@ -9,6 +9,7 @@ fixture (``kopf.testing.KopfRunner``), with different settings, in one process.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +19,18 @@ import kopf
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller import namespaces, profiles, reloads, sealed_secrets, webhook
-from kstrata.kube.api import KubeApi
+from kstrata.errors import ConflictError, ForbiddenError, KstrataError
+from kstrata.kube.api import KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: kopf's peering kinds (the CRDs ship in manifests/).
+CLUSTER_PEERINGS = Resource(
+    "kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
+)
+NAMESPACED_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
 
 
 @dataclass
@@ -44,6 +52,10 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     operator.peering.name = settings.peering_name
     operator.peering.clusterwide = settings.clusterwide
     operator.peering.mandatory = not settings.standalone
+    # kopf pauses *every* peer when live peers share a priority, so each process
+    # draws its own: of two replicas exactly one (the higher) is active, and the
+    # other takes over when its keep-alives stop.
+    operator.peering.priority = 1 + secrets.randbelow(2**31 - 1)
     operator.posting.reporting_component = "kstrata"
     # kopf posts every handler log line at this level or above as an event;
     # kstrata posts its own, deliberately worded events instead.
@@ -74,7 +86,7 @@ def assemble(context: OperatorContext) -> tuple[kopf.OperatorRegistry, kopf.Oper
     """Everything kopf needs to run this operator: one path for production and tests."""
     registry = build_registry(context)
     operator_settings = kopf_settings(context.settings)
-    setup = webhook.prepare(context.settings)
+    setup = webhook.prepare(context.settings, KubeApi(context.cluster, timeout=10.0))
     if setup is not None:
         operator_settings.admission.server = setup.server
         webhook.register(registry, KubeApi(context.cluster, timeout=3.0), context.settings, setup)
@@ -99,6 +111,8 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         )
 
     api = KubeApi(context.cluster)
+    if not context.settings.standalone:
+        _register_peering(registry, api, context.settings)
     namespaces.register(registry)
     profiles.register(registry, api, ProfileReconciler(api, context.settings))
     sealed_secrets.register(registry, api, context.settings)
@@ -115,6 +129,36 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         _stop_metrics(context)
 
     return registry
+
+
+def _register_peering(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> None:
+    """Create kopf's peering object(s) when missing, before kopf starts watching them.
+
+    kopf with mandatory peering stays paused until its peering object exists, and
+    ``kubectl apply -k manifests/`` cannot create an object of a CRD it creates in
+    the same run; so the operator makes its own (kopf starts peering only after
+    the startup handlers).
+    """
+
+    @kopf.on.startup(id="peering", registry=registry)
+    def ensure_peering(**_: Any) -> None:
+        resource = CLUSTER_PEERINGS if settings.clusterwide else NAMESPACED_PEERINGS
+        places: tuple[str | None, ...] = (None,) if settings.clusterwide else settings.namespaces
+        for namespace in places:
+            body = {
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "metadata": {"name": settings.peering_name},
+            }
+            try:
+                if api.get_or_none(resource, namespace, settings.peering_name) is None:
+                    api.create(resource, namespace, body)
+            except ConflictError:
+                continue  # another replica made it meanwhile
+            except ForbiddenError as error:
+                logger.warning("kopf peering object %s: %s", settings.peering_name, error)
+            except KstrataError as error:
+                raise kopf.TemporaryError(str(error), delay=5) from error
 
 
 def _start_metrics(context: OperatorContext) -> None:

@@ -7,17 +7,39 @@ uses only kopf's server and handler routing: certificates come from
 ValidatingWebhookConfiguration is written by ``kstrata.app.admission`` with
 ``failurePolicy: Fail``, ``timeoutSeconds: 5`` and ``sideEffects: None``,
 scoped to kstrata.dev resources only.
+
+Certificates, in order of preference:
+
+* ``settings.webhook_cert_dir``: mounted by someone else (cert-manager);
+* in the cluster (no ``webhook_url``): one CA and serving certificate shared by
+  every replica through the Secret ``<webhook_service>-tls`` in the operator
+  namespace.  The first replica to start makes them; the others reuse them, so
+  the caBundle every replica writes is the same and the Service may route a
+  review to any replica.  At start-up a certificate with less than
+  ``RENEW_BEFORE`` left (or for other DNS names) is replaced, and the previous
+  CA stays in the bundle until it expires, so replicas still serving the old
+  certificate stay trusted;
+* outside the cluster (``webhook_url``, one process): a throw-away pair.
+
+The installed manifests ship the ValidatingWebhookConfiguration itself, so the
+operator needs only get/update on that one object (RBAC cannot limit
+``create`` by name); it still creates the object when it is absent and
+allowed to (local runs).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import kopf
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from kstrata.app import admission
 from kstrata.crypto.tls import (
@@ -25,13 +47,16 @@ from kstrata.crypto.tls import (
     issue_serving_certificate,
     load_serving_certificate,
 )
-from kstrata.errors import InvalidInputError, KstrataError
-from kstrata.kube.api import KubeApi
+from kstrata.errors import ConflictError, ForbiddenError, InvalidInputError, KstrataError
+from kstrata.kube.api import JSON, SECRETS, KubeApi
 from kstrata.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
+#: A shared certificate with less than this left is replaced at the next start-up.
+RENEW_BEFORE: Final = dt.timedelta(days=30)
+_FILES: Final = ("tls.crt", "tls.key", "ca.crt")
 
 
 @dataclass(frozen=True)
@@ -41,23 +66,33 @@ class WebhookSetup:
     port: int
 
 
-def prepare(settings: Settings) -> WebhookSetup | None:
-    """Certificates and a kopf server for the configured address, or None if disabled."""
+def tls_secret_name(settings: Settings) -> str:
+    """The Secret holding the replicas' shared webhook certificate."""
+    return f"{settings.webhook_service}-tls"
+
+
+def service_names(settings: Settings) -> list[str]:
+    service = f"{settings.webhook_service}.{settings.operator_namespace}.svc"
+    return [service, f"{service}.cluster.local", "localhost", "127.0.0.1"]
+
+
+def prepare(settings: Settings, api: KubeApi | None = None) -> WebhookSetup | None:
+    """Certificates and a kopf server for the configured address, or None if disabled.
+
+    ``api`` is needed only in the cluster, for the shared certificate Secret;
+    without it each process makes its own pair.
+    """
     if not settings.webhook_address:
         return None
     host, _, port_text = settings.webhook_address.rpartition(":")
     port = int(port_text)
+    directory = Path(tempfile.mkdtemp(prefix="kstrata-webhook-"))
     if settings.webhook_cert_dir:
         certificate = load_serving_certificate(Path(settings.webhook_cert_dir))
+    elif settings.webhook_url or api is None:
+        certificate = issue_serving_certificate(directory, service_names(settings))
     else:
-        names = [
-            f"{settings.webhook_service}.{settings.operator_namespace}.svc",
-            f"{settings.webhook_service}.{settings.operator_namespace}.svc.cluster.local",
-            "localhost",
-            "127.0.0.1",
-        ]
-        directory = Path(tempfile.mkdtemp(prefix="kstrata-webhook-"))
-        certificate = issue_serving_certificate(directory, names)
+        certificate = shared_certificate(api, settings, directory)
     server = kopf.WebhookServer(
         addr=host or None,
         port=port,
@@ -66,6 +101,98 @@ def prepare(settings: Settings) -> WebhookSetup | None:
         cadata=certificate.ca_pem,
     )
     return WebhookSetup(server=server, certificate=certificate, port=port)
+
+
+def shared_certificate(
+    api: KubeApi, settings: Settings, directory: Path, *, now: dt.datetime | None = None
+) -> ServingCertificate:
+    """The replicas' one serving certificate, from its Secret; made or renewed if need be."""
+    now = now or dt.datetime.now(dt.UTC)
+    names = service_names(settings)
+    namespace, name = settings.operator_namespace, tls_secret_name(settings)
+    # Two passes at most: a replica that loses the race to write reads the winner's.
+    for _ in range(2):
+        existing = api.get_or_none(SECRETS, namespace, name)
+        files = _files(existing)
+        if files is not None and _usable(files, names, now):
+            return _write(directory, files)
+        fresh = issue_serving_certificate(directory, names)
+        bundle = fresh.ca_pem + _unexpired_cas(files, now)
+        data = {
+            "tls.crt": fresh.certfile.read_bytes(),
+            "tls.key": fresh.keyfile.read_bytes(),
+            "ca.crt": bundle,
+        }
+        try:
+            _store(api, namespace, name, existing, data)
+        except ConflictError:
+            continue
+        logger.info("webhook certificate %s/%s issued", namespace, name)
+        return _write(directory, data)
+    raise KstrataError(f"webhook certificate Secret {namespace}/{name} keeps changing")
+
+
+def _files(secret: JSON | None) -> dict[str, bytes] | None:
+    if secret is None:
+        return None
+    data = secret.get("data") or {}
+    if not all(data.get(key) for key in _FILES):
+        return None
+    return {key: base64.b64decode(data[key]) for key in _FILES}
+
+
+def _usable(files: dict[str, bytes], names: list[str], now: dt.datetime) -> bool:
+    try:
+        certificate = x509.load_pem_x509_certificate(files["tls.crt"])
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    covered = {str(n.value) for n in alternative.value}
+    return certificate.not_valid_after_utc - RENEW_BEFORE > now and set(names) <= covered
+
+
+def _unexpired_cas(files: dict[str, bytes] | None, now: dt.datetime) -> bytes:
+    """The previous bundle's CAs that are still valid, to keep old replicas trusted."""
+    if files is None:
+        return b""
+    try:
+        cas = x509.load_pem_x509_certificates(files["ca.crt"])
+    except ValueError:
+        return b""
+    return b"".join(ca.public_bytes(Encoding.PEM) for ca in cas if ca.not_valid_after_utc > now)
+
+
+def _store(
+    api: KubeApi, namespace: str, name: str, existing: JSON | None, data: dict[str, bytes]
+) -> None:
+    encoded = {key: base64.b64encode(value).decode() for key, value in data.items()}
+    if existing is None:
+        api.create(
+            SECRETS,
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "labels": {"app.kubernetes.io/managed-by": "kstrata"},
+                },
+                "type": "Opaque",
+                "data": encoded,
+            },
+        )
+    else:
+        api.replace(SECRETS, namespace, dict(existing, data=encoded))
+
+
+def _write(directory: Path, files: dict[str, bytes]) -> ServingCertificate:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for key, value in files.items():
+        (directory / key).write_bytes(value)
+    (directory / "tls.key").chmod(0o600)
+    return ServingCertificate(
+        certfile=directory / "tls.crt", keyfile=directory / "tls.key", ca_pem=files["ca.crt"]
+    )
 
 
 def register(
@@ -96,5 +223,15 @@ def register(
         )
         try:
             admission.ensure_webhook_configuration(api, settings.webhook_configuration, desired)
+        except ForbiddenError as error:
+            # The installed RBAC allows get/update on the shipped object only: a
+            # missing object cannot be created, and retrying will not change that.
+            # Reconciles still validate, so the operator runs on without admission.
+            logger.warning(
+                "admission webhook not configured: %s; apply manifests/, which ships "
+                "ValidatingWebhookConfiguration %s",
+                error,
+                settings.webhook_configuration,
+            )
         except KstrataError as error:
             raise kopf.TemporaryError(str(error), delay=5) from error
