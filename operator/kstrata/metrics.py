@@ -55,8 +55,8 @@ RELOAD_ROLLOUTS = Counter(
 RELOAD_LATENCY_SECONDS = Histogram(
     "kstrata_reload_latency_seconds",
     "Time from noticing a revision or annotation change to the pod-template patch "
-    "(includes the coalescing window).",
-    buckets=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+    "(includes any wait for changes still in flight in the namespace).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
 RELOAD_PASSES = Counter(
     "kstrata_reload_passes_total",

@@ -69,8 +69,9 @@ class Settings:
     #: Secret that is not theirs.  Events on those Secrets trigger a retry at once; this
     #: is only the safety net.
     blocked_retry_seconds: float = 300.0
-    #: Seconds to gather revision changes in one namespace before rolling its workloads,
-    #: so a ConfigProfile and a SealedSecret changed together cause one rollout (0..2).
+    #: Longest a reload pass waits for changes still in flight in its namespace (a spec
+    #: written, not yet reconciled), so a ConfigProfile and a SealedSecret applied together
+    #: cause one rollout (0..2).  A lone change does not wait.
     reload_coalesce_seconds: float = 1.0
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

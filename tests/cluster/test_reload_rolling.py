@@ -1,8 +1,9 @@
 """Rolling restarts on the real control plane: one rollout per effective change, no more.
 
 kube-controller-manager makes a new ReplicaSet per Deployment rollout and a new
-ControllerRevision per StatefulSet template change, so those counts are the
-ground truth.  "Nothing happened" is only asserted after a positive signal
+ControllerRevision per StatefulSet or DaemonSet template change (a DaemonSet
+gets its revisions even on this node-less control plane), so those counts are
+the ground truth.  "Nothing happened" is only asserted after a positive signal
 that the operator has processed the change (a status, a recorded annotation,
 a reload pass counted in the metrics, or a later rollout that proves the
 count).
@@ -11,6 +12,7 @@ count).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,6 +116,21 @@ def create_stateful_set(
     apps(cluster).create_namespaced_stateful_set(namespace, body)
 
 
+def create_daemon_set(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": pod_template("payments"),
+        },
+    }
+    apps(cluster).create_namespaced_daemon_set(namespace, body)
+
+
 def deployment(cluster: TestCluster, namespace: str, name: str) -> Any:
     return apps(cluster).read_namespaced_deployment(name, namespace)
 
@@ -142,18 +159,25 @@ def replica_sets(cluster: TestCluster, namespace: str, name: str) -> int:
     )
 
 
-def controller_revisions(cluster: TestCluster, namespace: str, name: str) -> int:
+def controller_revisions(
+    cluster: TestCluster, namespace: str, name: str, kind: str = "StatefulSet"
+) -> int:
+    """ControllerRevisions of a StatefulSet or DaemonSet: one per pod-template change."""
     items = apps(cluster).list_namespaced_controller_revision(namespace).items
     return len(
         [
             cr
             for cr in items
-            if any(
-                o.kind == "StatefulSet" and o.name == name
-                for o in cr.metadata.owner_references or []
-            )
+            if any(o.kind == kind and o.name == name for o in cr.metadata.owner_references or [])
         ]
     )
+
+
+def status_workloads(
+    cluster: TestCluster, namespace: str, name: str, plural: str = PLURAL
+) -> list[dict[str, Any]]:
+    body = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    return list((body.get("status") or {}).get("workloads") or [])
 
 
 def wait_count(count: Any, expected: int, what: str) -> None:
@@ -197,6 +221,7 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
             wait_revision(cluster, ns, "payments", 1)
         create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments"})
         create_stateful_set(cluster, namespace, "db", {"kstrata.dev/reload": "auto"})
+        create_daemon_set(cluster, namespace, "agent", {"kstrata.dev/reload": "payments"})
         create_deployment(cluster, namespace, "bystander", {})
         for strategy in ("hot", "none"):
             create_deployment(
@@ -221,6 +246,24 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
             wait_count(lambda n=name: replica_sets(cluster, namespace, n), 1, f"{name} RS")
         wait_count(lambda: replica_sets(cluster, other_namespace, "web"), 1, "other/web RS")
         wait_count(lambda: controller_revisions(cluster, namespace, "db"), 1, "db revisions")
+        wait_count(
+            lambda: controller_revisions(cluster, namespace, "agent", "DaemonSet"),
+            1,
+            "agent revisions",
+        )
+        # The profile's status lists its rolling workloads (not hot/none, not bystanders).
+        wait_for(
+            lambda: (
+                status_workloads(cluster, namespace, "payments")
+                == [
+                    {"kind": "DaemonSet", "name": "agent", "revision": 1},
+                    {"kind": "Deployment", "name": "web", "revision": 1},
+                    {"kind": "StatefulSet", "name": "db", "revision": 1},
+                ]
+            ),
+            timeout=30,
+            what="status.workloads at revision 1",
+        )
 
         # An effective change: exactly one rollout of each opted-in rolling workload.
         apply_profile(cluster, namespace, "payments", {"schema": schema, "base": {"port": 2}})
@@ -232,6 +275,19 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
         )
         wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
         wait_count(lambda: controller_revisions(cluster, namespace, "db"), 2, "db revisions")
+        wait_count(
+            lambda: controller_revisions(cluster, namespace, "agent", "DaemonSet"),
+            2,
+            "agent revisions",
+        )
+        wait_for(
+            lambda: (
+                [w.get("revision") for w in status_workloads(cluster, namespace, "payments")]
+                == [2, 2, 2]
+            ),
+            timeout=30,
+            what="status.workloads at revision 2",
+        )
         (event,) = wait_for(
             lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event"
         )
@@ -271,6 +327,12 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
             lambda: len(rollout_events(cluster, namespace, "web")) >= 2, timeout=30, what="events"
         )
         assert len(rollout_events(cluster, namespace, "web")) == 2
+        wait_count(
+            lambda: controller_revisions(cluster, namespace, "agent", "DaemonSet"),
+            3,
+            "agent revisions",
+        )
+        assert controller_revisions(cluster, namespace, "db") == 3
 
         # Same pass as web's rollouts: the others were evaluated and left alone.
         for name in ("bystander", "s-hot", "s-none"):
@@ -280,6 +342,9 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
         assert replica_sets(cluster, other_namespace, "web") == 1
         assert annotation(deployment(cluster, other_namespace, "web")) == "payments=1"
         assert profile_status(cluster, other_namespace, "payments")["revision"] == 1
+        assert status_workloads(cluster, other_namespace, "payments") == [
+            {"kind": "Deployment", "name": "web", "revision": 1}
+        ]
 
 
 def test_operator_restart_rolls_nothing(cluster: TestCluster, namespace: str) -> None:
@@ -344,8 +409,9 @@ def test_paused_holds_then_one_rollout_to_the_latest(cluster: TestCluster, names
 
 
 def test_profile_and_sealed_secret_changed_together_roll_once(
-    cluster: TestCluster, namespace: str, other_namespace: str
+    cluster: TestCluster, namespace: str, other_namespace: str, tmp_path: Path
 ) -> None:
+    """One ``kubectl apply -f dir/`` with both changes rolls once, with the default settings."""
     keys = other_namespace  # the operator's own namespace in this test
 
     def sealed(value: bytes, bundle: PublicKeyBundle) -> dict[str, Any]:
@@ -355,9 +421,22 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SealedSecret",
-            "metadata": {"name": "db"},
+            "metadata": {"name": "db", "namespace": namespace},
             "spec": {"encryptedData": {"password": seal(value, bundle.newest, context)}},
         }
+
+    def profile(port: int) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ConfigProfile",
+            "metadata": {"name": "payments", "namespace": namespace},
+            "spec": {"base": {"port": port}},
+        }
+
+    def apply_together(port: int, value: bytes, bundle: PublicKeyBundle) -> None:
+        (tmp_path / "a-payments.yaml").write_text(yaml.safe_dump(profile(port)))
+        (tmp_path / "b-db.yaml").write_text(yaml.safe_dump(sealed(value, bundle)))
+        cluster.kubectl("apply", "-f", str(tmp_path))
 
     def sealed_revision() -> Any:
         body = custom(cluster).get_namespaced_custom_object(
@@ -365,12 +444,7 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
         )
         return (body.get("status") or {}).get("revision")
 
-    with running_operator(
-        cluster,
-        namespaces=(namespace, keys),
-        operator_namespace=keys,
-        reload_coalesce_seconds=2.0,
-    ):
+    with running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys):
         bundle = wait_for(
             lambda: PublicKeyBundle.parse(
                 core(cluster)
@@ -380,30 +454,35 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
             timeout=30,
             what="the published public keys",
         )
-        apply_profile(cluster, namespace, "payments", {"base": {"port": 1}})
-        cluster.kubectl(
-            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sealed(b"one", bundle))
-        )
+        apply_together(1, b"one", bundle)
         wait_revision(cluster, namespace, "payments", 1)
         wait_for(lambda: sealed_revision() == 1, timeout=30, what="db at revision 1")
         create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments,db"})
         wait_recorded(cluster, namespace, "web", "db=1,payments=1")
         wait_count(lambda: replica_sets(cluster, namespace, "web"), 1, "web RS")
 
-        apply_profile(cluster, namespace, "payments", {"base": {"port": 2}})
-        cluster.kubectl(
-            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sealed(b"two", bundle))
-        )
-        wait_revision(cluster, namespace, "payments", 2)
-        wait_for(lambda: sealed_revision() == 2, timeout=30, what="db at revision 2")
+        for round_, value in ((2, b"two"), (3, b"three")):
+            apply_together(round_, value, bundle)
+            wait_revision(cluster, namespace, "payments", round_)
+            wait_for(lambda r=round_: sealed_revision() == r, timeout=30, what=f"db at {round_}")
+            both = f"db={round_},payments={round_}"
+            wait_for(
+                lambda both=both: (
+                    template_annotation(deployment(cluster, namespace, "web")) == both
+                ),
+                timeout=30,
+                what="one rollout carrying both revisions",
+            )
+            wait_count(lambda: replica_sets(cluster, namespace, "web"), round_, "web RS")
+        # Two change sets, two rollouts: each event names both sources.
         wait_for(
-            lambda: template_annotation(deployment(cluster, namespace, "web")) == "db=2,payments=2",
+            lambda: len(rollout_events(cluster, namespace, "web")) >= 2,
             timeout=30,
-            what="one rollout carrying both revisions",
+            what="the events",
         )
-        wait_count(lambda: replica_sets(cluster, namespace, "web"), 2, "web RS")
-        (event,) = wait_for(
-            lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event"
-        )
-        assert "db 1->2" in event.message
-        assert "payments 1->2" in event.message
+        events = rollout_events(cluster, namespace, "web")
+        assert len(events) == 2
+        for event in events:
+            assert "db " in event.message
+            assert "payments " in event.message
+        assert replica_sets(cluster, namespace, "web") == 3

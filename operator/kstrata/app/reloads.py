@@ -16,6 +16,18 @@ workload, a name added to ``kstrata.dev/reload`` or a reference that only now
 appears must update the record *without* a restart (the pods already run with
 that configuration), and only a metadata write can do that.
 
+A workload opts in itself (the annotation ``kstrata.dev/reload``) or is named
+by a source: ``spec.reload.targets`` of a ConfigProfile or SealedSecret lists
+workloads by kind and name or by kind and label selector.  Targets carry no
+namespace: a source only ever reaches workloads in its own namespace.  Either
+way the workload's own ``reload-strategy`` and ``reload-paused`` annotations
+still decide, so the team owning a workload keeps the last word.
+
+After a pass every source's ``status.workloads`` lists the rolling workloads
+that depend on it and the revision each one records.  That write is a status
+merge patch of that one key, made only when the list differs, and nothing
+watches it: it can neither bump a revision nor schedule another pass.
+
 Boundary: this module decides and patches through ``KubeApi``; it knows
 nothing about kopf.  The controller decides *when* to call it (coalesced per
 namespace).  Only workloads in the namespace given are ever read or written.
@@ -26,12 +38,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict, TypeVar
 
 from kstrata import metrics
-from kstrata.errors import ClusterError, NotFoundError
+from kstrata.errors import InvalidInputError, KstrataError, NotFoundError
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
@@ -65,6 +78,65 @@ PROFILE_KIND: Final = "ConfigProfile"
 SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
 
 WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
+WORKLOAD_KINDS: Final = frozenset(r.kind for r in WORKLOADS)
+
+#: Parallel API calls in one pass: a fan-out to 50 workloads is 50 patches, and
+#: they are independent.  Small, because the operator shares two cores.
+PARALLEL_CALLS: Final = 6
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry of ``spec.reload.targets``: a workload kind and a name or a selector."""
+
+    kind: str
+    name: str | None = None
+    match_labels: Mapping[str, str] | None = None
+
+    def matches(self, workload: JSON) -> bool:
+        meta = workload.get("metadata") or {}
+        if workload.get("kind") != self.kind:
+            return False
+        if self.name is not None:
+            return bool(meta.get("name") == self.name)
+        labels = meta.get("labels") or {}
+        return self.match_labels is not None and all(
+            labels.get(key) == value for key, value in self.match_labels.items()
+        )
+
+
+def parse_targets(spec: Any) -> tuple[Target, ...]:
+    """``spec.reload.targets`` of a source; unusable entries are dropped, never guessed at.
+
+    The CRD already enforces the shape; this is what keeps an object written
+    around it (an older CRD, a hand-edited etcd) from reaching workloads it
+    does not name: no kind, both or neither of name and selector, or an empty
+    selector (which would otherwise match everything) select nothing.
+    """
+    reload = (spec or {}).get("reload") if isinstance(spec, Mapping) else None
+    entries = reload.get("targets") if isinstance(reload, Mapping) else None
+    if not isinstance(entries, list):
+        return ()
+    targets: list[Target] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("kind") not in WORKLOAD_KINDS:
+            continue
+        name = entry.get("name")
+        selector = entry.get("selector")
+        labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+        if isinstance(name, str) and name and selector is None:
+            targets.append(Target(str(entry["kind"]), name=name))
+        elif (
+            name is None
+            and isinstance(labels, Mapping)
+            and labels
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        ):
+            targets.append(Target(str(entry["kind"]), match_labels=dict(labels)))
+    return tuple(targets)
 
 
 # --- pure decision ---------------------------------------------------------
@@ -80,6 +152,10 @@ class Sources:
     config_maps: Mapping[str, str] = field(default_factory=dict)
     #: Secret name -> SealedSecret name, for ``reload: auto``.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: ConfigProfile name -> its ``spec.reload.targets``.
+    profile_targets: Mapping[str, tuple[Target, ...]] = field(default_factory=dict)
+    #: SealedSecret name -> its ``spec.reload.targets``.
+    sealed_targets: Mapping[str, tuple[Target, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,8 +241,12 @@ def referenced_objects(pod_spec: JSON) -> tuple[set[str], set[str]]:
     return config_maps, secrets
 
 
-def current_revisions(workload: JSON, sources: Sources) -> dict[str, int] | None:
-    """The revisions this workload depends on now; None when it did not opt in.
+def _targeted_by(workload: JSON, targets: Mapping[str, tuple[Target, ...]]) -> set[str]:
+    return {name for name, entries in targets.items() if any(t.matches(workload) for t in entries)}
+
+
+def dependencies(workload: JSON, sources: Sources) -> dict[str, tuple[str, str]] | None:
+    """Record key -> (source kind, source name) this workload rolls for; None: not opted in.
 
     Keys are source names.  A SealedSecret whose name is also a used
     ConfigProfile's is keyed ``secret:<name>`` so neither hides the other.
@@ -175,27 +255,37 @@ def current_revisions(workload: JSON, sources: Sources) -> dict[str, int] | None
     """
     annotations = (workload.get("metadata") or {}).get("annotations") or {}
     value = (annotations.get(RELOAD_ANNOTATION) or "").strip()
-    if not value:
+    profiles = _targeted_by(workload, sources.profile_targets)
+    sealed = _targeted_by(workload, sources.sealed_targets)
+    if not value and not profiles and not sealed:
         return None
-    profiles: set[str] = set()
-    sealed: set[str] = set()
     if value == AUTO:
         pod_spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
         config_maps, secrets = referenced_objects(pod_spec)
-        profiles = {sources.config_maps[n] for n in config_maps if n in sources.config_maps}
-        sealed = {sources.secrets[n] for n in secrets if n in sources.secrets}
-    else:
+        profiles |= {sources.config_maps[n] for n in config_maps if n in sources.config_maps}
+        sealed |= {sources.secrets[n] for n in secrets if n in sources.secrets}
+    elif value:
         for name in _names(value):
             if name in sources.profiles:
                 profiles.add(name)
             if name in sources.sealed_secrets:
                 sealed.add(name)
-    result = {n: sources.profiles[n] for n in profiles if sources.profiles.get(n, 0) > 0}
+    result = {name: (PROFILE_KIND, name) for name in profiles if sources.profiles.get(name, 0) > 0}
     for name in sealed:
-        revision = sources.sealed_secrets.get(name, 0)
-        if revision > 0:
-            result[f"secret:{name}" if name in result else name] = revision
+        if sources.sealed_secrets.get(name, 0) > 0:
+            result[f"secret:{name}" if name in result else name] = (SEALED_SECRET_KIND, name)
     return result
+
+
+def current_revisions(workload: JSON, sources: Sources) -> dict[str, int] | None:
+    """The revisions this workload depends on now; None when it did not opt in."""
+    found = dependencies(workload, sources)
+    if found is None:
+        return None
+    return {
+        key: (sources.profiles if kind == PROFILE_KIND else sources.sealed_secrets)[name]
+        for key, (kind, name) in found.items()
+    }
 
 
 def recorded_revisions(workload: JSON) -> str | None:
@@ -242,6 +332,55 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     )
 
 
+# --- status.workloads -------------------------------------------------------
+
+
+class WorkloadStatus(TypedDict, total=False):
+    """One entry of a source's ``status.workloads`` (a list-map keyed by kind and name)."""
+
+    kind: str
+    name: str
+    revision: int
+
+
+def effective_record(decision: Decision) -> str | None:
+    """The record a workload carries once the decision is carried out; None: kstrata writes none."""
+    if decision.action in ("record", "rollout"):
+        return decision.desired
+    if decision.action in ("unchanged", "paused"):
+        return decision.recorded
+    return None
+
+
+def workload_statuses(
+    evaluated: Iterable[tuple[JSON, Decision, Mapping[str, tuple[str, str]]]],
+) -> dict[tuple[str, str], list[WorkloadStatus]]:
+    """(source kind, source name) -> its ``status.workloads``, sorted by kind and name.
+
+    Only rolling workloads are listed: for ``hot`` and ``none`` kstrata writes
+    no record, so it cannot say which revision they run.  A paused workload is
+    listed with the revision it still records, which is how a status shows
+    that it is behind.  ``revision`` is left out when the record does not name
+    the source yet (a name added while the workload is paused).
+    """
+    result: dict[tuple[str, str], list[WorkloadStatus]] = {}
+    for workload, decision, found in evaluated:
+        record = effective_record(decision)
+        if record is None:
+            continue
+        revisions = parse_revisions(record)
+        entry_kind = str(workload.get("kind", ""))
+        entry_name = str((workload.get("metadata") or {}).get("name", ""))
+        for key, source in found.items():
+            entry = WorkloadStatus(kind=entry_kind, name=entry_name)
+            if key in revisions:
+                entry["revision"] = revisions[key]
+            result.setdefault(source, []).append(entry)
+    for entries in result.values():
+        entries.sort(key=lambda e: (e["kind"], e["name"]))
+    return result
+
+
 # --- reading the namespace and patching ------------------------------------
 
 
@@ -260,6 +399,11 @@ def _controller_owner(obj: JSON, kind: str) -> str | None:
     return None
 
 
+def _is_auto(workload: JSON) -> bool:
+    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    return (annotations.get(RELOAD_ANNOTATION) or "").strip() == AUTO
+
+
 @dataclass(frozen=True)
 class ReloadOutcome:
     """What one namespace pass did (for handlers, metrics and tests)."""
@@ -268,6 +412,20 @@ class ReloadOutcome:
     rolled: tuple[str, ...]
     recorded: tuple[str, ...]
     paused: tuple[str, ...]
+    #: Sources whose ``status.workloads`` this pass wrote, as ``Kind/name``.
+    statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    resource: Resource
+    workload: JSON
+    decision: Decision
+    found: Mapping[str, tuple[str, str]]
+
+    @property
+    def label(self) -> str:
+        return f"{self.resource.kind}/{self.workload['metadata']['name']}"
 
 
 class ReloadReconciler:
@@ -285,98 +443,192 @@ class ReloadReconciler:
         except NotFoundError:
             return []
 
-    def read_sources(self, namespace: str, *, auto: bool) -> Sources:
-        profiles = {
-            p["metadata"]["name"]: _revision(p)
-            for p in self._list_or_empty(CONFIG_PROFILES, namespace)
-        }
-        sealed = {
-            s["metadata"]["name"]: _revision(s)
-            for s in self._list_or_empty(SEALED_SECRETS, namespace)
-        }
+    @staticmethod
+    def _each(call: Callable[[_T], _R], items: list[_T]) -> list[_R | KstrataError]:
+        """``call`` on every item, a few at a time; our errors are returned, not raised.
+
+        Independent API calls (the lists of one pass, the patches of a fan-out)
+        overlap their round trips; one failure must not stop the others.
+        """
+
+        def guarded(item: _T) -> _R | KstrataError:
+            try:
+                return call(item)
+            except KstrataError as error:
+                return error
+
+        if len(items) <= 1:
+            return [guarded(item) for item in items]
+        with ThreadPoolExecutor(min(PARALLEL_CALLS, len(items))) as pool:
+            return list(pool.map(guarded, items))
+
+    def read_sources(
+        self,
+        namespace: str,
+        *,
+        auto: bool,
+        profiles: list[JSON] | None = None,
+        sealed: list[JSON] | None = None,
+    ) -> Sources:
+        """The namespace's sources; ``profiles``/``sealed``: lists already read, if any."""
+        if profiles is None:
+            profiles = self._list_or_empty(CONFIG_PROFILES, namespace)
+        if sealed is None:
+            sealed = self._list_or_empty(SEALED_SECRETS, namespace)
         config_maps: dict[str, str] = {}
         secrets: dict[str, str] = {}
         if auto:
             # Owner references, not label values: label values may be truncated.
-            for cm in self._list_or_empty(CONFIG_MAPS, namespace, PROFILE_LABEL):
+            wanted = [(CONFIG_MAPS, PROFILE_LABEL), (SECRETS, SEALED_SECRET_LABEL)]
+            owned = _raise_first(
+                self._each(lambda rl: self._list_or_empty(rl[0], namespace, rl[1]), wanted)
+            )
+            for cm in owned[0]:
                 if owner := _controller_owner(cm, PROFILE_KIND):
                     config_maps[cm["metadata"]["name"]] = owner
-            for secret in self._list_or_empty(SECRETS, namespace, SEALED_SECRET_LABEL):
+            for secret in owned[1]:
                 if owner := _controller_owner(secret, SEALED_SECRET_KIND):
                     secrets[secret["metadata"]["name"]] = owner
-        return Sources(profiles, sealed, config_maps, secrets)
+        return Sources(
+            profiles={p["metadata"]["name"]: _revision(p) for p in profiles},
+            sealed_secrets={s["metadata"]["name"]: _revision(s) for s in sealed},
+            config_maps=config_maps,
+            secrets=secrets,
+            profile_targets=_targets(profiles),
+            sealed_targets=_targets(sealed),
+        )
 
     def reconcile_namespace(
         self, namespace: str, *, changed_at: float | None = None
     ) -> ReloadOutcome:
         """One pass over the namespace's workloads.  ``changed_at``: monotonic trigger time."""
+        kinds = [*WORKLOADS, CONFIG_PROFILES, SEALED_SECRETS]
+        lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
+        profiles, sealed = lists[-2], lists[-1]
         workloads: list[tuple[Resource, JSON]] = []
-        for resource in WORKLOADS:
-            for item in self._list_or_empty(resource, namespace):
-                annotations = (item.get("metadata") or {}).get("annotations") or {}
-                if (annotations.get(RELOAD_ANNOTATION) or "").strip():
-                    item.setdefault("apiVersion", resource.api_version)
-                    item.setdefault("kind", resource.kind)
-                    workloads.append((resource, item))
-        if not workloads:
-            return ReloadOutcome(0, (), (), ())
-        auto = any(
-            (w["metadata"]["annotations"][RELOAD_ANNOTATION] or "").strip() == AUTO
-            for _, w in workloads
-        )
-        sources = self.read_sources(namespace, auto=auto)
-        rolled: list[str] = []
-        recorded: list[str] = []
-        paused: list[str] = []
+        for resource, items in zip(WORKLOADS, lists[: len(WORKLOADS)], strict=True):
+            for item in items:
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                workloads.append((resource, item))
+        auto = any(_is_auto(w) for _, w in workloads)
+        sources = self.read_sources(namespace, auto=auto, profiles=profiles, sealed=sealed)
+        plans: list[_Plan] = []
         for resource, workload in workloads:
-            decision = decide(workload, sources)
-            label = f"{resource.kind}/{workload['metadata']['name']}"
-            if decision.action == "record":
-                self._record(resource, workload, decision.desired)
-                recorded.append(label)
-            elif decision.action == "paused":
-                paused.append(label)
-            elif decision.action == "rollout":
-                self._rollout(resource, workload, decision, changed_at)
-                rolled.append(label)
-        return ReloadOutcome(len(workloads), tuple(rolled), tuple(recorded), tuple(paused))
+            found = dependencies(workload, sources)
+            if found is not None:
+                plans.append(_Plan(resource, workload, decide(workload, sources), found))
+        if not plans and not any(
+            (o.get("status") or {}).get("workloads") for o in profiles + sealed
+        ):
+            return ReloadOutcome(0, (), (), ())
 
-    def _record(self, resource: Resource, workload: JSON, desired: str) -> None:
-        meta = workload["metadata"]
-        patch = {"metadata": {"annotations": {REVISIONS_ANNOTATION: desired}}}
-        self.api.patch(resource, meta["namespace"], meta["name"], patch)
+        writes = [p for p in plans if p.decision.action in ("record", "rollout")]
+        results = self._each(lambda p: self._write(p, changed_at), writes)
+        # Events after every patch: they are best effort and must not delay the
+        # last workload of a fan-out.
+        done = [p for p, r in zip(writes, results, strict=True) if r is None]
+        rollouts = [p for p in done if p.decision.action == "rollout"]
+        self._each(self._announce, rollouts)
+        for plan, result in zip(writes, results, strict=True):
+            if isinstance(result, InvalidInputError):
+                # The apiserver refused this one workload's patch (its own spec
+                # is broken): retrying cannot help, and it must not hold the others.
+                logger.warning("reload of %s in %s refused: %s", plan.label, namespace, result)
+        _raise_first([r for r in results if not isinstance(r, InvalidInputError)])
 
-    def _rollout(
-        self, resource: Resource, workload: JSON, decision: Decision, changed_at: float | None
-    ) -> None:
-        meta = workload["metadata"]
-        annotations = {REVISIONS_ANNOTATION: decision.desired}
+        # A refused write leaves the workload where it was, and the status says so.
+        refused = {id(p) for p, r in zip(writes, results, strict=True) if r is not None}
+        statuses = workload_statuses(
+            (p.workload, Decision("unchanged", recorded=p.decision.recorded), p.found)
+            if id(p) in refused
+            else (p.workload, p.decision, p.found)
+            for p in plans
+        )
+        sources_read = [(CONFIG_PROFILES, o) for o in profiles] + [
+            (SEALED_SECRETS, o) for o in sealed
+        ]
+        written = _raise_first(
+            self._each(lambda rs: self._write_status(rs[0], rs[1], statuses), sources_read)
+        )
+        return ReloadOutcome(
+            evaluated=len(plans),
+            rolled=tuple(p.label for p in rollouts),
+            recorded=tuple(p.label for p in done if p.decision.action == "record"),
+            paused=tuple(p.label for p in plans if p.decision.action == "paused"),
+            statuses=tuple(label for label in written if label),
+        )
+
+    def _write(self, plan: _Plan, changed_at: float | None) -> None:
+        meta = plan.workload["metadata"]
+        annotations = {REVISIONS_ANNOTATION: plan.decision.desired}
+        if plan.decision.action == "record":
+            patch: JSON = {"metadata": {"annotations": annotations}}
+            self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)
+            return
         # One merge patch writes the record and the template together: never a
         # rollout without its record (which would roll again), nor the reverse.
         patch = {
             "metadata": {"annotations": annotations},
             "spec": {"template": {"metadata": {"annotations": annotations}}},
         }
+        strategy = plan.decision.strategy
         try:
-            self.api.patch(resource, meta["namespace"], meta["name"], patch)
-        except ClusterError:
-            metrics.RELOAD_ROLLOUTS.labels(strategy=decision.strategy, result="failed").inc()
+            self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)
+        except KstrataError:
+            metrics.RELOAD_ROLLOUTS.labels(strategy=strategy, result="failed").inc()
             raise
-        metrics.RELOAD_ROLLOUTS.labels(strategy=decision.strategy, result="patched").inc()
+        metrics.RELOAD_ROLLOUTS.labels(strategy=strategy, result="patched").inc()
         if changed_at is not None:
             metrics.RELOAD_LATENCY_SECONDS.observe(max(0.0, time.monotonic() - changed_at))
+        logger.info(
+            "rolling restart of %s %s/%s", plan.resource.kind, meta["namespace"], meta["name"]
+        )
+
+    def _announce(self, plan: _Plan) -> None:
         what = ", ".join(
-            f"{name} {old}->{new}" for name, (old, new) in sorted(decision.changed.items())
+            f"{name} {old}->{new}" for name, (old, new) in sorted(plan.decision.changed.items())
         )
         post_event(
             self.api,
-            workload,
+            plan.workload,
             type_="Normal",
             reason="RollingRestart",
-            message=f"kstrata rolling restart for new revisions: {what} ({decision.desired})",
+            message=f"kstrata rolling restart for new revisions: {what} ({plan.decision.desired})",
             now=_now(),
         )
-        logger.info("rolling restart of %s %s/%s", resource.kind, meta["namespace"], meta["name"])
+
+    def _write_status(
+        self,
+        resource: Resource,
+        source: JSON,
+        statuses: Mapping[tuple[str, str], list[WorkloadStatus]],
+    ) -> str:
+        """Patch ``status.workloads`` of one source if it differs; the label if written."""
+        meta = source["metadata"]
+        desired = statuses.get((resource.kind, meta["name"]), [])
+        if ((source.get("status") or {}).get("workloads") or []) == desired:
+            return ""
+        # null removes the key: an empty list would be one more thing to compare.
+        patch = {"status": {"workloads": desired or None}}
+        try:
+            self.api.patch(resource, meta["namespace"], meta["name"], patch, subresource="status")
+        except NotFoundError:
+            return ""  # deleted meanwhile: nothing left to describe
+        return f"{resource.kind}/{meta['name']}"
+
+
+def _targets(sources: list[JSON]) -> dict[str, tuple[Target, ...]]:
+    found = {s["metadata"]["name"]: parse_targets(s.get("spec")) for s in sources}
+    return {name: targets for name, targets in found.items() if targets}
+
+
+def _raise_first(results: list[_R | KstrataError]) -> list[_R]:
+    """The results, or the first error among them (the pass is retried whole)."""
+    for result in results:
+        if isinstance(result, KstrataError):
+            raise result
+    return [r for r in results if not isinstance(r, KstrataError)]
 
 
 def _now() -> str:

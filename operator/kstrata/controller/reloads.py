@@ -3,23 +3,40 @@
 The decision itself (``kstrata.app.reloads``) is level-triggered, so this
 module only has to make sure a pass runs soon after anything that may matter:
 
-* a ConfigProfile's or SealedSecret's ``status.revision`` changed.  Followed
-  with ``kopf.on.event`` and an in-memory map of the last revision seen, not
-  ``kopf.on.field``: kopf's change detection diffs the object's *essence*,
-  which leaves ``status`` out, so a field handler on ``status.revision`` would
-  never fire for the status patch the reconcilers write;
+* a ConfigProfile's or SealedSecret's ``status.revision`` or
+  ``spec.reload.targets`` changed.  Followed with ``kopf.on.event`` and an
+  in-memory map of what was last seen, not ``kopf.on.field``: kopf's change
+  detection diffs the object's *essence*, which leaves ``status`` out, so a
+  field handler on ``status.revision`` would never fire for the status patch
+  the reconcilers write.  ``status.workloads``, which the passes write, is not
+  part of what is compared: a pass never schedules another;
 * a workload's ``kstrata.dev/reload``, ``-strategy`` or ``-paused`` annotation
-  changed (first sight included, so a restarted operator checks once).
-  Workloads are followed with ``kopf.on.event`` only: create/update/resume
-  handlers would make kopf write its bookkeeping annotations (and possibly
-  finalizers) onto users' Deployments.
+  changed, it became (or stopped being) a target of a source, or an opted-in
+  workload went away (first sight included, so a restarted operator checks
+  once).  Workloads are followed with ``kopf.on.event`` only: create/update/
+  resume handlers would make kopf write its bookkeeping annotations (and
+  possibly finalizers) onto users' Deployments.
 
-Passes are coalesced per namespace: the first trigger opens a window of
-``settings.reload_coalesce_seconds`` (at most 2 s) and every trigger inside it
-joins the same pass, so a ConfigProfile and a SealedSecret changed together
-cause one rollout.  Passes of one namespace never overlap (a lock); a trigger
-during a pass schedules the next one.  A failed pass is retried after
-``settings.retry_backoff``.
+When a pass runs (the change-set question).  One ``kubectl apply -f dir/``
+that changes a ConfigProfile and a SealedSecret must roll each workload once,
+yet a lone change should roll within ~100 ms.  A fixed trailing window would
+add its whole length to every rollout, so instead a pass is held only while
+more may be coming:
+
+* while a source of the namespace is *in flight*: its ``metadata.generation``
+  (bumped by every spec write) is ahead of its ``status.observedGeneration``
+  (written by its reconciler, on success and failure).  The second object of
+  one apply is normally in flight before the first one's reconcile finishes;
+* for a short quiet period (``QUIET_SECONDS``) after the last spec write seen
+  in the namespace, for writes a few milliseconds apart.  It starts at the
+  spec write, so it overlaps the reconcile and usually adds nothing;
+* never longer than ``settings.reload_coalesce_seconds`` (at most 2 s) after
+  the first trigger, so a source that never settles cannot hold reloads.
+
+Changes applied by separate commands further apart than the reconcile time
+roll separately: each one is an effective change by itself.  Passes of one
+namespace never overlap (a lock); a trigger during a pass schedules the next
+one.  A failed pass is retried after ``settings.retry_backoff``.
 """
 
 from __future__ import annotations
@@ -27,28 +44,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
 from kstrata import metrics
-from kstrata.app.reloads import RELOAD_ANNOTATION, ReloadReconciler, needs_attention
+from kstrata.app.reloads import (
+    RELOAD_ANNOTATION,
+    ReloadReconciler,
+    Target,
+    needs_attention,
+    parse_targets,
+)
 from kstrata.errors import KstrataError
-from kstrata.kube.api import KubeApi
+from kstrata.kube.api import JSON, KubeApi
 from kstrata.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
-MAX_COALESCE_SECONDS = 2.0
+MAX_COALESCE_SECONDS: Final = 2.0
+#: Quiet time after the last spec write in a namespace before a pass (capped by the window).
+QUIET_SECONDS: Final = 0.05
 #: Retry delay cap for a failed pass, so a long backoff setting cannot stall reloads.
-MAX_RETRY_SECONDS = 30.0
+MAX_RETRY_SECONDS: Final = 30.0
 
 
 class NamespaceCoalescer:
-    """Per-namespace debounced runner of a blocking action, on kopf's event loop."""
+    """Per-namespace runner of a blocking action that waits for the namespace to settle.
+
+    ``busy(namespace)`` says whether a change is still in flight there; call
+    ``poke`` when that answer may have changed and ``note_change`` on a spec
+    write.  Everything runs on kopf's event loop; the action runs in a thread.
+    """
 
     def __init__(
         self,
@@ -56,30 +87,64 @@ class NamespaceCoalescer:
         *,
         window: float,
         retry_delay: float,
+        quiet: float = 0.0,
+        busy: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self._action = action
         self._window = window
+        self._quiet = min(quiet, window)
         self._retry_delay = retry_delay
+        self._busy = busy
         self._pending: dict[str, asyncio.Task[None]] = {}
         #: Monotonic time of the first trigger of the pending batch (for latency).
         self._first_trigger: dict[str, float] = {}
+        self._last_change: dict[str, float] = {}
+        self._wakers: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def schedule(self, namespace: str, *, delay: float | None = None) -> None:
-        """Join the pending pass of ``namespace`` or open a new window.  Loop thread only."""
+        """Join the pending pass of ``namespace`` or start a new one.  Loop thread only."""
         if namespace in self._pending:
+            self.poke(namespace)
             return
         self._first_trigger.setdefault(namespace, time.monotonic())
-        task = asyncio.get_running_loop().create_task(
-            self._run(namespace, self._window if delay is None else delay)
-        )
+        task = asyncio.get_running_loop().create_task(self._run(namespace, delay))
         self._pending[namespace] = task
 
-    async def _run(self, namespace: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+    def note_change(self, namespace: str) -> None:
+        """A spec write was seen in ``namespace``: restart its quiet period."""
+        self._last_change[namespace] = time.monotonic()
+        self.poke(namespace)
+
+    def poke(self, namespace: str) -> None:
+        """Let a waiting pass re-check whether the namespace has settled."""
+        if waker := self._wakers.get(namespace):
+            waker.set()
+
+    async def _settle(self, namespace: str) -> None:
+        """Return once nothing is in flight and the quiet period passed, or the window ended."""
+        deadline = self._first_trigger.get(namespace, time.monotonic()) + self._window
+        waker = self._wakers.setdefault(namespace, asyncio.Event())
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            quiet_until = self._last_change.get(namespace, -math.inf) + self._quiet
+            if now >= quiet_until and not self._busy(namespace):
+                return
+            waker.clear()
+            until = quiet_until if now < quiet_until else deadline
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=until - now)
+
+    async def _run(self, namespace: str, delay: float | None) -> None:
+        if delay is None:
+            await self._settle(namespace)
+        else:
+            await asyncio.sleep(delay)
         lock = self._locks.setdefault(namespace, asyncio.Lock())
         async with lock:
-            # From here on a new trigger opens a new window: this pass may have
+            # From here on a new trigger starts a new pass: this one may have
             # read the namespace before that change.
             self._pending.pop(namespace, None)
             changed_at = self._first_trigger.pop(namespace, time.monotonic())
@@ -108,6 +173,94 @@ class NamespaceCoalescer:
                 await task
 
 
+def _as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+Annotations3 = tuple[str | None, str | None, str | None]
+
+
+class ReloadTriggers:
+    """What the watches have seen, and which events call for a pass (no I/O, no kopf)."""
+
+    def __init__(
+        self, coalescer: NamespaceCoalescer, in_flight: dict[str, set[tuple[str, str]]]
+    ) -> None:
+        self.coalescer = coalescer
+        #: namespace -> sources whose spec write is not reconciled yet, as (kind, name).
+        self.in_flight = in_flight
+        #: (kind, namespace, name) -> (status.revision, spec.reload.targets) last seen.
+        self._sources: dict[tuple[str, str, str], tuple[object, tuple[Target, ...]]] = {}
+        #: (kind, namespace, name) -> metadata.generation last seen.
+        self._generations: dict[tuple[str, str, str], int | None] = {}
+        #: namespace -> (source kind, source name) -> its targets, for workload events.
+        self._targets: dict[str, dict[tuple[str, str], tuple[Target, ...]]] = {}
+        #: workload uid -> (reload annotations, targeted by a source) last seen.
+        self._workloads: dict[str, tuple[Annotations3, bool]] = {}
+
+    def source_deleted(self, kind: str, namespace: str, name: str) -> None:
+        key = (kind, namespace, name)
+        self._sources.pop(key, None)
+        self._generations.pop(key, None)
+        self._targets.get(namespace, {}).pop((kind, name), None)
+        self.in_flight.get(namespace, set()).discard((kind, name))
+        # The workloads keep what they run: nothing rolls.  A pending pass may go on.
+        self.coalescer.poke(namespace)
+
+    def source_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+        key = (kind, namespace, name)
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        generation = _as_int(meta.get("generation"))
+        observed = _as_int(status.get("observedGeneration"))
+        pending = self.in_flight.setdefault(namespace, set())
+        if generation is not None and (observed is None or observed < generation):
+            pending.add((kind, name))
+        else:
+            pending.discard((kind, name))
+        if key in self._generations and self._generations[key] != generation:
+            self.coalescer.note_change(namespace)
+        else:
+            self.coalescer.poke(namespace)
+        self._generations[key] = generation
+        found = parse_targets(body.get("spec"))
+        if found:
+            self._targets.setdefault(namespace, {})[(kind, name)] = found
+        else:
+            self._targets.get(namespace, {}).pop((kind, name), None)
+        revision = status.get("revision")
+        seen = (revision, found)
+        if self._sources.get(key) == seen:
+            return
+        self._sources[key] = seen
+        if revision:
+            self.coalescer.schedule(namespace)
+
+    def _targeted(self, namespace: str, workload: JSON) -> bool:
+        return any(
+            target.matches(workload)
+            for entries in self._targets.get(namespace, {}).values()
+            for target in entries
+        )
+
+    def workload_deleted(self, namespace: str, uid: str) -> None:
+        previous = self._workloads.pop(uid, None)
+        # Its entry must leave the sources' status.workloads.
+        if previous is not None and (previous[0][0] is not None or previous[1]):
+            self.coalescer.schedule(namespace)
+
+    def workload_seen(self, namespace: str, uid: str, workload: JSON) -> None:
+        annotations = (workload.get("metadata") or {}).get("annotations") or {}
+        seen = (needs_attention(annotations), self._targeted(namespace, workload))
+        previous = self._workloads.get(uid)
+        self._workloads[uid] = seen
+        # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
+        if previous == seen or (
+            previous is None and annotations.get(RELOAD_ANNOTATION) is None and not seen[1]
+        ):
+            return
+        self.coalescer.schedule(namespace)
+
+
 def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> None:
     reconciler = ReloadReconciler(api)
 
@@ -122,33 +275,26 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
             )
 
     window = min(max(settings.reload_coalesce_seconds, 0.0), MAX_COALESCE_SECONDS)
+    in_flight: dict[str, set[tuple[str, str]]] = {}
     coalescer = NamespaceCoalescer(
         run_pass,
         window=window,
+        quiet=QUIET_SECONDS,
         retry_delay=min(max(settings.retry_backoff, 0.1), MAX_RETRY_SECONDS),
+        busy=lambda namespace: bool(in_flight.get(namespace)),
     )
-    #: (kind, namespace, name) -> last status.revision seen.
-    revisions: dict[tuple[str, str, str], object] = {}
-    #: workload uid -> the reload annotations last seen.
-    workload_annotations: dict[str, tuple[str | None, str | None, str | None]] = {}
+    watched = ReloadTriggers(coalescer, in_flight)
 
     def source_event(kind: str) -> Callable[..., Any]:
         async def handler(
-            *, type: str | None, namespace: str | None, name: str, status: kopf.Status, **_: Any
+            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
         ) -> None:
             if namespace is None:
                 return
-            key = (kind, namespace, name)
             if type == "DELETED":
-                # The workloads keep what they run; nothing to roll to.
-                revisions.pop(key, None)
-                return
-            revision = status.get("revision")
-            if key in revisions and revisions[key] == revision:
-                return
-            revisions[key] = revision
-            if revision:
-                coalescer.schedule(namespace)
+                watched.source_deleted(kind, namespace, name)
+            else:
+                watched.source_seen(kind, namespace, name, dict(body))
 
         return handler
 
@@ -159,30 +305,26 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
         source_event("SealedSecret")
     )
 
-    async def workload_event(
-        *,
-        type: str | None,
-        namespace: str | None,
-        uid: str | None,
-        annotations: kopf.Annotations,
-        **_: Any,
-    ) -> None:
-        if namespace is None or uid is None:
-            return
-        if type == "DELETED":
-            workload_annotations.pop(uid, None)
-            return
-        seen = needs_attention(annotations)
-        previous = workload_annotations.get(uid)
-        workload_annotations[uid] = seen
-        # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
-        if previous == seen or (previous is None and annotations.get(RELOAD_ANNOTATION) is None):
-            return
-        coalescer.schedule(namespace)
+    def workload_event(kind: str) -> Callable[..., Any]:
+        async def handler(
+            *, type: str | None, namespace: str | None, uid: str | None, body: kopf.Body, **_: Any
+        ) -> None:
+            if namespace is None or uid is None:
+                return
+            if type == "DELETED":
+                watched.workload_deleted(namespace, uid)
+            else:
+                watched.workload_seen(namespace, uid, dict(body, kind=kind))
 
-    for plural in ("deployments", "statefulsets", "daemonsets"):
+        return handler
+
+    for plural, kind in (
+        ("deployments", "Deployment"),
+        ("statefulsets", "StatefulSet"),
+        ("daemonsets", "DaemonSet"),
+    ):
         kopf.on.event("apps", "v1", plural, id=f"reload_{plural}", registry=registry)(
-            workload_event
+            workload_event(kind)
         )
 
     @kopf.on.cleanup(id="reload_timers", registry=registry)

@@ -316,16 +316,24 @@ def _conditions() -> Schema:
 
 def _workloads() -> Schema:
     workload = _object(
-        "A workload this object restarted.",
+        "A workload in this namespace that rolls when this object changes.",
         {
             "kind": _string("Kind of the workload.", enum=list(RELOAD_KINDS)),
             "name": _string("Name of the workload."),
-            "revision": _integer("The revision the workload was last restarted for.", minimum=0),
+            "revision": _integer(
+                "This object's revision the workload records (its pods run it, unless the "
+                "workload is paused); absent while the workload records none.",
+                minimum=0,
+            ),
         },
         required=("kind", "name"),
     )
     return {
-        "description": "Workloads restarted by spec.reload, and for which revision.",
+        "description": (
+            "Workloads with the rolling reload strategy that use this object (named in their "
+            "kstrata.dev/reload annotation or in spec.reload.targets), and the revision each "
+            "one records. Written by the operator; hot and none strategies are not listed."
+        ),
         "type": "array",
         "items": workload,
         "x-kubernetes-list-type": "map",

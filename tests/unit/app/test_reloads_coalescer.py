@@ -1,0 +1,181 @@
+"""When reload passes run: settle on in-flight sources, a short quiet period, a capped window.
+
+These drive ``kstrata.controller.reloads`` on a private event loop with an
+in-memory action.  Timings are only ever bounded from below (the clock is
+monotonic) or by a window many times longer than the wait, never measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from kstrata.controller.reloads import NamespaceCoalescer, ReloadTriggers
+from kstrata.errors import TransientClusterError
+
+
+class Recorder:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.calls: list[tuple[str, float]] = []
+        self.fail_first = fail_first
+        self.done = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def __call__(self, namespace: str, changed_at: float) -> None:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise TransientClusterError("list deployments in ns: API server unavailable")
+        self.calls.append((namespace, changed_at))
+        self.loop.call_soon_threadsafe(self.done.set)
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coroutine, timeout=20))
+
+
+def test_a_lone_trigger_does_not_wait_for_the_window() -> None:
+    async def scenario() -> None:
+        action = Recorder()
+        coalescer = NamespaceCoalescer(action, window=60.0, quiet=0.05, retry_delay=0.1)
+        coalescer.schedule("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)  # far below the 60 s window
+        assert [ns for ns, _ in action.calls] == ["ns"]
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_in_flight_sources_hold_the_pass_and_triggers_join_it() -> None:
+    async def scenario() -> None:
+        action = Recorder()
+        busy = {"ns": True}
+        coalescer = NamespaceCoalescer(
+            action, window=60.0, retry_delay=0.1, busy=lambda ns: busy.get(ns, False)
+        )
+        coalescer.schedule("ns")
+        coalescer.schedule("ns")
+        coalescer.poke("ns")  # still busy: nothing to do yet
+        await asyncio.sleep(0.2)
+        assert action.calls == []
+        busy["ns"] = False
+        coalescer.poke("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert len(action.calls) == 1
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_the_window_caps_the_wait_for_a_source_that_never_settles() -> None:
+    async def scenario() -> None:
+        action = Recorder()
+        coalescer = NamespaceCoalescer(action, window=0.3, retry_delay=0.1, busy=lambda _: True)
+        started = time.monotonic()
+        coalescer.schedule("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert time.monotonic() - started >= 0.3
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_a_spec_write_starts_a_quiet_period() -> None:
+    async def scenario() -> None:
+        action = Recorder()
+        coalescer = NamespaceCoalescer(action, window=60.0, quiet=0.3, retry_delay=0.1)
+        coalescer.note_change("ns")
+        noted = time.monotonic()
+        coalescer.schedule("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert time.monotonic() - noted >= 0.3
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_a_failed_pass_is_retried() -> None:
+    async def scenario() -> None:
+        action = Recorder(fail_first=1)
+        coalescer = NamespaceCoalescer(action, window=0.0, retry_delay=0.05)
+        coalescer.schedule("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert len(action.calls) == 1
+        await coalescer.close()
+
+    run(scenario())
+
+
+class FakeCoalescer:
+    def __init__(self) -> None:
+        self.scheduled: list[str] = []
+        self.changes: list[str] = []
+
+    def schedule(self, namespace: str) -> None:
+        self.scheduled.append(namespace)
+
+    def note_change(self, namespace: str) -> None:
+        self.changes.append(namespace)
+
+    def poke(self, namespace: str) -> None:
+        pass
+
+
+def profile(generation: int, observed: int | None, revision: int | None, **spec: Any) -> Any:
+    status = {} if observed is None else {"observedGeneration": observed, "revision": revision}
+    return {"metadata": {"generation": generation}, "spec": spec, "status": status}
+
+
+def test_sources_are_in_flight_until_their_generation_is_observed() -> None:
+    fake = FakeCoalescer()
+    in_flight: dict[str, set[tuple[str, str]]] = {}
+    triggers = ReloadTriggers(fake, in_flight)  # type: ignore[arg-type]
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(1, None, None))
+    assert in_flight["ns"] == {("ConfigProfile", "p")}
+    assert fake.scheduled == []
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
+    assert in_flight["ns"] == set()
+    assert fake.scheduled == ["ns"]
+    # A spec write: in flight again, and the quiet period restarts.
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 1, 1))
+    assert in_flight["ns"] == {("ConfigProfile", "p")}
+    assert fake.changes == ["ns"]
+    # Only a new revision or new targets schedule a pass; status.workloads does not.
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 2, 1))
+    written = profile(2, 2, 1)
+    written["status"]["workloads"] = [{"kind": "Deployment", "name": "web", "revision": 1}]
+    triggers.source_seen("ConfigProfile", "ns", "p", written)
+    assert fake.scheduled == ["ns"]
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 2, 2))
+    assert fake.scheduled == ["ns", "ns"]
+    triggers.source_deleted("ConfigProfile", "ns", "p")
+    assert fake.scheduled == ["ns", "ns"]
+
+
+def test_workload_events_schedule_only_what_may_matter() -> None:
+    fake = FakeCoalescer()
+    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    target = {"kind": "Deployment", "selector": {"matchLabels": {"tier": "backend"}}}
+    triggers.source_seen("SealedSecret", "ns", "db", profile(1, 1, 1, reload={"targets": [target]}))
+    fake.scheduled.clear()
+
+    def deployment(labels: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
+        meta = {"name": "web", "labels": labels, "annotations": annotations or {}}
+        return {"kind": "Deployment", "metadata": meta}
+
+    triggers.workload_seen("ns", "u1", deployment({"tier": "frontend"}))
+    assert fake.scheduled == []  # neither opted in nor targeted
+    triggers.workload_seen("ns", "u1", deployment({"tier": "backend"}))
+    assert fake.scheduled == ["ns"]  # became a target
+    triggers.workload_seen("ns", "u1", deployment({"tier": "backend"}))
+    assert fake.scheduled == ["ns"]  # nothing new
+    triggers.workload_seen("other", "u2", deployment({"tier": "backend"}))
+    assert fake.scheduled == ["ns"]  # the target lives in ns only
+    triggers.workload_seen(
+        "ns", "u1", deployment({"tier": "backend"}, {"kstrata.dev/reload-paused": "true"})
+    )
+    assert fake.scheduled == ["ns", "ns"]
+    triggers.workload_deleted("ns", "u1")
+    assert fake.scheduled == ["ns", "ns", "ns"]  # its status entry must go
+    triggers.workload_deleted("other", "u2")
+    assert fake.scheduled == ["ns", "ns", "ns"]

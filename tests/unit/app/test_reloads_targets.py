@@ -1,0 +1,327 @@
+"""spec.reload.targets and status.workloads: the pure rules and one pass over a fake API."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kstrata.app.reloads import (
+    Decision,
+    ReloadReconciler,
+    Sources,
+    Target,
+    decide,
+    dependencies,
+    effective_record,
+    parse_targets,
+    workload_statuses,
+)
+from kstrata.errors import InvalidInputError, NotFoundError
+from kstrata.kube.api import Resource
+
+
+def workload(
+    name: str = "web",
+    *,
+    kind: str = "Deployment",
+    annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "annotations": annotations or {},
+            "labels": labels or {},
+        },
+        "spec": {"template": {"metadata": {}, "spec": {"containers": []}}},
+    }
+
+
+def test_parse_targets_keeps_well_formed_entries_only() -> None:
+    spec = {
+        "reload": {
+            "targets": [
+                {"kind": "Deployment", "name": "web"},
+                {"kind": "DaemonSet", "selector": {"matchLabels": {"tier": "edge"}}},
+                {"kind": "CronJob", "name": "nightly"},  # not a workload kstrata rolls
+                {"name": "kindless"},
+                {"kind": "Deployment"},  # neither name nor selector
+                {"kind": "Deployment", "name": "both", "selector": {"matchLabels": {"a": "b"}}},
+                {"kind": "Deployment", "selector": {"matchLabels": {}}},  # would match all
+                {"kind": "Deployment", "selector": {"matchLabels": {"a": 1}}},
+                "junk",
+            ]
+        }
+    }
+    assert parse_targets(spec) == (
+        Target("Deployment", name="web"),
+        Target("DaemonSet", match_labels={"tier": "edge"}),
+    )
+    for empty in (None, {}, {"reload": None}, {"reload": {"targets": "web"}}, []):
+        assert parse_targets(empty) == ()
+
+
+def test_a_target_matches_by_kind_and_name_or_all_selector_labels() -> None:
+    by_name = Target("Deployment", name="web")
+    assert by_name.matches(workload("web"))
+    assert not by_name.matches(workload("web", kind="StatefulSet"))
+    assert not by_name.matches(workload("api"))
+    selector = Target("Deployment", match_labels={"tier": "backend", "team": "pay"})
+    assert selector.matches(workload(labels={"tier": "backend", "team": "pay", "x": "y"}))
+    assert not selector.matches(workload(labels={"tier": "backend"}))
+    assert not selector.matches(workload(labels={"tier": "backend", "team": "other"}))
+
+
+def sources(**targets: tuple[Target, ...]) -> Sources:
+    return Sources(
+        profiles={"payments": 7, "app": 2},
+        sealed_secrets={"db": 3, "app": 5},
+        profile_targets={k: v for k, v in targets.items() if k in ("payments", "app")},
+        sealed_targets={k.removeprefix("s_"): v for k, v in targets.items() if k.startswith("s_")},
+    )
+
+
+def test_targeted_workloads_opt_in_without_an_annotation() -> None:
+    found = sources(payments=(Target("Deployment", name="web"),))
+    assert dependencies(workload("api"), found) is None
+    assert decide(workload("api"), found).action == "ignore"
+    assert dependencies(workload("web"), found) == {"payments": ("ConfigProfile", "payments")}
+    first = decide(workload("web"), found)
+    assert (first.action, first.desired) == ("record", "payments=7")
+    recorded = workload("web", annotations={"kstrata.dev/revisions": "payments=6"})
+    rolled = decide(recorded, found)
+    assert (rolled.action, dict(rolled.changed)) == ("rollout", {"payments": (6, 7)})
+
+
+def test_the_workloads_own_strategy_and_pause_still_decide() -> None:
+    found = sources(s_db=(Target("Deployment", match_labels={"tier": "backend"}),))
+    base = {"kstrata.dev/revisions": "db=2"}
+    labels = {"tier": "backend"}
+    for strategy in ("hot", "none"):
+        annotations = dict(base, **{"kstrata.dev/reload-strategy": strategy})
+        assert decide(workload(annotations=annotations, labels=labels), found).action == "skip"
+    paused = dict(base, **{"kstrata.dev/reload-paused": "true"})
+    assert decide(workload(annotations=paused, labels=labels), found).action == "paused"
+    assert decide(workload(annotations=base, labels=labels), found).action == "rollout"
+
+
+def test_annotation_and_targets_add_up_and_same_names_stay_apart() -> None:
+    found = sources(s_app=(Target("Deployment", name="web"),))
+    w = workload("web", annotations={"kstrata.dev/reload": "payments,app"})
+    assert dependencies(w, found) == {
+        "payments": ("ConfigProfile", "payments"),
+        "app": ("ConfigProfile", "app"),
+        "secret:app": ("SealedSecret", "app"),
+    }
+    targeted_only = dependencies(workload("web"), found)
+    assert targeted_only == {"app": ("SealedSecret", "app")}
+
+
+def test_status_lists_rolling_workloads_with_their_recorded_revision() -> None:
+    found = {"payments": ("ConfigProfile", "payments"), "db": ("SealedSecret", "db")}
+    evaluated = [
+        (workload("web"), Decision("rollout", desired="db=3,payments=7"), found),
+        (
+            workload("agent", kind="DaemonSet"),
+            Decision("unchanged", recorded="db=3,payments=7"),
+            found,
+        ),
+        (
+            workload("held"),
+            Decision("paused", desired="db=3,payments=7", recorded="payments=5"),
+            found,
+        ),
+        (workload("hot"), Decision("skip", strategy="hot"), found),
+        (workload("odd"), Decision("ignore", strategy="bogus"), found),
+    ]
+    statuses = workload_statuses(evaluated)
+    assert statuses[("ConfigProfile", "payments")] == [
+        {"kind": "DaemonSet", "name": "agent", "revision": 7},
+        {"kind": "Deployment", "name": "held", "revision": 5},
+        {"kind": "Deployment", "name": "web", "revision": 7},
+    ]
+    # "held" records no db revision yet: listed, without a number.
+    assert statuses[("SealedSecret", "db")][1] == {"kind": "Deployment", "name": "held"}
+
+
+revision_maps = st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 4), max_size=3)
+
+
+@given(
+    before=revision_maps,
+    after=revision_maps,
+    annotated=st.booleans(),
+    targeted=st.booleans(),
+    paused=st.booleans(),
+)
+def test_carrying_out_a_decision_leaves_nothing_to_do(
+    before: dict[str, int], after: dict[str, int], annotated: bool, targeted: bool, paused: bool
+) -> None:
+    """No rollout loop: after the write the same sources decide 'unchanged' (or stay paused),
+    and a first sight never rolls."""
+    targets = {name: (Target("Deployment", name="web"),) for name in after} if targeted else {}
+    annotations = {"kstrata.dev/reload": "a,b,c"} if annotated else {}
+    if paused:
+        annotations["kstrata.dev/reload-paused"] = "true"
+    now = Sources(profiles=after, profile_targets=targets)
+    w = workload("web", annotations=annotations)
+    first = decide(w, now)
+    assert first.action in ("ignore", "record")
+    for old in (before, after):
+        current = copy.deepcopy(w)
+        current["metadata"]["annotations"]["kstrata.dev/revisions"] = ",".join(
+            f"{k}={v}" for k, v in sorted(old.items())
+        )
+        decision = decide(current, now)
+        record = effective_record(decision)
+        if record is None:
+            assert decision.action == "ignore"
+            continue
+        current["metadata"]["annotations"]["kstrata.dev/revisions"] = record
+        again = decide(current, now)
+        assert again.action in ("unchanged", "paused")
+        assert again.action == "paused" or decision.action != "paused"
+
+
+class FakeApi:
+    """The few KubeApi calls a pass makes, on in-memory objects of several namespaces."""
+
+    def __init__(self, objects: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.patches: list[tuple[str, str, str, str | None, Any]] = []
+        self.created: list[dict[str, Any]] = []
+
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(o)
+            for (kind, ns, _), o in sorted(self.objects.items())
+            if kind == resource.kind and ns == namespace
+        ]
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = "",
+    ) -> dict[str, Any]:
+        key = (resource.kind, str(namespace), name)
+        if key not in self.objects:
+            raise NotFoundError(f"{resource.kind} {namespace}/{name}: not found")
+        self.patches.append((resource.kind, str(namespace), name, subresource, patch))
+        merge(self.objects[key], patch)
+        return copy.deepcopy(self.objects[key])
+
+    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
+        self.created.append(body)
+        return body
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def source(kind: str, name: str, namespace: str, revision: int, targets: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"reload": {"targets": targets}},
+        "status": {"revision": revision},
+    }
+
+
+def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() -> None:
+    target = [{"kind": "Deployment", "name": "web"}]
+    objects = {
+        ("ConfigProfile", "ns", "payments"): source("ConfigProfile", "payments", "ns", 1, target),
+        ("Deployment", "ns", "web"): workload("web"),
+        ("Deployment", "ns", "api"): workload("api"),
+        ("Deployment", "other", "web"): dict(
+            workload("web"), metadata={"name": "web", "namespace": "other"}
+        ),
+    }
+    api = FakeApi(objects)
+    reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
+    outcome = reconciler.reconcile_namespace("ns")
+    assert (outcome.recorded, outcome.rolled, outcome.statuses) == (
+        ("Deployment/web",),
+        (),
+        ("ConfigProfile/payments",),
+    )
+    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"] == [
+        {"kind": "Deployment", "name": "web", "revision": 1}
+    ]
+    # Replaying the pass writes nothing at all: no record, no status, no event.
+    api.patches.clear()
+    assert reconciler.reconcile_namespace("ns").statuses == ()
+    assert api.patches == []
+
+    objects[("ConfigProfile", "ns", "payments")]["status"]["revision"] = 2
+    outcome = reconciler.reconcile_namespace("ns")
+    assert outcome.rolled == ("Deployment/web",)
+    web = objects[("Deployment", "ns", "web")]
+    assert web["spec"]["template"]["metadata"]["annotations"] == {
+        "kstrata.dev/revisions": "payments=2"
+    }
+    assert [e["reason"] for e in api.created] == ["RollingRestart"]
+    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"][0]["revision"] == 2
+    assert all(ns == "ns" for _, ns, *_ in api.patches)
+    assert objects[("Deployment", "other", "web")]["metadata"].get("annotations") is None
+    assert objects[("Deployment", "ns", "api")]["metadata"]["annotations"] == {}
+
+    # Dropping the target empties the status (the record stays: it is harmless).
+    objects[("ConfigProfile", "ns", "payments")]["spec"] = {}
+    assert reconciler.reconcile_namespace("ns").statuses == ("ConfigProfile/payments",)
+    assert "workloads" not in objects[("ConfigProfile", "ns", "payments")]["status"]
+
+
+class RefusingApi(FakeApi):
+    """The apiserver refuses patches of one workload (422): its own spec is broken."""
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = "",
+    ) -> dict[str, Any]:
+        if name == "broken":
+            raise InvalidInputError("patch Deployment ns/broken: rejected by the API server")
+        return super().patch(resource, namespace, name, patch, subresource=subresource)
+
+
+def test_one_refused_workload_does_not_hold_the_others() -> None:
+    reload = {"kstrata.dev/reload": "payments", "kstrata.dev/revisions": "payments=1"}
+    objects = {
+        ("ConfigProfile", "ns", "payments"): source("ConfigProfile", "payments", "ns", 2, []),
+        ("Deployment", "ns", "broken"): workload("broken", annotations=dict(reload)),
+        ("Deployment", "ns", "web"): workload("web", annotations=dict(reload)),
+    }
+    api = RefusingApi(objects)
+    outcome = ReloadReconciler(api).reconcile_namespace("ns")  # type: ignore[arg-type]
+    assert outcome.rolled == ("Deployment/web",)
+    assert objects[("Deployment", "ns", "broken")]["spec"]["template"]["metadata"] == {}
+    # The status still says where each one is: broken behind, web current.
+    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"] == [
+        {"kind": "Deployment", "name": "broken", "revision": 1},
+        {"kind": "Deployment", "name": "web", "revision": 2},
+    ]
