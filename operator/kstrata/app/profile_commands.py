@@ -100,17 +100,17 @@ _COMMENT_PREFIXES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-# --- small shared helpers --------------------------------------------------
+# --- small shared helpers (history, diff and rollback use them too) ---------
 
 
-def _check_name(name: str, what: str) -> None:
+def check_name(name: str, what: str) -> None:
     # Names end up in URL paths: refuse anything that is not a Kubernetes name
     # before it gets there (a '/' would address another resource).
     if not is_object_name(name):
         raise UsageError(f"{what} must be a valid Kubernetes object name")
 
 
-def _check_environment_flag(environment: str, flag: str = "--env") -> None:
+def check_environment_flag(environment: str, flag: str = "--env") -> None:
     if not is_environment_name(environment):
         raise UsageError(
             f"{flag}: not a valid environment name "
@@ -141,7 +141,7 @@ def parse_key_path(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | None]:
+def spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | None]:
     """``spec.extends`` resolved through the API, each base read once."""
     cache: dict[str, ProfileSpec | None] = {}
 
@@ -154,7 +154,7 @@ def _spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | 
     return lookup
 
 
-def _namespace_labels(api: KubeApi, namespace: str) -> dict[str, str]:
+def namespace_labels(api: KubeApi, namespace: str) -> dict[str, str]:
     found = api.get_or_none(NAMESPACES, None, namespace)
     labels: dict[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
     return labels
@@ -211,7 +211,7 @@ def _summary(profile: JSON) -> ProfileSummary:
 def list_profiles(api: KubeApi, namespace: str | None) -> list[ProfileSummary]:
     """ConfigProfiles in ``namespace`` (``None``: every namespace), sorted by namespace, name."""
     if namespace is not None:
-        _check_name(namespace, "the namespace")
+        check_name(namespace, "the namespace")
     rows = [_summary(item) for item in api.list(CONFIG_PROFILES, namespace)]
     return sorted(rows, key=lambda row: (row.namespace, row.name))
 
@@ -277,22 +277,22 @@ def get_effective_config(
     namespace's ``kstrata.dev/environment`` label, else ``default_environment``.
     ``key`` (a dotted path) narrows the result to one subtree or scalar.
     """
-    _check_name(namespace, "the namespace")
-    _check_name(name, "the ConfigProfile name")
+    check_name(namespace, "the namespace")
+    check_name(name, "the ConfigProfile name")
     key_path = parse_key_path(key) if key is not None else None
     profile = api.get(CONFIG_PROFILES, namespace, name)
     spec = parse_profile_spec(profile.get("spec"))
     status_environment = (profile.get("status") or {}).get("environment")
     if environment is not None:
-        _check_environment_flag(environment)
+        check_environment_flag(environment)
         chosen, source = environment, "flag"
     elif is_environment_name(status_environment):
         chosen, source = str(status_environment), "status"
     else:
-        labels = {} if spec.environment is not None else _namespace_labels(api, namespace)
+        labels = {} if spec.environment is not None else namespace_labels(api, namespace)
         choice = select_environment(spec.environment, labels, default_environment)
         chosen, source = choice.name, choice.source
-    resolved = resolve_profile(spec, name, chosen, _spec_lookup(api, namespace))
+    resolved = resolve_profile(spec, name, chosen, spec_lookup(api, namespace))
     value: JSONValue = resolved.config
     if key_path is not None:
         what = f"ConfigProfile {namespace}/{name} (environment {chosen})"
@@ -409,9 +409,9 @@ def _check_profile(
     the ConfigMap size limit) is refused here too.
     """
     spec = parse_profile_spec(spec_value)
-    lookup = _spec_lookup(api, namespace)
+    lookup = spec_lookup(api, namespace)
     extra = set(extra_environments)
-    label = _namespace_labels(api, namespace).get(ENVIRONMENT_LABEL)
+    label = namespace_labels(api, namespace).get(ENVIRONMENT_LABEL)
     if label:
         extra.add(label)
     check_all_environments(spec, name, lookup, extra_environments=sorted(extra))
@@ -454,10 +454,10 @@ def set_values(
     assignments re-applied and re-validated, and written once more; a second
     conflict is reported (``ConflictError``).
     """
-    _check_name(namespace, "the namespace")
-    _check_name(name, "the ConfigProfile name")
+    check_name(namespace, "the namespace")
+    check_name(name, "the ConfigProfile name")
     if environment is not None:
-        _check_environment_flag(environment)
+        check_environment_flag(environment)
     if not assignments:
         raise UsageError("nothing to set: give at least one KEY=VALUE")
     parsed = [parse_assignment(text) for text in assignments]
@@ -694,10 +694,10 @@ def import_config_map(
     """
     from kstrata.app.profiles import ADOPT_ANNOTATION
 
-    _check_name(namespace, "the namespace")
-    _check_name(name, "the ConfigMap name")
+    check_name(namespace, "the namespace")
+    check_name(name, "the ConfigMap name")
     profile_name = profile_name or name
-    _check_name(profile_name, "--name")
+    check_name(profile_name, "--name")
     where = f"ConfigMap {namespace}/{name}"
     config_map = api.get(CONFIG_MAPS, namespace, name)
     if config_map.get("binaryData"):
@@ -773,7 +773,7 @@ def _format_of_file(path: Path) -> OutputFormat:
 def _environment_files(environments: Sequence[tuple[str, Path]]) -> None:
     names = [environment for environment, _ in environments]
     for environment in names:
-        _check_environment_flag(environment)
+        check_environment_flag(environment)
     duplicates = sorted({e for e in names if names.count(e) > 1})
     if duplicates:
         raise UsageError(f"--env {duplicates[0]} is given more than once")
@@ -864,7 +864,7 @@ def import_files(
             "the base file's name is not one"
         )
     if namespace is not None:
-        _check_name(namespace, "the namespace")
+        check_name(namespace, "the namespace")
     _environment_files(environments)
 
     base_config = _read_config(_read_file(base), fmt, str(base))
@@ -917,15 +917,19 @@ __all__ = [
     "ProfileSummary",
     "SetResult",
     "change_cause",
+    "check_environment_flag",
+    "check_name",
     "format_for",
     "get_effective_config",
     "import_config_map",
     "import_files",
     "list_profiles",
     "merge_diff",
+    "namespace_labels",
     "null_member",
     "parse_assignment",
     "parse_key_path",
     "same_json",
     "set_values",
+    "spec_lookup",
 ]

@@ -12,10 +12,20 @@ Safety rules it enforces:
 * a ConfigMap that exists and is not ours is left alone unless it carries
   ``kstrata.dev/adopt: "true"``; adopting one whose data already equals the
   rendered output writes no data, only our labels and ownerReference.
+
+Revisions: a change of the rendered output (and nothing else: not a restart,
+a metadata edit, a spec edit that renders the same bytes, nor a ConfigMap
+edited or deleted by hand, which is simply repaired) is revision N+1.
+``kstrata.app.revisions`` decides the number and stores the snapshot; the
+writes happen in the order ControllerRevision, ConfigMap, the profile's
+revision annotations, status, so an interrupted reconcile is finished, not
+duplicated, by the next one.  A snapshot too large to store is a Ready=False
+``RevisionTooLarge`` condition, and the last good ConfigMap keeps serving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -24,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from kstrata import metrics
+from kstrata.app.revisions import RevisionStore, Settled
 from kstrata.domain.environments import EnvironmentChoice, select_environment
 from kstrata.domain.profile import (
     KIND,
@@ -32,7 +43,9 @@ from kstrata.domain.profile import (
     parse_profile_spec,
     render_profile,
 )
-from kstrata.errors import InvalidInputError, KstrataError, OwnershipError
+from kstrata.domain.render import data_digest
+from kstrata.domain.revisions import Snapshot, parse_revision, rendered_digest
+from kstrata.errors import ClusterError, InvalidInputError, KstrataError, OwnershipError
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
@@ -66,6 +79,8 @@ class ProfileOutcome:
     config_map_written: bool
     status_written: bool
     depends_on: tuple[str, ...]
+    #: True when the rendered output was new: a revision snapshot was recorded.
+    new_revision: bool = False
 
 
 def is_ours(obj: JSON, owner_uid: str) -> bool:
@@ -117,6 +132,58 @@ def ready_condition(
     return [c for c in previous if c.get("type") != READY] + [condition]
 
 
+def record_failure(
+    api: KubeApi,
+    resource: Resource,
+    obj: JSON,
+    error: KstrataError,
+    choice: EnvironmentChoice | None,
+    *,
+    reread: bool = False,
+) -> bool:
+    """Ready=False with the error's reason, and ONE Warning event per distinct failure.
+
+    The one condition-and-event writer of both reconcilers; it never writes
+    data.  ``reread`` decides "new failure or the same one" on the stored
+    status rather than on ``obj`` (a quick retry's body may predate the last
+    status patch).  A status that cannot be written is logged, not raised:
+    the caller re-raises the original error.  Returns True when the failure
+    is new (the event was posted).
+    """
+    meta = obj["metadata"]
+    if reread:
+        with contextlib.suppress(ClusterError):
+            obj = api.get(resource, meta["namespace"], meta["name"])
+    status = obj.get("status") or {}
+    conditions = status.get("conditions") or []
+    previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
+    message = str(error)
+    generation = meta.get("generation", 0)
+    new_status: dict[str, Any] = {"observedGeneration": generation}
+    if choice is not None:
+        new_status["environment"] = choice.name
+        new_status["environmentSource"] = choice.source
+    new_status["conditions"] = ready_condition(
+        conditions, ok=False, reason=error.reason, message=message, generation=generation
+    )
+    try:
+        patch_status_if_changed(api, resource, obj, new_status)
+    except ClusterError as patch_error:
+        logger.warning(
+            "%s %s/%s: status not recorded: %s",
+            resource.kind,
+            meta["namespace"],
+            meta["name"],
+            patch_error.reason,
+        )
+    is_new = previous.get("reason") != error.reason or previous.get("message") != message[:1024]
+    if is_new:
+        post_event(
+            api, obj, type_="Warning", reason=error.reason, message=message, now=now_rfc3339()
+        )
+    return is_new
+
+
 class ProfileReconciler:
     """Renders ConfigProfiles into ConfigMaps through one ``KubeApi``."""
 
@@ -128,6 +195,7 @@ class ProfileReconciler:
     ) -> None:
         self.api = api
         self.settings = settings
+        self.revisions = RevisionStore(api)
         # The operator passes labels from its in-memory namespace index; the
         # CLI and tests fall back to reading the namespace.
         self._namespace_labels = namespace_labels or self._read_namespace_labels
@@ -177,13 +245,16 @@ class ProfileReconciler:
             rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
             existing = self.api.get_or_none(CONFIG_MAPS, namespace, rendered.config_map_name)
             check_ownership(existing, meta["uid"], f"ConfigMap {rendered.config_map_name}")
+            settled = self._settle_revision(profile, spec, rendered, choice, existing)
         except (InvalidInputError, OwnershipError) as error:
             if isinstance(error, InvalidInputError):
                 metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
             self._record_failure(profile, error, choice)
             raise
 
-        revision, written = self._write_config_map(profile, rendered, existing)
+        revision = settled.number
+        written = self._write_config_map(profile, rendered, existing, revision)
+        self.revisions.publish(CONFIG_PROFILES, profile, settled)
         new_status = {
             "observedGeneration": meta.get("generation", 0),
             "environment": choice.name,
@@ -211,24 +282,62 @@ class ProfileReconciler:
                 message=f"ConfigMap {rendered.config_map_name}: {message}",
                 now=now_rfc3339(),
             )
-        return ProfileOutcome(revision, written, status_written, rendered.resolved.depends_on)
+        return ProfileOutcome(
+            revision, written, status_written, rendered.resolved.depends_on, settled.new
+        )
+
+    def _settle_revision(
+        self,
+        profile: JSON,
+        spec: ProfileSpec,
+        rendered: RenderedProfile,
+        choice: EnvironmentChoice,
+        existing: JSON | None,
+    ) -> Settled:
+        """Which revision the rendered output is; a new one is snapshotted first.
+
+        Known digests without an API call: the status (revision and rendered
+        digest written together) and our ConfigMap (its label and its data).
+        """
+        meta = profile["metadata"]
+        status = profile.get("status") or {}
+        data = rendered.rendered.data
+        digest = rendered_digest(rendered.rendered.digest)
+        hints: list[tuple[int, str | None]] = []
+        status_revision = parse_revision(status.get("revision"))
+        if status_revision and status.get("renderedDigest"):
+            hints.append((status_revision, rendered_digest(str(status["renderedDigest"]))))
+        if existing is not None and is_ours(existing, meta["uid"]):
+            label = parse_revision(
+                ((existing.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+            )
+            if label and not existing.get("binaryData"):
+                hints.append((label, rendered_digest(data_digest(existing.get("data") or {}))))
+        hints.append((status_revision, None))
+
+        def build(number: int, cause: str) -> Snapshot:
+            return Snapshot(
+                kind=KIND,
+                number=number,
+                spec=dict(profile.get("spec") or {}),
+                environment=choice.name,
+                rendered=dict(data),
+                fingerprints={},
+                digest=digest,
+                change_cause=cause,
+                created=now_rfc3339(),
+            )
+
+        return self.revisions.settle(
+            profile, digest, build, limit=spec.revision_history_limit, hints=hints
+        )
 
     def _write_config_map(
-        self, profile: JSON, rendered: RenderedProfile, existing: JSON | None
-    ) -> tuple[int, bool]:
-        """Create or update the ConfigMap if anything differs; return (revision, written)."""
+        self, profile: JSON, rendered: RenderedProfile, existing: JSON | None, revision: int
+    ) -> bool:
+        """Create or update the ConfigMap if anything differs; True if its data was written."""
         meta = profile["metadata"]
         data = rendered.rendered.data
-        status_revision = int((profile.get("status") or {}).get("revision") or 0)
-        if existing is None:
-            revision = status_revision + 1
-        else:
-            labels = (existing.get("metadata") or {}).get("labels") or {}
-            current = int(labels.get(REVISION_LABEL) or 0) if is_ours(existing, meta["uid"]) else 0
-            same_data = (existing.get("data") or {}) == data and not existing.get("binaryData")
-            revision = max(status_revision, current)
-            if not same_data or revision == 0:
-                revision += 1
         desired_labels = {
             MANAGED_BY: "kstrata",
             PROFILE_LABEL: meta["name"],
@@ -248,7 +357,7 @@ class ProfileReconciler:
                 "data": data,
             }
             self.api.create(CONFIG_MAPS, meta["namespace"], body)
-            return revision, True
+            return True
 
         existing_meta = existing["metadata"]
         labels = dict(existing_meta.get("labels") or {})
@@ -260,7 +369,7 @@ class ProfileReconciler:
         )
         needs_data = (existing.get("data") or {}) != data or bool(existing.get("binaryData"))
         if not needs_metadata and not needs_data:
-            return revision, False
+            return False
         labels.update(desired_labels)
         updated = dict(existing)
         updated["metadata"] = dict(existing_meta, labels=labels, ownerReferences=refs)
@@ -269,7 +378,7 @@ class ProfileReconciler:
         # PUT with the resourceVersion we read: a concurrent writer makes this a
         # ConflictError, and the retry re-reads instead of overwriting blindly.
         self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
-        return revision, needs_data
+        return needs_data
 
     def _patch_status(self, profile: JSON, new_status: JSON) -> bool:
         return patch_status_if_changed(self.api, CONFIG_PROFILES, profile, new_status)
@@ -278,29 +387,4 @@ class ProfileReconciler:
         self, profile: JSON, error: KstrataError, choice: EnvironmentChoice | None
     ) -> None:
         """Ready=False with the reason, a Warning event when the reason is new; no data write."""
-        meta = profile["metadata"]
-        status = profile.get("status") or {}
-        conditions = status.get("conditions") or []
-        previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
-        message = str(error)
-        new_status: dict[str, Any] = {"observedGeneration": meta.get("generation", 0)}
-        if choice is not None:
-            new_status["environment"] = choice.name
-            new_status["environmentSource"] = choice.source
-        new_status["conditions"] = ready_condition(
-            conditions,
-            ok=False,
-            reason=error.reason,
-            message=message,
-            generation=meta.get("generation", 0),
-        )
-        self._patch_status(profile, new_status)
-        if previous.get("reason") != error.reason or previous.get("message") != message[:1024]:
-            post_event(
-                self.api,
-                profile,
-                type_="Warning",
-                reason=error.reason,
-                message=message,
-                now=now_rfc3339(),
-            )
+        record_failure(self.api, CONFIG_PROFILES, profile, error, choice)

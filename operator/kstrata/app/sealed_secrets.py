@@ -26,9 +26,14 @@ Safety rules enforced here, in this order:
   fingerprint key) so a reader can tell "value changed" from "re-sealed".
 
 ``status.revision`` grows by one each time the set of sealed tokens in effect
-changes (a re-seal counts, even with the same values).  The Secret carries the
-digest of that token set (ciphertext only, public) in an annotation, which is
-how a restarted operator knows nothing changed.
+changes (a re-seal counts, even with the same values), and only then: a
+Secret deleted or edited by hand is written again at the same revision.  The
+Secret carries the digest of that token set (ciphertext only, public) in an
+annotation, which is how a restarted operator knows nothing changed.  Each
+revision's snapshot (the spec, i.e. ciphertext, plus keyed fingerprints, so
+``kstrata diff`` can tell "re-sealed, unchanged" from "value changed") is a
+ControllerRevision stored by ``kstrata.app.revisions`` before the Secret is
+written; plaintext is never part of it.
 
 Boundary: cluster access only through ``KubeApi``; opening tokens, contexts
 and fingerprints come from ``kstrata.crypto``; the environment rule is the
@@ -39,7 +44,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import logging
@@ -47,19 +51,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from kstrata import metrics
 from kstrata.app.profiles import (
     MANAGED_BY,
-    READY,
     REVISION_LABEL,
     check_ownership,
     is_ours,
     now_rfc3339,
     patch_status_if_changed,
     ready_condition,
+    record_failure,
 )
+from kstrata.app.revisions import RevisionStore, Settled, history_limit
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
 from kstrata.crypto import KeyRing, Scope, SealingContext, fingerprint, parse_token
 from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES, SEALED_SECRET_KIND
@@ -68,6 +73,7 @@ from kstrata.domain.environments import (
     check_environment_name,
     select_environment,
 )
+from kstrata.domain.revisions import Snapshot, parse_revision
 from kstrata.errors import (
     ClusterError,
     InvalidInputError,
@@ -138,6 +144,8 @@ class SealedOutcome:
     revision: int
     secret_written: bool
     status_written: bool
+    #: True when the sealed data was new: a revision snapshot was recorded.
+    new_revision: bool = False
 
 
 def _invalid(message: str) -> InvalidInputError:
@@ -393,6 +401,7 @@ class SealedSecretReconciler:
         self.api = api
         self.settings = settings
         self.keys = keys or KeyStore(api, settings)
+        self.revisions = RevisionStore(api)
         # SealedSecrets whose last reconcile failed for a reason outside their own
         # spec (a missing key, a Secret in the way), by reason: the operator retries
         # them the moment the key Secret or that Secret changes.
@@ -491,11 +500,19 @@ class SealedSecretReconciler:
             plaintext = unseal_all(keys.ring, tokens, spec.scope, namespace=namespace, name=name)
             digest = tokens_digest(tokens)
             try:
-                revision, written = self._write_secret(
-                    sealed, spec.template, plaintext, digest, existing
-                )
-            except InvalidInputError as error:
-                raise _clean(error) from None
+                items = self._status_items(keys, tokens, plaintext, namespace=namespace, name=name)
+                # The snapshot is stored before the Secret is written (crash safety).
+                settled = self._settle_revision(sealed, choice, digest, items, existing)
+                revision = settled.number
+                try:
+                    written = self._write_secret(
+                        sealed, spec.template, plaintext, digest, existing, revision=revision
+                    )
+                except InvalidInputError as error:
+                    raise _clean(error) from None
+            finally:
+                plaintext.clear()
+            self.revisions.publish(SEALED_SECRETS, sealed, settled)
         except (InvalidInputError, OwnershipError, SealingError) as error:
             self._set_blocked(namespace, name, error.reason)
             if isinstance(error, UnknownKeyError):
@@ -508,19 +525,6 @@ class SealedSecretReconciler:
             raise _clean(error) from None
         self._set_blocked(namespace, name, None)
 
-        items = []
-        for key, token in tokens.items():
-            item: JSON = {"key": key, "keyId": parse_token(token).key_id}
-            if keys.fingerprint_key is not None:
-                item["fingerprint"] = fingerprint(
-                    keys.fingerprint_key,
-                    namespace=namespace,
-                    name=name,
-                    item=key,
-                    value=plaintext[key],
-                )
-            items.append(item)
-        plaintext.clear()
         generation = meta.get("generation", 0)
         message = (
             f"unsealed {len(items)} item(s) into Secret {name} at revision {revision} "
@@ -554,7 +558,75 @@ class SealedSecretReconciler:
                 now=now_rfc3339(),
             )
             logger.info("SealedSecret %s/%s: %s", namespace, name, message)
-        return SealedOutcome(revision, written, status_written)
+        return SealedOutcome(revision, written, status_written, settled.new)
+
+    @staticmethod
+    def _status_items(
+        keys: SealingKeys,
+        tokens: Mapping[str, str],
+        plaintext: Mapping[str, bytes],
+        *,
+        namespace: str,
+        name: str,
+    ) -> list[JSON]:
+        """Per item: key, key id and (with a fingerprint key) the keyed fingerprint."""
+        items = []
+        for key, token in tokens.items():
+            item: JSON = {"key": key, "keyId": parse_token(token).key_id}
+            if keys.fingerprint_key is not None:
+                item["fingerprint"] = fingerprint(
+                    keys.fingerprint_key,
+                    namespace=namespace,
+                    name=name,
+                    item=key,
+                    value=plaintext[key],
+                )
+            items.append(item)
+        return items
+
+    def _settle_revision(
+        self,
+        sealed: JSON,
+        choice: EnvironmentChoice,
+        digest: str,
+        items: list[JSON],
+        existing: JSON | None,
+    ) -> Settled:
+        """Which revision the sealed tokens in effect are; a new one is snapshotted first.
+
+        Known digests without an API call: our Secret's revision label with
+        its sealed-digest annotation (written together).  The snapshot holds
+        the spec (ciphertext), the environment and keyed fingerprints: never
+        plaintext.
+        """
+        meta = sealed["metadata"]
+        hints: list[tuple[int, str | None]] = []
+        if existing is not None and is_ours(existing, meta["uid"]):
+            existing_meta = existing.get("metadata") or {}
+            label = parse_revision((existing_meta.get("labels") or {}).get(REVISION_LABEL))
+            sealed_digest = (existing_meta.get("annotations") or {}).get(DIGEST_ANNOTATION)
+            if label:
+                hints.append((label, sealed_digest))
+        hints.append((parse_revision((sealed.get("status") or {}).get("revision")), None))
+        fingerprints = {
+            str(item["key"]): str(item["fingerprint"]) for item in items if "fingerprint" in item
+        }
+
+        def build(number: int, cause: str) -> Snapshot:
+            return Snapshot(
+                kind=KIND,
+                number=number,
+                spec=dict(sealed.get("spec") or {}),
+                environment=choice.name,
+                rendered={},
+                fingerprints=fingerprints,
+                digest=digest,
+                change_cause=cause,
+                created=now_rfc3339(),
+            )
+
+        limit = history_limit((sealed.get("spec") or {}).get("revisionHistoryLimit"))
+        return self.revisions.settle(sealed, digest, build, limit=limit, hints=hints)
 
     def _write_secret(
         self,
@@ -563,25 +635,14 @@ class SealedSecretReconciler:
         plaintext: Mapping[str, bytes],
         digest: str,
         existing: JSON | None,
-    ) -> tuple[int, bool]:
-        """Create or update the Secret if anything differs; return (revision, written)."""
+        *,
+        revision: int,
+    ) -> bool:
+        """Create or update the Secret if anything differs; True if it was written."""
         meta = sealed["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        status_revision = int((sealed.get("status") or {}).get("revision") or 0)
         ours = existing is not None and is_ours(existing, uid)
         existing_meta: JSON = (existing or {}).get("metadata") or {}
-        current = 0
-        if ours:
-            try:
-                current = int((existing_meta.get("labels") or {}).get(REVISION_LABEL) or 0)
-            except ValueError:
-                current = 0
-        revision = max(status_revision, current)
-        same_tokens = (
-            ours and (existing_meta.get("annotations") or {}).get(DIGEST_ANNOTATION) == digest
-        )
-        if not same_tokens or revision == 0:
-            revision += 1
 
         desired_labels = {
             **template.labels,
@@ -601,7 +662,7 @@ class SealedSecretReconciler:
                 annotations=desired_annotations,
             )
             self.api.create(SECRETS, namespace, body)
-            return revision, True
+            return True
 
         labels = dict(existing_meta.get("labels") or {})
         annotations = dict(existing_meta.get("annotations") or {})
@@ -615,7 +676,7 @@ class SealedSecretReconciler:
         )
         same_type = (existing.get("type") or DEFAULT_SECRET_TYPE) == template.type
         if same_data and same_type and not needs_metadata:
-            return revision, False
+            return False
 
         labels.update(desired_labels)
         annotations.update(desired_annotations)
@@ -629,7 +690,7 @@ class SealedSecretReconciler:
                 sealed, template, plaintext, labels=labels, annotations=annotations, refs=refs
             )
             self._replace_secret(existing, body)
-            return revision, True
+            return True
 
         updated = dict(existing)
         updated["metadata"] = dict(
@@ -643,7 +704,7 @@ class SealedSecretReconciler:
         # PUT with the resourceVersion read: a concurrent writer makes this a
         # ConflictError and the retry re-reads instead of overwriting blindly.
         self.api.replace(SECRETS, namespace, updated)
-        return revision, True
+        return True
 
     def _replace_secret(self, existing: JSON, body: JSON) -> None:
         """Delete and create; if the new Secret is refused, put the old one back.
@@ -692,41 +753,10 @@ class SealedSecretReconciler:
         self, sealed: JSON, error: KstrataError, choice: EnvironmentChoice | None
     ) -> None:
         """Ready=False with the reason, ONE Warning event per distinct failure; no Secret write."""
-        meta = sealed["metadata"]
         # The handler's body may predate our last status patch (a quick retry):
         # decide "new failure or the same one" on the stored status.
-        with contextlib.suppress(ClusterError):
-            sealed = self.api.get(SEALED_SECRETS, meta["namespace"], meta["name"])
-        status = sealed.get("status") or {}
-        conditions = status.get("conditions") or []
-        previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
-        message = str(error)
-        generation = meta.get("generation", 0)
-        new_status: dict[str, Any] = {"observedGeneration": generation}
-        if choice is not None:
-            new_status["environment"] = choice.name
-            new_status["environmentSource"] = choice.source
-        new_status["conditions"] = ready_condition(
-            conditions, ok=False, reason=error.reason, message=message, generation=generation
-        )
-        try:
-            self._patch_status(sealed, new_status)
-        except ClusterError as patch_error:
+        if record_failure(self.api, SEALED_SECRETS, sealed, error, choice, reread=True):
+            meta = sealed["metadata"]
             logger.warning(
-                "SealedSecret %s/%s: status not recorded: %s",
-                meta["namespace"],
-                meta["name"],
-                patch_error.reason,
-            )
-        if previous.get("reason") != error.reason or previous.get("message") != message[:1024]:
-            post_event(
-                self.api,
-                sealed,
-                type_="Warning",
-                reason=error.reason,
-                message=message,
-                now=now_rfc3339(),
-            )
-            logger.warning(
-                "SealedSecret %s/%s not unsealed: %s", meta["namespace"], meta["name"], message
+                "SealedSecret %s/%s not unsealed: %s", meta["namespace"], meta["name"], error
             )

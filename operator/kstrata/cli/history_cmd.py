@@ -1,9 +1,340 @@
-"""``kstrata history``, ``kstrata diff`` and ``kstrata rollback`` (being built)."""
+"""``kstrata history``, ``kstrata diff`` and ``kstrata rollback``: revisions on a cluster.
+
+The shell only: each handler parses its flags, calls one function of
+:mod:`kstrata.app.history_commands` and prints what it returns.  What is
+printed is decided here, and kept stable because people read it and scripts
+parse it (the unit tests pin it as exact text):
+
+* ``history``: the resource (``configprofile.kstrata.dev/NAME``, as kubectl
+  names it), then a table of REVISION, CREATED (RFC 3339), CURRENT
+  (``yes``/``no``) and CHANGE-CAUSE (``<none>`` when none was recorded).
+* ``diff`` of a ConfigProfile: a unified diff per ConfigMap data key whose
+  text differs, headed ``--- NAME/KEY (revision 3)`` / ``+++ NAME/KEY
+  (revision 4)``, ``/dev/null`` for a key on one side only, GNU diff's
+  ``\\ No newline at end of file`` where a text lacks its final newline.
+* ``diff`` of a SealedSecret: the same two header lines, then one line per
+  item key, never a value, ciphertext or fingerprint::
+
+      --- db (revision 3)
+      +++ db (revision 4)
+        added     api-token
+        removed   old-key
+        changed   password
+        re-sealed db-url (value unchanged)
+        differs   session (changed or re-sealed)
+        spec      template (changed)
+
+  ``differs`` is the honest answer where the operator's keyed fingerprints
+  are not available to tell a new value from a re-seal (a file, another
+  environment).  ``spec`` lines name other spec fields that differ (scope,
+  template, ...), never their content.  Groups come in that order, keys
+  sorted within a group.
+* No differences: nothing on stdout, exit code 0; differences: exit code 1
+  (as ``diff`` and ``kubectl diff``).
+
+Imports of the app layer (and so of the Kubernetes client machinery) happen
+inside the handlers: registering these commands costs the offline ones
+nothing at start-up.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kstrata.cli.common import EXIT_INVALID, EXIT_OK, connect_from, print_data
+from kstrata.errors import UsageError
+
+if TYPE_CHECKING:
+    from kstrata.app.history_commands import ConfigDiff, Diff, History, RollbackResult, SecretDiff
+    from kstrata.kube.api import KubeApi
+
+DATA_FORMATS = ("yaml", "json")
+KINDS = ("profile", "secret")
+_NONE = "<none>"
+_NO_NEWLINE = "\\ No newline at end of file\n"
+
+_GITOPS = (
+    "If Argo CD or Flux manages the resource, they revert an in-cluster rollback that is "
+    "not committed to git: print the restored manifest with -o yaml and commit it instead."
+)
 
 
 def register(commands: Any) -> None:
-    """Registers nothing yet; the history commands land here."""
+    history = commands.add_parser(
+        "history",
+        help="list the retained revisions of a ConfigProfile or SealedSecret",
+        description="List the retained revisions (number, creation time, current or not, "
+        "change cause) of a ConfigProfile or SealedSecret. The change cause is the "
+        "kubernetes.io/change-cause annotation at the time of the change.",
+    )
+    history.add_argument("name", metavar="NAME")
+    _common_flags(history)
+    history.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    history.set_defaults(handler=_history)
+
+    diff = commands.add_parser(
+        "diff",
+        help="show what differs between revisions, environments, or a file and the cluster",
+        description="Compare two revisions (--revision A [--to-revision B], default: the "
+        "revision before B against B, B defaulting to the current one), two environments "
+        "(--env A --to-env B) or a file with the live resource (-f FILE). ConfigProfiles "
+        "show a unified diff of the rendered ConfigMap data; SealedSecrets list item keys "
+        "added, removed, changed and re-sealed, never values. Exit code 1 when there are "
+        "differences, 0 when there are none.",
+    )
+    diff.add_argument("name", metavar="NAME", nargs="?", default=None)
+    _common_flags(diff)
+    diff.add_argument(
+        "--revision", type=_revision, default=None, metavar="A", help="the old revision"
+    )
+    diff.add_argument(
+        "--to-revision",
+        type=_revision,
+        default=None,
+        metavar="B",
+        help="the new revision (default: the current one)",
+    )
+    diff.add_argument(
+        "--env", dest="environment", default=None, metavar="ENV", help="the old environment"
+    )
+    diff.add_argument(
+        "--to-env",
+        dest="to_environment",
+        default=None,
+        metavar="ENV",
+        help="the new environment (with --env)",
+    )
+    diff.add_argument(
+        "-f", "--filename", type=Path, default=None, help="compare this file with the cluster"
+    )
+    diff.set_defaults(handler=_diff)
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="restore an earlier revision as a new revision",
+        description="Restore revision N's spec (default: the revision before the current "
+        "one) as a new revision whose change cause is 'rollback to N'; the operator renders "
+        "it and reloads workloads as for any change. " + _GITOPS,
+    )
+    rollback.add_argument("name", metavar="NAME")
+    _common_flags(rollback)
+    rollback.add_argument(
+        "--to-revision",
+        type=_revision,
+        default=None,
+        metavar="N",
+        help="the revision to restore (default: the one before the current one)",
+    )
+    rollback.add_argument(
+        "--dry-run", action="store_true", help="print what would change; write nothing"
+    )
+    rollback.add_argument(
+        "-o",
+        "--output",
+        choices=DATA_FORMATS,
+        default=None,
+        help="print the restored manifest instead of writing it (for GitOps)",
+    )
+    rollback.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="do not wait for the operator to report the new revision",
+    )
+    rollback.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the operator (default: 60)",
+    )
+    rollback.set_defaults(handler=_rollback)
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
+    parser.add_argument(
+        "--kind", choices=KINDS, default=None, help="which kind NAME is (default: whichever exists)"
+    )
+    # SUPPRESS: when absent here, the value given before the subcommand survives.
+    parser.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
+    parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+
+
+def _revision(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("a revision number (1, 2, ...)")
+    return int(text)
+
+
+def _connect(args: argparse.Namespace) -> tuple[KubeApi, str]:
+    """The API and the context's default namespace."""
+    from kstrata.kube.api import KubeApi
+
+    cluster = connect_from(args)
+    return KubeApi(cluster), cluster.default_namespace
+
+
+def resource_id(kind: str, name: str) -> str:
+    """``configprofile.kstrata.dev/payments``: how kubectl names it."""
+    return f"{kind.lower()}.kstrata.dev/{name}"
+
+
+# --- history -----------------------------------------------------------------
+
+
+def _history(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.history_commands import revision_history
+
+    api, default_namespace = _connect(args)
+    found = revision_history(api, args.namespace or default_namespace, args.name, kind=args.kind)
+    if args.output:
+        print_data([row.as_data() for row in found.rows], args.output, out)
+    else:
+        out.write(format_history(found))
+    return EXIT_OK
+
+
+def format_history(history: History) -> str:
+    """The resource, then ``kubectl``-style columns: left-aligned, three spaces apart."""
+    title = resource_id(history.kind, history.name) + "\n"
+    if not history.rows:
+        return title + "No revisions recorded yet.\n"
+    table = [["REVISION", "CREATED", "CURRENT", "CHANGE-CAUSE"]]
+    table += [
+        [
+            str(row.number),
+            row.created or _NONE,
+            "yes" if row.current else "no",
+            row.change_cause or _NONE,
+        ]
+        for row in history.rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
+    return title + "".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n"
+        for line in table
+    )
+
+
+# --- diff --------------------------------------------------------------------
+
+
+def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.history_commands import DiffRequest, compute_diff
+
+    request = DiffRequest(
+        name=args.name,
+        kind=args.kind,
+        revision=args.revision,
+        to_revision=args.to_revision,
+        environment=args.environment,
+        to_environment=args.to_environment,
+        file=args.filename,
+    )
+    request.check()
+    api, default_namespace = _connect(args)
+    found = compute_diff(api, args.namespace, default_namespace, request)
+    out.write(format_diff(found))
+    return EXIT_INVALID if found.differs else EXIT_OK
+
+
+def format_diff(diff: Diff) -> str:
+    """The text ``kstrata diff`` prints; empty when nothing differs."""
+    from kstrata.app.history_commands import ConfigDiff
+
+    if isinstance(diff, ConfigDiff):
+        return format_config_diff(diff)
+    return format_secret_diff(diff)
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        # GNU diff's marker: the line differs from the same line with a newline.
+        lines[-1] += "\n" + _NO_NEWLINE
+    return lines
+
+
+def format_config_diff(diff: ConfigDiff) -> str:
+    """A unified diff per ConfigMap data key whose text differs, keys sorted."""
+    import difflib  # here: every invocation loads this module, few of them diff
+
+    parts: list[str] = []
+    for key in sorted(set(diff.old) | set(diff.new)):
+        old, new = diff.old.get(key), diff.new.get(key)
+        if old == new:
+            continue
+        old_name = "/dev/null" if old is None else f"{diff.name}/{key} ({diff.old_label})"
+        new_name = "/dev/null" if new is None else f"{diff.name}/{key} ({diff.new_label})"
+        parts.extend(
+            difflib.unified_diff(
+                _lines(old or ""), _lines(new or ""), fromfile=old_name, tofile=new_name
+            )
+        )
+    return "".join(parts)
+
+
+def format_secret_diff(diff: SecretDiff) -> str:
+    """Item keys by what happened to them; no value, ciphertext or fingerprint."""
+    if not diff.differs:
+        return ""
+    lines = [f"--- {diff.name} ({diff.old_label})\n", f"+++ {diff.name} ({diff.new_label})\n"]
+    groups: list[tuple[str, tuple[str, ...], str]] = [
+        ("added", diff.added, ""),
+        ("removed", diff.removed, ""),
+        ("changed", diff.changed, ""),
+        ("re-sealed", diff.resealed, " (value unchanged)"),
+        ("differs", diff.undetermined, " (changed or re-sealed)"),
+        ("spec", diff.spec_fields, " (changed)"),
+    ]
+    for verb, keys, note in groups:
+        lines.extend(f"  {verb:<9} {key}{note}\n" for key in keys)
+    return "".join(lines)
+
+
+# --- rollback ----------------------------------------------------------------
+
+
+def _rollback(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.history_commands import rollback
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    api, default_namespace = _connect(args)
+    result = rollback(
+        api,
+        args.namespace or default_namespace,
+        args.name,
+        kind=args.kind,
+        to_revision=args.to_revision,
+        write=not (args.dry_run or args.output),
+        wait=args.wait,
+        timeout=args.timeout,
+    )
+    for warning in result.warnings:
+        # stderr at call time: stdout stays a clean manifest or diff.
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output:
+        print_data(result.manifest, args.output, out)
+        return EXIT_OK
+    if args.dry_run:
+        out.write(format_diff(result.diff))
+    out.write(format_rollback(result, dry_run=args.dry_run))
+    return EXIT_OK
+
+
+def format_rollback(result: RollbackResult, *, dry_run: bool) -> str:
+    """The one summary line, ``kubectl rollout undo``-style."""
+    what = resource_id(result.kind, result.name)
+    if not result.changed:
+        return f"{what} skipped rollback (the spec already is revision {result.target}'s)\n"
+    if dry_run:
+        return f"{what} rolled back to revision {result.target} (dry run)\n"
+    if result.revision is None:
+        return f"{what} rolled back to revision {result.target}\n"
+    return f"{what} rolled back to revision {result.target} (now revision {result.revision})\n"

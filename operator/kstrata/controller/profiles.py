@@ -81,7 +81,11 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
+    # Updates are handled for spec changes only: metadata edits (including the
+    # revision annotations this handler writes) never change the output.
+    @kopf.on.update(
+        GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff, field="spec"
+    )
     def reconcile_profile(
         *, body: kopf.Body, namespace: str | None, name: str, reason: str, **indexes: Any
     ) -> None:

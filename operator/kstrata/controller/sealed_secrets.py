@@ -246,7 +246,11 @@ def _register_sealed_secrets(
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
+    # Updates are handled for spec changes only: metadata edits (including the
+    # revision annotations this handler writes) never change the output.
+    @kopf.on.update(
+        GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff, field="spec"
+    )
     def unseal(*, body: kopf.Body, **indexes: Any) -> None:
         try:
             reconciler.reconcile(_plain(body), labels_reader(indexes))
