@@ -111,6 +111,10 @@ _RETRIED_ON_EVENTS: Final = _SECRET_IN_THE_WAY | {KEY_MISSING}
 _SERVER_SET_METADATA: Final = frozenset(
     {"uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink"}
 )
+#: kubectl's copy of what it last applied: for a Secret made with ``kubectl apply``
+#: it holds the values in clear (``stringData``) or base64 (``data``).  Never kept
+#: on, nor written to, a Secret we own: adopting must not preserve old plaintext.
+LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 #: How many failing items a message names before summarising the rest.
 _MAX_ITEMS_NAMED: Final = 8
 _LABEL_VALUE_MAX: Final = 63
@@ -650,7 +654,10 @@ class SealedSecretReconciler:
             SEALED_SECRET_LABEL: label_value(name),
             REVISION_LABEL: str(revision),
         }
-        desired_annotations = {**template.annotations, DIGEST_ANNOTATION: digest}
+        desired_annotations = {
+            **{k: v for k, v in template.annotations.items() if k != LAST_APPLIED_ANNOTATION},
+            DIGEST_ANNOTATION: digest,
+        }
         owner = owner_reference(sealed)
 
         if existing is None:
@@ -666,10 +673,12 @@ class SealedSecretReconciler:
 
         labels = dict(existing_meta.get("labels") or {})
         annotations = dict(existing_meta.get("annotations") or {})
+        stale_copy = annotations.pop(LAST_APPLIED_ANNOTATION, None) is not None
         same_data = _decoded(existing) == dict(plaintext)
         existing_immutable = bool(existing.get("immutable"))
         needs_metadata = (
-            any(labels.get(k) != v for k, v in desired_labels.items())
+            stale_copy
+            or any(labels.get(k) != v for k, v in desired_labels.items())
             or any(annotations.get(k) != v for k, v in desired_annotations.items())
             or not ours
             or existing_immutable != template.immutable
