@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,9 @@ def operator(bench: Bench, *extra: str) -> Iterator[OperatorProcess]:
     running = OperatorProcess(process, f"http://127.0.0.1:{metrics}/metrics")
     try:
         wait(lambda: _ok(f"http://127.0.0.1:{liveness}/healthz"), 60, "operator liveness")
+        # The webhook configuration is written by a startup handler, before kopf's
+        # admission server listens: until then every write of a profile is refused.
+        wait(lambda: _listening(webhook), 60, "admission webhook server")
         yield running
     finally:
         process.send_signal(signal.SIGTERM)
@@ -123,6 +127,14 @@ def _ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
     except OSError:
         return False
 

@@ -15,6 +15,15 @@ jsonschema is imported lazily (it costs far more than the rest of the domain
 package to import, and the offline CLI must start fast), and compiled
 validators are cached by the schema's content hash because profiles are
 re-validated on every reconcile and admission request.
+
+Most configuration schemas use a handful of keywords (type, properties,
+required, additionalProperties, items, enum, const, bounds, lengths,
+pattern).  For a schema made only of those, in forms the metaschema accepts,
+a small built-in checker gives exactly jsonschema's verdicts (a differential
+property test holds it to that) without importing jsonschema, whose import
+alone (~90 ms: referencing, attrs, the bundled metaschemas) would otherwise
+be half of ``kstrata render``'s start-up budget.  Any other schema, and any
+schema the checker is not sure is valid, goes to jsonschema.
 """
 
 from __future__ import annotations
@@ -135,13 +144,17 @@ def compile_schema(schema: Mapping[str, JSONValue]) -> Validator:
 
 def _build(schema: Mapping[str, JSONValue], canonical: str) -> Validator:
     _check_static(schema)
+    plain = json.loads(canonical)
+    if _supported(plain, root=True):
+        return SimpleValidator(plain)
+    return _build_jsonschema(plain)
+
+
+def _build_jsonschema(plain: dict[str, JSONValue]) -> Validator:
     validator_class = import_module("jsonschema").Draft202012Validator
     schema_error = import_module("jsonschema.exceptions").SchemaError
     registry_class = import_module("referencing").Registry
 
-    # A private copy: the cached validator must not change if the caller's
-    # schema object is edited later (its cache key would then be stale).
-    plain = json.loads(canonical)
     try:
         validator_class.check_schema(plain)
     except schema_error as exc:
@@ -286,6 +299,17 @@ def validate(
     local ``$ref`` that points nowhere, which only shows during validation).
     """
     validator = compile_schema(schema)
+    found = _violations(validator, config)
+    ordered = sorted(found, key=lambda item: (_sort_key(item[0]), item[1], item[2]))
+    return [
+        Violation(environment=environment, path=json_path(parts), rule=rule, message=message)
+        for parts, rule, message in ordered
+    ]
+
+
+def _violations(validator: Validator, config: JSONValue) -> set[_Found]:
+    if isinstance(validator, SimpleValidator):
+        return validator.violations(config)
     unresolvable = import_module("referencing.exceptions").Unresolvable
     found: set[_Found] = set()
     try:
@@ -295,11 +319,7 @@ def validate(
         raise InvalidSchemaError(
             f"spec.schema has an unresolvable reference: {getattr(exc, 'ref', '?')}"
         ) from None
-    ordered = sorted(found, key=lambda item: (_sort_key(item[0]), item[1], item[2]))
-    return [
-        Violation(environment=environment, path=json_path(parts), rule=rule, message=message)
-        for parts, rule, message in ordered
-    ]
+    return found
 
 
 def check(
@@ -318,3 +338,237 @@ def sort_violations(violations: Iterable[Violation]) -> list[Violation]:
     :func:`validate` produced.
     """
     return sorted(violations, key=lambda v: v.environment or "")
+
+
+# --- the built-in checker for common schemas ------------------------------------
+
+_TYPE_NAMES: Final = frozenset(
+    {"null", "boolean", "object", "array", "number", "integer", "string"}
+)
+_BOUNDS: Final = {
+    "minimum": lambda value, bound: value < bound,
+    "maximum": lambda value, bound: value > bound,
+    "exclusiveMinimum": lambda value, bound: value <= bound,
+    "exclusiveMaximum": lambda value, bound: value >= bound,
+}
+# keyword -> (the JSON type it applies to, True if the count must be at least the bound)
+_COUNTS: Final = {
+    "minLength": ("string", True),
+    "maxLength": ("string", False),
+    "minItems": ("array", True),
+    "maxItems": ("array", False),
+    "minProperties": ("object", True),
+    "maxProperties": ("object", False),
+}
+_TEXT_ANNOTATIONS: Final = frozenset({"title", "description", "$comment", "format"})
+_FLAG_ANNOTATIONS: Final = frozenset({"deprecated", "readOnly", "writeOnly"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_regex(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+def _supported_keyword(key: str, value: JSONValue) -> bool:  # noqa: PLR0911
+    """Whether the built-in checker implements ``key`` with this (metaschema-valid) value."""
+    if key == "type":
+        names = value if isinstance(value, list) else [value]
+        return (
+            bool(names)
+            and all(isinstance(n, str) and n in _TYPE_NAMES for n in names)
+            and len(set(map(str, names))) == len(names)
+        )
+    if key == "properties":
+        return isinstance(value, dict) and all(_supported(sub) for sub in value.values())
+    if key == "required":
+        return (
+            isinstance(value, list)
+            and all(isinstance(n, str) for n in value)
+            and len(set(map(str, value))) == len(value)
+        )
+    if key in ("additionalProperties", "items"):
+        return _supported(value)
+    if key in ("enum", "examples"):
+        return isinstance(value, list)
+    if key in ("const", "default"):
+        return True
+    if key in _BOUNDS:
+        return _is_number(value)
+    if key in _COUNTS:
+        return _is_count(value)
+    if key == "pattern":
+        return _is_regex(value)
+    if key in _TEXT_ANNOTATIONS:
+        return isinstance(value, str)
+    if key in _FLAG_ANNOTATIONS:
+        return isinstance(value, bool)
+    return False
+
+
+def _supported(schema: JSONValue, *, root: bool = False) -> bool:
+    """True if every keyword of ``schema`` (recursively) is one the built-in checker implements.
+
+    ``$schema`` is accepted at the root only, where ``_check_static`` has
+    already required draft 2020-12.
+    """
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict):
+        return False
+    return all(
+        (root and key == "$schema") or _supported_keyword(key, value)
+        for key, value in schema.items()
+    )
+
+
+def _is_type(instance: object, name: str) -> bool:  # noqa: PLR0911
+    """jsonschema's draft 2020-12 type checker (bool is not a number; 1.0 is an integer)."""
+    if name == "object":
+        return isinstance(instance, dict)
+    if name == "array":
+        return isinstance(instance, list)
+    if name == "string":
+        return isinstance(instance, str)
+    if name == "boolean":
+        return isinstance(instance, bool)
+    if name == "null":
+        return instance is None
+    if name == "number":
+        return _is_number(instance)
+    if isinstance(instance, float):
+        return instance.is_integer()
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_TRUE, _FALSE = object(), object()
+
+
+def _unbool(value: object) -> object:
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    return value
+
+
+def _equal(one: object, two: object) -> bool:
+    """jsonschema's equality for enum and const: True is not 1, 1 is 1.0, recursively."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return one == two
+    if isinstance(one, list) and isinstance(two, list):
+        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
+    if isinstance(one, dict) and isinstance(two, dict):
+        return len(one) == len(two) and all(
+            key in two and _equal(value, two[key]) for key, value in one.items()
+        )
+    return _unbool(one) == _unbool(two)
+
+
+class SimpleValidator:
+    """The built-in checker for a schema ``_supported`` accepted (see the module docstring)."""
+
+    def __init__(self, schema: dict[str, JSONValue]) -> None:
+        self.schema = schema
+
+    def is_valid(self, config: JSONValue) -> bool:
+        return not self.violations(config)
+
+    def violations(self, config: JSONValue) -> set[_Found]:
+        found: set[_Found] = set()
+        self._check(self.schema, config, [], found)
+        return found
+
+    def _check(  # noqa: PLR0912
+        self, schema: JSONValue, instance: JSONValue, path: list[PathPart], found: set[_Found]
+    ) -> None:
+        if schema is True:
+            return
+        if not isinstance(schema, dict):
+            found.add((tuple(path), "false", "is not allowed by the schema"))
+            return
+        here = tuple(path)
+        for key, value in schema.items():
+            if key == "type":
+                names = value if isinstance(value, list) else [value]
+                if not any(_is_type(instance, str(name)) for name in names):
+                    found.add((here, key, _type_message(value)))
+            elif key == "properties" and isinstance(instance, dict):
+                assert isinstance(value, dict)
+                for name, subschema in value.items():
+                    if name in instance:
+                        self._descend(subschema, instance[name], path, name, found)
+            elif key == "required" and isinstance(instance, dict):
+                assert isinstance(value, list)
+                for needed in value:
+                    if needed not in instance:
+                        found.add((here, key, f"missing required property '{needed}'"))
+            elif key == "additionalProperties" and isinstance(instance, dict):
+                known = schema.get("properties") or {}
+                assert isinstance(known, dict)
+                for extra in instance:
+                    if extra in known:
+                        continue
+                    if value is False:
+                        found.add(((*here, extra), key, "property is not allowed"))
+                    else:
+                        self._descend(value, instance[extra], path, extra, found)
+            elif key == "items" and isinstance(instance, list) and instance:
+                if value is False:
+                    found.add((here, key, str(_SIMPLE_MESSAGES[key](value))))
+                    continue
+                for index, item in enumerate(instance):
+                    self._descend(value, item, path, index, found)
+            elif key == "enum":
+                assert isinstance(value, list)
+                if not any(_equal(allowed, instance) for allowed in value):
+                    found.add((here, key, _enum_message(value)))
+            elif key == "const":
+                if not _equal(instance, value):
+                    found.add((here, key, _const_message(value)))
+            elif key in _BOUNDS:
+                if _is_number(instance) and _BOUNDS[key](instance, value):
+                    found.add((here, key, str(_SIMPLE_MESSAGES[key](value))))
+            elif key in _COUNTS:
+                kind, at_least = _COUNTS[key]
+                if _is_type(instance, kind):
+                    size = len(instance)  # type: ignore[arg-type]
+                    if (size < value) if at_least else (size > value):  # type: ignore[operator]
+                        found.add((here, key, str(_SIMPLE_MESSAGES[key](value))))
+            elif (
+                key == "pattern"
+                and isinstance(instance, str)
+                and not re.search(str(value), instance)
+            ):
+                found.add((here, key, str(_SIMPLE_MESSAGES[key](value))))
+
+    def _descend(
+        self,
+        schema: JSONValue,
+        instance: JSONValue,
+        path: list[PathPart],
+        part: PathPart,
+        found: set[_Found],
+    ) -> None:
+        if schema is False:
+            # jsonschema reports a false subschema at the parent's path (its
+            # ``descend`` yields the error before adding ``part``); match it.
+            found.add((tuple(path), "false", "is not allowed by the schema"))
+            return
+        path.append(part)
+        self._check(schema, instance, path, found)
+        path.pop()
