@@ -96,6 +96,10 @@ class Demo:
             except subprocess.TimeoutExpired:
                 process.kill()
             log.close()
+            # Its webhook (failurePolicy: Fail) would refuse every later
+            # ConfigProfile write in this cluster once nobody serves it.
+            self.run("kubectl", "delete", "validatingwebhookconfiguration", "kstrata.dev",
+                     "--ignore-not-found", show=False)  # fmt: skip
 
 
 def replica_sets(demo: Demo, namespace: str) -> list[str]:

@@ -137,3 +137,57 @@ def test_a_profile_whose_base_is_not_there_yet_is_admitted(
     )
     result = kubectl_apply(cluster, namespace, child)
     assert result.returncode == 0, result.stderr
+
+
+def test_metadata_only_updates_are_not_reviewed(cluster: TestCluster, namespace: str) -> None:
+    """kopf's bookkeeping and kstrata's revision annotations must not wait on the webhook.
+
+    With the webhook unreachable (its operator stopped, failurePolicy Fail), a
+    spec change is refused but a label or annotation change still goes
+    through: the webhook configuration only matches updates that change the
+    spec.
+    """
+    port = controlplane.free_port()
+    configuration = f"kstrata-test-{namespace}"
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    try:
+        with running_operator(
+            cluster,
+            namespaces=(namespace,),
+            webhook_address=f"127.0.0.1:{port}",
+            webhook_url=f"https://127.0.0.1:{port}",
+            webhook_configuration=configuration,
+        ):
+            wait_for(
+                lambda: (
+                    "denied the request"
+                    in kubectl_apply(
+                        cluster, namespace, manifest("probe", {"x": {"port": "n"}})
+                    ).stderr
+                ),
+                timeout=30,
+                what="the webhook to be serving",
+            )
+            applied = kubectl_apply(cluster, namespace, manifest("profile", {"prod": {"port": 1}}))
+            assert applied.returncode == 0, applied.stderr
+
+        def spec_change_refused() -> bool:
+            result = cluster.kubectl(
+                "patch", "configprofile", "profile", "-n", namespace, "--type", "merge",
+                "-p", '{"spec": {"base": {"port": 81}}}', check=False,
+            )  # fmt: skip
+            return result.returncode != 0 and "failed calling webhook" in result.stderr
+
+        wait_for(spec_change_refused, timeout=30, what="spec updates to need the stopped webhook")
+        labelled = cluster.kubectl(
+            "label", "configprofile", "profile", "-n", namespace, "team=payments", check=False
+        )
+        assert labelled.returncode == 0, labelled.stderr
+        annotated = cluster.kubectl(
+            "annotate", "configprofile", "profile", "-n", namespace,
+            "kubernetes.io/change-cause=metadata only", check=False,
+        )  # fmt: skip
+        assert annotated.returncode == 0, annotated.stderr
+    finally:
+        if cluster.exists(admission.read_validating_webhook_configuration, configuration):
+            admission.delete_validating_webhook_configuration(configuration)
