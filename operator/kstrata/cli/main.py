@@ -3,7 +3,7 @@
 Exit codes (documented in docs/config-management-guide.md):
   0  success (for ``diff``: no differences)
   1  invalid input, validation failure (for ``diff``: differences found)
-  2  usage error
+  2  usage error (also: a revision that is not in the history)
   3  the cluster refused or failed a request
 """
 
@@ -25,7 +25,7 @@ from kstrata.cli.common import (
     Command,
     Parser,
 )
-from kstrata.errors import ClusterError, KstrataError, UsageError
+from kstrata.errors import ClusterError, KstrataError, RevisionNotFoundError, UsageError
 
 __all__ = ["EXIT_CLUSTER", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "exit_code_for", "main"]
 
@@ -115,7 +115,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def exit_code_for(error: KstrataError) -> int:
-    if isinstance(error, UsageError):
+    # A revision that is not there is a wrong argument, and must not look like
+    # `kstrata diff`'s "differences found" (exit 1).
+    if isinstance(error, UsageError | RevisionNotFoundError):
         return EXIT_USAGE
     if isinstance(error, ClusterError):
         return EXIT_CLUSTER
