@@ -167,8 +167,9 @@ def test_profile_history_and_diffs_as_text(
         "",
     )
     code, _, err = kstrata(cluster, "diff", payments, "-n", namespace, "--revision", "9")
+    # A usage error (2), so scripts cannot mistake it for "differences found" (1).
     assert (code, err) == (
-        1,
+        2,
         f"error: ConfigProfile {namespace}/payments: revision 9 is not in the retained history\n",
     )
 

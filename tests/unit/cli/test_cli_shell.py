@@ -13,6 +13,7 @@ from kstrata.cli.main import EXIT_CLUSTER, EXIT_INVALID, EXIT_USAGE, exit_code_f
 from kstrata.errors import (
     ConflictError,
     KstrataError,
+    RevisionNotFoundError,
     SchemaViolationError,
     UsageError,
     Violation,
@@ -51,6 +52,7 @@ def test_help_returns_zero_instead_of_exiting(capsys: pytest.CaptureFixture[str]
     ("error", "expected"),
     [
         (UsageError("bad flag"), EXIT_USAGE),
+        (RevisionNotFoundError("revision 9 is not in the retained history"), EXIT_USAGE),
         (ConflictError("lost a race"), EXIT_CLUSTER),
         (SchemaViolationError([Violation("prod", "$.port", "type", "must be integer")]), 1),
         (KstrataError("anything else"), EXIT_INVALID),
