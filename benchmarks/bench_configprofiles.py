@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from kubernetes import client, watch
 
-from harness import REPO, Bench, control_plane, operator, percentiles, wait
+from harness import REPO, Bench, control_plane, kopf_handled, operator, percentiles, wait
 
 GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
 OK_RECONCILES = 'kstrata_reconcile_total{kind="ConfigProfile",result="ok"}'
@@ -121,13 +121,9 @@ def cold_reconcile_and_restart(bench: Bench, profiles: int, namespaces: int) -> 
         return versions
 
     def settled() -> bool:
-        """kopf has recorded every profile as handled (no handling left in flight)."""
+        """kopf has handled every profile's current state, kstrata's own annotations included."""
         items = bench.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
-        return len(items) >= profiles and all(
-            "kopf.zalando.org/last-handled-configuration" in item["metadata"].get("annotations", {})
-            and "kopf.zalando.org/reconcile" not in item["metadata"].get("annotations", {})
-            for item in items
-        )
+        return len(items) >= profiles and all(kopf_handled(item) for item in items)
 
     spawned = time.perf_counter()
     with operator(bench) as running:
@@ -135,7 +131,7 @@ def cold_reconcile_and_restart(bench: Bench, profiles: int, namespaces: int) -> 
         wait(lambda: running.metric(OK_RECONCILES) >= profiles, 600, "cold reconcile", 0.2)
         done = time.perf_counter()
         # Stop only once kopf has finished its own bookkeeping, as a real rollout would.
-        wait(settled, 120, "kopf to settle", 1.0)
+        wait(settled, 300, "kopf to settle", 1.0)
         rss = running.rss_peak_mib()
     before = state()
     config_maps = sum(1 for key in before if key.startswith("cm/"))

@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from kubernetes import client, watch
 
-from harness import Bench, control_plane, operator, wait
+from harness import Bench, control_plane, kopf_handled, operator, wait
 from kstrata.app.sealed_secrets import SealedSecretReconciler
 from kstrata.app.sealing_keys import KeyStore
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
@@ -50,7 +50,6 @@ OPERATOR_NAMESPACE = "kstrata-system"
 PUBLIC_KEYS = "kstrata-sealing-public-keys"
 OK_RECONCILES = 'kstrata_reconcile_total{kind="SealedSecret",result="ok"}'
 MANAGED = "app.kubernetes.io/managed-by=kstrata,kstrata.dev/sealed-secret"
-LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
 
 
 def operator_keys(bench: Bench) -> PublicKeyBundle:
@@ -138,29 +137,6 @@ class SecretsSeen:
         self.stopper.stop()
 
 
-def handled(item: dict[str, Any]) -> bool:
-    """kopf has handled this exact state: its last-handled copy matches spec and metadata."""
-    meta = item["metadata"]
-    annotations = meta.get("annotations") or {}
-    if LAST_HANDLED not in annotations or any(
-        key.startswith("kopf.zalando.org/") and key != LAST_HANDLED for key in annotations
-    ):
-        return False
-    essence = json.loads(annotations[LAST_HANDLED])
-    ours = {
-        key: value
-        for key, value in annotations.items()
-        if not key.startswith("kopf.zalando.org/")
-        and key != "kubectl.kubernetes.io/last-applied-configuration"
-    }
-    handled_meta = essence.get("metadata") or {}
-    return bool(
-        essence.get("spec") == item.get("spec")
-        and (handled_meta.get("annotations") or {}) == ours
-        and (handled_meta.get("labels") or {}) == (meta.get("labels") or {})
-    )
-
-
 def listed_sealed_secrets(bench: Bench) -> list[dict[str, Any]]:
     listed = cast("dict[str, Any]", bench.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
     items: list[dict[str, Any]] = listed["items"]
@@ -205,7 +181,7 @@ def cold_reconcile_and_restart(
     def settled() -> bool:
         """kopf has handled every SealedSecret's current state (nothing left in flight)."""
         listed = listed_sealed_secrets(bench)
-        return len(listed) >= sealed and all(handled(item) for item in listed)
+        return len(listed) >= sealed and all(kopf_handled(item) for item in listed)
 
     secrets_seen = SecretsSeen(bench)
     spawned = time.perf_counter()

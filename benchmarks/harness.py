@@ -8,6 +8,7 @@ benchmark client's work is counted in it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -163,3 +164,29 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         "max_ms": round(ordered[-1] * 1000, 1),
         "mean_ms": round(statistics.fmean(ordered) * 1000, 1),
     }
+
+
+LAST_HANDLED = "kopf.zalando.org/last-handled-configuration"
+
+
+def kopf_handled(item: dict[str, Any]) -> bool:
+    """kopf has handled this exact state: its last-handled copy matches spec and metadata."""
+    meta = item["metadata"]
+    annotations = meta.get("annotations") or {}
+    if LAST_HANDLED not in annotations or any(
+        key.startswith("kopf.zalando.org/") and key != LAST_HANDLED for key in annotations
+    ):
+        return False
+    essence = json.loads(annotations[LAST_HANDLED])
+    ours = {
+        key: value
+        for key, value in annotations.items()
+        if not key.startswith("kopf.zalando.org/")
+        and key != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    handled_meta = essence.get("metadata") or {}
+    return bool(
+        essence.get("spec") == item.get("spec")
+        and (handled_meta.get("annotations") or {}) == ours
+        and (handled_meta.get("labels") or {}) == (meta.get("labels") or {})
+    )
