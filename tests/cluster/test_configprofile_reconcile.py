@@ -240,6 +240,10 @@ def test_a_config_map_that_is_not_ours_is_never_overwritten(
     after = config_map(cluster, namespace, "legacy")
     assert after.metadata.resource_version == before.metadata.resource_version
     assert after.data == {"a": "1"}
+    # The operator created without reading first and met the ConfigMap: the
+    # revision snapshot it had recorded for content never served is gone again.
+    revisions = cluster.kubectl("get", "controllerrevisions", "-n", namespace, "-o", "name")
+    assert revisions.stdout.strip() == ""
 
 
 def test_adopting_an_identical_config_map_writes_no_data(

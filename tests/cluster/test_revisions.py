@@ -451,7 +451,7 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
 
-            def killed(*_: Any) -> bool:
+            def killed(*_: Any, **__: Any) -> bool:
                 raise Killed
 
             self.revisions.publish = killed  # type: ignore[method-assign]

@@ -575,6 +575,9 @@ def test_an_existing_secret_that_is_not_ours_is_untouched_until_adopted(
     after = read_secret(cluster, namespace, "legacy")
     assert after.metadata.resource_version == before.metadata.resource_version
     assert secret_data(cluster, namespace, "legacy") == {"a": b"1"}
+    # Created without reading first, met the Secret: no revision for content never served.
+    revisions = cluster.kubectl("get", "controllerrevisions", "-n", namespace, "-o", "name")
+    assert revisions.stdout.strip() == ""
 
     cluster.kubectl("annotate", "secret", "legacy", "-n", namespace, "kstrata.dev/adopt=true")
     wait_ready(cluster, namespace, "legacy", revision=1)

@@ -45,7 +45,13 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.render import data_digest
 from kstrata.domain.revisions import Snapshot, parse_revision, rendered_digest
-from kstrata.errors import ClusterError, InvalidInputError, KstrataError, OwnershipError
+from kstrata.errors import (
+    ClusterError,
+    ConflictError,
+    InvalidInputError,
+    KstrataError,
+    OwnershipError,
+)
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
@@ -100,6 +106,12 @@ def check_ownership(existing: JSON | None, owner_uid: str, what: str) -> None:
             f"{what} exists and is not managed by kstrata; "
             f"annotate it {ADOPT_ANNOTATION}=true to adopt it"
         )
+
+
+def reconciled_before(obj: JSON) -> bool:
+    """Whether a reconcile ever recorded an outcome (success or failure) in the status."""
+    status = obj.get("status") or {}
+    return bool(status.get("conditions") or status.get("observedGeneration"))
 
 
 def patch_status_if_changed(api: KubeApi, resource: Resource, obj: JSON, new_status: JSON) -> bool:
@@ -221,10 +233,13 @@ class ProfileReconciler:
             spec.environment, self._namespace_labels(namespace), self.settings.default_environment
         )
 
-    def reconcile(self, profile: JSON) -> ProfileOutcome:
+    def reconcile(
+        self, profile: JSON, *, annotate: Callable[[dict[str, str]], None] | None = None
+    ) -> ProfileOutcome:
+        """Render ``profile`` into its ConfigMap; ``annotate``: see ``RevisionStore.publish``."""
         started = time.perf_counter()
         try:
-            outcome = self._reconcile(profile)
+            outcome = self._reconcile(profile, annotate)
         except KstrataError as error:
             result = "invalid" if isinstance(error, InvalidInputError) else "error"
             metrics.RECONCILES.labels(kind=KIND, result=result).inc()
@@ -234,7 +249,9 @@ class ProfileReconciler:
         metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
         return outcome
 
-    def _reconcile(self, profile: JSON) -> ProfileOutcome:
+    def _reconcile(
+        self, profile: JSON, annotate: Callable[[dict[str, str]], None] | None
+    ) -> ProfileOutcome:
         meta = profile["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status = profile.get("status") or {}
@@ -243,9 +260,23 @@ class ProfileReconciler:
             spec = parse_profile_spec(profile.get("spec"))
             choice = self.choose_environment(namespace, spec)
             rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
-            existing = self.api.get_or_none(CONFIG_MAPS, namespace, rendered.config_map_name)
+            # A profile reconciled for the first time creates its ConfigMap
+            # without reading first (a cold start of 1,000 profiles saves 1,000
+            # GETs); one that is there anyway turns the create into a 409, read
+            # below.  Every later reconcile, retries included, reads first.
+            existing = (
+                self.api.get_or_none(CONFIG_MAPS, namespace, rendered.config_map_name)
+                if reconciled_before(profile)
+                else None
+            )
             check_ownership(existing, meta["uid"], f"ConfigMap {rendered.config_map_name}")
             settled = self._settle_revision(profile, spec, rendered, choice, existing)
+            try:
+                written = self._write_config_map(profile, rendered, existing, settled.number)
+            except ConflictError:
+                if existing is not None:
+                    raise
+                written = self._write_over_unexpected(profile, rendered, settled)
         except (InvalidInputError, OwnershipError) as error:
             if isinstance(error, InvalidInputError):
                 metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
@@ -253,8 +284,7 @@ class ProfileReconciler:
             raise
 
         revision = settled.number
-        written = self._write_config_map(profile, rendered, existing, revision)
-        self.revisions.publish(CONFIG_PROFILES, profile, settled)
+        self.revisions.publish(CONFIG_PROFILES, profile, settled, annotate=annotate)
         new_status = {
             "observedGeneration": meta.get("generation", 0),
             "environment": choice.name,
@@ -331,6 +361,26 @@ class ProfileReconciler:
         return self.revisions.settle(
             profile, digest, build, limit=spec.revision_history_limit, hints=hints
         )
+
+    def _write_over_unexpected(
+        self, profile: JSON, rendered: RenderedProfile, settled: Settled
+    ) -> bool:
+        """The create met a ConfigMap already there: write over it only if it is ours.
+
+        If it is not (and does not ask to be adopted), the revision snapshot
+        just recorded for this content is removed again: a revision number
+        stands for content that was served.
+        """
+        meta = profile["metadata"]
+        existing = self.api.get_or_none(CONFIG_MAPS, meta["namespace"], rendered.config_map_name)
+        try:
+            check_ownership(existing, meta["uid"], f"ConfigMap {rendered.config_map_name}")
+        except OwnershipError:
+            if settled.new:
+                with contextlib.suppress(ClusterError):
+                    self.revisions.prune(profile, [settled.number])
+            raise
+        return self._write_config_map(profile, rendered, existing, settled.number)
 
     def _write_config_map(
         self, profile: JSON, rendered: RenderedProfile, existing: JSON | None, revision: int

@@ -398,18 +398,37 @@ class RevisionStore:
             return None
         return desired
 
-    def publish(self, resource: Resource, owner: JSON, settled: Settled) -> bool:
+    def publish(
+        self,
+        resource: Resource,
+        owner: JSON,
+        settled: Settled,
+        *,
+        annotate: Callable[[dict[str, str]], None] | None = None,
+    ) -> bool:
         """Merge the index annotations onto the resource if they differ; True if written.
 
-        The patch carries the resourceVersion read, so an index computed from
-        stale knowledge never overwrites a newer one.  On a conflict (often
-        just another reconcile of the same object, or kopf's bookkeeping) the
-        resource is read again: if it already says this or a later revision
-        there is nothing to do, otherwise the patch is retried once on the
-        fresh version; a second conflict is a ``ConflictError`` for the caller.
+        The first index of a resource can be handed to ``annotate`` instead:
+        the operator adds it to the patch kopf writes after every handler
+        anyway, so a cold start of many new resources makes one write per
+        resource instead of two.  That patch cannot carry a resourceVersion
+        (the handler's own status write moved it), so it is used only where
+        there is no index yet to overwrite.
+
+        Every other publish carries the resourceVersion read, so an index
+        computed from stale knowledge never overwrites a newer one (a second
+        operator replica racing this one during a hand-over).  On a
+        conflict (often just another reconcile of the same object, or kopf's
+        bookkeeping) the resource is read again: if it already says this or a
+        later revision there is nothing to do, otherwise the patch is retried
+        once on the fresh version; a second conflict is a ``ConflictError``
+        for the caller.
         """
         if settled.annotations is None:
             return False
+        if annotate is not None and HISTORY_ANNOTATION not in _annotations(owner):
+            annotate(dict(settled.annotations))
+            return True
         meta = _meta(owner)
         try:
             self._patch_index(resource, owner, settled.annotations)

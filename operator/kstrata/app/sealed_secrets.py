@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -62,6 +63,7 @@ from kstrata.app.profiles import (
     now_rfc3339,
     patch_status_if_changed,
     ready_condition,
+    reconciled_before,
     record_failure,
 )
 from kstrata.app.revisions import RevisionStore, Settled, history_limit
@@ -76,6 +78,7 @@ from kstrata.domain.environments import (
 from kstrata.domain.revisions import Snapshot, parse_revision
 from kstrata.errors import (
     ClusterError,
+    ConflictError,
     InvalidInputError,
     KstrataError,
     OwnershipError,
@@ -327,6 +330,15 @@ def unseal_failure(failures: list[ItemFailure], *, total: int) -> SealingError:
     return UnknownKeyError(message)
 
 
+def _check_existing(existing: JSON | None, owner_uid: str, name: str) -> None:
+    """Refuse a Secret that is not ours (unless adoptable) or of a type we never write."""
+    check_ownership(existing, owner_uid, f"Secret {name}")
+    if existing is not None:
+        check_secret_type(
+            existing.get("type") or DEFAULT_SECRET_TYPE, where=f"existing Secret {name}"
+        )
+
+
 def label_value(name: str) -> str:
     """An object name as a label value (names may be longer than labels allow)."""
     if len(name) <= _LABEL_VALUE_MAX:
@@ -464,11 +476,18 @@ class SealedSecretReconciler:
         sealed: JSON,
         namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
         keys: SealingKeys | None = None,
+        *,
+        annotate: Callable[[dict[str, str]], None] | None = None,
     ) -> SealedOutcome:
-        """Bring the Secret in line with ``sealed``; raise the ``KstrataError`` that stopped it."""
+        """Bring the Secret in line with ``sealed``; raise the ``KstrataError`` that stopped it.
+
+        ``annotate``: where the revision index goes, see ``RevisionStore.publish``.
+        """
         started = time.perf_counter()
         try:
-            outcome = self._reconcile(sealed, namespace_labels or self._read_namespace_labels, keys)
+            outcome = self._reconcile(
+                sealed, namespace_labels or self._read_namespace_labels, keys, annotate
+            )
         except KstrataError as error:
             result = "error" if isinstance(error, ClusterError) else "invalid"
             metrics.RECONCILES.labels(kind=KIND, result=result).inc()
@@ -483,6 +502,7 @@ class SealedSecretReconciler:
         sealed: JSON,
         namespace_labels: Callable[[str], Mapping[str, str] | None],
         keys: SealingKeys | None,
+        annotate: Callable[[dict[str, str]], None] | None,
     ) -> SealedOutcome:
         meta = sealed["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -494,29 +514,28 @@ class SealedSecretReconciler:
             labels = namespace_labels(namespace)
             choice = select_environment(spec.environment, labels, self.settings.default_environment)
             tokens = effective_tokens(spec, choice.name)
-            existing = self.api.get_or_none(SECRETS, namespace, name)
-            check_ownership(existing, meta["uid"], f"Secret {name}")
-            if existing is not None:
-                check_secret_type(
-                    existing.get("type") or DEFAULT_SECRET_TYPE, where=f"existing Secret {name}"
-                )
-            keys = keys if keys is not None else self.keys.load()
-            plaintext = unseal_all(keys.ring, tokens, spec.scope, namespace=namespace, name=name)
+            # First reconcile: create without reading first (see app.profiles).
+            first = not reconciled_before(sealed)
+            existing = None if first else self.api.get_or_none(SECRETS, namespace, name)
+            _check_existing(existing, meta["uid"], name)
+            keys, plaintext = self._unseal(keys, tokens, spec.scope, namespace, name)
             digest = tokens_digest(tokens)
             try:
                 items = self._status_items(keys, tokens, plaintext, namespace=namespace, name=name)
                 # The snapshot is stored before the Secret is written (crash safety).
                 settled = self._settle_revision(sealed, choice, digest, items, existing)
                 revision = settled.number
-                try:
-                    written = self._write_secret(
-                        sealed, spec.template, plaintext, digest, existing, revision=revision
-                    )
-                except InvalidInputError as error:
-                    raise _clean(error) from None
+                written = self._write(
+                    sealed,
+                    template=spec.template,
+                    plaintext=plaintext,
+                    digest=digest,
+                    existing=existing,
+                    settled=settled,
+                )
             finally:
                 plaintext.clear()
-            self.revisions.publish(SEALED_SECRETS, sealed, settled)
+            self.revisions.publish(SEALED_SECRETS, sealed, settled, annotate=annotate)
         except (InvalidInputError, OwnershipError, SealingError) as error:
             self._set_blocked(namespace, name, error.reason)
             if isinstance(error, UnknownKeyError):
@@ -563,6 +582,72 @@ class SealedSecretReconciler:
             )
             logger.info("SealedSecret %s/%s: %s", namespace, name, message)
         return SealedOutcome(revision, written, status_written, settled.new)
+
+    def _unseal(
+        self,
+        keys: SealingKeys | None,
+        tokens: Mapping[str, str],
+        scope: Scope,
+        namespace: str,
+        name: str,
+    ) -> tuple[SealingKeys, dict[str, bytes]]:
+        """Open every token with ``keys``, else the watched keys (re-read once for a new key)."""
+        if keys is not None:
+            return keys, unseal_all(keys.ring, tokens, scope, namespace=namespace, name=name)
+        watched = self.keys.current()
+        try:
+            return watched, unseal_all(watched.ring, tokens, scope, namespace=namespace, name=name)
+        except UnknownKeyError:
+            fresh = self.keys.load()
+            if fresh is watched:
+                raise
+        return fresh, unseal_all(fresh.ring, tokens, scope, namespace=namespace, name=name)
+
+    def _write(
+        self,
+        sealed: JSON,
+        *,
+        template: SecretTemplate,
+        plaintext: Mapping[str, bytes],
+        digest: str,
+        existing: JSON | None,
+        settled: Settled,
+    ) -> bool:
+        """``_write_secret``, reading the Secret after all when a blind create met one."""
+        try:
+            return self._write_secret(
+                sealed, template, plaintext, digest, existing, revision=settled.number
+            )
+        except ConflictError:
+            if existing is not None:
+                raise
+        except InvalidInputError as error:
+            raise _clean(error) from None
+        # Outside the API-error cleaning: a refusal here is ours, with our words.
+        existing = self._read_unexpected(sealed, settled)
+        try:
+            return self._write_secret(
+                sealed, template, plaintext, digest, existing, revision=settled.number
+            )
+        except InvalidInputError as error:
+            raise _clean(error) from None
+
+    def _read_unexpected(self, sealed: JSON, settled: Settled) -> JSON | None:
+        """The create met a Secret already there: read it, and refuse it unless it is ours.
+
+        If it is refused, the revision snapshot just recorded for this content
+        is removed again: a revision number stands for content that was served.
+        """
+        meta = sealed["metadata"]
+        existing = self.api.get_or_none(SECRETS, meta["namespace"], meta["name"])
+        try:
+            _check_existing(existing, meta["uid"], meta["name"])
+        except (OwnershipError, InvalidInputError):
+            if settled.new:
+                with contextlib.suppress(ClusterError):
+                    self.revisions.prune(sealed, [settled.number])
+            raise
+        return existing
 
     @staticmethod
     def _status_items(

@@ -152,6 +152,9 @@ class KeyStore:
         # Parsing loads every key into pyca; cache the result per Secret version.
         self._cache_lock = threading.Lock()
         self._cache: tuple[tuple[str, str], SealingKeys] | None = None
+        # The keys as the key Secret's watch last reported them (``observe``);
+        # None until it has, and outside the operator.
+        self._watched: SealingKeys | None = None
 
     # --- reading ---------------------------------------------------------
 
@@ -161,6 +164,24 @@ class KeyStore:
     def load(self) -> SealingKeys:
         """The keys as the key Secret holds them now (an empty ring when it is missing)."""
         return self.keys_from(self.read_secret())
+
+    def observe(self, secret: JSON | None) -> SealingKeys:
+        """Remember the key Secret as its watch reported it (None: deleted); return its keys."""
+        keys = self.keys_from(secret)
+        with self._cache_lock:
+            self._watched = keys
+        return keys
+
+    def current(self) -> SealingKeys:
+        """The keys as the watch last reported them; read from the API until it has.
+
+        Saves a GET of the key Secret per reconcile.  The watch can lag a
+        rotation or a restore by a moment: a caller that meets a key it does
+        not hold asks ``load`` once before failing.
+        """
+        with self._cache_lock:
+            watched = self._watched
+        return watched if watched is not None else self.load()
 
     def keys_from(self, secret: JSON | None) -> SealingKeys:
         if secret is None:

@@ -3,9 +3,11 @@
 What lives here is only the wiring kopf needs:
 
 * create/update/resume of a profile call ``ProfileReconciler.reconcile``;
-* in-memory indexes (no API calls, no writes) of namespace environment labels
-  and of which profiles extend which, so a change to a base re-renders its
-  dependents and a namespace relabel re-renders the namespace's profiles;
+* in memory (no API calls, no writes): namespace environment labels (a kopf
+  index, ``controller.namespaces``) and which profiles live where and extend
+  which (``Members``, kept by an event handler), so a change to a base
+  re-renders its dependents and a namespace relabel re-renders the
+  namespace's profiles;
 * ``kstrata.errors`` mapped to kopf: invalid input is a ``PermanentError``
   (retrying cannot help; a new generation will be handled), trouble with the
   cluster a ``TemporaryError``.
@@ -16,6 +18,7 @@ never write kopf's bookkeeping annotations onto objects kstrata does not own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import kopf
 
 from kstrata.app.profiles import ProfileReconciler
-from kstrata.controller.namespaces import labels_reader
+from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import InvalidInputError, KstrataError, NotFoundError, OwnershipError
 from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
@@ -48,26 +51,21 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_base", registry=registry)
-    def profiles_by_base(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> object:
-        return {(namespace, base): name for base in spec.get("extends") or []}
+    members = Members()
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="profiles_by_namespace", registry=registry)
-    def profiles_by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
-        return {namespace: name}
-
-    def dependents(indexes: dict[str, Any], namespace: str, name: str) -> list[str]:
-        """Profiles that extend ``name``, directly or through other bases (cycle-safe)."""
-        index: kopf.Index[tuple[str, str], str] = indexes["profiles_by_base"]
-        found: list[str] = []
-        queue = [name]
-        while queue:
-            base = queue.pop(0)
-            for dependent in sorted(index.get((namespace, base), [])):
-                if dependent not in found and dependent != name:
-                    found.append(dependent)
-                    queue.append(dependent)
-        return found
+    # async: kopf runs plain functions in its thread pool, where this in-memory
+    # update would wait behind every reconcile of a burst.
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="profile_members", registry=registry)
+    async def profile_seen(
+        *, type: str | None, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> None:
+        if not namespace:
+            return
+        if type == "DELETED":
+            members.gone(namespace, name)
+        else:
+            extends = spec.get("extends")
+            members.seen(namespace, name, extends if isinstance(extends, list) else ())
 
     def reconcile_quietly(namespace: str, names: Iterable[str]) -> None:
         """Re-render other profiles; their failures land in their own status, not ours."""
@@ -87,35 +85,43 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
         GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff, field="spec"
     )
     def reconcile_profile(
-        *, body: kopf.Body, namespace: str | None, name: str, reason: str, **indexes: Any
+        *,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        namespace: str | None,
+        name: str,
+        reason: str,
+        **indexes: Any,
     ) -> None:
         assert namespace is not None  # ConfigProfiles are namespaced
         with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
         try:
-            with_index.reconcile(_plain(body))
+            # A first revision index rides on kopf's own patch after the handler.
+            with_index.reconcile(_plain(body), annotate=patch.metadata.annotations.update)
         except KstrataError as error:
             raise to_kopf_error(error) from error
         finally:
             # On resume nothing changed for the bases' sake: dependents resume themselves.
             if reason != "resume":
-                reconcile_quietly(namespace, dependents(indexes, namespace, name))
+                reconcile_quietly(namespace, members.referring_to(namespace, name))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="dependents", registry=registry, optional=True)
     def profile_deleted(*, namespace: str | None, name: str, **indexes: Any) -> None:
         # The ConfigMap goes with its owner (garbage collection); dependents now
         # miss a base and must say so.
         if namespace:
-            reconcile_quietly(namespace, dependents(indexes, namespace, name))
+            reconcile_quietly(namespace, members.referring_to(namespace, name))
 
     @kopf.on.event("namespaces", id="namespace_environment", registry=registry)
-    def namespace_changed(*, name: str, labels: kopf.Labels, type: str, **indexes: Any) -> None:
+    async def namespace_changed(
+        *, name: str, labels: kopf.Labels, type: str, **indexes: Any
+    ) -> None:
         label = labels.get(ENVIRONMENT_LABEL)
         previous = environment_labels.get(name, label)
         environment_labels[name] = label
         if type in (None, "ADDED", "DELETED") or previous == label:
             return
-        index: kopf.Index[str, str] = indexes["profiles_by_namespace"]
-        reconcile_quietly(name, sorted(index.get(name, [])))
+        await asyncio.to_thread(reconcile_quietly, name, members.in_namespace(name))
 
 
 def _plain(body: kopf.Body) -> JSON:

@@ -17,8 +17,9 @@ What lives here is only the wiring kopf needs:
   deleted Secret that we wrote is written again.  No
   create/update/resume handler is attached to Secrets: kopf would write its
   bookkeeping onto every Secret in the cluster;
-* namespaces are followed by an index and ``kopf.on.event`` only, so a
-  relabelled namespace (``kstrata.dev/environment``) re-unseals its objects;
+* namespaces are followed by an index and ``kopf.on.event`` only, and which
+  SealedSecrets live where is kept in memory (``Members``), so a relabelled
+  namespace (``kstrata.dev/environment``) re-unseals its objects;
 * ``kstrata.errors`` mapped to kopf: anything only a spec change, a key
   Secret change or a Secret change can fix is a ``PermanentError`` (the
   events above, not kopf retries, bring those back); cluster trouble is a
@@ -40,7 +41,7 @@ import kopf
 from kstrata.app.profiles import MANAGED_BY
 from kstrata.app.sealed_secrets import SEALED_SECRET_LABEL, SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
-from kstrata.controller.namespaces import labels_reader
+from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import (
@@ -77,18 +78,9 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
     """Register every SealedSecret and sealing-key handler on ``registry``."""
     store = KeyStore(api, settings)
     reconciler = SealedSecretReconciler(api, settings, store)
-    _register_indexes(registry)
     _register_keys(registry, api, store, reconciler)
     _register_key_watch(registry, api, store, reconciler)
     _register_sealed_secrets(registry, api, reconciler)
-
-
-def _register_indexes(registry: kopf.OperatorRegistry) -> None:
-    # In-memory only (no API calls, no writes): which SealedSecrets live in
-    # which namespace.  Namespace labels come from controller.namespaces.
-    @kopf.index(GROUP, VERSION, PLURAL, id="sealed_secrets_by_namespace", registry=registry)
-    def by_namespace(*, namespace: str | None, name: str, **_: Any) -> object:
-        return {namespace: name}
 
 
 def _reconcile_quietly(
@@ -215,7 +207,8 @@ def _register_key_watch(
         value=KEY_SECRET_NAME,
         when=is_key_secret,
     )
-    def key_secret_changed(*, type: str | None, **indexes: Any) -> None:
+    def key_secret_changed(*, type: str | None, body: kopf.Body, **indexes: Any) -> None:
+        # What the watch reports is what reconciles unseal with (no GET each).
         if type == "DELETED":
             logger.warning(
                 "the sealing key Secret %s/%s was deleted; SealedSecrets cannot be unsealed "
@@ -223,9 +216,9 @@ def _register_key_watch(
                 settings.operator_namespace,
                 KEY_SECRET_NAME,
             )
-            store.keys_from(None)
+            store.observe(None)
             return
-        keys = store.load()
+        keys = store.observe(_plain(body))
         if not keys.present:
             return
         try:
@@ -251,17 +244,32 @@ def _register_sealed_secrets(
     @kopf.on.update(
         GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff, field="spec"
     )
-    def unseal(*, body: kopf.Body, **indexes: Any) -> None:
+    def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
         try:
-            reconciler.reconcile(_plain(body), labels_reader(indexes))
+            # A first revision index rides on kopf's own patch after the handler.
+            reconciler.reconcile(
+                _plain(body), labels_reader(indexes), annotate=patch.metadata.annotations.update
+            )
         except KstrataError as error:
             raise to_kopf_error(error) from error
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="sealed_secret_gone", registry=registry)
-    def sealed_secret_gone(*, type: str | None, namespace: str | None, name: str, **_: Any) -> None:
-        # The Secret goes with its owner (garbage collection); only our memory is left.
-        if type == "DELETED" and namespace:
+    # Which SealedSecrets live where (see controller.namespaces.Members), and
+    # forgetting deleted ones.  async, as every handler here that needs no API
+    # call: kopf runs plain functions in its thread pool, behind every reconcile.
+    members = Members()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="sealed_secret_members", registry=registry)
+    async def sealed_secret_seen(
+        *, type: str | None, namespace: str | None, name: str, **_: Any
+    ) -> None:
+        if not namespace:
+            return
+        if type == "DELETED":
+            # The Secret goes with its owner (garbage collection); only our memory is left.
+            members.gone(namespace, name)
             reconciler.forget(namespace, name)
+        else:
+            members.seen(namespace, name)
 
     def is_in_the_way(namespace: str | None, name: str, **_: Any) -> bool:
         # Decided in memory: every other Secret event is dropped before any work.
@@ -284,25 +292,28 @@ def _register_sealed_secrets(
         registry=registry,
         labels={SEALED_SECRET_LABEL: kopf.PRESENT, MANAGED_BY: "kstrata"},
     )
-    def unsealed_secret_deleted(
+    async def unsealed_secret_deleted(
         *, type: str | None, namespace: str | None, name: str, uid: str | None, **indexes: Any
     ) -> None:
         # Someone deleted a Secret we wrote: write it again now.  Only deletions
         # by others: reacting to our own writes or replacements would buy nothing
         # but work (and, for a refused replacement, a loop).
         if type == "DELETED" and namespace and not reconciler.deleted_by_us(uid):
-            _reconcile_quietly(api, reconciler, [(namespace, name)], indexes)
+            await asyncio.to_thread(
+                _reconcile_quietly, api, reconciler, [(namespace, name)], indexes
+            )
 
     @kopf.on.event("namespaces", id="sealed_secrets_environment", registry=registry)
-    def namespace_changed(*, name: str, labels: kopf.Labels, type: str, **indexes: Any) -> None:
+    async def namespace_changed(
+        *, name: str, labels: kopf.Labels, type: str, **indexes: Any
+    ) -> None:
         label = labels.get(ENVIRONMENT_LABEL)
         previous = environment_labels.get(name, label)
         environment_labels[name] = label
         if type in (None, "ADDED", "DELETED") or previous == label:
             return
-        index: kopf.Index[str, str] = indexes["sealed_secrets_by_namespace"]
-        pairs = [(name, other) for other in sorted(index.get(name, []))]
-        _reconcile_quietly(api, reconciler, pairs, indexes)
+        pairs = [(name, other) for other in members.in_namespace(name)]
+        await asyncio.to_thread(_reconcile_quietly, api, reconciler, pairs, indexes)
 
 
 def _plain(body: kopf.Body) -> JSON:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from kstrata.app.sealed_secrets import SealedSecretReconciler
 from kstrata.app.sealing_keys import (
     FINGERPRINT_ENTRY,
     KEY_SECRET_NAME,
@@ -24,8 +25,8 @@ from kstrata.app.sealing_keys import (
     KeyStore,
     parse_key_secret,
 )
-from kstrata.crypto import PublicKeyBundle, Suite
-from kstrata.errors import ConflictError, NotFoundError
+from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, Suite, generate_keypair, seal
+from kstrata.errors import ConflictError, NotFoundError, UnknownKeyError
 from kstrata.kube.api import KubeApi, Resource
 from kstrata.settings import Settings
 
@@ -170,3 +171,59 @@ def test_the_configured_suite_is_used_for_new_keys() -> None:
     assert store.load().ring.newest.suite is Suite.MLKEM768_X25519
     entry = next(v for n, v in api.secret()["data"].items() if n != FINGERPRINT_ENTRY)
     assert json.loads(base64.b64decode(entry))["suite"] == "mlkem768-x25519"
+
+
+# --- the keys a reconcile uses: the watched copy, re-read once for a new key ----
+
+
+class CountingApi(FakeApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> Any:
+        self.reads += 1
+        return super().get_or_none(resource, namespace, name)
+
+
+def test_current_keys_come_from_the_watch_once_it_has_reported() -> None:
+    api = CountingApi()
+    store = make_store(api)
+    store.ensure_keys(DAY0)
+    api.reads = 0
+    # Before the watch reports, every call reads the Secret.
+    assert store.current().ring.newest.key_id == store.load().ring.newest.key_id
+    assert api.reads == 2
+    watched = store.observe(api.secret())
+    api.reads = 0
+    assert store.current() is watched
+    assert store.current() is watched
+    assert api.reads == 0
+    # A deletion reported by the watch: no keys, still without a read.
+    assert store.observe(None).present is False
+    assert store.current().present is False
+    assert api.reads == 0
+
+
+def test_a_token_for_a_key_the_watch_has_not_reported_yet_is_opened_after_one_reread() -> None:
+    api = CountingApi()
+    store = make_store(api)
+    store.ensure_keys(DAY0)
+    store.observe(api.secret())  # the watch saw the first key only
+    newest = store.rotate(DAY0 + dt.timedelta(days=1))
+    context = SealingContext.bind(Scope.STRICT, item="password", namespace="ns", name="db")
+    token = seal(b"value", newest.public, context)
+    reconciler = SealedSecretReconciler(cast(KubeApi, api), store.settings, keys=store)
+
+    api.reads = 0
+    keys, opened = reconciler._unseal(None, {"password": token}, Scope.STRICT, "ns", "db")
+    assert opened == {"password": b"value"}
+    assert newest.key_id in keys.ring.key_ids
+    assert api.reads == 1
+
+    # A key nobody holds stays a missing key, after exactly one more read.
+    stranger = seal(b"value", generate_keypair(created=DAY0).public, context)
+    api.reads = 0
+    with pytest.raises(UnknownKeyError):
+        reconciler._unseal(None, {"password": stranger}, Scope.STRICT, "ns", "db")
+    assert api.reads == 1

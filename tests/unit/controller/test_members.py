@@ -1,0 +1,53 @@
+"""``Members``: the in-memory map of which objects live where and which extend which.
+
+It replaces kopf indexes for finding *other* objects to re-render, so its
+answers must match what the indexes gave: dependents transitively, nearest
+first, never the object itself, cycle-safe, one namespace at a time.
+"""
+
+from __future__ import annotations
+
+from kstrata.controller.namespaces import Members
+
+
+def test_dependents_are_found_through_bases_nearest_first() -> None:
+    members = Members()
+    members.seen("ns", "platform")
+    members.seen("ns", "team", ["platform"])
+    members.seen("ns", "payments", ["team"])
+    members.seen("ns", "billing", ["platform", "team"])
+    members.seen("other", "payments", ["platform"])  # same names elsewhere do not count
+    assert members.referring_to("ns", "platform") == ["billing", "team", "payments"]
+    assert members.referring_to("ns", "team") == ["billing", "payments"]
+    assert members.referring_to("ns", "payments") == []
+    assert members.referring_to("other", "platform") == ["payments"]
+
+
+def test_cycles_end_and_never_name_the_object_itself() -> None:
+    members = Members()
+    members.seen("ns", "a", ["b"])
+    members.seen("ns", "b", ["c"])
+    members.seen("ns", "c", ["a"])
+    assert members.referring_to("ns", "a") == ["c", "b"]
+
+
+def test_a_changed_or_deleted_object_is_forgotten_everywhere() -> None:
+    members = Members()
+    members.seen("ns", "base")
+    members.seen("ns", "app", ["base"])
+    assert members.in_namespace("ns") == ["app", "base"]
+    members.seen("ns", "app", ["other"])  # extends changed
+    assert members.referring_to("ns", "base") == []
+    assert members.referring_to("ns", "other") == ["app"]
+    members.gone("ns", "app")
+    members.gone("ns", "app")  # twice is fine
+    assert members.referring_to("ns", "other") == []
+    assert members.in_namespace("ns") == ["base"]
+    members.gone("ns", "base")
+    assert members.in_namespace("ns") == []
+
+
+def test_only_string_refs_count() -> None:
+    members = Members()
+    members.seen("ns", "app", ["base", 3, None, {"x": 1}])
+    assert members.referring_to("ns", "base") == ["app"]
