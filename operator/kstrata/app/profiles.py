@@ -303,7 +303,11 @@ class ProfileReconciler:
             generation=meta.get("generation", 0),
         )
         status_written = self._patch_status(profile, new_status)
-        if written:
+        # A Normal event for every change of what a running profile serves; not
+        # for the very first render, which its Ready condition already reports
+        # (an event is a write plus a lease in etcd: bootstrapping 1,000
+        # profiles would otherwise post 1,000 events that say nothing new).
+        if written and reconciled_before(profile):
             post_event(
                 self.api,
                 profile,

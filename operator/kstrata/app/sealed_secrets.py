@@ -572,6 +572,9 @@ class SealedSecretReconciler:
         )
         status_written = self._patch_status(sealed, new_status)
         if written:
+            logger.info("SealedSecret %s/%s: %s", namespace, name, message)
+        # As for profiles: events for changes, not for the first unseal.
+        if written and not first:
             post_event(
                 self.api,
                 sealed,
@@ -580,7 +583,6 @@ class SealedSecretReconciler:
                 message=message,
                 now=now_rfc3339(),
             )
-            logger.info("SealedSecret %s/%s: %s", namespace, name, message)
         return SealedOutcome(revision, written, status_written, settled.new)
 
     def _unseal(

@@ -65,6 +65,10 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     operator.watching.client_timeout = 330
     operator.queueing.error_delays = (1, 1, 2, 5, 10)
     operator.persistence.diffbase_storage = essence_storage()
+    # Reconciles spend most of their time waiting for the API server; Python's
+    # default pool (CPU count + 4 = 6 threads here) left the CPUs idle between
+    # calls in a cold start.  12 measured faster and stayed under 140 MiB.
+    operator.execution.max_workers = 12
     # After its own PATCH kopf waits this long for the patched version to come
     # back on the watch before it trusts an older event; when a burst delays the
     # watch longer than kopf's 5 s default, it re-runs the create handler on the
@@ -85,6 +89,36 @@ def essence_storage() -> kopf.AnnotationsDiffBaseStorage:
     calls of a cold start).  Without metadata, only a spec change is a change.
     """
     return kopf.AnnotationsDiffBaseStorage(ignored_fields=["metadata"])
+
+
+def connection_limit(settings: Settings) -> int:
+    """How many connections kopf may hold to the API server at once.
+
+    kopf's own session has no limit: in a burst every object's bookkeeping
+    PATCH opened its own TLS connection (200 at once measured, each a
+    handshake on both ends and ~130 KiB of buffers), which cost the API
+    server CPU and pushed the operator over 200 MiB.  Watches hold their
+    connection for good (about 10 cluster-wide, about 7 per namespace
+    otherwise), so the limit leaves room for them plus a pool for requests;
+    beyond it requests wait for a free connection.
+    """
+    watches = 12 if settings.clusterwide else 4 + 8 * len(settings.namespaces)
+    return watches + 20
+
+
+def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    """kopf's session for ``info``, as kopf builds it, with at most ``limit`` connections."""
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        aiohttp_session=session,
+    )
 
 
 def kopf_cli_args(settings: Settings) -> list[str]:
@@ -117,9 +151,9 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.AiohttpSession:
         credentials = context.cluster.credentials
-        return kopf.ConnectionInfo(
+        info = kopf.ConnectionInfo(
             server=credentials.server,
             ca_path=credentials.ca_path,
             insecure=not credentials.verify_tls,
@@ -129,6 +163,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
             token=credentials.token,
             default_namespace=context.settings.operator_namespace,
         )
+        return bounded_session(info, connection_limit(context.settings))
 
     api = KubeApi(context.cluster)
     if not context.settings.standalone:
