@@ -89,8 +89,12 @@ def rendered(cluster: TestCluster, namespace: str, name: str, key: str = "config
 
 
 def warning_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]:
+    return events_of(cluster, namespace, name, "Warning")
+
+
+def events_of(cluster: TestCluster, namespace: str, name: str, type_: str) -> list[Any]:
     events = cluster.core.list_namespaced_event(namespace).items
-    return [e for e in events if e.involved_object.name == name and e.type == "Warning"]
+    return [e for e in events if e.involved_object.name == name and e.type == type_]
 
 
 def test_create_update_and_delete(
@@ -106,6 +110,8 @@ def test_create_update_and_delete(
     assert cm.metadata.labels["kstrata.dev/revision"] == "1"
     (owner,) = cm.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid) == ("ConfigProfile", "web", body["metadata"]["uid"])
+    # The first render is reported by Ready=True alone (no event per new profile).
+    assert events_of(cluster, namespace, "web", "Normal") == []
 
     apply(
         cluster,
@@ -121,6 +127,12 @@ def test_create_update_and_delete(
     wait_ready(cluster, namespace, "web", revision=2)
     assert rendered(cluster, namespace, "web") == {"port": 8080, "log": {"level": "debug"}}
     assert config_map(cluster, namespace, "web").metadata.labels["kstrata.dev/revision"] == "2"
+    # A change of what it serves posts one Normal event naming the new revision.
+    (changed,) = wait_for(
+        lambda: events_of(cluster, namespace, "web", "Normal"), timeout=30, what="the event"
+    )
+    assert changed.reason == "Rendered"
+    assert "revision 2" in changed.message
 
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web")
     wait_for(
