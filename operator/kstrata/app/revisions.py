@@ -26,7 +26,9 @@ The rules
   incomplete, and then the highest stored number counts too.
 * **Deterministic names make creation idempotent** (``<name>-cfp-<N>``).  The
   order of writes is ControllerRevision, then the ConfigMap/Secret, then the
-  resource's annotations, then status.  If the operator dies after the
+  resource's annotations, then status (a resource's *first* index goes with
+  kopf's PATCH after the status; a crash in between leaves an index that
+  lags, which the next reconcile completes).  If the operator dies after the
   ControllerRevision and before the target write, the next reconcile finds
   revision N+1 already stored with the digest it is about to write and reuses
   it instead of making N+2.  A stored N+1 with *another* digest (the spec was
