@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 
@@ -35,24 +36,38 @@ def manifest(name: str, environments: dict[str, object]) -> str:
     )
 
 
+def webhook_configuration(namespace: str) -> str:
+    return f"kstrata-test-{namespace}"
+
+
+@contextlib.contextmanager
+def operator_with_webhook(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
+    port = controlplane.free_port()
+    with running_operator(
+        cluster,
+        namespaces=(namespace,),
+        webhook_address=f"127.0.0.1:{port}",
+        webhook_url=f"https://127.0.0.1:{port}",
+        webhook_configuration=webhook_configuration(namespace),
+    ) as running:
+        yield running
+
+
+def delete_webhook_configuration(cluster: TestCluster, namespace: str) -> None:
+    """A webhook pointing at a stopped test operator would fail every later apply."""
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    configuration = webhook_configuration(namespace)
+    if cluster.exists(admission.read_validating_webhook_configuration, configuration):
+        admission.delete_validating_webhook_configuration(configuration)
+
+
 @pytest.fixture
 def webhook_operator(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
-    port = controlplane.free_port()
-    configuration = f"kstrata-test-{namespace}"
     try:
-        with running_operator(
-            cluster,
-            namespaces=(namespace,),
-            webhook_address=f"127.0.0.1:{port}",
-            webhook_url=f"https://127.0.0.1:{port}",
-            webhook_configuration=configuration,
-        ) as running:
+        with operator_with_webhook(cluster, namespace) as running:
             yield running
     finally:
-        # A webhook pointing at a stopped test operator would fail every later apply.
-        admission = client.AdmissionregistrationV1Api(cluster.api)
-        if cluster.exists(admission.read_validating_webhook_configuration, configuration):
-            admission.delete_validating_webhook_configuration(configuration)
+        delete_webhook_configuration(cluster, namespace)
 
 
 def kubectl_apply(
@@ -94,7 +109,7 @@ def test_the_webhook_is_scoped_strict_and_quick(
     cluster: TestCluster, namespace: str, webhook_operator: RunningOperator
 ) -> None:
     admission = client.AdmissionregistrationV1Api(cluster.api)
-    name = f"kstrata-test-{namespace}"
+    name = webhook_configuration(namespace)
     configuration = wait_for(
         lambda: admission.read_validating_webhook_configuration(name),
         timeout=30,
@@ -115,7 +130,7 @@ def test_a_profile_whose_base_is_not_there_yet_is_admitted(
     """`kubectl apply -f dir/` and GitOps apply in any order: a missing base is not an error yet."""
     admission = client.AdmissionregistrationV1Api(cluster.api)
     wait_for(
-        lambda: admission.read_validating_webhook_configuration(f"kstrata-test-{namespace}"),
+        lambda: admission.read_validating_webhook_configuration(webhook_configuration(namespace)),
         timeout=30,
         what="the webhook configuration",
     )
@@ -147,17 +162,8 @@ def test_metadata_only_updates_are_not_reviewed(cluster: TestCluster, namespace:
     through: the webhook configuration only matches updates that change the
     spec.
     """
-    port = controlplane.free_port()
-    configuration = f"kstrata-test-{namespace}"
-    admission = client.AdmissionregistrationV1Api(cluster.api)
     try:
-        with running_operator(
-            cluster,
-            namespaces=(namespace,),
-            webhook_address=f"127.0.0.1:{port}",
-            webhook_url=f"https://127.0.0.1:{port}",
-            webhook_configuration=configuration,
-        ):
+        with operator_with_webhook(cluster, namespace):
             wait_for(
                 lambda: (
                     "denied the request"
@@ -189,5 +195,4 @@ def test_metadata_only_updates_are_not_reviewed(cluster: TestCluster, namespace:
         )  # fmt: skip
         assert annotated.returncode == 0, annotated.stderr
     finally:
-        if cluster.exists(admission.read_validating_webhook_configuration, configuration):
-            admission.delete_validating_webhook_configuration(configuration)
+        delete_webhook_configuration(cluster, namespace)

@@ -615,24 +615,27 @@ class SealedSecretReconciler:
         existing: JSON | None,
         settled: Settled,
     ) -> bool:
-        """``_write_secret``, reading the Secret after all when a blind create met one."""
+        """``_write_secret`` with the API server's refusals cleaned.
+
+        A blind create (``existing`` None) that meets a Secret reads it, which
+        may refuse it in our own words, and writes again over what it read.
+        """
+
+        def write(current: JSON | None) -> bool:
+            try:
+                return self._write_secret(
+                    sealed, template, plaintext, digest, current, revision=settled.number
+                )
+            except InvalidInputError as error:
+                raise _clean(error) from None
+
+        if existing is not None:
+            return write(existing)
         try:
-            return self._write_secret(
-                sealed, template, plaintext, digest, existing, revision=settled.number
-            )
+            return write(None)
         except ConflictError:
-            if existing is not None:
-                raise
-        except InvalidInputError as error:
-            raise _clean(error) from None
-        # Outside the API-error cleaning: a refusal here is ours, with our words.
-        existing = self._read_unexpected(sealed, settled)
-        try:
-            return self._write_secret(
-                sealed, template, plaintext, digest, existing, revision=settled.number
-            )
-        except InvalidInputError as error:
-            raise _clean(error) from None
+            pass  # outside the handler: nothing of the 409 is chained to what follows
+        return write(self._read_unexpected(sealed, settled))
 
     def _read_unexpected(self, sealed: JSON, settled: Settled) -> JSON | None:
         """The create met a Secret already there: read it, and refuse it unless it is ours.
