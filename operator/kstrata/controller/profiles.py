@@ -27,7 +27,9 @@ import kopf
 
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller.namespaces import Members, labels_reader
+from kstrata.controller.reloads import SourceReconciled, SourceStatus
 from kstrata.domain.environments import ENVIRONMENT_LABEL
+from kstrata.domain.profile import KIND
 from kstrata.errors import InvalidInputError, KstrataError, NotFoundError, OwnershipError
 from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
 
@@ -47,7 +49,13 @@ def to_kopf_error(error: KstrataError) -> Exception:
     return kopf.TemporaryError(str(error), delay=1.0 if error.transient else 10.0)
 
 
-def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileReconciler) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    reconciler: ProfileReconciler,
+    reconciled: SourceReconciled | None = None,
+) -> None:
+    """Register the ConfigProfile handlers; ``reconciled`` hears of every status written."""
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
 
@@ -97,7 +105,12 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, reconciler: ProfileR
         with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
         try:
             # A first revision index rides on kopf's own patch after the handler.
-            with_index.reconcile(_plain(body), annotate=patch.metadata.annotations.update)
+            profile = _plain(body)
+            outcome = with_index.reconcile(profile, annotate=patch.metadata.annotations.update)
+            if reconciled is not None:
+                generation = profile["metadata"].get("generation", 0)
+                spec = profile.get("spec") or {}
+                reconciled(SourceStatus(KIND, namespace, name, generation, outcome.revision, spec))
         except KstrataError as error:
             raise to_kopf_error(error) from error
         finally:

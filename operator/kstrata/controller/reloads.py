@@ -8,8 +8,13 @@ module only has to make sure a pass runs soon after anything that may matter:
   in-memory map of what was last seen, not ``kopf.on.field``: kopf's change
   detection diffs the object's *essence*, which leaves ``status`` out, so a
   field handler on ``status.revision`` would never fire for the status patch
-  the reconcilers write.  ``status.workloads``, which the passes write, is not
-  part of what is compared: a pass never schedules another;
+  the reconcilers write.  The reconcilers also report their own status write
+  directly (``ReloadTriggers.source_reconciled``), so a pass need not wait for
+  kopf to deliver it back; the watch remains the level-triggered source of
+  truth.  ``status.workloads``, which the passes write, is not part of what is
+  compared: a pass never schedules another;
+* a pass over a namespace where no workload opted in, none is targeted and
+  no source lists workloads in its status is skipped before any API call;
 * a workload's ``kstrata.dev/reload``, ``-strategy`` or ``-paused`` annotation
   changed, it became (or stopped being) a target of a source, or an opted-in
   workload went away (first sight included, so a restarted operator checks
@@ -47,6 +52,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import kopf
@@ -76,7 +82,9 @@ MAX_RETRY_SECONDS: Final = 30.0
 class NamespaceCoalescer:
     """Per-namespace runner of a blocking action that waits for the namespace to settle.
 
-    ``busy(namespace)`` says whether a change is still in flight there; call
+    ``busy(namespace)`` says whether a change is still in flight there;
+    ``needed(namespace)``, asked when the wait is over, whether the action
+    could do anything there (if not, it is skipped).  Call
     ``poke`` when that answer may have changed and ``note_change`` on a spec
     write.  Everything runs on kopf's event loop; the action runs in a thread.
     """
@@ -89,8 +97,10 @@ class NamespaceCoalescer:
         retry_delay: float,
         quiet: float = 0.0,
         busy: Callable[[str], bool] = lambda _: False,
+        needed: Callable[[str], bool] = lambda _: True,
     ) -> None:
         self._action = action
+        self._needed = needed
         self._window = window
         self._quiet = min(quiet, window)
         self._retry_delay = retry_delay
@@ -148,6 +158,8 @@ class NamespaceCoalescer:
             # read the namespace before that change.
             self._pending.pop(namespace, None)
             changed_at = self._first_trigger.pop(namespace, time.monotonic())
+            if not self._needed(namespace):
+                return
             try:
                 await asyncio.to_thread(self._action, namespace, changed_at)
             except KstrataError as error:
@@ -180,6 +192,21 @@ def _as_int(value: object) -> int | None:
 Annotations3 = tuple[str | None, str | None, str | None]
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """What a reload pass needs to know of a status a reconciler just wrote."""
+
+    kind: str
+    namespace: str
+    name: str
+    generation: int
+    revision: int
+    spec: JSON
+
+
+SourceReconciled = Callable[[SourceStatus], None]
+
+
 class ReloadTriggers:
     """What the watches have seen, and which events call for a pass (no I/O, no kopf)."""
 
@@ -197,17 +224,90 @@ class ReloadTriggers:
         self._targets: dict[str, dict[tuple[str, str], tuple[Target, ...]]] = {}
         #: workload uid -> (reload annotations, targeted by a source) last seen.
         self._workloads: dict[str, tuple[Annotations3, bool]] = {}
+        #: namespace -> uids of workloads that opted in or that a source targets.
+        self._interested: dict[str, set[str]] = {}
+        #: namespace -> sources whose status.workloads lists workloads, as (kind, name).
+        self._listing: dict[str, set[tuple[str, str]]] = {}
+        #: (kind, namespace, name) -> generation whose status a reconciler reported
+        #: before the watch delivered it (see ``source_reconciled``).
+        self._reported: dict[tuple[str, str, str], int] = {}
+        #: kopf's event loop, once running: reconcile threads reach it through this.
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def needs_pass(self, namespace: str) -> bool:
+        """Whether a pass over ``namespace`` could write anything at all.
+
+        Only workloads that opted in or that a source targets are ever
+        written, and a source's ``status.workloads`` only while it lists
+        some; a namespace with neither is skipped without its five lists (most
+        namespaces: a profile change there would otherwise cost a pass).  A
+        workload seen later schedules its own pass, so a skip loses nothing.
+        """
+        return bool(
+            self._interested.get(namespace)
+            or self._targets.get(namespace)
+            or self._listing.get(namespace)
+        )
 
     def source_deleted(self, kind: str, namespace: str, name: str) -> None:
         key = (kind, namespace, name)
         self._sources.pop(key, None)
         self._generations.pop(key, None)
+        self._reported.pop(key, None)
         self._targets.get(namespace, {}).pop((kind, name), None)
+        self._listing.get(namespace, set()).discard((kind, name))
         self.in_flight.get(namespace, set()).discard((kind, name))
         # The workloads keep what they run: nothing rolls.  A pending pass may go on.
         self.coalescer.poke(namespace)
 
     def source_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+        key = (kind, namespace, name)
+        status = body.get("status") or {}
+        if (reported := self._reported.get(key)) is not None:
+            generation = _as_int((body.get("metadata") or {}).get("generation"))
+            observed = _as_int(status.get("observedGeneration")) or 0
+            if generation == reported and observed < reported:
+                # Written before the status its reconciler already reported
+                # (our own index patch, say): old news, and not "in flight".
+                return
+            if observed >= reported:
+                del self._reported[key]  # the watch has caught up
+        listing = self._listing.setdefault(namespace, set())
+        if status.get("workloads"):
+            listing.add((kind, name))
+        else:
+            listing.discard((kind, name))
+        self._observe(kind, namespace, name, body)
+
+    def source_reconciled(self, written: SourceStatus) -> None:
+        """A reconcile thread wrote this status: act on it now, not when the watch brings it.
+
+        Saves the round of kopf delivering our own status write (~20-30 ms of
+        the change-to-rollout latency).  The watch event that follows is the
+        same news and schedules nothing more.  Safe to call from any thread.
+        """
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        body: JSON = {
+            "metadata": {"generation": written.generation},
+            "spec": written.spec,
+            "status": {"observedGeneration": written.generation, "revision": written.revision},
+        }
+        loop.call_soon_threadsafe(
+            self._reconciled, written.kind, written.namespace, written.name, body
+        )
+
+    def _reconciled(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+        key = (kind, namespace, name)
+        generation = body["metadata"]["generation"]
+        known = self._generations.get(key)
+        if known is not None and known > generation:
+            return  # a newer spec write is already in flight: this news is stale
+        self._reported[key] = generation
+        self._observe(kind, namespace, name, body)
+
+    def _observe(self, kind: str, namespace: str, name: str, body: JSON) -> None:
         key = (kind, namespace, name)
         meta, status = body.get("metadata") or {}, body.get("status") or {}
         generation = _as_int(meta.get("generation"))
@@ -228,8 +328,12 @@ class ReloadTriggers:
         else:
             self._targets.get(namespace, {}).pop((kind, name), None)
         revision = status.get("revision")
+        previous = self._sources.get(key)
+        known = _as_int(previous[0]) if previous is not None else None
+        if known and (_as_int(revision) or 0) < known:
+            revision = known  # revisions only grow: a lower one is old news delivered late
         seen = (revision, found)
-        if self._sources.get(key) == seen:
+        if previous == seen:
             return
         self._sources[key] = seen
         if revision:
@@ -244,6 +348,7 @@ class ReloadTriggers:
 
     def workload_deleted(self, namespace: str, uid: str) -> None:
         previous = self._workloads.pop(uid, None)
+        self._interested.get(namespace, set()).discard(uid)
         # Its entry must leave the sources' status.workloads.
         if previous is not None and (previous[0][0] is not None or previous[1]):
             self.coalescer.schedule(namespace)
@@ -253,6 +358,11 @@ class ReloadTriggers:
         seen = (needs_attention(annotations), self._targeted(namespace, workload))
         previous = self._workloads.get(uid)
         self._workloads[uid] = seen
+        interested = self._interested.setdefault(namespace, set())
+        if annotations.get(RELOAD_ANNOTATION) is not None or seen[1]:
+            interested.add(uid)
+        else:
+            interested.discard(uid)
         # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
         if previous == seen or (
             previous is None and annotations.get(RELOAD_ANNOTATION) is None and not seen[1]
@@ -261,7 +371,8 @@ class ReloadTriggers:
         self.coalescer.schedule(namespace)
 
 
-def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> SourceReconciled:
+    """Register the reload handlers; returns what reconcilers call after writing a status."""
     reconciler = ReloadReconciler(api)
 
     def run_pass(namespace: str, changed_at: float) -> None:
@@ -282,8 +393,14 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
         quiet=QUIET_SECONDS,
         retry_delay=min(max(settings.retry_backoff, 0.1), MAX_RETRY_SECONDS),
         busy=lambda namespace: bool(in_flight.get(namespace)),
+        # A lambda: ``watched`` is made below, around this coalescer.
+        needed=lambda namespace: watched.needs_pass(namespace),  # noqa: PLW0108
     )
     watched = ReloadTriggers(coalescer, in_flight)
+
+    @kopf.on.startup(id="reload_loop", registry=registry)
+    async def remember_loop(**_: Any) -> None:
+        watched.loop = asyncio.get_running_loop()
 
     def source_event(kind: str) -> Callable[..., Any]:
         async def handler(
@@ -329,4 +446,7 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
     @kopf.on.cleanup(id="reload_timers", registry=registry)
     async def stop_timers(**_: Any) -> None:
+        watched.loop = None
         await coalescer.close()
+
+    return watched.source_reconciled

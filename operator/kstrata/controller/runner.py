@@ -169,9 +169,9 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     if not context.settings.standalone:
         _register_peering(registry, api, context.settings)
     namespaces.register(registry)
-    profiles.register(registry, api, ProfileReconciler(api, context.settings))
-    sealed_secrets.register(registry, api, context.settings)
-    reloads.register(registry, api, context.settings)
+    reconciled = reloads.register(registry, api, context.settings)
+    profiles.register(registry, api, ProfileReconciler(api, context.settings), reconciled)
+    sealed_secrets.register(registry, api, context.settings, reconciled)
 
     @kopf.on.startup(id="metrics", registry=registry)
     def start_metrics(**_: Any) -> None:

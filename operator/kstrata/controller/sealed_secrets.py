@@ -39,10 +39,11 @@ from typing import Any
 import kopf
 
 from kstrata.app.profiles import MANAGED_BY
-from kstrata.app.sealed_secrets import SEALED_SECRET_LABEL, SealedSecretReconciler
+from kstrata.app.sealed_secrets import KIND, SEALED_SECRET_LABEL, SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
+from kstrata.controller.reloads import SourceReconciled, SourceStatus
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import (
     InvalidInputError,
@@ -74,13 +75,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> None:
-    """Register every SealedSecret and sealing-key handler on ``registry``."""
+def register(
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    settings: Settings,
+    reconciled: SourceReconciled | None = None,
+) -> None:
+    """Register every SealedSecret and sealing-key handler on ``registry``.
+
+    ``reconciled`` hears of every status the unseal handler writes.
+    """
     store = KeyStore(api, settings)
     reconciler = SealedSecretReconciler(api, settings, store)
     _register_keys(registry, api, store, reconciler)
     _register_key_watch(registry, api, store, reconciler)
-    _register_sealed_secrets(registry, api, reconciler)
+    _register_sealed_secrets(registry, api, reconciler, reconciled)
 
 
 def _reconcile_quietly(
@@ -232,7 +241,10 @@ def _register_key_watch(
 
 
 def _register_sealed_secrets(
-    registry: kopf.OperatorRegistry, api: KubeApi, reconciler: SealedSecretReconciler
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    reconciler: SealedSecretReconciler,
+    reconciled: SourceReconciled | None,
 ) -> None:
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
@@ -245,13 +257,25 @@ def _register_sealed_secrets(
         GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff, field="spec"
     )
     def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+        sealed = _plain(body)
         try:
             # A first revision index rides on kopf's own patch after the handler.
-            reconciler.reconcile(
-                _plain(body), labels_reader(indexes), annotate=patch.metadata.annotations.update
+            outcome = reconciler.reconcile(
+                sealed, labels_reader(indexes), annotate=patch.metadata.annotations.update
             )
         except KstrataError as error:
             raise to_kopf_error(error) from error
+        if reconciled is not None:
+            meta = sealed["metadata"]
+            written = SourceStatus(
+                KIND,
+                meta["namespace"],
+                meta["name"],
+                meta.get("generation", 0),
+                outcome.revision,
+                sealed.get("spec") or {},
+            )
+            reconciled(written)
 
     # Which SealedSecrets live where (see controller.namespaces.Members), and
     # forgetting deleted ones.  async, as every handler here that needs no API

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from kstrata.controller.reloads import NamespaceCoalescer, ReloadTriggers
+from kstrata.controller.reloads import NamespaceCoalescer, ReloadTriggers, SourceStatus
 from kstrata.errors import TransientClusterError
 
 
@@ -89,6 +89,28 @@ def test_a_spec_write_starts_a_quiet_period() -> None:
         coalescer.schedule("ns")
         await asyncio.wait_for(action.done.wait(), timeout=10)
         assert time.monotonic() - noted >= 0.3
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_a_pass_that_could_change_nothing_is_skipped() -> None:
+    async def scenario() -> None:
+        action = Recorder()
+        asked: list[str] = []
+
+        def needed(namespace: str) -> bool:
+            asked.append(namespace)
+            return namespace == "used"
+
+        coalescer = NamespaceCoalescer(action, window=60.0, retry_delay=0.1, needed=needed)
+        coalescer.schedule("unused")
+        await coalescer._pending["unused"]
+        assert (asked, action.calls) == (["unused"], [])
+        coalescer.schedule("used")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert asked == ["unused", "used"]
+        assert [ns for ns, _ in action.calls] == ["used"]
         await coalescer.close()
 
     run(scenario())
@@ -179,3 +201,77 @@ def test_workload_events_schedule_only_what_may_matter() -> None:
     assert fake.scheduled == ["ns", "ns", "ns"]  # its status entry must go
     triggers.workload_deleted("other", "u2")
     assert fake.scheduled == ["ns", "ns", "ns"]
+
+
+def test_passes_are_needed_only_where_something_reloads() -> None:
+    fake = FakeCoalescer()
+    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
+    assert not triggers.needs_pass("ns")  # a profile nobody uses
+
+    opted_in = {"metadata": {"name": "web", "annotations": {"kstrata.dev/reload": "p"}}}
+    triggers.workload_seen("ns", "u1", opted_in)
+    assert triggers.needs_pass("ns")
+    assert not triggers.needs_pass("other")
+    triggers.workload_seen("ns", "u1", {"metadata": {"name": "web", "annotations": {}}})
+    assert not triggers.needs_pass("ns")  # opted out again
+
+    # A source that still lists a workload in its status needs a pass to clear it.
+    listing = profile(1, 1, 1)
+    listing["status"]["workloads"] = [{"kind": "Deployment", "name": "web", "revision": 1}]
+    triggers.source_seen("ConfigProfile", "ns", "p", listing)
+    assert triggers.needs_pass("ns")
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
+    assert not triggers.needs_pass("ns")
+
+    # Targets may match a workload seen before they were: always a pass.
+    target = {"kind": "Deployment", "name": "web"}
+    triggers.source_seen("SealedSecret", "ns", "db", profile(1, 1, 1, reload={"targets": [target]}))
+    assert triggers.needs_pass("ns")
+    triggers.source_deleted("SealedSecret", "ns", "db")
+    assert not triggers.needs_pass("ns")
+
+    triggers.workload_seen("ns", "u2", opted_in)
+    triggers.workload_deleted("ns", "u2")
+    assert not triggers.needs_pass("ns")
+
+
+def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> None:
+    """A reconciler's own report runs the pass; the watch's late copies are old news."""
+
+    async def scenario() -> None:
+        fake = FakeCoalescer()
+        in_flight: dict[str, set[tuple[str, str]]] = {}
+        triggers = ReloadTriggers(fake, in_flight)  # type: ignore[arg-type]
+        triggers.loop = asyncio.get_running_loop()
+        triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
+        triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 1, 1))  # the spec write
+        assert (fake.scheduled, in_flight["ns"]) == (["ns"], {("ConfigProfile", "p")})
+
+        written = SourceStatus("ConfigProfile", "ns", "p", generation=2, revision=2, spec={})
+        await asyncio.to_thread(triggers.source_reconciled, written)  # from a reconcile thread
+        await asyncio.sleep(0)  # the loop runs what the thread handed over
+        assert (fake.scheduled, in_flight["ns"]) == (["ns", "ns"], set())
+
+        # The index patch made before that status: neither in flight nor new.
+        triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 1, 1))
+        assert (fake.scheduled, in_flight["ns"]) == (["ns", "ns"], set())
+        # The status itself: already known.
+        triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 2, 2))
+        assert fake.scheduled == ["ns", "ns"]
+
+        # A report overtaken by a newer spec write changes nothing.
+        triggers.source_seen("ConfigProfile", "ns", "p", profile(3, 2, 2))
+        stale = SourceStatus("ConfigProfile", "ns", "p", generation=2, revision=2, spec={})
+        triggers.source_reconciled(stale)
+        await asyncio.sleep(0)
+        assert (fake.scheduled, in_flight["ns"]) == (["ns", "ns"], {("ConfigProfile", "p")})
+
+    run(scenario())
+
+
+def test_no_report_reaches_a_stopped_loop() -> None:
+    fake = FakeCoalescer()
+    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    triggers.source_reconciled(SourceStatus("ConfigProfile", "ns", "p", 1, 1, {}))
+    assert fake.scheduled == []
