@@ -17,10 +17,10 @@ Revisions: a change of the rendered output (and nothing else: not a restart,
 a metadata edit, a spec edit that renders the same bytes, nor a ConfigMap
 edited or deleted by hand, which is simply repaired) is revision N+1.
 ``kstrata.app.revisions`` decides the number and stores the snapshot; the
-writes happen in the order ControllerRevision, ConfigMap, the profile's
-revision annotations, status (the first index: after the status, with kopf's
-own PATCH), so an interrupted reconcile is finished, not duplicated, by the
-next one.  A snapshot too large to store is a Ready=False
+writes happen in the order ControllerRevision, ConfigMap, pruning of
+revisions beyond the limit, the profile's revision annotations, status (the
+first index: after the status, with kopf's own PATCH), so an interrupted
+reconcile is finished, not duplicated, by the next one.  A snapshot too large to store is a Ready=False
 ``RevisionTooLarge`` condition, and the last good ConfigMap keeps serving.
 """
 

@@ -38,8 +38,10 @@ The rules
   exists (409) is resolved the same way: same digest, it is ours; otherwise
   ``ConflictError`` and kopf retries with a fresh look.
 * **Retention**: the current revision plus ``spec.revisionHistoryLimit`` old
-  ones (default 10, as Deployments).  Pruning happens when a revision is
-  created, or when the index shows more than that (the limit was lowered).
+  ones (default 10, as Deployments).  Pruning is decided when a revision is
+  created, or when the index shows more than that (the limit was lowered),
+  and done by ``publish``, after the ConfigMap/Secret write and before the
+  index, so it never delays the new content.
   Rolling back is the CLI writing an old spec back: to the operator an
   ordinary content change (N+1), or no change at all if it renders the
   current content.
@@ -114,6 +116,9 @@ class Settled:
     new: bool
     #: The annotations to merge onto the resource, or None when they are already right.
     annotations: dict[str, str] | None
+    #: Old revisions beyond the history limit, deleted by ``publish``: after the
+    #: target write, so pruning never delays the new content.
+    prune: tuple[int, ...] = ()
 
 
 def _meta(obj: JSON) -> JSON:
@@ -246,8 +251,8 @@ class RevisionStore:
         ``hints`` are (revision, digest) pairs the caller knows without an
         API call (``status.revision`` with the rendered digest; the target's
         revision label with the digest it carries).  Writes: at most one
-        ControllerRevision create and the prunes, and only when the content
-        is new (or the index lags, once).
+        ControllerRevision create, and only when the content is new (or the
+        index lags, once); what to prune is left to ``publish``.
         """
         annotations = _annotations(owner)
         index = decode_history(annotations.get(HISTORY_ANNOTATION))
@@ -309,11 +314,11 @@ class RevisionStore:
                 pass
             else:
                 keep = retained_numbers(snapshot.number, limit)
-                self.prune(owner, [n for n in indexed if n < keep.start])
+                stale = tuple(sorted(n for n in indexed if n < keep.start))
                 entries = {n: e for n, e in indexed.items() if n in keep}
                 entries[snapshot.number] = history_entry(snapshot)
                 patch = self._index_patch(owner, snapshot.number, entries.values(), limit)
-                return Settled(snapshot.number, True, patch)
+                return Settled(snapshot.number, True, patch, stale)
         return self._new_listed(
             owner, known=known, digest=digest, indexed=indexed, build=build, limit=limit
         )
@@ -344,7 +349,7 @@ class RevisionStore:
             )
             snapshot = self.record(owner, build(max(known, top) + 1, cause))
         keep = retained_numbers(snapshot.number, limit)
-        self.prune(owner, [n for n in owned if n < keep.start])
+        stale = tuple(sorted(n for n in owned if n < keep.start))
         entries: dict[int, HistoryEntry] = {}
         for number in sorted(n for n in owned if n in keep):
             if number in indexed:
@@ -353,7 +358,7 @@ class RevisionStore:
                 entries[number] = history_entry(stored)
         entries[snapshot.number] = history_entry(snapshot)
         patch = self._index_patch(owner, snapshot.number, entries.values(), limit)
-        return Settled(snapshot.number, True, patch)
+        return Settled(snapshot.number, True, patch, stale)
 
     def _unchanged(
         self,
@@ -370,9 +375,10 @@ class RevisionStore:
         stale = [n for n in in_index if n < keep.start]
         if number in in_index and not stale:
             return Settled(number, False, self._index_patch(owner, number, index, limit))
+        prune: tuple[int, ...] = ()
         if stale:
             # The limit was lowered: prune what the index says is beyond it.
-            self.prune(owner, [n for n in self._owned(owner) if n < keep.start])
+            prune = tuple(sorted(n for n in self._owned(owner) if n < keep.start))
         entries = {e.number: e for e in index if e.number in keep}
         if number not in entries:
             # The index lags the content (an upgrade from a version without
@@ -386,7 +392,8 @@ class RevisionStore:
                 )
                 snapshot = self.record(owner, build(number, cause))
             entries[number] = history_entry(snapshot)
-        return Settled(number, False, self._index_patch(owner, number, entries.values(), limit))
+        index_patch = self._index_patch(owner, number, entries.values(), limit)
+        return Settled(number, False, index_patch, prune)
 
     def _index_patch(
         self, owner: JSON, number: int, entries: Iterable[HistoryEntry], limit: int
@@ -408,7 +415,11 @@ class RevisionStore:
         *,
         annotate: Callable[[dict[str, str]], None] | None = None,
     ) -> bool:
-        """Merge the index annotations onto the resource if they differ; True if written.
+        """Prune what ``settled`` retires, then merge the index annotations; True if written.
+
+        Called after the target write.  Pruning comes before the index: an
+        interrupted publish leaves an index naming a deleted revision (the
+        next reconcile rewrites it), never a stored revision no index names.
 
         The first index of a resource can be handed to ``annotate`` instead:
         the operator adds it to the patch kopf writes after every handler
@@ -426,6 +437,8 @@ class RevisionStore:
         once on the fresh version; a second conflict is a ``ConflictError``
         for the caller.
         """
+        if settled.prune:
+            self.prune(owner, settled.prune)
         if settled.annotations is None:
             return False
         if annotate is not None and HISTORY_ANNOTATION not in _annotations(owner):
