@@ -14,6 +14,7 @@ kstrata.dev only, ``failurePolicy: Fail``, ``timeoutSeconds`` 5,
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from kstrata.domain.profile import (
@@ -44,8 +45,18 @@ SPEC_CHANGED: Final = (
 )
 
 
-def review_profile(api: KubeApi, settings: Settings, profile: JSON) -> None:
-    """Raise ``InvalidInputError`` (``SchemaViolationError`` for schemas) if not admissible."""
+def review_profile(
+    api: KubeApi,
+    settings: Settings,
+    profile: JSON,
+    namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
+) -> None:
+    """Raise ``InvalidInputError`` (``SchemaViolationError`` for schemas) if not admissible.
+
+    ``namespace_labels``: the operator's in-memory copy (None: not known
+    there), which spares every apply a read of the namespace; the namespace
+    is read when it is not given or does not know the namespace.
+    """
     meta = profile.get("metadata") or {}
     namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
     spec = parse_profile_spec(profile.get("spec"))
@@ -55,10 +66,13 @@ def review_profile(api: KubeApi, settings: Settings, profile: JSON) -> None:
         return parse_profile_spec(found.get("spec")) if found else None
 
     extra = [settings.default_environment]
-    try:
-        labels = (api.get(NAMESPACES, None, namespace).get("metadata") or {}).get("labels") or {}
-    except NotFoundError:
-        labels = {}
+    labels = namespace_labels(namespace) if namespace_labels is not None else None
+    if labels is None:
+        try:
+            found = api.get(NAMESPACES, None, namespace)
+            labels = (found.get("metadata") or {}).get("labels") or {}
+        except NotFoundError:
+            labels = {}
     label = labels.get("kstrata.dev/environment")
     if label:
         extra.append(label)

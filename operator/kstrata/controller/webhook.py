@@ -42,6 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kstrata.app import admission
+from kstrata.controller.namespaces import INDEX_ID, labels_reader
 from kstrata.crypto.tls import (
     ServingCertificate,
     issue_serving_certificate,
@@ -206,9 +207,13 @@ def register(
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    def validate_profile(*, body: kopf.Body, **_: Any) -> None:
+    def validate_profile(*, body: kopf.Body, **indexes: Any) -> None:
+        # Labels from the namespace index when kopf has it (one read less per
+        # apply); a label changed a moment ago may not be there yet, and the
+        # reconcile validates for the environment it renders anyway.
+        labels = labels_reader(indexes) if INDEX_ID in indexes else None
         try:
-            admission.review_profile(api, settings, dict(body))
+            admission.review_profile(api, settings, dict(body), labels)
         except InvalidInputError as error:
             raise kopf.AdmissionError(str(error), code=422) from error
 
