@@ -417,6 +417,17 @@ class ReloadOutcome:
 
 
 @dataclass(frozen=True)
+class NamespaceState:
+    """One read of a namespace: its workloads (with their resource) and its sources."""
+
+    namespace: str
+    workloads: tuple[tuple[Resource, JSON], ...]
+    profiles: tuple[JSON, ...]
+    sealed: tuple[JSON, ...]
+    sources: Sources
+
+
+@dataclass(frozen=True)
 class _Plan:
     resource: Resource
     workload: JSON
@@ -498,10 +509,8 @@ class ReloadReconciler:
             sealed_targets=_targets(sealed),
         )
 
-    def reconcile_namespace(
-        self, namespace: str, *, changed_at: float | None = None
-    ) -> ReloadOutcome:
-        """One pass over the namespace's workloads.  ``changed_at``: monotonic trigger time."""
+    def read_namespace(self, namespace: str) -> NamespaceState:
+        """Everything a pass decides on: the namespace's workloads and sources, read now."""
         kinds = [*WORKLOADS, CONFIG_PROFILES, SEALED_SECRETS]
         lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
         profiles, sealed = lists[-2], lists[-1]
@@ -513,6 +522,24 @@ class ReloadReconciler:
                 workloads.append((resource, item))
         auto = any(_is_auto(w) for _, w in workloads)
         sources = self.read_sources(namespace, auto=auto, profiles=profiles, sealed=sealed)
+        return NamespaceState(namespace, tuple(workloads), tuple(profiles), tuple(sealed), sources)
+
+    def reconcile_namespace(
+        self,
+        namespace: str,
+        *,
+        changed_at: float | None = None,
+        state: NamespaceState | None = None,
+    ) -> ReloadOutcome:
+        """One pass over the namespace's workloads.  ``changed_at``: monotonic trigger time.
+
+        ``state``: what ``read_namespace`` returned, if the caller read ahead
+        and knows nothing changed since; otherwise the namespace is read now.
+        """
+        if state is None or state.namespace != namespace:
+            state = self.read_namespace(namespace)
+        workloads, sources = state.workloads, state.sources
+        profiles, sealed = list(state.profiles), list(state.sealed)
         plans: list[_Plan] = []
         for resource, workload in workloads:
             found = dependencies(workload, sources)

@@ -53,13 +53,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import kopf
 
 from kstrata import metrics
 from kstrata.app.reloads import (
     RELOAD_ANNOTATION,
+    NamespaceState,
     ReloadReconciler,
     Target,
     needs_attention,
@@ -78,8 +79,10 @@ QUIET_SECONDS: Final = 0.05
 #: Retry delay cap for a failed pass, so a long backoff setting cannot stall reloads.
 MAX_RETRY_SECONDS: Final = 30.0
 
+_State = TypeVar("_State")
 
-class NamespaceCoalescer:
+
+class NamespaceCoalescer(Generic[_State]):
     """Per-namespace runner of a blocking action that waits for the namespace to settle.
 
     ``busy(namespace)`` says whether a change is still in flight there;
@@ -87,20 +90,29 @@ class NamespaceCoalescer:
     could do anything there (if not, it is skipped).  Call
     ``poke`` when that answer may have changed and ``note_change`` on a spec
     write.  Everything runs on kopf's event loop; the action runs in a thread.
+
+    ``read_ahead(namespace)``, if given, runs (in a thread) while the pass
+    waits for the namespace to settle, and its result is handed to the
+    action, which then need not read again: the quiet period no longer adds
+    the reads to every rollout.  It is handed over only if nothing was
+    scheduled or changed in the namespace since the read began; otherwise the
+    action gets None and reads for itself.
     """
 
     def __init__(
         self,
-        action: Callable[[str, float], None],
+        action: Callable[[str, float, _State | None], None],
         *,
         window: float,
         retry_delay: float,
         quiet: float = 0.0,
         busy: Callable[[str], bool] = lambda _: False,
         needed: Callable[[str], bool] = lambda _: True,
+        read_ahead: Callable[[str], _State] | None = None,
     ) -> None:
         self._action = action
         self._needed = needed
+        self._read_ahead = read_ahead
         self._window = window
         self._quiet = min(quiet, window)
         self._retry_delay = retry_delay
@@ -109,11 +121,17 @@ class NamespaceCoalescer:
         #: Monotonic time of the first trigger of the pending batch (for latency).
         self._first_trigger: dict[str, float] = {}
         self._last_change: dict[str, float] = {}
+        #: Bumped by every trigger and spec write: a read ahead is stale once it moved.
+        self._versions: dict[str, int] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def _bump(self, namespace: str) -> None:
+        self._versions[namespace] = self._versions.get(namespace, 0) + 1
+
     def schedule(self, namespace: str, *, delay: float | None = None) -> None:
         """Join the pending pass of ``namespace`` or start a new one.  Loop thread only."""
+        self._bump(namespace)
         if namespace in self._pending:
             self.poke(namespace)
             return
@@ -123,6 +141,7 @@ class NamespaceCoalescer:
 
     def note_change(self, namespace: str) -> None:
         """A spec write was seen in ``namespace``: restart its quiet period."""
+        self._bump(namespace)
         self._last_change[namespace] = time.monotonic()
         self.poke(namespace)
 
@@ -147,7 +166,18 @@ class NamespaceCoalescer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=until - now)
 
+    def _start_read_ahead(self, namespace: str) -> asyncio.Future[_State] | None:
+        if self._read_ahead is None or not self._needed(namespace):
+            return None
+        ahead = asyncio.ensure_future(asyncio.to_thread(self._read_ahead, namespace))
+        # A read that is not used (stale, or the pass was cancelled) must not
+        # log "exception never retrieved": its failure is the action's to meet.
+        ahead.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return ahead
+
     async def _run(self, namespace: str, delay: float | None) -> None:
+        version = self._versions.get(namespace, 0)
+        ahead = self._start_read_ahead(namespace) if delay is None else None
         if delay is None:
             await self._settle(namespace)
         else:
@@ -160,8 +190,12 @@ class NamespaceCoalescer:
             changed_at = self._first_trigger.pop(namespace, time.monotonic())
             if not self._needed(namespace):
                 return
+            state: _State | None = None
+            if ahead is not None and self._versions.get(namespace, 0) == version:
+                with contextlib.suppress(KstrataError):
+                    state = await ahead
             try:
-                await asyncio.to_thread(self._action, namespace, changed_at)
+                await asyncio.to_thread(self._action, namespace, changed_at, state)
             except KstrataError as error:
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.warning("reload pass in %s failed: %s", namespace, error)
@@ -211,7 +245,7 @@ class ReloadTriggers:
     """What the watches have seen, and which events call for a pass (no I/O, no kopf)."""
 
     def __init__(
-        self, coalescer: NamespaceCoalescer, in_flight: dict[str, set[tuple[str, str]]]
+        self, coalescer: NamespaceCoalescer[Any], in_flight: dict[str, set[tuple[str, str]]]
     ) -> None:
         self.coalescer = coalescer
         #: namespace -> sources whose spec write is not reconciled yet, as (kind, name).
@@ -371,12 +405,28 @@ class ReloadTriggers:
         self.coalescer.schedule(namespace)
 
 
+def status_reporter(
+    reconciled: SourceReconciled | None, kind: str, obj: JSON
+) -> Callable[[int], None] | None:
+    """What a reconciler calls with the revision its status now reports."""
+    if reconciled is None:
+        return None
+    meta = obj["metadata"]
+
+    def report(revision: int) -> None:
+        generation = meta.get("generation", 0)
+        spec = obj.get("spec") or {}
+        reconciled(SourceStatus(kind, meta["namespace"], meta["name"], generation, revision, spec))
+
+    return report
+
+
 def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> SourceReconciled:
     """Register the reload handlers; returns what reconcilers call after writing a status."""
     reconciler = ReloadReconciler(api)
 
-    def run_pass(namespace: str, changed_at: float) -> None:
-        outcome = reconciler.reconcile_namespace(namespace, changed_at=changed_at)
+    def run_pass(namespace: str, changed_at: float, state: NamespaceState | None) -> None:
+        outcome = reconciler.reconcile_namespace(namespace, changed_at=changed_at, state=state)
         if outcome.rolled or outcome.paused:
             logger.info(
                 "reload pass in %s: rolled %s, held by pause %s",
@@ -389,6 +439,7 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
     in_flight: dict[str, set[tuple[str, str]]] = {}
     coalescer = NamespaceCoalescer(
         run_pass,
+        read_ahead=reconciler.read_namespace,
         window=window,
         quiet=QUIET_SECONDS,
         retry_delay=min(max(settings.retry_backoff, 0.1), MAX_RETRY_SECONDS),

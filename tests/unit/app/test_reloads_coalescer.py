@@ -18,15 +18,17 @@ from kstrata.errors import TransientClusterError
 class Recorder:
     def __init__(self, fail_first: int = 0) -> None:
         self.calls: list[tuple[str, float]] = []
+        self.states: list[Any] = []
         self.fail_first = fail_first
         self.done = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
-    def __call__(self, namespace: str, changed_at: float) -> None:
+    def __call__(self, namespace: str, changed_at: float, state: Any = None) -> None:
         if self.fail_first:
             self.fail_first -= 1
             raise TransientClusterError("list deployments in ns: API server unavailable")
         self.calls.append((namespace, changed_at))
+        self.states.append(state)
         self.loop.call_soon_threadsafe(self.done.set)
 
 
@@ -111,6 +113,49 @@ def test_a_pass_that_could_change_nothing_is_skipped() -> None:
         await asyncio.wait_for(action.done.wait(), timeout=10)
         assert asked == ["unused", "used"]
         assert [ns for ns, _ in action.calls] == ["used"]
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
+    """The reads overlap the quiet period; a trigger or spec write meanwhile voids them."""
+
+    async def scenario() -> None:
+        reads: list[str] = []
+        loop = asyncio.get_running_loop()
+        read_done = asyncio.Event()
+
+        def read(namespace: str) -> str:
+            reads.append(namespace)
+            loop.call_soon_threadsafe(read_done.set)
+            return f"read #{len(reads)}"
+
+        action = Recorder()
+        busy = {"ns": False}
+        coalescer = NamespaceCoalescer(
+            action,
+            window=60.0,
+            quiet=0.05,
+            retry_delay=0.1,
+            busy=lambda ns: busy[ns],
+            read_ahead=read,
+        )
+        coalescer.note_change("ns")
+        coalescer.schedule("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert (reads, action.states) == (["ns"], ["read #1"])
+
+        action.done.clear()
+        read_done.clear()
+        busy["ns"] = True  # another source in flight holds the pass
+        coalescer.schedule("ns")
+        await asyncio.wait_for(read_done.wait(), timeout=10)
+        coalescer.note_change("ns")  # its spec write: what was read ahead is stale
+        busy["ns"] = False
+        coalescer.poke("ns")
+        await asyncio.wait_for(action.done.wait(), timeout=10)
+        assert action.states == ["read #1", None]  # the action reads for itself
         await coalescer.close()
 
     run(scenario())
