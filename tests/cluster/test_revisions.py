@@ -446,18 +446,13 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
     assert sorted(revisions(cluster, namespace, body)) == [1, 2]
     assert body["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
 
-    # Killed after the ConfigMap, before the annotations and status.
-    class DiesBeforeAnnotations(ProfileReconciler):
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-
-            def killed(*_: Any, **__: Any) -> bool:
-                raise Killed
-
-            self.revisions.publish = killed  # type: ignore[method-assign]
+    # Killed after the ConfigMap, before the status and the annotations.
+    class DiesBeforeStatus(ProfileReconciler):
+        def _patch_status(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+            raise Killed
 
     with pytest.raises(Killed):
-        DiesBeforeAnnotations(api, settings).reconcile(update(3))
+        DiesBeforeStatus(api, settings).reconcile(update(3))
     body = api.get(CONFIG_PROFILES, namespace, "crash")
     assert body["status"]["revision"] == 2
     assert yaml.safe_load(config_map_data(cluster, namespace, "crash")["config.yaml"]) == {"v": 3}
@@ -484,9 +479,34 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
     stored = revisions(cluster, namespace, body)
     assert sorted(stored) == [1, 2, 3, 4, 5]
     assert yaml.safe_load(snapshot_of(stored[5]).rendered["config.yaml"]) == {"v": 5}
+
+    # Killed after the status, before the annotations: the index lags, and
+    # the next reconcile completes it without another revision.
+    class DiesBeforeAnnotations(ProfileReconciler):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+
+            def killed(*_: Any, **__: Any) -> bool:
+                raise Killed
+
+            self.revisions.publish = killed  # type: ignore[method-assign]
+
+    with pytest.raises(Killed):
+        DiesBeforeAnnotations(api, settings).reconcile(update(6))
+    body = api.get(CONFIG_PROFILES, namespace, "crash")
+    assert body["status"]["revision"] == 6
+    assert body["metadata"]["annotations"][REVISION_ANNOTATION] == "5"
+    outcome = reconciler.reconcile(body)
+    assert (outcome.revision, outcome.new_revision, outcome.config_map_written) == (6, False, False)
+    body = api.get(CONFIG_PROFILES, namespace, "crash")
+    assert body["metadata"]["annotations"][REVISION_ANNOTATION] == "6"
+    index = decode_history(body["metadata"]["annotations"][HISTORY_ANNOTATION])
+    assert [e.number for e in index] == [1, 2, 3, 4, 5, 6]
+    assert sorted(revisions(cluster, namespace, body)) == [1, 2, 3, 4, 5, 6]
+
     # A second pass writes nothing.
     again = reconciler.reconcile(api.get(CONFIG_PROFILES, namespace, "crash"))
-    assert (again.revision, again.config_map_written, again.status_written) == (5, False, False)
+    assert (again.revision, again.config_map_written, again.status_written) == (6, False, False)
 
 
 def _big_config(approx_bytes: int, seed: int) -> dict[str, Any]:

@@ -17,11 +17,12 @@ Revisions: a change of the rendered output (and nothing else: not a restart,
 a metadata edit, a spec edit that renders the same bytes, nor a ConfigMap
 edited or deleted by hand, which is simply repaired) is revision N+1.
 ``kstrata.app.revisions`` decides the number and stores the snapshot; the
-writes happen in the order ControllerRevision, ConfigMap, pruning of
-revisions beyond the limit, the profile's revision annotations, status (the
-first index: after the status, with kopf's own PATCH), so an interrupted
-reconcile is finished, not duplicated, by the next one.  A snapshot too large to store is a Ready=False
-``RevisionTooLarge`` condition, and the last good ConfigMap keeps serving.
+writes happen in the order ControllerRevision, ConfigMap, status, pruning of
+revisions beyond the limit, the profile's revision annotations (the first
+index: with kopf's own PATCH), so an interrupted reconcile is finished, not
+duplicated, by the next one.  A snapshot too large
+to store is a Ready=False ``RevisionTooLarge`` condition, and the last good
+ConfigMap keeps serving.
 """
 
 from __future__ import annotations
@@ -115,16 +116,20 @@ def reconciled_before(obj: JSON) -> bool:
     return bool(status.get("conditions") or status.get("observedGeneration"))
 
 
-def patch_status_if_changed(api: KubeApi, resource: Resource, obj: JSON, new_status: JSON) -> bool:
-    """Merge-patch ``status`` only if a field differs: replays and restarts write nothing."""
+def patch_status_if_changed(
+    api: KubeApi, resource: Resource, obj: JSON, new_status: JSON
+) -> JSON | None:
+    """Merge-patch ``status`` only if a field differs: replays and restarts write nothing.
+
+    Returns the object as the API server answered the write, None if none was made.
+    """
     old = obj.get("status") or {}
     if all(old.get(key) == value for key, value in new_status.items()):
-        return False
+        return None
     meta = obj["metadata"]
-    api.patch(
+    return api.patch(
         resource, meta["namespace"], meta["name"], {"status": new_status}, subresource="status"
     )
-    return True
 
 
 def ready_condition(
@@ -235,12 +240,21 @@ class ProfileReconciler:
         )
 
     def reconcile(
-        self, profile: JSON, *, annotate: Callable[[dict[str, str]], None] | None = None
+        self,
+        profile: JSON,
+        *,
+        annotate: Callable[[dict[str, str]], None] | None = None,
+        status_reported: Callable[[int], None] | None = None,
     ) -> ProfileOutcome:
-        """Render ``profile`` into its ConfigMap; ``annotate``: see ``RevisionStore.publish``."""
+        """Render ``profile`` into its ConfigMap; ``annotate``: see ``RevisionStore.publish``.
+
+        ``status_reported(revision)`` is called as soon as the status says the
+        reconcile succeeded (before the index and the event are written), so
+        rollouts need not wait for them.
+        """
         started = time.perf_counter()
         try:
-            outcome = self._reconcile(profile, annotate)
+            outcome = self._reconcile(profile, annotate, status_reported)
         except KstrataError as error:
             result = "invalid" if isinstance(error, InvalidInputError) else "error"
             metrics.RECONCILES.labels(kind=KIND, result=result).inc()
@@ -251,7 +265,10 @@ class ProfileReconciler:
         return outcome
 
     def _reconcile(
-        self, profile: JSON, annotate: Callable[[dict[str, str]], None] | None
+        self,
+        profile: JSON,
+        annotate: Callable[[dict[str, str]], None] | None,
+        status_reported: Callable[[int], None] | None,
     ) -> ProfileOutcome:
         meta = profile["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -285,7 +302,6 @@ class ProfileReconciler:
             raise
 
         revision = settled.number
-        self.revisions.publish(CONFIG_PROFILES, profile, settled, annotate=annotate)
         new_status = {
             "observedGeneration": meta.get("generation", 0),
             "environment": choice.name,
@@ -303,7 +319,15 @@ class ProfileReconciler:
             message=message,
             generation=meta.get("generation", 0),
         )
-        status_written = self._patch_status(profile, new_status)
+        written_status = self._patch_status(profile, new_status)
+        if status_reported is not None:
+            status_reported(revision)
+        # The index after the status; from the status write's answer, whose
+        # resourceVersion is current (an interruption here leaves an index
+        # that lags, which the next reconcile completes).
+        self.revisions.publish(
+            CONFIG_PROFILES, written_status or profile, settled, annotate=annotate
+        )
         # A Normal event for every change of what a running profile serves; not
         # for the very first render, which its Ready condition already reports
         # (an event is a write plus a lease in etcd: bootstrapping 1,000
@@ -318,7 +342,11 @@ class ProfileReconciler:
                 now=now_rfc3339(),
             )
         return ProfileOutcome(
-            revision, written, status_written, rendered.resolved.depends_on, settled.new
+            revision,
+            written,
+            written_status is not None,
+            rendered.resolved.depends_on,
+            settled.new,
         )
 
     def _settle_revision(
@@ -435,7 +463,7 @@ class ProfileReconciler:
         self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
         return needs_data
 
-    def _patch_status(self, profile: JSON, new_status: JSON) -> bool:
+    def _patch_status(self, profile: JSON, new_status: JSON) -> JSON | None:
         return patch_status_if_changed(self.api, CONFIG_PROFILES, profile, new_status)
 
     def _record_failure(

@@ -25,10 +25,11 @@ The rules
   listed only when that name is taken by other content or the index is
   incomplete, and then the highest stored number counts too.
 * **Deterministic names make creation idempotent** (``<name>-cfp-<N>``).  The
-  order of writes is ControllerRevision, then the ConfigMap/Secret, then the
-  resource's annotations, then status (a resource's *first* index goes with
-  kopf's PATCH after the status; a crash in between leaves an index that
-  lags, which the next reconcile completes).  If the operator dies after the
+  order of writes is ControllerRevision, then the ConfigMap/Secret, then
+  status (what reload passes act on, so it comes as early as it can), then
+  the resource's annotations (a resource's *first* index goes with kopf's
+  PATCH after the handler; a crash in between leaves an index that lags,
+  which the next reconcile completes).  If the operator dies after the
   ControllerRevision and before the target write, the next reconcile finds
   revision N+1 already stored with the digest it is about to write and reuses
   it instead of making N+2.  A stored N+1 with *another* digest (the spec was
@@ -47,8 +48,9 @@ The rules
   current content.
 * **The index on the resource** (``kstrata.dev/revision`` and
   ``kstrata.dev/revision-history``) is written with a JSON merge patch that
-  touches only those two annotations and carries the resourceVersion read, so
-  it can neither clobber a user's edit nor a newer index (409 →
+  touches only those two annotations and carries the last resourceVersion
+  seen (the status write's answer), so it can neither clobber a user's edit
+  nor a newer index (409 →
   ``ConflictError`` → retried).  It is written only when it differs, so a
   resync or restart writes nothing; the kopf update handlers watch ``spec``
   only, so this write does not re-trigger them.
@@ -428,14 +430,15 @@ class RevisionStore:
         (the handler's own status write moved it), so it is used only where
         there is no index yet to overwrite.
 
-        Every other publish carries the resourceVersion read, so an index
-        computed from stale knowledge never overwrites a newer one (a second
-        operator replica racing this one during a hand-over).  On a
-        conflict (often just another reconcile of the same object, or kopf's
-        bookkeeping) the resource is read again: if it already says this or a
-        later revision there is nothing to do, otherwise the patch is retried
-        once on the fresh version; a second conflict is a ``ConflictError``
-        for the caller.
+        Every other publish carries the resourceVersion of ``owner`` (the
+        body read, or the answer to the status write that came just before),
+        so an index computed from stale knowledge never overwrites a newer
+        one (a second operator replica racing this one during a hand-over).
+        An ``owner`` that already says this or a later revision needs nothing.
+        On a conflict (often just another reconcile of the same object, or
+        kopf's bookkeeping) the resource is read again and checked the same
+        way, and the patch is retried once on the fresh version; a second
+        conflict is a ``ConflictError`` for the caller.
         """
         if settled.prune:
             self.prune(owner, settled.prune)
@@ -444,6 +447,8 @@ class RevisionStore:
         if annotate is not None and HISTORY_ANNOTATION not in _annotations(owner):
             annotate(dict(settled.annotations))
             return True
+        if _index_covers(owner, settled):
+            return False
         meta = _meta(owner)
         try:
             self._patch_index(resource, owner, settled.annotations)
@@ -451,10 +456,7 @@ class RevisionStore:
             fresh = self.api.get(resource, meta["namespace"], meta["name"])
             if _meta(fresh).get("uid") != meta.get("uid"):
                 raise
-            current = _annotations(fresh)
-            if parse_revision(current.get(REVISION_ANNOTATION)) > settled.number or all(
-                current.get(k) == v for k, v in settled.annotations.items()
-            ):
+            if _index_covers(fresh, settled):
                 return False
             self._patch_index(resource, fresh, settled.annotations)
         return True
@@ -465,6 +467,15 @@ class RevisionStore:
             "metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": annotations}
         }
         self.api.patch(resource, meta["namespace"], meta["name"], patch)
+
+
+def _index_covers(owner: JSON, settled: Settled) -> bool:
+    """Whether ``owner``'s index already says what ``settled`` would, or a later revision."""
+    current = _annotations(owner)
+    desired = settled.annotations or {}
+    return parse_revision(current.get(REVISION_ANNOTATION)) > settled.number or all(
+        current.get(k) == v for k, v in desired.items()
+    )
 
 
 def history_limit(value: object) -> int:

@@ -478,15 +478,21 @@ class SealedSecretReconciler:
         keys: SealingKeys | None = None,
         *,
         annotate: Callable[[dict[str, str]], None] | None = None,
+        status_reported: Callable[[int], None] | None = None,
     ) -> SealedOutcome:
         """Bring the Secret in line with ``sealed``; raise the ``KstrataError`` that stopped it.
 
-        ``annotate``: where the revision index goes, see ``RevisionStore.publish``.
+        ``annotate``: where the revision index goes, see ``RevisionStore.publish``;
+        ``status_reported``: see ``ProfileReconciler.reconcile``.
         """
         started = time.perf_counter()
         try:
             outcome = self._reconcile(
-                sealed, namespace_labels or self._read_namespace_labels, keys, annotate
+                sealed,
+                namespace_labels or self._read_namespace_labels,
+                keys,
+                annotate,
+                status_reported,
             )
         except KstrataError as error:
             result = "error" if isinstance(error, ClusterError) else "invalid"
@@ -503,6 +509,7 @@ class SealedSecretReconciler:
         namespace_labels: Callable[[str], Mapping[str, str] | None],
         keys: SealingKeys | None,
         annotate: Callable[[dict[str, str]], None] | None,
+        status_reported: Callable[[int], None] | None,
     ) -> SealedOutcome:
         meta = sealed["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -535,7 +542,6 @@ class SealedSecretReconciler:
                 )
             finally:
                 plaintext.clear()
-            self.revisions.publish(SEALED_SECRETS, sealed, settled, annotate=annotate)
         except (InvalidInputError, OwnershipError, SealingError) as error:
             self._set_blocked(namespace, name, error.reason)
             if isinstance(error, UnknownKeyError):
@@ -570,7 +576,16 @@ class SealedSecretReconciler:
             message=message,
             generation=generation,
         )
-        status_written = self._patch_status(sealed, new_status)
+        written_status = self._patch_status(sealed, new_status)
+        if status_reported is not None:
+            status_reported(revision)
+        # The index after the status (see app.profiles), from the status write's answer.
+        try:
+            self.revisions.publish(
+                SEALED_SECRETS, written_status or sealed, settled, annotate=annotate
+            )
+        except ClusterError as error:
+            raise _clean(error) from None
         if written:
             logger.info("SealedSecret %s/%s: %s", namespace, name, message)
         # As for profiles: events for changes, not for the first unseal.
@@ -583,7 +598,7 @@ class SealedSecretReconciler:
                 message=message,
                 now=now_rfc3339(),
             )
-        return SealedOutcome(revision, written, status_written, settled.new)
+        return SealedOutcome(revision, written, written_status is not None, settled.new)
 
     def _unseal(
         self,
@@ -845,7 +860,7 @@ class SealedSecretReconciler:
                 reason="ReservedName",
             )
 
-    def _patch_status(self, sealed: JSON, new_status: JSON) -> bool:
+    def _patch_status(self, sealed: JSON, new_status: JSON) -> JSON | None:
         return patch_status_if_changed(self.api, SEALED_SECRETS, sealed, new_status)
 
     def _record_failure(

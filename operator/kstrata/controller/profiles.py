@@ -27,7 +27,7 @@ import kopf
 
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller.namespaces import Members, labels_reader
-from kstrata.controller.reloads import SourceReconciled, SourceStatus
+from kstrata.controller.reloads import SourceReconciled, status_reporter
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.domain.profile import KIND
 from kstrata.errors import InvalidInputError, KstrataError, NotFoundError, OwnershipError
@@ -106,11 +106,11 @@ def register(
         try:
             # A first revision index rides on kopf's own patch after the handler.
             profile = _plain(body)
-            outcome = with_index.reconcile(profile, annotate=patch.metadata.annotations.update)
-            if reconciled is not None:
-                generation = profile["metadata"].get("generation", 0)
-                spec = profile.get("spec") or {}
-                reconciled(SourceStatus(KIND, namespace, name, generation, outcome.revision, spec))
+            with_index.reconcile(
+                profile,
+                annotate=patch.metadata.annotations.update,
+                status_reported=status_reporter(reconciled, KIND, profile),
+            )
         except KstrataError as error:
             raise to_kopf_error(error) from error
         finally:

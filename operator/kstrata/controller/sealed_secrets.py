@@ -43,7 +43,7 @@ from kstrata.app.sealed_secrets import KIND, SEALED_SECRET_LABEL, SealedSecretRe
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
-from kstrata.controller.reloads import SourceReconciled, SourceStatus
+from kstrata.controller.reloads import SourceReconciled, status_reporter
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import (
     InvalidInputError,
@@ -260,22 +260,14 @@ def _register_sealed_secrets(
         sealed = _plain(body)
         try:
             # A first revision index rides on kopf's own patch after the handler.
-            outcome = reconciler.reconcile(
-                sealed, labels_reader(indexes), annotate=patch.metadata.annotations.update
+            reconciler.reconcile(
+                sealed,
+                labels_reader(indexes),
+                annotate=patch.metadata.annotations.update,
+                status_reported=status_reporter(reconciled, KIND, sealed),
             )
         except KstrataError as error:
             raise to_kopf_error(error) from error
-        if reconciled is not None:
-            meta = sealed["metadata"]
-            written = SourceStatus(
-                KIND,
-                meta["namespace"],
-                meta["name"],
-                meta.get("generation", 0),
-                outcome.revision,
-                sealed.get("spec") or {},
-            )
-            reconciled(written)
 
     # Which SealedSecrets live where (see controller.namespaces.Members), and
     # forgetting deleted ones.  async, as every handler here that needs no API
