@@ -73,6 +73,10 @@ class Settings:
     #: written, not yet reconciled), so a ConfigProfile and a SealedSecret applied together
     #: cause one rollout (0..2).  A lone change does not wait.
     reload_coalesce_seconds: float = 1.0
+    #: How long a reload pass waits after the last spec write seen in its namespace,
+    #: for the next object of the same apply (0..1).  Every lone change waits this
+    #: long too: the trade between one rollout per apply and a quick rollout.
+    reload_quiet_seconds: float = 0.06
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
