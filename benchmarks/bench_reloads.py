@@ -3,9 +3,11 @@
 * change latency: a ConfigProfile's spec is written (what ``kubectl apply``
   does) and the clock stops when a watch on the opted-in Deployment delivers
   the pod template carrying the new revision; p50/p99 over ``--changes``
-  changes (targets: 100 ms / 500 ms).  Also reported: the part after the
-  profile's new ``status.revision`` reached a watch, i.e. the reload
-  controller's own share, and the operator's ``kstrata_reload_latency_seconds``;
+  changes (targets: 100 ms / 500 ms), each made once the operator is done
+  with the previous one, and again back to back.  Also reported: the part
+  after the profile's new ``status.revision`` reached a watch, i.e. the
+  reload controller's own share, and the operator's
+  ``kstrata_reload_latency_seconds``;
 * fan-out: one profile used by ``--fan-out`` Deployments; time from the
   profile write to the last Deployment's pod template patched, p95 over
   ``--fan-out-changes`` changes, each made once the Deployment controller
@@ -35,7 +37,16 @@ import yaml
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
-from harness import Bench, OperatorProcess, control_plane, operator, percentiles, wait
+from harness import (
+    Bench,
+    Latest,
+    OperatorProcess,
+    control_plane,
+    operator,
+    operator_done_with,
+    percentiles,
+    wait,
+)
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
@@ -146,36 +157,66 @@ def write_profile(bench: Bench, namespace: str, name: str, i: int) -> float:
 
 
 def change_latency(bench: Bench, namespace: str, changes: int) -> dict[str, Any]:
+    """Change → pod template, one change at a time and back to back.
+
+    ``one_at_a_time`` (the target's measure): each change is written once the
+    operator and the Deployment controller are done with the previous one
+    (the profile's ``status.workloads`` shows the rollout, kopf has recorded
+    the spec, the Deployment's status caught up).  ``back_to_back``: the next
+    change is written the moment the template shows the previous one, while
+    the operator still writes the previous pass's event and status.
+    """
     apps = client.AppsV1Api(bench.cluster.api_client)
     deployments = Follower(apps.list_namespaced_deployment, namespace, template_record)
     revisions = Follower(namespaced_profiles(bench), namespace, status_revision)
-    bench.custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "configprofiles", profile("p", 0)
-    )
-    revisions.wait_for([("p", 1)])
-    apps.create_namespaced_deployment(namespace, deployment("web", "p"))
-    wait(
-        lambda: (
-            (apps.read_namespaced_deployment("web", namespace).metadata.annotations or {}).get(
-                RECORD
-            )
-            == "p=1"
-        ),
-        30,
-        "web to record p=1",
-    )
-    end_to_end, after_revision = [], []
-    for i in range(1, changes + 1):
-        started = write_profile(bench, namespace, "p", i)
-        patched = deployments.wait_for([("web", f"p={i + 1}")])
-        end_to_end.append(patched - started)
-        after_revision.append(patched - revisions.wait_for([("p", i + 1)]))
-    deployments.stop()
-    revisions.stop()
-    return {
-        "change_to_template": percentiles(end_to_end),
-        "revision_to_template": percentiles(after_revision),
+    profiles = Latest(namespaced_profiles(bench), namespace)
+    workloads = Latest(apps.list_namespaced_deployment, namespace)
+
+    def measure(name: str, workload: str, *, one_at_a_time: bool) -> dict[str, Any]:
+        bench.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "configprofiles", profile(name, 0)
+        )
+        revisions.wait_for([(name, 1)])
+        apps.create_namespaced_deployment(namespace, deployment(workload, name))
+        wait(
+            lambda: (
+                (
+                    apps.read_namespaced_deployment(workload, namespace).metadata.annotations or {}
+                ).get(RECORD)
+                == f"{name}=1"
+            ),
+            30,
+            f"{workload} to record {name}=1",
+        )
+
+        def rolled_and_recorded(item: dict[str, Any]) -> bool:
+            status = item.get("status") or {}
+            entry = {"kind": "Deployment", "name": workload, "revision": status.get("revision")}
+            return operator_done_with(item) and entry in (status.get("workloads") or [])
+
+        end_to_end, after_revision = [], []
+        for i in range(1, changes + 1):
+            if one_at_a_time:
+                profiles.wait_until(name, rolled_and_recorded)
+                workloads.wait_until(
+                    workload, lambda d: d.status.observed_generation == d.metadata.generation
+                )
+            started = write_profile(bench, namespace, name, i)
+            patched = deployments.wait_for([(workload, f"{name}={i + 1}")])
+            end_to_end.append(patched - started)
+            after_revision.append(patched - revisions.wait_for([(name, i + 1)]))
+        return {
+            "change_to_template": percentiles(end_to_end),
+            "revision_to_template": percentiles(after_revision),
+        }
+
+    results = {
+        "one_at_a_time": measure("p", "web", one_at_a_time=True),
+        "back_to_back": measure("b", "burst", one_at_a_time=False),
     }
+    for follower in (deployments, revisions, profiles, workloads):
+        follower.stop()
+    return results
 
 
 def fan_out(bench: Bench, namespace: str, workloads: int, changes: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,7 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client, watch  # noqa: E402
+from urllib3.exceptions import ProtocolError  # noqa: E402
 
 import controlplane  # noqa: E402
 from kstrata.kube.connection import Cluster, connect  # noqa: E402
@@ -206,3 +208,54 @@ def kopf_handled(item: dict[str, Any]) -> bool:
         return False
     essence = json.loads(annotations[LAST_HANDLED])
     return bool(essence.get("spec") == item.get("spec") and "metadata" not in essence)
+
+
+class Latest:
+    """The latest version of every object a namespaced watch delivers, by name.
+
+    For waiting until the operator is idle between two measured changes
+    (a condition on the objects it writes), without polling the apiserver.
+    """
+
+    def __init__(self, list_call: Callable[..., Any], namespace: str) -> None:
+        self.objects: dict[str, Any] = {}
+        self.changed = threading.Condition()
+        self._stopper = watch.Watch()
+
+        def follow() -> None:
+            # stop() cuts the stream: the error that follows is the expected end.
+            with contextlib.suppress(ProtocolError):
+                for event in self._stopper.stream(list_call, namespace, timeout_seconds=3600):
+                    obj = event["object"]
+                    name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+                    with self.changed:
+                        self.objects[name] = obj
+                        self.changed.notify_all()
+
+        threading.Thread(target=follow, daemon=True).start()
+
+    def wait_until(self, name: str, condition: Callable[[Any], bool], timeout: float = 30) -> None:
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: name in self.objects and condition(self.objects[name]), timeout
+            ):
+                raise TimeoutError(f"{name} never reached the awaited state")
+
+    def stop(self) -> None:
+        self._stopper.stop()
+
+
+def operator_done_with(item: dict[str, Any]) -> bool:
+    """The operator has finished every write for this resource's current spec.
+
+    Its status describes this generation, the revision index says the same
+    revision, and kopf has recorded the spec as handled (its own PATCH is the
+    last write of a reconcile).
+    """
+    status = item.get("status") or {}
+    annotations = item["metadata"].get("annotations") or {}
+    return (
+        status.get("observedGeneration") == item["metadata"].get("generation")
+        and annotations.get("kstrata.dev/revision") == str(status.get("revision"))
+        and kopf_handled(item)
+    )
