@@ -20,9 +20,8 @@ edited or deleted by hand, which is simply repaired) is revision N+1.
 writes happen in the order ControllerRevision, ConfigMap, status, pruning of
 revisions beyond the limit, the profile's revision annotations (the first
 index: with kopf's own PATCH), so an interrupted reconcile is finished, not
-duplicated, by the next one.  A snapshot too large
-to store is a Ready=False ``RevisionTooLarge`` condition, and the last good
-ConfigMap keeps serving.
+duplicated, by the next one.  A snapshot too large to store is a Ready=False
+``RevisionTooLarge`` condition, and the last good ConfigMap keeps serving.
 """
 
 from __future__ import annotations

@@ -324,16 +324,19 @@ class ReloadTriggers:
         same news and schedules nothing more.  Safe to call from any thread.
         """
         loop = self.loop
-        if loop is None or loop.is_closed():
+        if loop is None:
             return
         body: JSON = {
             "metadata": {"generation": written.generation},
             "spec": written.spec,
             "status": {"observedGeneration": written.generation, "revision": written.revision},
         }
-        loop.call_soon_threadsafe(
-            self._reconciled, written.kind, written.namespace, written.name, body
-        )
+        # The loop may be closing (operator shutdown): then the watch of the
+        # next start brings the status, and the reconcile must not fail for it.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(
+                self._reconciled, written.kind, written.namespace, written.name, body
+            )
 
     def _reconciled(self, kind: str, namespace: str, name: str, body: JSON) -> None:
         key = (kind, namespace, name)

@@ -318,5 +318,10 @@ def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> Non
 def test_no_report_reaches_a_stopped_loop() -> None:
     fake = FakeCoalescer()
     triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
-    triggers.source_reconciled(SourceStatus("ConfigProfile", "ns", "p", 1, 1, {}))
+    report = SourceStatus("ConfigProfile", "ns", "p", 1, 1, {})
+    triggers.source_reconciled(report)  # before start-up: no loop yet
+    closed = asyncio.new_event_loop()
+    closed.close()
+    triggers.loop = closed
+    triggers.source_reconciled(report)  # at shutdown: must not fail the reconcile
     assert fake.scheduled == []
