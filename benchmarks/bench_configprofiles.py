@@ -23,19 +23,18 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 
 from harness import (
     REPO,
     Bench,
-    Latest,
+    Follower,
     control_plane,
     kopf_handled,
     operator,
@@ -72,29 +71,14 @@ def change_latency(bench: Bench, changes: int) -> dict[str, Any]:
     """
     namespace = "bench-latency"
     bench.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    seen: dict[tuple[str, int], float] = {}
-    arrived = threading.Condition()
     with operator(bench, "--namespace", namespace):
-        profiles = Latest(
+        profiles = Follower(
             lambda ns, **kw: bench.custom.list_namespaced_custom_object(
                 GROUP, VERSION, ns, PLURAL, **kw
             ),
             namespace,
         )
-        stopper = watch.Watch()
-
-        def follow() -> None:
-            for event in stopper.stream(
-                bench.core.list_namespaced_config_map, namespace, timeout_seconds=900
-            ):
-                data = event["object"].data or {}
-                if "config.yaml" in data:
-                    value = yaml.safe_load(data["config.yaml"])["i"]
-                    with arrived:
-                        seen.setdefault((event["object"].metadata.name, value), time.perf_counter())
-                        arrived.notify_all()
-
-        threading.Thread(target=follow, daemon=True).start()
+        config_maps = Follower(bench.core.list_namespaced_config_map, namespace, config_value)
 
         def measure(name: str, *, one_at_a_time: bool) -> dict[str, Any]:
             bench.custom.create_namespaced_custom_object(
@@ -110,19 +94,22 @@ def change_latency(bench: Bench, changes: int) -> dict[str, Any]:
                 bench.custom.patch_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, name, {"spec": {"base": {"i": i}}}
                 )
-                with arrived:
-                    if not arrived.wait_for(lambda i=i: (name, i) in seen, timeout=30):
-                        raise TimeoutError(f"change {i} never reached ConfigMap {name}")
-                samples.append(seen[name, i] - started)
+                samples.append(config_maps.wait_for([(name, i)]) - started)
             return percentiles(samples)
 
         results = {
             "one_at_a_time": measure("one", one_at_a_time=True),
             "back_to_back": measure("burst", one_at_a_time=False),
         }
-        stopper.stop()
+        config_maps.stop()
         profiles.stop()
     return results
+
+
+def config_value(config_map: Any) -> int | None:
+    """The ``i`` a benchmark profile renders into its ConfigMap."""
+    data = config_map.data or {}
+    return yaml.safe_load(data["config.yaml"])["i"] if "config.yaml" in data else None
 
 
 def cold_reconcile_and_restart(bench: Bench, profiles: int, namespaces: int) -> dict[str, Any]:

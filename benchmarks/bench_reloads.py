@@ -23,23 +23,20 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, watch
-from urllib3.exceptions import ProtocolError
+from kubernetes import client
 
 from harness import (
     Bench,
-    Latest,
+    Follower,
     OperatorProcess,
     control_plane,
     operator,
@@ -87,45 +84,6 @@ def deployment(name: str, uses: str) -> client.V1Deployment:
     )
 
 
-class Follower:
-    """First time a watch saw each (name, value): timestamps for the clocks to stop on."""
-
-    def __init__(self, list_call: Callable[..., Any], namespace: str, value: Callable[[Any], Any]):
-        self.seen: dict[tuple[str, Any], float] = {}
-        self.arrived = threading.Condition()
-        self._stopper = watch.Watch()
-        self._thread = threading.Thread(
-            target=self._follow, args=(list_call, namespace, value), daemon=True
-        )
-        self._thread.start()
-
-    def _follow(self, list_call: Callable[..., Any], namespace: str, value: Any) -> None:
-        # stop() cuts the stream: the error that follows is the expected end.
-        with contextlib.suppress(ProtocolError):
-            self._follow_stream(list_call, namespace, value)
-
-    def _follow_stream(self, list_call: Callable[..., Any], namespace: str, value: Any) -> None:
-        for event in self._stopper.stream(list_call, namespace, timeout_seconds=1800):
-            obj = event["object"]
-            name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
-            found = value(obj)
-            if found is not None:
-                with self.arrived:
-                    self.seen.setdefault((name, found), time.perf_counter())
-                    self.arrived.notify_all()
-
-    def wait_for(self, keys: list[tuple[str, Any]], timeout: float = 30) -> float:
-        """The time the last of ``keys`` was first seen."""
-        with self.arrived:
-            if not self.arrived.wait_for(lambda: all(k in self.seen for k in keys), timeout):
-                missing = [k for k in keys if k not in self.seen][:3]
-                raise TimeoutError(f"never seen: {missing}")
-            return max(self.seen[k] for k in keys)
-
-    def stop(self) -> None:
-        self._stopper.stop()
-
-
 def template_record(obj: Any) -> str | None:
     annotations = obj.spec.template.metadata.annotations or {}
     return annotations.get(RECORD)
@@ -169,8 +127,6 @@ def change_latency(bench: Bench, namespace: str, changes: int) -> dict[str, Any]
     apps = client.AppsV1Api(bench.cluster.api_client)
     deployments = Follower(apps.list_namespaced_deployment, namespace, template_record)
     revisions = Follower(namespaced_profiles(bench), namespace, status_revision)
-    profiles = Latest(namespaced_profiles(bench), namespace)
-    workloads = Latest(apps.list_namespaced_deployment, namespace)
 
     def measure(name: str, workload: str, *, one_at_a_time: bool) -> dict[str, Any]:
         bench.custom.create_namespaced_custom_object(
@@ -197,8 +153,8 @@ def change_latency(bench: Bench, namespace: str, changes: int) -> dict[str, Any]
         end_to_end, after_revision = [], []
         for i in range(1, changes + 1):
             if one_at_a_time:
-                profiles.wait_until(name, rolled_and_recorded)
-                workloads.wait_until(
+                revisions.wait_until(name, rolled_and_recorded)
+                deployments.wait_until(
                     workload, lambda d: d.status.observed_generation == d.metadata.generation
                 )
             started = write_profile(bench, namespace, name, i)
@@ -214,8 +170,8 @@ def change_latency(bench: Bench, namespace: str, changes: int) -> dict[str, Any]
         "one_at_a_time": measure("p", "web", one_at_a_time=True),
         "back_to_back": measure("b", "burst", one_at_a_time=False),
     }
-    for follower in (deployments, revisions, profiles, workloads):
-        follower.stop()
+    deployments.stop()
+    revisions.stop()
     return results
 
 

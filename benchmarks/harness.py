@@ -210,16 +210,25 @@ def kopf_handled(item: dict[str, Any]) -> bool:
     return bool(essence.get("spec") == item.get("spec") and "metadata" not in essence)
 
 
-class Latest:
-    """The latest version of every object a namespaced watch delivers, by name.
+class Follower:
+    """Follows one namespaced watch: the latest object by name, and when values first appeared.
 
-    For waiting until the operator is idle between two measured changes
-    (a condition on the objects it writes), without polling the apiserver.
+    ``value(obj)`` (optional) extracts what a clock stops on (a revision, a
+    config value); ``wait_for`` returns when the last of some (name, value)
+    pairs was first seen.  ``wait_until`` waits for a condition on an object's
+    latest version, e.g. the operator being done with it, without polling the
+    apiserver.
     """
 
-    def __init__(self, list_call: Callable[..., Any], namespace: str) -> None:
-        self.objects: dict[str, Any] = {}
-        self.changed = threading.Condition()
+    def __init__(
+        self,
+        list_call: Callable[..., Any],
+        namespace: str,
+        value: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.latest: dict[str, Any] = {}
+        self.seen: dict[tuple[str, Any], float] = {}
+        self.arrived = threading.Condition()
         self._stopper = watch.Watch()
 
         def follow() -> None:
@@ -228,16 +237,27 @@ class Latest:
                 for event in self._stopper.stream(list_call, namespace, timeout_seconds=3600):
                     obj = event["object"]
                     name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
-                    with self.changed:
-                        self.objects[name] = obj
-                        self.changed.notify_all()
+                    found = value(obj) if value is not None else None
+                    with self.arrived:
+                        self.latest[name] = obj
+                        if found is not None:
+                            self.seen.setdefault((name, found), time.perf_counter())
+                        self.arrived.notify_all()
 
         threading.Thread(target=follow, daemon=True).start()
 
+    def wait_for(self, keys: list[tuple[str, Any]], timeout: float = 30) -> float:
+        """The time the last of ``keys`` was first seen."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: all(k in self.seen for k in keys), timeout):
+                missing = [k for k in keys if k not in self.seen][:3]
+                raise TimeoutError(f"never seen: {missing}")
+            return max(self.seen[k] for k in keys)
+
     def wait_until(self, name: str, condition: Callable[[Any], bool], timeout: float = 30) -> None:
-        with self.changed:
-            if not self.changed.wait_for(
-                lambda: name in self.objects and condition(self.objects[name]), timeout
+        with self.arrived:
+            if not self.arrived.wait_for(
+                lambda: name in self.latest and condition(self.latest[name]), timeout
             ):
                 raise TimeoutError(f"{name} never reached the awaited state")
 
