@@ -579,13 +579,9 @@ class SealedSecretReconciler:
         written_status = self._patch_status(sealed, new_status)
         if status_reported is not None:
             status_reported(revision)
-        # The index after the status (see app.profiles), from the status write's answer.
-        try:
-            self.revisions.publish(
-                SEALED_SECRETS, written_status or sealed, settled, annotate=annotate
-            )
-        except ClusterError as error:
-            raise _clean(error) from None
+        # The index after the status (see app.profiles), from the status write's
+        # answer.  Its errors need no cleaning: it writes annotations, no Secret data.
+        self.revisions.publish(SEALED_SECRETS, written_status or sealed, settled, annotate=annotate)
         if written:
             logger.info("SealedSecret %s/%s: %s", namespace, name, message)
         # As for profiles: events for changes, not for the first unseal.
