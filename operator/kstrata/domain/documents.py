@@ -151,6 +151,8 @@ class _Builder:
         self.open_anchors: set[str] = set()
         self.root: JSONValue = None
         self.line = 0
+        # Where the last event began (a character index): see _replay_for_limits.
+        self.index = 0
 
     # --- errors -------------------------------------------------------------
 
@@ -364,22 +366,14 @@ def load_yaml_documents(
     An empty document yields ``None``; an empty stream yields ``[]``.
     """
     text = _decode(data, source, limits)
-    builder = _Builder(source, limits)
-    documents: list[JSONValue] = []
     parser = _parser(text)
+    builder = _Builder(source, limits)
     try:
-        while True:
-            event = parser.get_event()
-            if event is None or isinstance(event, events.StreamEndEvent):
-                break
-            builder.line = event.start_mark.line + 1 if event.start_mark is not None else 0
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(builder, event)
-            elif isinstance(event, events.DocumentEndEvent):
-                documents.append(builder.root)
+        return _build(parser, builder)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if yaml.__with_libyaml__ and mark is not None:
+            _replay_for_limits(text[: mark.index + 1], builder, limits)
         line = f"{mark.line + 1}" if mark is not None else "?"
         raise DocumentError(
             f"{source}:{line}: invalid YAML: {_safe_problem(exc.problem)}"
@@ -394,7 +388,45 @@ def load_yaml_documents(
         dispose = getattr(parser, "dispose", None)
         if dispose is not None:
             dispose()
-    return documents
+
+
+def _build(parser: Any, builder: _Builder) -> list[JSONValue]:
+    documents: list[JSONValue] = []
+    while True:
+        event = parser.get_event()
+        if event is None or isinstance(event, events.StreamEndEvent):
+            return documents
+        if event.start_mark is not None:
+            builder.line = event.start_mark.line + 1
+            builder.index = event.start_mark.index
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(builder, event)
+        elif isinstance(event, events.DocumentEndEvent):
+            documents.append(builder.root)
+
+
+def _replay_for_limits(prefix: str, failed: _Builder, limits: Limits) -> None:
+    """Raise InputLimitError if the nesting bound, not the syntax, stopped libyaml.
+
+    libyaml scans up to a simple key's length (1,024 characters) ahead of the
+    events it hands out, and its own nesting limit (1,000 levels in PyYAML
+    6.0.4's build) can fire inside that window before the builder has seen
+    our lower bound.  Which bound was crossed is decided by structure, not
+    by libyaml's wording: only flow openers can stack up that fast, so unless
+    the window holds enough of them to cross the bound, the error stands as
+    a syntax error.  Otherwise the pure-Python parser, which yields every
+    event before the one that fails, replays the input up to the error into
+    a fresh builder, which raises InputLimitError at the bound.
+    """
+    window = prefix[failed.index :]
+    openers = window.count("[") + window.count("{")
+    if len(failed.stack) + openers <= limits.max_depth:
+        return
+    try:
+        _build(_PurePythonParser(prefix), _Builder(failed.source, limits))
+    except yaml.YAMLError:
+        return
 
 
 def load_yaml(
