@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTROLPLANE := $(BIN)/python tools/controlplane/controlplane.py
 
-.PHONY: help venv lint test test-unit test-cluster build-controlplane cluster cluster-down demo bench clean kind-deploy
+.PHONY: lock test-latest help venv lint test test-unit test-cluster build-controlplane cluster cluster-down demo bench clean kind-deploy
 
 help:
 	@echo "make test          lint + the whole test suite (unit and real control plane)"
@@ -22,11 +22,32 @@ help:
 	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
 	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
 
-$(STAMP): pyproject.toml
+# Development, test and CI dependencies come from the hashed lock only
+# (requirements/dev.txt); the package itself is installed on top without
+# dependencies, so nothing unlocked slips in.  pyproject.toml keeps ranges for
+# users; `make test-latest` checks that the newest versions they allow still work.
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+LOCK := $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11 \
+	--custom-compile-command 'make lock'
+
+$(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --require-hashes --no-deps -r requirements/dev.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
+
+# Refresh the locks from pyproject.toml (newest versions its ranges allow).
+lock: $(STAMP)
+	$(LOCK) pyproject.toml -o requirements/runtime.txt
+	$(LOCK) pyproject.toml requirements/build.in --extra dev -o requirements/dev.txt
+
+# The package with the plain ranges of pyproject.toml (what `pip install kstrata`
+# gives a user today) in a throw-away venv, and the unit tier against it.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	.venv-latest/bin/python -m pytest -q -m "not cluster" -p no:cacheprovider tests
 
 venv: $(STAMP)
 
