@@ -54,7 +54,15 @@ MODULE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = MODULE_DIR.parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
-SERVICE_CIDR = "10.0.0.0/24"
+# Built with the control plane from the same module; only the node (tools/node) runs them.
+NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler")
+# Ranges that overlap nothing this machine uses (its resolver lives in
+# 10.255.0.0/16): the node's kube-proxy captures the Service range on the host.
+SERVICE_CIDR = "172.29.128.0/24"
+KUBERNETES_SERVICE_IP = "172.29.128.1"
+LOOPBACK = "127.0.0.1"
+# The one node this tool runs (tools/node): its kubelet's identity.
+NODE_NAME = "kstrata-node"
 
 
 class ControlPlaneError(RuntimeError):
@@ -121,7 +129,7 @@ def ensure_built(*, quiet: bool = False) -> Path:
         if (
             stamp_file.exists()
             and stamp_file.read_text() == stamp
-            and all((target / name).exists() for name in BINARIES)
+            and all((target / name).exists() for name in (*BINARIES, *NODE_BINARIES))
         ):
             return target
         if shutil.which("go") is None:
@@ -135,6 +143,7 @@ def ensure_built(*, quiet: bool = False) -> Path:
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kubectl",
+            *(f"k8s.io/kubernetes/cmd/{name}" for name in NODE_BINARIES),
         ]
         command = ["go", "build", "-trimpath", "-ldflags", _version_ldflags(kubernetes_version())]
         result = subprocess.run(
@@ -190,8 +199,11 @@ class Pki:
         return self.directory / "service-account.pub"
 
 
-def generate_pki(directory: Path) -> Pki:
+def generate_pki(directory: Path, address: str = LOOPBACK) -> Pki:
     """A CA, the apiserver's serving certificate, client certificates and SA keys.
+
+    ``address`` is where the apiserver serves (127.0.0.1, or the node bridge's
+    gateway when pods must reach it); its certificate names it.
 
     ECDSA P-256 everywhere: generation takes milliseconds, which keeps a cold
     start of the control plane fast.
@@ -275,8 +287,10 @@ def generate_pki(directory: Path) -> Pki:
                         x509.DNSName("kubernetes.default"),
                         x509.DNSName("kubernetes.default.svc"),
                         x509.DNSName("kubernetes.default.svc.cluster.local"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                        *(
+                            x509.IPAddress(ipaddress.ip_address(ip))
+                            for ip in sorted({LOOPBACK, address, KUBERNETES_SERVICE_IP})
+                        ),
                     ]
                 ),
                 critical=False,
@@ -292,6 +306,13 @@ def generate_pki(directory: Path) -> Pki:
     issue("apiserver", "kube-apiserver", server=True)
     issue("admin", "kstrata-admin", ("system:masters",))
     issue("controller-manager", "system:kube-controller-manager")
+    # The node's components (tools/node), each with the identity the bootstrap
+    # RBAC policy and the Node authorizer expect; the apiserver's own client
+    # certificate for kubelet calls (logs, exec) is an admin.
+    issue("kubelet", f"system:node:{NODE_NAME}", ("system:nodes",))
+    issue("kube-proxy", "system:kube-proxy")
+    issue("scheduler", "system:kube-scheduler")
+    issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write_key(pki.sa_key, sa_key)
@@ -407,6 +428,9 @@ class ControlPlane:
     binaries: Path = field(default_factory=bin_dir)
     components: list[Component] = field(default_factory=list)
     apiserver_port: int = 0
+    #: Where kube-apiserver binds and what it advertises: loopback, or an address
+    #: pods can reach (the node bridge's gateway, which exists only on this machine).
+    address: str = LOOPBACK
 
     @property
     def kubeconfig(self) -> Path:
@@ -422,7 +446,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def _state_file(self) -> Path:
@@ -432,7 +456,7 @@ class ControlPlane:
         self.state_dir = self.state_dir.resolve()
         recover_stale(self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pki = generate_pki(self.state_dir / "pki")
+        pki = generate_pki(self.state_dir / "pki", self.address)
         logs = self.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         etcd_port, peer_port, kcm_port = free_port(), free_port(), free_port()
@@ -464,8 +488,8 @@ class ControlPlane:
                 [
                     str(b / "kube-apiserver"),
                     f"--etcd-servers={etcd_url}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
+                    f"--bind-address={self.address}",
+                    f"--advertise-address={self.address}",
                     f"--secure-port={self.apiserver_port}",
                     f"--cert-dir={self.state_dir / 'apiserver-certs'}",
                     f"--tls-cert-file={pki.cert('apiserver')}",
@@ -475,7 +499,14 @@ class ControlPlane:
                     f"--service-account-signing-key-file={pki.sa_key}",
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
-                    "--authorization-mode=RBAC",
+                    # Node + NodeRestriction: a kubelet may touch only its own Node
+                    # and what its pods use, as in a real cluster.
+                    "--authorization-mode=Node,RBAC",
+                    "--enable-admission-plugins=NodeRestriction",
+                    # kubectl logs/exec: dial the node's InternalIP, never look up its name.
+                    "--kubelet-preferred-address-types=InternalIP,Hostname",
+                    f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+                    f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
                     "--allow-privileged=true",
                     "--profiling=false",
                     "--v=1",
@@ -577,7 +608,7 @@ class ControlPlane:
 
     def get(self, path: str) -> tuple[int, bytes]:
         connection = http.client.HTTPSConnection(
-            "127.0.0.1", self.apiserver_port, context=self._ssl_context(), timeout=5
+            self.address, self.apiserver_port, context=self._ssl_context(), timeout=5
         )
         try:
             connection.request("GET", path)
@@ -709,8 +740,9 @@ def _running(state_dir: Path) -> ControlPlane | None:
     supervisor = int(state.get("supervisor", 0))
     if not ready or not supervisor or not _pid_alive(supervisor):
         return None
-    plane = ControlPlane(state_dir)
-    plane.apiserver_port = int(state["apiserver"].rsplit(":", 1)[1])
+    host, port = state["apiserver"].removeprefix("https://").rsplit(":", 1)
+    plane = ControlPlane(state_dir, address=host)
+    plane.apiserver_port = int(port)
     return plane if plane.apiserver_ready() else None
 
 
