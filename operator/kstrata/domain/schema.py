@@ -10,6 +10,12 @@ Two properties matter more than completeness here:
 * **No network or file access.**  Only local references (``#/$defs/...``,
   ``#anchor``) are allowed; any other ``$ref`` is refused when the schema is
   compiled, and the reference registry refuses retrieval as a second line.
+* **Linear time, bounded depth.**  Every ``pattern`` and ``patternProperties``
+  name is compiled when the schema is, by :mod:`kstrata.domain.regex`
+  (ECMA-262 translated for RE2; never Python's backtracking ``re``), and a
+  pattern RE2 cannot take is an ``InvalidSchemaError`` naming its place.  The
+  jsonschema path uses the same engine (:mod:`kstrata.domain.schema_keywords`)
+  and refuses references that loop without going into the configuration.
 
 jsonschema is imported lazily (it costs far more than the rest of the domain
 package to import, and the offline CLI must start fast), and compiled
@@ -30,15 +36,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import import_module
 from typing import Any, Final
 
-from kstrata.domain.jsonvalue import JSONValue, PathPart, json_path
-from kstrata.errors import InvalidSchemaError, SchemaViolationError, Violation
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONValue, PathPart, json_path
+from kstrata.domain.regex import compile_pattern
+from kstrata.errors import InputLimitError, InvalidSchemaError, SchemaViolationError, Violation
 
 # jsonschema ships no type information (and no stubs are installed), so its
 # objects are ``Any`` here; these aliases document what is meant.
@@ -61,6 +67,10 @@ def _canonical(schema: Mapping[str, JSONValue]) -> str:
         )
     except (TypeError, ValueError) as exc:
         raise InvalidSchemaError("spec.schema holds a value that is not JSON") from exc
+    except RecursionError:
+        raise InputLimitError(
+            f"spec.schema: nesting deeper than {DEFAULT_LIMITS.max_depth} levels"
+        ) from None
 
 
 def schema_digest(schema: Mapping[str, JSONValue]) -> str:
@@ -76,28 +86,35 @@ _SCHEMA_MAPS = frozenset(
 )
 
 
-def _walk_refs(value: JSONValue, path: list[PathPart]) -> Iterable[tuple[str, str]]:
-    """Yield (schema path, reference) for every reference keyword in a schema."""
+def _walk_keywords(
+    value: JSONValue, path: list[PathPart]
+) -> Iterable[tuple[list[PathPart], str, JSONValue]]:
+    """Yield (path, keyword, value) for every keyword of every (sub)schema.
+
+    ``path`` ends with the keyword and is only valid until the next item.
+    Unknown keywords are walked too (a ``$ref`` may point into them): this
+    errs towards refusing a reference or a pattern.
+    """
+    if len(path) > DEFAULT_LIMITS.max_depth:
+        raise InputLimitError(f"spec.schema: nesting deeper than {DEFAULT_LIMITS.max_depth} levels")
     if isinstance(value, list):
         for index, item in enumerate(value):
             path.append(index)
-            yield from _walk_refs(item, path)
+            yield from _walk_keywords(item, path)
             path.pop()
         return
     if not isinstance(value, dict):
         return
     for key, item in value.items():
         path.append(key)
-        if key in _REF_KEYWORDS and isinstance(item, str):
-            yield json_path(path), item
-        elif key in _SCHEMA_MAPS and isinstance(item, dict):
+        yield path, key, item
+        if key in _SCHEMA_MAPS and isinstance(item, dict):
             for name, subschema in item.items():
                 path.append(name)
-                yield from _walk_refs(subschema, path)
+                yield from _walk_keywords(subschema, path)
                 path.pop()
         elif key not in _DATA_KEYWORDS:
-            # Unknown keywords are walked too: erring towards refusing a $ref.
-            yield from _walk_refs(item, path)
+            yield from _walk_keywords(item, path)
         path.pop()
 
 
@@ -108,12 +125,24 @@ def _check_static(schema: Mapping[str, JSONValue]) -> None:
             f"spec.schema: only JSON Schema draft 2020-12 is supported ($schema must be "
             f"{DRAFT_2020_12} or absent)"
         )
-    for where, ref in _walk_refs(dict(schema), []):
-        if not ref.startswith("#"):
+    for path, key, value in _walk_keywords(dict(schema), []):
+        if key in _REF_KEYWORDS and isinstance(value, str) and not value.startswith("#"):
             raise InvalidSchemaError(
-                f"spec.schema {where}: only local references ('#...') are allowed; "
+                f"spec.schema {json_path(path)}: only local references ('#...') are allowed; "
                 "remote and file references are never fetched"
             )
+        if key == "pattern" and isinstance(value, str):
+            _check_pattern(value, path)
+        elif key == "patternProperties" and isinstance(value, dict):
+            for pattern in value:
+                _check_pattern(pattern, [*path, pattern])
+
+
+def _check_pattern(pattern: str, path: list[PathPart]) -> None:
+    try:
+        compile_pattern(pattern)
+    except InvalidSchemaError as error:
+        raise InvalidSchemaError(f"spec.schema {json_path(path)}: {error}") from None
 
 
 def _refuse_retrieval(uri: str) -> Any:
@@ -151,19 +180,17 @@ def _build(schema: Mapping[str, JSONValue], canonical: str) -> Validator:
 
 
 def _build_jsonschema(plain: dict[str, JSONValue]) -> Validator:
-    validator_class = import_module("jsonschema").Draft202012Validator
-    schema_error = import_module("jsonschema.exceptions").SchemaError
-    registry_class = import_module("referencing").Registry
+    from kstrata.domain import schema_keywords
 
-    try:
-        validator_class.check_schema(plain)
-    except schema_error as exc:
+    registry_class = import_module("referencing").Registry
+    error = schema_keywords.check_schema(plain)
+    if error is not None:
         raise InvalidSchemaError(
-            f"spec.schema is not a valid JSON Schema: {json_path(exc.absolute_path)} "
-            f"breaks the metaschema rule '{exc.validator}'"
-        ) from exc
+            f"spec.schema is not a valid JSON Schema: {json_path(error.absolute_path)} "
+            f"breaks the metaschema rule '{error.validator}'"
+        )
     registry = registry_class(retrieve=_refuse_retrieval)
-    return validator_class(plain, registry=registry)
+    return schema_keywords.validator_class()(plain, registry=registry)
 
 
 def check_schema(schema: Mapping[str, JSONValue]) -> None:
@@ -240,15 +267,10 @@ _Found = tuple[tuple[PathPart, ...], str, str]
 
 
 def _additional(error: ValidationError) -> list[str]:
-    instance = error.instance
+    from kstrata.domain.schema_keywords import additional_keys
+
     schema = error.schema if isinstance(error.schema, dict) else {}
-    properties = schema.get("properties", {})
-    patterns = schema.get("patternProperties", {})
-    return [
-        key
-        for key in instance
-        if key not in properties and not any(re.search(p, key) for p in patterns)
-    ]
+    return additional_keys(error.instance, schema)
 
 
 def _describe(error: ValidationError) -> list[_Found]:
@@ -310,14 +332,23 @@ def validate(
 def _violations(validator: Validator, config: JSONValue) -> set[_Found]:
     if isinstance(validator, SimpleValidator):
         return validator.violations(config)
+    from kstrata.domain.schema_keywords import iter_violations
+
     unresolvable = import_module("referencing.exceptions").Unresolvable
     found: set[_Found] = set()
     try:
-        for error in validator.iter_errors(config):
+        for error in iter_violations(validator, config):
             found.update(_describe(error))
     except unresolvable as exc:
         raise InvalidSchemaError(
             f"spec.schema has an unresolvable reference: {getattr(exc, 'ref', '?')}"
+        ) from None
+    except RecursionError:
+        # The last line behind schema_keywords' bound on references (jsonschema's
+        # own helpers, such as the one behind unevaluatedItems, recurse too).
+        raise InvalidSchemaError(
+            "spec.schema: validation nests too deeply (references that lead back to "
+            "themselves without going into the configuration?)"
         ) from None
     return found
 
@@ -376,8 +407,8 @@ def _is_regex(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        re.compile(value)
-    except re.error:
+        compile_pattern(value)
+    except InvalidSchemaError:
         return False
     return True
 
@@ -552,7 +583,7 @@ class SimpleValidator:
             elif (
                 key == "pattern"
                 and isinstance(instance, str)
-                and not re.search(str(value), instance)
+                and not compile_pattern(str(value)).search(instance)
             ):
                 found.add((here, key, str(_SIMPLE_MESSAGES[key](value))))
 

@@ -1,0 +1,258 @@
+"""jsonschema's draft 2020-12 validator, with RE2 patterns and bounded references.
+
+Imported only by :mod:`kstrata.domain.schema` when a schema needs jsonschema
+(the built-in checker covers the common ones), so the offline CLI pays for
+none of this.  Built through jsonschema's extension points
+(``validators.extend`` and a ``FormatChecker``), not by patching it:
+
+* **Patterns.**  Every keyword that matches a regular expression (``pattern``,
+  ``patternProperties``, and the two that consult ``patternProperties``:
+  ``additionalProperties`` and ``unevaluatedProperties``) is replaced by one
+  that uses :mod:`kstrata.domain.regex` (ECMA-262 translated for RE2, linear
+  time), and the metaschema's ``format: regex`` check uses the same compiler,
+  so a schema is accepted exactly when its patterns can be matched that way.
+  jsonschema's own versions call ``re.search``, which backtracks.
+* **References.**  ``$ref`` and ``$dynamicRef`` that come back to the schema
+  node they started from, on the same part of the configuration, never end
+  (``{"$ref": "#"}``); jsonschema recurses until Python's ``RecursionError``.
+  Here such a loop is an ``InvalidSchemaError`` the moment it closes, and
+  references nest at most ``MAX_REFERENCE_DEPTH`` deep in any case.
+
+Messages of the errors yielded here hold no instance value (``schema._describe``
+rebuilds every message anyway, from the keyword and the schema's side).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from typing import Any, Final
+
+from kstrata.domain.regex import Pattern, compile_pattern
+from kstrata.errors import InvalidSchemaError
+
+__all__ = ["MAX_REFERENCE_DEPTH", "check_schema", "iter_violations", "validator_class"]
+
+#: References (``$ref``, ``$dynamicRef``) followed inside one another, at most.
+MAX_REFERENCE_DEPTH: Final = 256
+
+_jsonschema = import_module("jsonschema")
+_ValidationError = import_module("jsonschema.exceptions").ValidationError
+_Draft = _jsonschema.Draft202012Validator
+
+Keyword = Callable[[Any, Any, Any, Any], Iterator[Any]]
+
+
+# --- references ----------------------------------------------------------------
+
+
+class _Active(threading.local):
+    """The references being followed in this thread: (schema node, instance) ids."""
+
+    def __init__(self) -> None:
+        self.pairs: set[tuple[int, int]] = set()
+
+
+_active = _Active()
+
+
+def _enter(ref: object, schema: object, instance: object) -> tuple[int, int]:
+    key = (id(schema), id(instance))
+    if key in _active.pairs:
+        raise InvalidSchemaError(
+            f"spec.schema: the reference {ref!r} leads back to itself without going "
+            "into the configuration, so validation would never end"
+        )
+    if len(_active.pairs) >= MAX_REFERENCE_DEPTH:
+        raise InvalidSchemaError(
+            f"spec.schema: references nest more than {MAX_REFERENCE_DEPTH} deep"
+        )
+    _active.pairs.add(key)
+    return key
+
+
+def _bounded(keyword: Keyword) -> Keyword:
+    """``$ref``/``$dynamicRef`` that refuse to loop (see the module docstring)."""
+
+    def follow(validator: Any, ref: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        key = _enter(ref, schema, instance)
+        try:
+            yield from keyword(validator, ref, instance, schema)
+        finally:
+            _active.pairs.discard(key)
+
+    return follow
+
+
+# --- patterns --------------------------------------------------------------------
+
+
+def _compiled(patterns: Any) -> list[Pattern]:
+    return [compile_pattern(pattern) for pattern in patterns]
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not compile_pattern(pattern).search(instance):
+        yield _ValidationError("does not match the pattern")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        compiled = compile_pattern(pattern)
+        for key, value in instance.items():
+            if compiled.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def additional_keys(instance: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Keys neither ``properties`` nor ``patternProperties`` of ``schema`` cover."""
+    properties = schema.get("properties", {})
+    patterns = _compiled(schema.get("patternProperties", {}))
+    return [
+        key
+        for key in instance
+        if key not in properties and not any(pattern.search(key) for pattern in patterns)
+    ]
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = additional_keys(instance, schema)
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        yield _ValidationError("additional properties are not allowed")
+
+
+def _is_valid(errors: Iterator[Any]) -> bool:
+    return next(errors, None) is None
+
+
+def _evaluated_keys(validator: Any, instance: Any, schema: Any) -> list[str]:  # noqa: PLR0912
+    """jsonschema's ``find_evaluated_property_keys_by_schema``, with RE2 and bounded refs."""
+    if validator.is_type(schema, "boolean"):
+        return []
+    keys: list[str] = []
+    for keyword in ("$ref", "$dynamicRef"):
+        ref = schema.get(keyword)
+        if ref is None:
+            continue
+        entered = _enter(ref, schema, instance)
+        try:
+            resolved = validator._resolver.lookup(ref)
+            keys += _evaluated_keys(
+                validator.evolve(schema=resolved.contents, _resolver=resolved.resolver),
+                instance,
+                resolved.contents,
+            )
+        finally:
+            _active.pairs.discard(entered)
+    properties = schema.get("properties")
+    if validator.is_type(properties, "object"):
+        keys += properties.keys() & instance.keys()
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        subschema = schema.get(keyword)
+        if subschema is not None:
+            keys += (
+                key
+                for key, value in instance.items()
+                if _is_valid(validator.descend(value, subschema))
+            )
+    if "patternProperties" in schema:
+        patterns = _compiled(schema["patternProperties"])
+        keys += (key for key in instance if any(pattern.search(key) for pattern in patterns))
+    for name, subschema in schema.get("dependentSchemas", {}).items():
+        if name in instance:
+            keys += _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "oneOf", "anyOf"):
+        for subschema in schema.get(keyword, []):
+            if _is_valid(validator.descend(instance, subschema)):
+                keys += _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            keys += _evaluated_keys(validator, instance, schema["if"])
+            if "then" in schema:
+                keys += _evaluated_keys(validator, instance, schema["then"])
+        elif "else" in schema:
+            keys += _evaluated_keys(validator, instance, schema["else"])
+    return keys
+
+
+def _unevaluated_properties(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = set(_evaluated_keys(validator, instance, schema))
+    failed = [
+        key
+        for key in instance
+        if key not in evaluated
+        and not _is_valid(validator.descend(instance[key], unevaluated, path=key, schema_path=key))
+    ]
+    if failed:
+        yield _ValidationError("unevaluated properties are not allowed")
+
+
+# --- the classes -------------------------------------------------------------------
+
+
+def _is_regex(instance: object) -> bool:
+    if isinstance(instance, str):
+        compile_pattern(instance)  # raises InvalidSchemaError, which the checker reports
+    return True
+
+
+def _format_checker() -> Any:
+    checker = _jsonschema.FormatChecker(formats=())
+    checker.checkers = dict(_Draft.FORMAT_CHECKER.checkers)
+    checker.checks("regex", raises=InvalidSchemaError)(_is_regex)
+    return checker
+
+
+FORMAT_CHECKER: Final = _format_checker()
+
+_VALIDATORS: Final = {
+    "$ref": _bounded(_Draft.VALIDATORS["$ref"]),
+    "$dynamicRef": _bounded(_Draft.VALIDATORS["$dynamicRef"]),
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "unevaluatedProperties": _unevaluated_properties,
+}
+
+#: Draft 2020-12 with the keywords above.  ``format`` stays an annotation for
+#: configurations (as the draft says); the metaschema check asserts ``regex``.
+Validator: Final = _jsonschema.validators.extend(
+    _Draft, validators=_VALIDATORS, format_checker=FORMAT_CHECKER
+)
+
+
+def validator_class() -> Any:
+    return Validator
+
+
+def check_schema(schema: dict[str, Any]) -> Any:
+    """The first error of ``schema`` against the draft 2020-12 metaschema, or None.
+
+    Like ``Draft202012Validator.check_schema``, with the RE2 ``regex`` format
+    and the keywords above applied to the metaschema's own patterns too.
+    """
+    _active.pairs.clear()
+    meta = Validator(_Draft.META_SCHEMA, format_checker=FORMAT_CHECKER)
+    return next(meta.iter_errors(schema), None)
+
+
+def iter_violations(validator: Any, config: Any) -> Iterator[Any]:
+    """``validator.iter_errors(config)``, starting with no reference in progress."""
+    _active.pairs.clear()
+    yield from validator.iter_errors(config)
