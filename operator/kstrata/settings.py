@@ -247,12 +247,16 @@ def settings_document(settings: Settings) -> dict[str, Any]:
 
 def _read_object(path: Path, *, empty_ok: bool) -> dict[str, Any]:
     from kstrata.domain.documents import load_yaml
-    from kstrata.errors import InvalidInputError
+    from kstrata.domain.jsonvalue import DEFAULT_LIMITS
+    from kstrata.errors import InvalidInputError, KstrataError
+    from kstrata.files import read_regular
 
     try:
-        data = path.read_bytes()
+        data = read_regular(path, DEFAULT_LIMITS.max_bytes)
     except OSError as exc:
         raise SettingsError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except KstrataError as exc:
+        raise SettingsError(f"{path}: cannot be read ({exc})") from exc
     try:
         document = load_yaml(data, source=str(path))
     except InvalidInputError as exc:

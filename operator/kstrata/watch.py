@@ -59,7 +59,6 @@ import logging
 import os
 import re
 import signal
-import stat
 import subprocess
 import threading
 import time
@@ -80,6 +79,7 @@ from kstrata.errors import (
     KstrataError,
     UsageError,
 )
+from kstrata.files import read_regular
 
 __all__ = [
     "PARSERS",
@@ -113,6 +113,9 @@ DEFAULT_POLL_INTERVAL: Final = 0.2
 #: A volume is a handful of keys; this bounds a directory-mode read.
 MAX_FILES: Final = 1024
 _MAX_BYTES: Final = DEFAULT_LIMITS.max_bytes
+_MAX_PIDFILE_BYTES: Final = 64
+#: As many keys as a document may hold values (the input is bounded in bytes too).
+_MAX_KEYS: Final = DEFAULT_LIMITS.max_nodes
 
 
 # --- parsing ---------------------------------------------------------------
@@ -166,7 +169,13 @@ def parse_env(data: bytes, source: str = "<input>") -> dict[str, str]:
         if key in result:
             raise DocumentError(f"{source}:{number}: duplicate key '{key}'")
         result[key] = value
+        _check_count(result, source)
     return result
+
+
+def _check_count(result: Mapping[str, str], source: str) -> None:
+    if len(result) > _MAX_KEYS:
+        raise InputLimitError(f"{source}: more than {_MAX_KEYS} keys")
 
 
 _PROPERTY_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
@@ -249,6 +258,7 @@ def parse_properties(data: bytes, source: str = "<input>") -> dict[str, str]:
         if key in result:
             raise DocumentError(f"{source}:{number}: duplicate key '{key}'")
         result[key] = value
+        _check_count(result, source)
     return result
 
 
@@ -369,15 +379,12 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _read_regular(path: str, source: str) -> bytes:
-    # O_NONBLOCK: opening a FIFO someone placed here must not hang the watcher.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise InvalidInputError(f"{source}: not a regular file")
-        data = handle.read(_MAX_BYTES + 1)
-    if len(data) > _MAX_BYTES:
-        raise InputLimitError(f"{source}: file is larger than the limit of {_MAX_BYTES} bytes")
-    return data
+    # Regular files only, opened without blocking (a FIFO someone placed here
+    # must not hang the watcher), at most _MAX_BYTES of them.
+    try:
+        return read_regular(path, _MAX_BYTES, shown=source)
+    except UsageError as error:
+        raise InvalidInputError(error.message) from None
 
 
 def _digest(files: Mapping[str, bytes]) -> str:
@@ -844,12 +851,13 @@ def parse_signal(name: str) -> signal.Signals:
 def read_pidfile(path: Path) -> int:
     """The process id in ``path`` (read each time: the process may have restarted)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(64)
+        data = read_regular(path, _MAX_PIDFILE_BYTES, shown=f"pidfile {path}")
     except FileNotFoundError:
         raise _action_failed(f"pidfile {path} does not exist") from None
     except OSError as exc:
         raise _action_failed(f"pidfile {path}: cannot read ({exc.strerror})") from None
+    except KstrataError as error:
+        raise _action_failed(error.message) from None
     text = data.decode("ascii", "replace").strip()
     if not text.isdigit() or int(text) <= 0:
         raise _action_failed(f"pidfile {path} does not hold a process id")

@@ -50,6 +50,7 @@ from kstrata.app.sealed_secrets import effective_tokens, parse_sealed_spec
 from kstrata.domain.crds import configprofile_crd, sealedsecret_crd
 from kstrata.domain.documents import load_documents
 from kstrata.domain.environments import select_environment
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.merge import same_json
 from kstrata.domain.profile import (
     API_VERSION,
@@ -76,6 +77,7 @@ from kstrata.errors import (
     RevisionNotFoundError,
     UsageError,
 )
+from kstrata.files import read_bounded
 from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, SEALED_SECRETS, KubeApi, Resource
 
 if TYPE_CHECKING:
@@ -94,8 +96,6 @@ _ITEM_FIELDS: Final = frozenset({"encryptedData", "environments"})
 #: How often ``rollback`` looks whether the operator has caught up.
 POLL_INTERVAL: Final = 0.2
 DEFAULT_TIMEOUT: Final = 60.0
-#: Largest file ``diff -f`` reads (a manifest, not a data set).
-_MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 
 
 class RevisionSource(Protocol):
@@ -569,13 +569,7 @@ def _defaulted(value: object, schema: JSON) -> object:
 
 
 def _read_resource_file(path: Path) -> _FileResource:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    if len(raw) > _MAX_FILE_BYTES:
-        raise UsageError(f"{path}: larger than {_MAX_FILE_BYTES} bytes")
+    raw = read_bounded(path, DEFAULT_LIMITS.max_bytes)
     documents = [
         d
         for d in load_documents(raw, source=str(path))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kstrata.domain.documents import load_documents
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.profile import (
     API_VERSION,
     KIND,
@@ -23,6 +24,7 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.render import FORMATS, render_text
 from kstrata.errors import DocumentError, InvalidInputError, UsageError
+from kstrata.files import describe, read_bounded
 
 #: The environment rendered when neither --env nor spec.environment names one
 #: (the operator's own default, so offline output matches a fresh cluster).
@@ -51,11 +53,8 @@ class Problem:
 
 
 def _read(path: Path) -> list[object]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    return list(load_documents(data, source=str(path)))
+    data = read_bounded(path, DEFAULT_LIMITS.max_bytes, stdin=True)
+    return list(load_documents(data, source=describe(path)))
 
 
 def _is_profile(document: object) -> bool:

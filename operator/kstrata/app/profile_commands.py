@@ -42,6 +42,7 @@ from kstrata.domain.environments import (
     select_environment,
 )
 from kstrata.domain.jsonvalue import (
+    DEFAULT_LIMITS,
     JSONObject,
     JSONValue,
     PathPart,
@@ -78,6 +79,7 @@ from kstrata.errors import (
     MergeError,
     UsageError,
 )
+from kstrata.files import read_bounded
 from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, NAMESPACES, KubeApi
 
 #: Annotation ``kubectl rollout history`` and friends show; ``set`` writes key names there.
@@ -529,6 +531,10 @@ def _property_path(key: str) -> list[PathPart]:
             raise _NotNestable
         path.append(match.group(1))
         path.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
+        # Deeper than a document may nest: the flat keys are the only reading
+        # (and the tree below is built recursively).
+        if len(path) >= DEFAULT_LIMITS.max_depth:
+            raise _NotNestable
     return path
 
 
@@ -749,10 +755,8 @@ def import_config_map(
 
 
 def _read_file(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    # Bounded like every document: .env and .properties files included.
+    raw = read_bounded(path, DEFAULT_LIMITS.max_bytes)
     try:
         # Strict: a BOM or another encoding would not survive the round trip.
         return raw.decode("utf-8")

@@ -27,7 +27,6 @@ import binascii
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from kstrata.errors import (
     UnknownKeyError,
     UsageError,
 )
+from kstrata.files import read_bounded
 
 if TYPE_CHECKING:
     from kstrata.kube.api import KubeApi
@@ -400,19 +400,8 @@ def _add(values: dict[str, bytes], key: str, value: bytes, where: str) -> None:
 
 
 def _read_bounded(path: Path, limit: int, *, what: str, show_path: bool = True) -> bytes:
-    """Read at most ``limit`` bytes; more is an ``InputLimitError``, never a huge read."""
-    shown = f"{what} {path}" if show_path else what
-    try:
-        if str(path) == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with path.open("rb") as handle:
-                data = handle.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"{shown}: cannot read the file: {exc.strerror}") from None
-    if len(data) > limit:
-        raise InputLimitError(f"{shown}: the file exceeds the limit of {limit} bytes")
-    return data
+    """Read at most ``limit`` bytes ('-' is standard input); see :mod:`kstrata.files`."""
+    return read_bounded(path, limit, what=what, show_path=show_path, stdin=True)
 
 
 def _only_document(path: Path, limit_what: str) -> JSONObject:

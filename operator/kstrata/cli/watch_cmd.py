@@ -141,13 +141,10 @@ def _check_key(key: str) -> None:
 
 def _load_schema(path: Path) -> JSONObject:
     from kstrata.domain.documents import load_documents
+    from kstrata.domain.jsonvalue import DEFAULT_LIMITS
+    from kstrata.files import read_bounded
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"--schema: {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"--schema: cannot read {path} ({exc.strerror})") from None
+    data = read_bounded(path, DEFAULT_LIMITS.max_bytes, what="--schema")
     documents = load_documents(data, source=str(path))
     if len(documents) != 1 or not isinstance(documents[0], dict):
         raise InvalidSchemaError(f"{path}: a JSON Schema must be one object")

@@ -19,6 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kstrata.files import read_regular
+
+#: A CA bundle is a few KiB; a mounted file is read up to this.
+_MAX_PEM_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ServingCertificate:
@@ -89,5 +94,5 @@ def load_serving_certificate(directory: Path) -> ServingCertificate:
     return ServingCertificate(
         certfile=directory / "tls.crt",
         keyfile=directory / "tls.key",
-        ca_pem=(directory / "ca.crt").read_bytes(),
+        ca_pem=read_regular(directory / "ca.crt", _MAX_PEM_BYTES),
     )

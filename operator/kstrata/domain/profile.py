@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kstrata.domain.environments import check_environment_name
-from kstrata.domain.extends import MAX_EXTENDS_DEPTH, resolve_layers
+from kstrata.domain.extends import MAX_EXTENDS_DEPTH, MAX_EXTENDS_PROFILES, resolve_layers
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, normalize
 from kstrata.domain.render import (
     FORMATS,
@@ -35,7 +35,13 @@ from kstrata.domain.render import (
     render,
 )
 from kstrata.domain.schema import check, validate
-from kstrata.errors import InvalidInputError, MergeError, SchemaViolationError, Violation
+from kstrata.errors import (
+    ExtendsError,
+    InvalidInputError,
+    MergeError,
+    SchemaViolationError,
+    Violation,
+)
 
 API_VERSION: Final = "kstrata.dev/v1alpha1"
 KIND: Final = "ConfigProfile"
@@ -319,20 +325,24 @@ def declared_environments(spec: ProfileSpec, name: str, lookup: Lookup) -> list[
     """Environments declared by the profile or any profile it extends, sorted."""
     seen: set[str] = set()
     names: set[str] = set(spec.environments)
-
-    def visit(profile: ProfileSpec) -> None:
+    # Bad graphs (cycles, missing bases, depth) are reported by resolve_layers;
+    # here the ``seen`` set keeps the walk finite, and it is a loop, not a
+    # recursion, so a chain of thousands of profiles cannot exhaust the stack.
+    pending = [spec]
+    while pending:
+        profile = pending.pop()
         for base_name in profile.extends:
             if base_name in seen or base_name == name:
                 continue
+            if len(seen) >= MAX_EXTENDS_PROFILES:
+                raise ExtendsError(
+                    f"extends reaches more than {MAX_EXTENDS_PROFILES} profiles (from {name})"
+                )
             seen.add(base_name)
             base = lookup(base_name)
             if base is not None:
                 names.update(base.environments)
-                visit(base)
-
-    # Bad graphs (cycles, missing bases, depth) are reported by resolve_layers;
-    # here the ``seen`` set alone keeps the walk finite.
-    visit(spec)
+                pending.append(base)
     return sorted(names)
 
 

@@ -1,0 +1,94 @@
+"""The one way kstrata reads a file or standard input: bounded before it is read.
+
+Every path a user names (``-f``, ``--cert``, ``--from-file``, ``--merge-into``,
+``--env-file``, settings files, ``--schema``, a pidfile, a watched volume) is
+read here, so one rule holds everywhere:
+
+* at most ``limit + 1`` bytes are ever read, so a file (or a stream on
+  standard input) larger than the limit costs ``limit`` bytes of memory and
+  ends in an ``InputLimitError`` naming it and the limit, never a
+  ``MemoryError``;
+* only regular files are opened, without blocking (``O_NONBLOCK``), so a
+  device such as ``/dev/zero``, a FIFO or a directory is refused at once with
+  an error that says so, instead of an endless read or a hang; ``-`` (where a
+  command allows it) is standard input, bounded the same way.
+
+Which limit applies is the caller's: documents use the document loader's
+``DEFAULT_LIMITS.max_bytes``, plaintexts the sealing limit, key bundles theirs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+from kstrata.errors import InputLimitError, UsageError
+
+__all__ = ["STDIN", "describe", "read_bounded", "read_regular"]
+
+#: The path that means standard input where a command accepts it.
+STDIN = "-"
+
+
+def describe(path: Path | str) -> str:
+    """How messages name ``path`` (``<stdin>`` for ``-``)."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def read_regular(path: Path | str, limit: int, *, shown: str | None = None) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Raises ``UsageError`` for anything but a regular file, ``InputLimitError``
+    above ``limit``, and lets ``OSError`` (missing file, no permission)
+    through for the caller to word.  ``shown`` names the file in messages
+    (default: the path).
+    """
+    shown = str(path) if shown is None else shown
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise UsageError(
+                f"{shown}: not a regular file (only regular files of at most {limit} bytes "
+                "are read; devices, pipes and directories are not)"
+            )
+        if status.st_size > limit:
+            raise _too_large(shown, limit)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(shown, limit)
+    return data
+
+
+def read_bounded(
+    path: Path | str,
+    limit: int,
+    *,
+    what: str | None = None,
+    show_path: bool = True,
+    stdin: bool = False,
+) -> bytes:
+    """Read a file a user named, or standard input for ``-`` when ``stdin`` allows it.
+
+    Messages say ``what`` (a flag, such as ``--cert``) and the path; with
+    ``show_path=False`` only ``what`` (a path typed as ``KEY=PATH`` may be a
+    value typed by mistake).  A file that cannot be opened is a
+    ``UsageError``; see :func:`read_regular` for the rest.
+    """
+    name = describe(path)
+    shown = " ".join(part for part in (what, name if show_path else None) if part) or name
+    if stdin and str(path) == STDIN:
+        data: bytes = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise _too_large(shown, limit)
+        return data
+    try:
+        return read_regular(path, limit, shown=shown)
+    except OSError as exc:
+        raise UsageError(f"cannot read {shown}: {exc.strerror or 'error'}") from None
+
+
+def _too_large(shown: str, limit: int) -> InputLimitError:
+    return InputLimitError(f"{shown}: larger than the limit of {limit} bytes")
