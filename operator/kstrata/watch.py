@@ -845,7 +845,8 @@ def parse_signal(name: str) -> signal.Signals:
             return signal.Signals(int(text))
         return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
     except (KeyError, ValueError):
-        raise UsageError(f"unknown signal {name!r}") from None
+        hint = "give a name such as HUP or SIGHUP, or a number"
+        raise UsageError(f"unknown signal ({hint})") from None
 
 
 def read_pidfile(path: Path) -> int:

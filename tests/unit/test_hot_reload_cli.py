@@ -325,7 +325,7 @@ def test_without_once_it_keeps_reloading_until_stopped(
     [
         (["--signal", "HUP"], "--signal needs --pid PID or --pidfile FILE"),
         (["--exec", "true", "--pid", "1"], "--pid and --pidfile only go with --signal"),
-        (["--signal", "NOPE", "--pid", "1"], "unknown signal 'NOPE'"),
+        (["--signal", "NOPE", "--pid", "1"], "unknown signal (give a name"),
         (["--signal", "HUP", "--pid", "0"], "--pid must be > 0"),
         (["--signal", "HUP", "--pid", "1", "--pidfile", "x"], "not allowed with argument"),
         (["--http-post", "file:///etc/passwd"], "must be an absolute http:// or https:// URL"),

@@ -7,11 +7,13 @@ offline commands that must start in well under 200 ms.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from kstrata.errors import UsageError
 
@@ -27,10 +29,102 @@ Command = Callable[[argparse.Namespace, TextIO], int]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main`` maps every error."""
+    """argparse that raises instead of exiting, and never repeats an argument's value.
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+    argparse quotes what it could not use: unrecognized arguments, a bad
+    choice, a value of the wrong type, an ambiguous ``--opt=value`` prefix.
+    On a command line those may be secrets (``kstrata seal ... password=X``
+    with a mistyped flag) that would land in CI logs.  Here every message
+    names the option and the problem, never the value; only tokens shaped
+    like option names are shown, values are counted.
+    """
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(_unrecognized(extras, self._option_strings()))
+        return parsed
+
+    def _option_strings(self) -> list[str]:
+        """Every option of this parser and of its subcommands' parsers."""
+        found: list[str] = []
+        for action in self._actions:
+            found += action.option_strings
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    if isinstance(parser, Parser):
+                        found += parser._option_strings()
+        return found
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice (choose from {choices})")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as error:
+            if isinstance(error.__context__, argparse.ArgumentTypeError):
+                raise  # kstrata's own type functions word messages without values
+            kind = getattr(action.type, "__name__", "")
+            raise argparse.ArgumentError(
+                action, f"invalid {kind} value".replace("  ", " ")
+            ) from None
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {_without_values(message)}")
+
+
+#: An option name as argparse's prefix matching sees it.
+_OPTION_NAME = re.compile(r"--[A-Za-z][A-Za-z0-9-]*|-[A-Za-z]")
+
+
+def _option_name(token: str) -> str | None:
+    name = token.split("=", 1)[0]
+    return name if _OPTION_NAME.fullmatch(name) else None
+
+
+def _unrecognized(extras: Sequence[str], known: Sequence[str]) -> str:
+    """How many arguments were not understood, and the known options they resemble.
+
+    The arguments themselves are never shown, not even those that look like
+    options: ``--hunter2`` may be a password typed after a flag that takes none.
+    """
+    count = len(extras)
+    message = (
+        f"{count} unrecognized argument{'s' if count > 1 else ''} "
+        "(not shown: an argument may be a value)"
+    )
+    hints = sorted(
+        {
+            match
+            for token in extras
+            if token.startswith("-")
+            for match in difflib.get_close_matches(token.split("=", 1)[0], known, 1, 0.7)
+        }
+    )
+    if hints:
+        message += f"; did you mean {' or '.join(hints)}?"
+    return message
+
+
+_AMBIGUOUS = re.compile(r"ambiguous option: (?P<option>.*) could match (?P<matches>.*)", re.S)
+_IGNORED = re.compile(r"(?P<head>.*ignored explicit argument) .*", re.S)
+
+
+def _without_values(message: str) -> str:
+    """argparse's own messages that still quote what was typed, rewritten without it."""
+    ambiguous = _AMBIGUOUS.fullmatch(message)
+    if ambiguous:
+        option = _option_name(ambiguous["option"]) or "an option"
+        return f"ambiguous option: {option} could match {ambiguous['matches']}"
+    ignored = _IGNORED.fullmatch(message)
+    if ignored:
+        return ignored["head"]
+    return message
 
 
 def kubeconfig_path(args: argparse.Namespace) -> Path | None:

@@ -114,9 +114,9 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError("not a number of seconds") from None
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
+        raise argparse.ArgumentTypeError("must be a finite number of seconds >= 0")
     return value
 
 
