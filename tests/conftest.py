@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from support.cluster import TestCluster, start_session_cluster  # noqa: E402
 
-CLUSTER_DIRS = ("cluster", "examples")
+CLUSTER_DIRS = ("cluster", "examples", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,6 +33,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         relative = Path(str(item.path)).relative_to(REPO_ROOT / "tests")
         if relative.parts and relative.parts[0] in CLUSTER_DIRS:
             item.add_marker(pytest.mark.cluster)
+        if relative.parts and relative.parts[0] == "e2e":
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
