@@ -1,0 +1,67 @@
+"""``kubectl delete -k`` of the overlay uninstalls kstrata cleanly; the node keeps working.
+
+Named to run last in the tier (the kstrata fixture installs again if a test
+needs it afterwards).
+"""
+
+from __future__ import annotations
+
+from support.e2e import (
+    OPERATOR_NAMESPACE,
+    OVERLAY,
+    Installed,
+    apply,
+    deployment,
+    logs,
+    pods_of,
+    restricted_container,
+    wait_rolled_out,
+)
+from support.waiting import wait_for
+
+
+def test_uninstall_leaves_nothing_that_blocks_writes(
+    kstrata: Installed, e2e_namespace: str
+) -> None:
+    cluster = kstrata.cluster
+    cluster.kubectl("delete", "-k", str(OVERLAY), "--wait=true", "--timeout=120s")
+    wait_for(
+        lambda: not cluster.exists(cluster.core.read_namespace, OPERATOR_NAMESPACE),
+        timeout=120,
+        what="the operator namespace gone",
+    )
+    left = cluster.kubectl(
+        "get",
+        "validatingwebhookconfigurations,crd,clusterrole,clusterrolebinding",
+        "-l",
+        "app.kubernetes.io/part-of=kstrata",
+        "-o",
+        "name",
+    )
+    assert left.stdout.strip() == ""
+    assert (
+        cluster.kubectl(
+            "get", "validatingwebhookconfiguration", "kstrata.dev", check=False
+        ).returncode
+        != 0
+    )
+    # Writes are not blocked, and the node still runs pods.
+    apply(
+        cluster,
+        e2e_namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "after"},
+            "data": {"a": "b"},
+        },
+        deployment(
+            "after",
+            [restricted_container("app", ["sh", "-c", "echo alive; exec sleep 100000"])],
+            [],
+            replicas=1,
+        ),
+    )
+    wait_rolled_out(cluster, e2e_namespace, "after")
+    (pod,) = pods_of(cluster, e2e_namespace, "after")
+    assert logs(cluster, e2e_namespace, pod.metadata.name) == "alive\n"
