@@ -10,14 +10,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTROLPLANE := $(BIN)/python tools/controlplane/controlplane.py
+NODE := $(BIN)/python tools/node/node.py
 
-.PHONY: lock test-latest help venv lint test test-unit test-cluster build-controlplane cluster cluster-down demo bench clean kind-deploy
+.PHONY: lock test-latest help venv lint test test-unit test-cluster e2e build-controlplane cluster node cluster-down demo bench clean kind-deploy
 
 help:
 	@echo "make test          lint + the whole test suite (unit and real control plane)"
 	@echo "make demo          build and start the local control plane, run kstrata, show it working"
 	@echo "make cluster       start the local control plane (idempotent); prints export KUBECONFIG=..."
-	@echo "make cluster-down  stop it"
+	@echo "make node          (root) the cluster with a real node: containerd, kubelet, local images"
+	@echo "make e2e           (root) the end-to-end tier alone: kstrata as pods, serving pods"
+	@echo "make cluster-down  stop it (and undo every change the node made to this machine)"
 	@echo "make lint          ruff, mypy --strict, import-linter"
 	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
 	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
@@ -63,6 +66,9 @@ build-controlplane: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/pytest -m "not cluster"
 
+e2e: build-controlplane
+	$(BIN)/pytest -m e2e
+
 test-cluster: build-controlplane
 	$(BIN)/pytest -m cluster
 
@@ -73,8 +79,13 @@ test: lint build-controlplane
 cluster: build-controlplane
 	@$(CONTROLPLANE) up
 
+# Starts the control plane with its API server on the node bridge, so pods
+# reach it (replacing a loopback-only `make cluster`), then the node.
+node: build-controlplane
+	@$(NODE) up
+
 cluster-down: $(STAMP)
-	@$(CONTROLPLANE) down
+	@$(NODE) down
 
 demo: build-controlplane
 	$(BIN)/python examples/demo.py
@@ -83,7 +94,7 @@ bench: build-controlplane
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	-$(CONTROLPLANE) down
+	-$(NODE) down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # With Docker and kind only (the rest of this Makefile needs neither): build the
@@ -93,14 +104,14 @@ KIND ?= kind
 DOCKER ?= docker
 KUBECTL ?= kubectl
 KIND_CLUSTER ?= kstrata
-IMAGE ?= kstrata-operator:0.1.0
+IMAGE ?= kstrata-operator:dev
 EXAMPLES_NAMESPACE ?= kstrata-demo
 
 kind-deploy:
 	$(KIND) get clusters | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name '$(KIND_CLUSTER)' --config kind-cluster.yaml
 	$(DOCKER) build -f operator/Dockerfile -t '$(IMAGE)' .
 	$(KIND) load docker-image '$(IMAGE)' --name '$(KIND_CLUSTER)'
-	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' apply -k manifests/
+	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' apply -k manifests/overlays/local
 	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' -n kstrata-system rollout status deployment/kstrata --timeout=180s
 	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' create namespace '$(EXAMPLES_NAMESPACE)' --dry-run=client -o yaml | $(KUBECTL) --context 'kind-$(KIND_CLUSTER)' apply -f -
 	# The API server picks up the caBundle the operator wrote within seconds: retry briefly.
