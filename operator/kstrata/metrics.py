@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from kstrata.errors import ClusterError, KstrataError
+
 RECONCILES = Counter(
     "kstrata_reconcile_total",
     "Reconciles by resource kind and result.",
@@ -63,3 +65,18 @@ RELOAD_PASSES = Counter(
     "Reload passes over a namespace's opted-in workloads, by result (ok, error).",
     ["result"],
 )
+
+
+def reconcile_result(error: BaseException) -> str:
+    """The ``result`` label of a reconcile that raised ``error``, for every kind alike.
+
+    ``error``: the API server refused or failed a request, or something
+    unexpected broke (both are the operator's or the cluster's trouble: check
+    the operator log).  ``invalid``: the object cannot be served as it stands
+    (a bad spec, a target that is not ours, a token that does not open or
+    names a key not held); changing the object, or the cluster state it
+    names, is the fix, and its ``Ready`` condition says which.
+    """
+    if isinstance(error, ClusterError) or not isinstance(error, KstrataError):
+        return "error"
+    return "invalid"

@@ -254,8 +254,8 @@ class ProfileReconciler:
         started = time.perf_counter()
         try:
             outcome = self._reconcile(profile, annotate, status_reported)
-        except KstrataError as error:
-            result = "invalid" if isinstance(error, InvalidInputError) else "error"
+        except Exception as error:
+            result = metrics.reconcile_result(error)
             metrics.RECONCILES.labels(kind=KIND, result=result).inc()
             raise
         finally:

@@ -494,8 +494,8 @@ class SealedSecretReconciler:
                 annotate,
                 status_reported,
             )
-        except KstrataError as error:
-            result = "error" if isinstance(error, ClusterError) else "invalid"
+        except Exception as error:
+            result = metrics.reconcile_result(error)
             metrics.RECONCILES.labels(kind=KIND, result=result).inc()
             raise
         finally:

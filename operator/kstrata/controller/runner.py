@@ -8,18 +8,21 @@ fixture (``kopf.testing.KopfRunner``), with different settings, in one process.
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
+import socket
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller import namespaces, profiles, reloads, sealed_secrets, webhook
-from kstrata.errors import ConflictError, ForbiddenError, KstrataError
+from kstrata.errors import ConflictError, ForbiddenError, KstrataError, SettingsError
 from kstrata.kube.api import KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
@@ -137,7 +140,12 @@ def kopf_cli_args(settings: Settings) -> list[str]:
 
 
 def assemble(context: OperatorContext) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
-    """Everything kopf needs to run this operator: one path for production and tests."""
+    """Everything kopf needs to run this operator: one path for production and tests.
+
+    The endpoints are claimed first (:func:`open_endpoints`): a port in use
+    stops start-up here, with a message naming the setting to change.
+    """
+    open_endpoints(context)
     registry = build_registry(context)
     operator_settings = kopf_settings(context.settings)
     setup = webhook.prepare(context.settings, KubeApi(context.cluster, timeout=10.0))
@@ -175,7 +183,13 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(id="metrics", registry=registry)
     def start_metrics(**_: Any) -> None:
-        _start_metrics(context)
+        # Normally served since assemble(); a registry built on its own starts it here.
+        try:
+            _start_metrics(context)
+        except SettingsError as error:
+            # Permanent: kopf stops the operator (and logs why) instead of
+            # retrying every 60 s while no resource is processed.
+            raise kopf.PermanentError(str(error)) from error
         metrics.OPERATOR_UP.set(1)
 
     @kopf.on.cleanup(id="metrics", registry=registry)
@@ -216,7 +230,85 @@ def _register_peering(registry: kopf.OperatorRegistry, api: KubeApi, settings: S
                 raise kopf.TemporaryError(str(error), delay=5) from error
 
 
+#: For each endpoint setting: the flag of ``kstrata operator run`` that sets it.
+_ENDPOINT_FLAGS: Final = {
+    "metrics_address": "--metrics-address",
+    "liveness_endpoint": "--liveness",
+    "webhook_address": "--webhook-address",
+}
+
+
+def _endpoints(settings: Settings) -> list[tuple[str, str, str, int]]:
+    """(setting, value, host, port) of every endpoint the settings ask for."""
+    found = []
+    for setting in _ENDPOINT_FLAGS:
+        value = getattr(settings, setting)
+        if not value:
+            continue
+        if setting == "liveness_endpoint":
+            url = urllib.parse.urlsplit(value)
+            host, port = url.hostname or "", url.port or 80
+        else:
+            host, _, port_text = value.rpartition(":")
+            port = int(port_text)
+        found.append((setting, value, host, port))
+    return found
+
+
+def _unavailable(setting: str, value: str, port: int, error: OSError) -> SettingsError:
+    how = f"set {setting} in the settings file or pass {_ENDPOINT_FLAGS[setting]} with another port"
+    if setting == "metrics_address":
+        how += " (port 0 picks a free one; an empty value serves no metrics)"
+    if error.errno == errno.EADDRINUSE:
+        why = f"port {port} is already in use by another process"
+    else:
+        why = f"cannot listen there ({error.strerror or error})"
+    return SettingsError(f"{setting} {value}: {why}; {how}")
+
+
+def _check_free(setting: str, value: str, host: str, port: int) -> None:
+    """Raise ``SettingsError`` if nothing could listen on (host, port) now.
+
+    kopf binds the liveness and webhook ports itself, after its start-up
+    handlers; a port in use there would only show as a failing task.  A
+    listening socket held by another process makes this bind fail the same
+    way (both set SO_REUSEADDR, as aiohttp does).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "0.0.0.0", port))  # noqa: S104 (what the setting says)
+        except OSError as error:
+            raise _unavailable(setting, value, port, error) from None
+
+
+def open_endpoints(context: OperatorContext) -> None:
+    """Claim every endpoint the settings ask for, before anything else starts.
+
+    Serves ``/metrics`` now and checks the liveness and webhook ports are
+    free.  Raises ``SettingsError`` naming the endpoint, the port and the
+    setting (and flag) to change, so a port already taken (9090 is
+    Prometheus' own default) stops start-up at once with a clear message,
+    instead of kopf retrying a failed start-up handler every 60 s while no
+    resource is processed.
+    """
+    endpoints = _endpoints(context.settings)
+    ports: dict[int, str] = {}
+    for setting, value, host, port in endpoints:
+        if port and port in ports:
+            raise SettingsError(
+                f"{setting} {value}: port {port} is also the port of {ports[port]}; "
+                f"give each endpoint its own port ({_ENDPOINT_FLAGS[setting]})"
+            )
+        ports[port] = setting
+        if setting != "metrics_address" and port:
+            _check_free(setting, value, host, port)
+    _start_metrics(context)
+
+
 def _start_metrics(context: OperatorContext) -> None:
+    """Serve ``/metrics`` on ``metrics_address`` unless it is served already."""
     address = context.settings.metrics_address
     if not address:
         return
@@ -224,7 +316,12 @@ def _start_metrics(context: OperatorContext) -> None:
 
     host, _, port = address.rpartition(":")
     with context._lock:
-        server, _thread = start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104
+        if context._metrics_server is not None:
+            return
+        try:
+            server, _thread = start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104
+        except OSError as error:
+            raise _unavailable("metrics_address", address, int(port), error) from None
         context._metrics_server = server
         bound_host, bound_port = server.server_address[:2]
         context.metrics_bound = (str(bound_host), int(bound_port))
@@ -248,12 +345,15 @@ def run(context: OperatorContext) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     registry, operator_settings = assemble(context)
-    kopf.run(
-        registry=registry,
-        settings=operator_settings,
-        clusterwide=settings.clusterwide,
-        namespaces=list(settings.namespaces),
-        standalone=settings.standalone,
-        peering_name=None if settings.standalone else settings.peering_name,
-        liveness_endpoint=settings.liveness_endpoint,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            settings=operator_settings,
+            clusterwide=settings.clusterwide,
+            namespaces=list(settings.namespaces),
+            standalone=settings.standalone,
+            peering_name=None if settings.standalone else settings.peering_name,
+            liveness_endpoint=settings.liveness_endpoint,
+        )
+    finally:
+        _stop_metrics(context)

@@ -33,6 +33,7 @@ import contextlib
 import copy
 import datetime as dt
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -69,6 +70,18 @@ def to_kopf_error(error: KstrataError) -> Exception:
     if isinstance(error, SealingError | InvalidInputError | OwnershipError):
         return kopf.PermanentError(str(error))
     return profile_kopf_error(error)
+
+
+def describe_bug(error: BaseException) -> str:
+    """An unexpected exception for a log line: its type and where it was raised.
+
+    Never its message or arguments, which may hold configuration or secret
+    values (a ``KeyError`` carries the missing key, a ``ValueError`` the
+    offending text); file, line and function are enough to find the bug.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}{where}"
 
 
 def _now() -> dt.datetime:
@@ -116,6 +129,10 @@ def _reconcile_quietly(
             reconciler.forget(namespace, name)
         except KstrataError as error:
             logger.info("re-unsealing %s/%s: %s", namespace, name, error.reason)
+        except Exception as error:  # noqa: BLE001 - one object's bug must not stop the rest
+            logger.error(  # noqa: TRY400 - no traceback: it may quote values
+                "re-unsealing %s/%s failed unexpectedly: %s", namespace, name, describe_bug(error)
+            )
 
 
 def _every(seconds: float, work: Callable[[], None], what: str) -> Callable[[], Any]:
@@ -129,6 +146,15 @@ def _every(seconds: float, work: Callable[[], None], what: str) -> Callable[[], 
             except KstrataError as error:
                 # A lost race or a missing Secret: the next round tries again.
                 logger.warning("%s: %s", what, error)
+            except Exception as error:  # noqa: BLE001 - the loop must outlive any bug
+                # Not KstrataError: a bug or a library failure.  Its message may
+                # quote data, so only its type and where it was raised are logged.
+                logger.error(  # noqa: TRY400 - no traceback: it may quote values
+                    "%s failed unexpectedly, trying again in %s s: %s",
+                    what,
+                    seconds,
+                    describe_bug(error),
+                )
             await asyncio.sleep(seconds)
 
     return loop
@@ -163,6 +189,10 @@ def _register_keys(
             # keys (say, the operator namespace does not exist yet).  A background
             # task keeps trying; SealedSecrets report SealingKeyMissing meanwhile.
             logger.warning("sealing keys not ready, retrying every %s s: %s", backoff, error)
+        except Exception as error:  # noqa: BLE001 - a failed start-up handler holds every handler
+            logger.error(  # noqa: TRY400 - no traceback: it may quote values
+                "sealing keys not ready, retrying every %s s: %s", backoff, describe_bug(error)
+            )
 
     def rotate_if_due() -> None:
         keys = store.load()

@@ -12,6 +12,7 @@ response body (which may echo object data) is ever put into a message.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +25,8 @@ from kstrata.errors import (
     TransientClusterError,
 )
 from kstrata.kube.connection import Cluster
+
+logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
@@ -279,5 +282,14 @@ def post_event(
     }
     try:
         api.create(EVENTS, namespace, body)
-    except ClusterError:
-        return
+    except ClusterError as error:
+        # Best effort, but never silent.  The event's message is left out: it is
+        # written to be safe, yet the log does not need it to find the object.
+        logger.warning(
+            "event %s about %s %s/%s not posted: %s",
+            reason,
+            reference["kind"],
+            namespace,
+            reference["name"],
+            error.reason,
+        )
