@@ -1,0 +1,3 @@
+module kstrata.dev/tools/images/pause
+
+go 1.22
