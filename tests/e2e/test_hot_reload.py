@@ -1,0 +1,120 @@
+"""Hot reload on a real node: the example sidecar signals the app once per change, no restart.
+
+This runs examples/hot-reload/k8s/sidecar.yaml as shipped, with its
+placeholder images swapped for the local toolbox (and the example's
+sighup-app.sh mounted into the app container, which the placeholder image
+would have baked in).  The ConfigMap comes from a ConfigProfile with
+``kstrata.dev/reload-strategy: hot``: kstrata renders it and writes nothing
+to the Deployment; the kubelet swaps the file in the running pod; the
+sidecar (``kstrata watch --signal HUP``) signals the app once the new file
+is complete and valid.  The app copies what it loaded to a status file,
+read here with ``kubectl exec``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support.e2e import TOOLBOX_IMAGE, Installed, apply, logs, pods_of, wait_rolled_out
+from support.waiting import wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hot-reload"
+
+
+def profile(greeting: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kstrata.dev/v1alpha1",
+        "kind": "ConfigProfile",
+        "metadata": {"name": "app"},
+        "spec": {
+            "base": {"greeting": greeting, "port": port, "features": ["search"]},
+            "output": {"configMapName": "app-config", "format": "yaml"},
+        },
+    }
+
+
+def example_workload() -> list[dict[str, Any]]:
+    """The example's schema ConfigMap and sidecar Deployment, on local images."""
+    configmaps = list(yaml.safe_load_all((EXAMPLE / "k8s" / "configmap.yaml").read_text()))
+    schema = next(c for c in configmaps if c["metadata"]["name"] == "app-config-schema")
+    scripts = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "app-scripts"},
+        "data": {"sighup-app.sh": (EXAMPLE / "sighup-app.sh").read_text()},
+    }
+    workload = yaml.safe_load((EXAMPLE / "k8s" / "sidecar.yaml").read_text())
+    workload["metadata"]["annotations"] = {
+        "kstrata.dev/reload": "app",
+        "kstrata.dev/reload-strategy": "hot",
+    }
+    pod = workload["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSeconds"] = 2
+    app, reload = pod["containers"]
+    app["image"] = reload["image"] = TOOLBOX_IMAGE
+    app["command"] = ["sh", "/scripts/sighup-app.sh"]
+    app["env"].append({"name": "STATUS", "value": "/run/app/status"})
+    app["volumeMounts"].append({"name": "scripts", "mountPath": "/scripts", "readOnly": True})
+    pod["volumes"].append({"name": "scripts", "configMap": {"name": "app-scripts"}})
+    # The placeholder kstrata image had kstrata as its entry point; the toolbox has a shell.
+    reload["command"] = ["kstrata"]
+    return [schema, scripts, workload]
+
+
+def served(cluster: Any, namespace: str) -> str:
+    return str(cluster.core.read_namespaced_config_map("app-config", namespace).data["config.yaml"])
+
+
+def test_hot_reload_signals_once_per_change_and_never_restarts(
+    kstrata: Installed, e2e_namespace: str
+) -> None:
+    cluster, ns = kstrata.cluster, e2e_namespace
+    apply(cluster, ns, profile("hello", 8080), *example_workload())
+    wait_rolled_out(cluster, ns, "sighup-app")
+    (pod,) = pods_of(cluster, ns, "sighup-app")
+    name = pod.metadata.name
+
+    def status_file() -> str:
+        return str(
+            cluster.kubectl(
+                "exec", "-n", ns, name, "-c", "app", "--", "cat", "/run/app/status"
+            ).stdout
+        )
+
+    wait_for(lambda: status_file() == served(cluster, ns), timeout=30, what="first load")
+    for change, (greeting, port) in enumerate([("bonjour", 8081), ("hallo", 8082)], start=1):
+        started = time.monotonic()
+        apply(cluster, ns, profile(greeting, port))
+        wait_for(
+            lambda g=greeting: yaml.safe_load(served(cluster, ns))["greeting"] == g,
+            timeout=30,
+            what="the ConfigMap rendered",
+        )
+        expected = served(cluster, ns)
+        # The kubelet's sync period (10 s on this node) bounds when the file swaps.
+        wait_for(
+            lambda e=expected: status_file() == e,
+            timeout=40,
+            interval=0.5,
+            what=f"change {change} loaded by the app",
+        )
+        print(f"change {change} reached the app in {time.monotonic() - started:.1f} s")
+        wait_for(
+            lambda c=change: logs(cluster, ns, name, "reload").count("reloaded: sent SIGHUP") >= c,
+            timeout=10,
+            what="the sidecar's report",
+        )
+
+    # Exactly one signal per change, one load per signal (plus the first).
+    assert logs(cluster, ns, name, "reload").count("reloaded: sent SIGHUP") == 2
+    assert logs(cluster, ns, name, "app").count("sighup-app: loaded") == 3
+    # No restart: the same pod, no container restarts, no second ReplicaSet.
+    (now,) = pods_of(cluster, ns, "sighup-app")
+    assert now.metadata.name == name
+    assert all(s.restart_count == 0 for s in now.status.container_statuses)
+    sets = cluster.apps.list_namespaced_replica_set(ns, label_selector="app=sighup-app").items
+    assert len(sets) == 1
