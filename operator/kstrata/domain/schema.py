@@ -40,11 +40,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import import_module
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONValue, PathPart, json_path
-from kstrata.domain.regex import compile_pattern
 from kstrata.errors import InputLimitError, InvalidSchemaError, SchemaViolationError, Violation
+
+if TYPE_CHECKING:
+    from kstrata.domain.regex import Pattern
 
 # jsonschema ships no type information (and no stubs are installed), so its
 # objects are ``Any`` here; these aliases document what is meant.
@@ -136,6 +138,17 @@ def _check_static(schema: Mapping[str, JSONValue]) -> None:
         elif key == "patternProperties" and isinstance(value, dict):
             for pattern in value:
                 _check_pattern(pattern, [*path, pattern])
+
+
+def compile_pattern(pattern: str) -> Pattern:
+    """:func:`kstrata.domain.regex.compile_pattern`, imported on first use.
+
+    Most profiles have no pattern; the offline CLI then loads none of the
+    regex machinery (translator and RE2).
+    """
+    from kstrata.domain.regex import compile_pattern as compile_ecma
+
+    return compile_ecma(pattern)
 
 
 def _check_pattern(pattern: str, path: list[PathPart]) -> None:
