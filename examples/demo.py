@@ -1,8 +1,16 @@
-"""`make demo`: the whole kstrata story on the embedded local control plane.
+"""`make demo`: the whole kstrata story on the embedded local cluster.
 
-Each step prints what it does and what it shows.  The control plane is the one
-`make cluster` manages (started if needed, left running afterwards so you can
-keep exploring); the operator runs as a child process for the demo only.
+Each step prints what it does and what it shows.  As root, the cluster has a
+real node (`make node`): kstrata is installed as users install it, two
+operator pods from its own image, and the application is a real pod that
+prints the configuration it was started with, then the new one after the
+rollout.  Without root, the control plane alone (`make cluster`) runs the
+same story with the operator as a child process, and the Deployment's pods
+are never started.  Either cluster is left running so you can keep
+exploring; `make cluster-down` stops it.
+
+KSTRATA_DEMO_NODE=1|0 chooses explicitly; KSTRATA_DEMO_KUBECONFIG points the
+demo at an existing cluster (the tests do that).
 """
 
 from __future__ import annotations
@@ -17,10 +25,22 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools" / "controlplane"))
+sys.path.insert(0, str(REPO / "tools" / "node"))
 
 import controlplane  # noqa: E402
+
+# The app's container prints the configuration and the user name it started with
+# (never the password), then idles: `kubectl logs` shows what each pod was given.
+# As PID 1 it must end on SIGTERM itself (PID 1 gets no default handler), or
+# every rollout would wait out the 30 s grace period.
+PRINT_CONFIG = (
+    'echo "payments started as user $username with /etc/payments/config.yaml:";'
+    " cat /etc/payments/config.yaml; trap 'exit 0' TERM; sleep 100000 & wait"
+)
 
 
 def step(title: str) -> None:
@@ -65,6 +85,27 @@ class Demo:
                 return
             time.sleep(0.2)
         raise SystemExit(f"{name} did not become Ready at revision {revision}")
+
+    @contextlib.contextmanager
+    def operator_in_cluster(self) -> Iterator[str]:
+        """kstrata as users install it: the shipped manifests, the local image, two pods."""
+        self.run("kubectl", "apply", "-k", str(REPO / "manifests" / "overlays" / "local"),
+                 show=False)  # fmt: skip
+        print("$ kubectl apply -k manifests/overlays/local")
+        self.run("kubectl", "-n", "kstrata-system", "rollout", "status", "deployment/kstrata",
+                 "--timeout=180s")  # fmt: skip
+        self.run("kubectl", "get", "pods", "-n", "kstrata-system", "-o", "wide")
+        deadline = time.monotonic() + 60
+        while not self.run(
+            "kubectl", "get", "validatingwebhookconfiguration", "kstrata.dev",
+            "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}", show=False, check=False,
+        ):  # fmt: skip
+            if time.monotonic() > deadline:
+                raise SystemExit("the operator did not register its webhook")
+            time.sleep(0.2)
+        # The API server's proxy reaches the pods on the node's bridge; the demo
+        # prints what both replicas report (only the active one has counted).
+        yield "/api/v1/namespaces/kstrata-system/pods/{pod}:9090/proxy/metrics"
 
     @contextlib.contextmanager
     def operator(self) -> Iterator[str]:
@@ -124,19 +165,55 @@ def config_value(demo: Demo, namespace: str, kstrata: list[str], key: str) -> st
     return demo.run(*kstrata, "get", "payments", "-n", namespace, "--key", key)
 
 
+def pod_logs(demo: Demo, namespace: str) -> None:
+    """What every payments pod printed when it started."""
+    names = demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments",
+                     "--field-selector=status.phase=Running",
+                     "-o", "jsonpath={.items[*].metadata.name}", show=False)  # fmt: skip
+    demo.run("kubectl", "logs", "-n", namespace, names.split()[0])
+
+
+def wait_pods_serving(demo: Demo, namespace: str, count: int) -> None:
+    """The Deployment's rollout finished: only pods of its newest ReplicaSet, all Ready."""
+    demo.run("kubectl", "rollout", "status", "deployment/payments", "-n", namespace,
+             "--timeout=120s")  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        phases = demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments",
+                          "-o", "jsonpath={.items[*].status.phase}", show=False)  # fmt: skip
+        if phases.split() == ["Running"] * count:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("the old pods did not go away")
+        time.sleep(0.5)
+    demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments")
+
+
 def main() -> int:
-    step("Start the local control plane (built from Go modules, no Docker)")
-    # Tests point the demo at their own control plane; users get `make cluster`'s.
+    with_node = os.environ.get("KSTRATA_DEMO_NODE", "1" if os.geteuid() == 0 else "0") == "1"
     existing = os.environ.get("KSTRATA_DEMO_KUBECONFIG")
+    if with_node:
+        step("Start the local cluster with a real node (built from Go modules, no Docker)")
+    else:
+        step("Start the local control plane (built from Go modules, no Docker)")
+    # Tests point the demo at their own cluster; users get `make cluster`'s or `make node`'s.
     if existing:
         kubeconfig, binaries = Path(existing).resolve(), controlplane.bin_dir()
         print(f"using the cluster in {kubeconfig}")
+    elif with_node:
+        import node
+
+        plane = node.up(controlplane.DEFAULT_STATE_DIR)
+        kubeconfig, binaries = plane.kubeconfig, plane.binaries
+        print(f"kube-apiserver at {plane.server}; node {controlplane.NODE_NAME} Ready")
     else:
         plane = controlplane.up(controlplane.DEFAULT_STATE_DIR)
         kubeconfig, binaries = plane.kubeconfig, plane.binaries
         print(f"kube-apiserver at {plane.server}")
     demo = Demo(kubeconfig, binaries)
     demo.run("kubectl", "version")
+    if with_node:
+        demo.run("kubectl", "get", "nodes", "-o", "wide")
 
     step("Install the kstrata CRDs")
     demo.run("kubectl", "apply", "-k", str(REPO / "crds"))
@@ -148,9 +225,14 @@ def main() -> int:
     demo.run(*kstrata, "validate", *both)
     demo.run(*kstrata, "render", *both, "--env", "prod")
 
-    step("Run the operator (with its admission webhook)")
-    # Its home namespace, where it keeps the sealing keys (manifests/ creates it in a real install).
-    demo.run("kubectl", "create", "namespace", "kstrata-system", check=False, show=False)
+    if with_node:
+        step("Install kstrata as users do: two operator pods from its own image")
+        running = demo.operator_in_cluster()
+    else:
+        step("Run the operator (with its admission webhook)")
+        # Its home namespace, where it keeps the sealing keys (manifests/ creates it then).
+        demo.run("kubectl", "create", "namespace", "kstrata-system", check=False, show=False)
+        running = demo.operator()
     namespace = "kstrata-demo"
     demo.run("kubectl", "delete", "namespace", namespace, "--ignore-not-found", "--wait=true",
              show=False)  # fmt: skip
@@ -158,7 +240,7 @@ def main() -> int:
     demo.run(
         "kubectl", "label", "namespace", namespace, "kstrata.dev/environment=prod", "--overwrite"
     )
-    with demo.operator() as metrics_url:
+    with running as metrics_url:
         print(f"operator is live; metrics at {metrics_url}")
 
         step("Apply the example ConfigProfiles: the operator renders ConfigMaps")
@@ -189,8 +271,22 @@ def main() -> int:
 
         step("Deploy the app; it opts in to rolling restarts on config and secret changes")
         workload = REPO / "examples" / "workloads" / "payments.yaml"
-        demo.run("kubectl", "apply", "-n", namespace, "-f", str(workload))
-        wait_replica_sets(demo, namespace, 1)
+        if with_node:
+            # The example's image is a placeholder: run the local toolbox instead,
+            # printing what the pod was given.
+            manifest = yaml.safe_load(workload.read_text())
+            (container,) = manifest["spec"]["template"]["spec"]["containers"]
+            container.update(image="kstrata-toolbox:dev", command=["sh", "-c", PRINT_CONFIG])
+            text = yaml.safe_dump(manifest)
+            print(f"$ kubectl apply -n {namespace} -f examples/workloads/payments.yaml"
+                  "   # image: the local toolbox, printing its config")  # fmt: skip
+            demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=text)
+            wait_replica_sets(demo, namespace, 1)
+            wait_pods_serving(demo, namespace, 2)
+            pod_logs(demo, namespace)
+        else:
+            demo.run("kubectl", "apply", "-n", namespace, "-f", str(workload))
+            wait_replica_sets(demo, namespace, 1)
 
         step("Change the prod config: a new revision, and the Deployment rolls once")
         demo.run(*kstrata, "set", "payments", "-n", namespace, "--env", "prod", "replicas=8")
@@ -201,6 +297,10 @@ def main() -> int:
             "kubectl", "get", "deployment", "payments", "-n", namespace,
             "-o", "jsonpath={.spec.template.metadata.annotations.kstrata\\.dev/revisions}",
         )  # fmt: skip
+        if with_node:
+            print("The new pods replaced the old ones, and started with the new config:")
+            wait_pods_serving(demo, namespace, 2)
+            pod_logs(demo, namespace)
 
         step("An invalid change is refused, naming the environment and the path")
         invalid = demo.run(
@@ -233,12 +333,22 @@ def main() -> int:
         print("The rollback is a change like any other: the Deployment rolls again.")
         wait_replica_sets(demo, namespace, 3)
 
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
-            counters = [
-                line
-                for line in response.read().decode().splitlines()
-                if line.startswith(("kstrata_reconcile_total", "kstrata_reload_rollouts_total"))
-            ]
+        if metrics_url.startswith("/"):
+            pods = demo.run("kubectl", "get", "pods", "-n", "kstrata-system", "-l",
+                            "app.kubernetes.io/component=operator",
+                            "-o", "jsonpath={.items[*].metadata.name}", show=False)  # fmt: skip
+            text = "\n".join(
+                demo.run("kubectl", "get", "--raw", metrics_url.format(pod=pod), show=False)
+                for pod in pods.split()
+            )
+        else:
+            with urllib.request.urlopen(metrics_url, timeout=5) as response:
+                text = response.read().decode()
+        counters = [
+            line
+            for line in text.splitlines()
+            if line.startswith(("kstrata_reconcile_total", "kstrata_reload_rollouts_total"))
+        ]
         print("\n".join(counters))
 
     step("Done")
@@ -246,6 +356,8 @@ def main() -> int:
     print(f"  export KUBECONFIG={kubeconfig}")
     print(f'  export PATH="{binaries}:$PATH"')
     print("Stop it with: make cluster-down")
+    if with_node:
+        print("kstrata stays installed; remove it with: kubectl delete -k manifests/overlays/local")
     return 0
 
 

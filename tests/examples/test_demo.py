@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 
 def test_demo_runs_end_to_end(cluster: TestCluster) -> None:
-    env = dict(os.environ, KSTRATA_DEMO_KUBECONFIG=str(cluster.kubeconfig))
+    # The control plane alone (no node): the operator runs as the demo's child.
+    env = dict(os.environ, KSTRATA_DEMO_KUBECONFIG=str(cluster.kubeconfig), KSTRATA_DEMO_NODE="0")
     result = subprocess.run(
         [sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=600
     )
