@@ -28,6 +28,14 @@ that depend on it and the revision each one records.  That write is a status
 merge patch of that one key, made only when the list differs, and nothing
 watches it: it can neither bump a revision nor schedule another pass.
 
+Which rollouts go at once: one ``kubectl apply -f dir/`` can change two
+sources a workload follows, and the operator sees the two spec writes tens to
+hundreds of milliseconds apart.  A workload that follows one source has
+nothing to wait for and rolls in the first pass after its new revision.  One
+that follows several is held by a pass that is not ``settled``
+(``waits_for_change_set``) and rolled by the pass the controller runs once the
+namespace has been quiet long enough, so the change set rolls it once.
+
 Boundary: this module decides and patches through ``KubeApi``; it knows
 nothing about kopf.  The controller decides *when* to call it (coalesced per
 namespace).  Only workloads in the namespace given are ever read or written.
@@ -332,6 +340,22 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     )
 
 
+def follows_several(found: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether a workload follows more than one source (so one apply may change two of them)."""
+    return len(set(found.values())) > 1
+
+
+def waits_for_change_set(decision: Decision, found: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether this rollout must wait until the namespace has settled.
+
+    Only a workload that follows several sources can be rolled twice by one
+    ``kubectl apply`` that changes two of them; its rollout waits for the rest
+    of the change set.  A workload that follows one source has nothing to
+    merge: it rolls at once.  Records, pauses and everything else never wait.
+    """
+    return decision.action == "rollout" and follows_several(found)
+
+
 # --- status.workloads -------------------------------------------------------
 
 
@@ -414,6 +438,8 @@ class ReloadOutcome:
     paused: tuple[str, ...]
     #: Sources whose ``status.workloads`` this pass wrote, as ``Kind/name``.
     statuses: tuple[str, ...] = ()
+    #: Rollouts left for a pass once the namespace has settled (``settled=False``).
+    held: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -530,11 +556,17 @@ class ReloadReconciler:
         *,
         changed_at: float | None = None,
         state: NamespaceState | None = None,
+        settled: bool = True,
     ) -> ReloadOutcome:
         """One pass over the namespace's workloads.  ``changed_at``: monotonic trigger time.
 
         ``state``: what ``read_namespace`` returned, if the caller read ahead
         and knows nothing changed since; otherwise the namespace is read now.
+        ``settled``: whether the rest of a change set can no longer come
+        (nothing in flight, quiet long enough).  If not, rollouts of workloads
+        that follow several sources are held (``ReloadOutcome.held``): they
+        keep their record, their sources' status says so, and the caller runs
+        another pass once the namespace has settled.
         """
         if state is None or state.namespace != namespace:
             state = self.read_namespace(namespace)
@@ -550,7 +582,11 @@ class ReloadReconciler:
         ):
             return ReloadOutcome(0, (), (), ())
 
-        writes = [p for p in plans if p.decision.action in ("record", "rollout")]
+        held = [] if settled else [p for p in plans if waits_for_change_set(p.decision, p.found)]
+        held_ids = {id(p) for p in held}
+        writes = [
+            p for p in plans if p.decision.action in ("record", "rollout") and id(p) not in held_ids
+        ]
         results = self._each(lambda p: self._write(p, changed_at), writes)
         # Events after every patch: they are best effort and must not delay the
         # last workload of a fan-out.
@@ -564,8 +600,9 @@ class ReloadReconciler:
                 logger.warning("reload of %s in %s refused: %s", plan.label, namespace, result)
         _raise_first([r for r in results if not isinstance(r, InvalidInputError)])
 
-        # A refused write leaves the workload where it was, and the status says so.
+        # A refused or held write leaves the workload where it was, and the status says so.
         refused = {id(p) for p, r in zip(writes, results, strict=True) if r is not None}
+        refused |= held_ids
         statuses = workload_statuses(
             (p.workload, Decision("unchanged", recorded=p.decision.recorded), p.found)
             if id(p) in refused
@@ -584,6 +621,7 @@ class ReloadReconciler:
             recorded=tuple(p.label for p in done if p.decision.action == "record"),
             paused=tuple(p.label for p in plans if p.decision.action == "paused"),
             statuses=tuple(label for label in written if label),
+            held=tuple(p.label for p in held),
         )
 
     def _write(self, plan: _Plan, changed_at: float | None) -> None:
