@@ -69,14 +69,13 @@ class Settings:
     #: Secret that is not theirs.  Events on those Secrets trigger a retry at once; this
     #: is only the safety net.
     blocked_retry_seconds: float = 300.0
-    #: Longest a reload pass waits for changes still in flight in its namespace (a spec
-    #: written, not yet reconciled), so a ConfigProfile and a SealedSecret applied together
-    #: cause one rollout (0..2).  A lone change does not wait.
+    #: How much longer than the quiet period a rollout that waits for the rest of a change
+    #: set may be held by sources still in flight or by later spec writes (0..2).
     reload_coalesce_seconds: float = 1.0
-    #: How long a reload pass waits after the last spec write seen in its namespace,
-    #: for the next object of the same apply (0..1).  Every lone change waits this
-    #: long too: the trade between one rollout per apply and a quick rollout.
-    reload_quiet_seconds: float = 0.06
+    #: How long the namespace must be quiet (no spec write seen) before a workload that
+    #: follows several sources rolls, so one apply that changes two of them rolls it once
+    #: (0..5).  A workload that follows one source never waits for it.
+    reload_quiet_seconds: float = 1.0
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

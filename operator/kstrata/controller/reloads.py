@@ -22,26 +22,30 @@ module only has to make sure a pass runs soon after anything that may matter:
   resume handlers would make kopf write its bookkeeping annotations (and
   possibly finalizers) onto users' Deployments.
 
-When a pass runs (the change-set question).  One ``kubectl apply -f dir/``
-that changes a ConfigProfile and a SealedSecret must roll each workload once,
-yet a lone change should roll within ~100 ms.  A fixed trailing window would
-add its whole length to every rollout, so instead a pass is held only while
-more may be coming:
+When a workload rolls (the change-set question).  One ``kubectl apply -f
+dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
+that follows both once, yet a lone change should roll at once.  kubectl
+writes the two objects one after the other, and the operator sees the two
+spec writes 20-55 ms apart on a quiet 2-core machine but up to ~0.5 s apart
+with both cores busy (docs/performance.md).  So:
 
-* while a source of the namespace is *in flight*: its ``metadata.generation``
-  (bumped by every spec write) is ahead of its ``status.observedGeneration``
-  (written by its reconciler, on success and failure);
-* for a quiet period (``settings.reload_quiet_seconds``, 60 ms by default)
-  after the last spec write seen in the namespace, for the next object of
-  the same apply: ``kubectl apply -f dir/`` writes its objects 20-50 ms
-  apart on a 2-core machine, and a reconcile takes about 25 ms, so this,
-  not the reconcile, is what a lone change waits for.  It is the one
-  trade-off here: a longer quiet period coalesces slower tools, and delays
-  every rollout by as much;
-* never longer than ``settings.reload_coalesce_seconds`` (at most 2 s) after
-  the first trigger, so a source that never settles cannot hold reloads.
+* a pass runs as soon as it is triggered (an *eager* pass).  A workload that
+  follows one source has nothing to merge: it rolls there, without waiting
+  for anything;
+* a workload that follows several sources is held by a pass that runs before
+  the namespace has *settled*, and rolled by a *settled* pass that follows.
+  Settled means: no source of the namespace is *in flight* (its
+  ``metadata.generation``, bumped by every spec write, is ahead of its
+  ``status.observedGeneration``, written by its reconciler on success and
+  failure), and no spec write was seen there for the quiet period
+  (``settings.reload_quiet_seconds``, 1 s by default: twice the largest gap
+  measured under load).  That quiet period is what such a rollout pays for
+  the guarantee, and the only thing it pays: a rollout itself takes seconds;
+* a settled pass never waits longer than the quiet period plus
+  ``settings.reload_coalesce_seconds`` (at most 2 s) after its first
+  trigger, so a source that never settles cannot hold reloads.
 
-Changes applied by separate commands further apart than the reconcile time
+Changes applied by separate commands further apart than the quiet period
 roll separately: each one is an effective change by itself.  Passes of one
 namespace never overlap (a lock); a trigger during a pass schedules the next
 one.  A failed pass is retried after ``settings.retry_backoff``.
@@ -77,34 +81,48 @@ logger = logging.getLogger(__name__)
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
 MAX_COALESCE_SECONDS: Final = 2.0
-#: Cap of ``settings.reload_quiet_seconds`` (the quiet period is capped by the window too).
-MAX_QUIET_SECONDS: Final = 1.0
+#: Cap of ``settings.reload_quiet_seconds``.
+MAX_QUIET_SECONDS: Final = 5.0
 #: Retry delay cap for a failed pass, so a long backoff setting cannot stall reloads.
 MAX_RETRY_SECONDS: Final = 30.0
 
 _State = TypeVar("_State")
 
 
+#: A pass: ``(namespace, changed_at, state read ahead or None, settled) -> held``.
+#: ``held``: it left something for a pass once the namespace has settled.
+Action = Callable[[str, float, _State | None, bool], bool]
+
+
 class NamespaceCoalescer(Generic[_State]):
-    """Per-namespace runner of a blocking action that waits for the namespace to settle.
+    """Per-namespace runner of a blocking action: at once, and again once the namespace settles.
 
-    ``busy(namespace)`` says whether a change is still in flight there;
-    ``needed(namespace)``, asked when the wait is over, whether the action
-    could do anything there (if not, it is skipped).  Call
-    ``poke`` when that answer may have changed and ``note_change`` on a spec
-    write.  Everything runs on kopf's event loop; the action runs in a thread.
+    ``schedule(namespace)`` runs an *eager* pass: no wait.  The action is told
+    whether the namespace is *settled* right now: nothing in flight there
+    (``busy(namespace)`` is false) and ``quiet`` seconds since the last spec
+    write (``note_change``).  If it was not and the action answers True (it
+    held something back for the rest of a change set), a *settled* pass
+    follows: it waits until the namespace has settled, or at most ``quiet +
+    window`` after its first trigger, and runs the action with ``settled``
+    True.  At most one eager and one settled pass per namespace are pending,
+    and passes of one namespace never overlap (a lock).
 
-    ``read_ahead(namespace)``, if given, runs (in a thread) while the pass
-    waits for the namespace to settle, and its result is handed to the
-    action, which then need not read again: the quiet period no longer adds
-    the reads to every rollout.  It is handed over only if nothing was
-    scheduled or changed in the namespace since the read began; otherwise the
-    action gets None and reads for itself.
+    ``needed(namespace)``, asked before a pass runs, says whether the action
+    could do anything there (if not, it is skipped).  Call ``poke`` when
+    ``busy`` or ``needed`` may have changed.  Everything runs on kopf's event
+    loop; the action runs in a thread.
+
+    ``read_ahead(namespace)``, if given, runs (in a thread) as soon as a pass
+    is scheduled, overlapping a settled pass's wait and an eager pass's wait
+    for the lock, and its result is handed to the action, which then need not
+    read again.  It is handed over only if nothing was scheduled or changed
+    in the namespace since the read began; otherwise the action gets None and
+    reads for itself.
     """
 
     def __init__(
         self,
-        action: Callable[[str, float, _State | None], None],
+        action: Action[_State],
         *,
         window: float,
         retry_delay: float,
@@ -116,13 +134,14 @@ class NamespaceCoalescer(Generic[_State]):
         self._action = action
         self._needed = needed
         self._read_ahead = read_ahead
-        self._window = window
-        self._quiet = min(quiet, window)
+        self._window = max(window, 0.0)
+        self._quiet = max(quiet, 0.0)
         self._retry_delay = retry_delay
         self._busy = busy
-        self._pending: dict[str, asyncio.Task[None]] = {}
-        #: Monotonic time of the first trigger of the pending batch (for latency).
-        self._first_trigger: dict[str, float] = {}
+        #: (namespace, settled) -> the pass not yet started.
+        self._pending: dict[tuple[str, bool], asyncio.Task[None]] = {}
+        #: Monotonic time of the first trigger of each pending pass (latency, window).
+        self._first_trigger: dict[tuple[str, bool], float] = {}
         self._last_change: dict[str, float] = {}
         #: Bumped by every trigger and spec write: a read ahead is stale once it moved.
         self._versions: dict[str, int] = {}
@@ -133,14 +152,9 @@ class NamespaceCoalescer(Generic[_State]):
         self._versions[namespace] = self._versions.get(namespace, 0) + 1
 
     def schedule(self, namespace: str, *, delay: float | None = None) -> None:
-        """Join the pending pass of ``namespace`` or start a new one.  Loop thread only."""
+        """Join the pending eager pass of ``namespace`` or start one.  Loop thread only."""
         self._bump(namespace)
-        if namespace in self._pending:
-            self.poke(namespace)
-            return
-        self._first_trigger.setdefault(namespace, time.monotonic())
-        task = asyncio.get_running_loop().create_task(self._run(namespace, delay))
-        self._pending[namespace] = task
+        self._start(namespace, settled=False, delay=delay)
 
     def note_change(self, namespace: str) -> None:
         """A spec write was seen in ``namespace``: restart its quiet period."""
@@ -149,23 +163,45 @@ class NamespaceCoalescer(Generic[_State]):
         self.poke(namespace)
 
     def poke(self, namespace: str) -> None:
-        """Let a waiting pass re-check whether the namespace has settled."""
+        """Let a waiting settled pass re-check whether the namespace has settled."""
         if waker := self._wakers.get(namespace):
             waker.set()
 
+    def settled(self, namespace: str) -> bool:
+        """Nothing in flight in ``namespace``, and quiet for the quiet period."""
+        quiet_until = self._last_change.get(namespace, -math.inf) + self._quiet
+        return time.monotonic() >= quiet_until and not self._busy(namespace)
+
+    def _start(
+        self,
+        namespace: str,
+        *,
+        settled: bool,
+        delay: float | None = None,
+        changed_at: float | None = None,
+    ) -> None:
+        key = (namespace, settled)
+        if changed_at is not None:
+            self._first_trigger.setdefault(key, changed_at)
+        if key in self._pending:
+            self.poke(namespace)
+            return
+        self._first_trigger.setdefault(key, time.monotonic())
+        task = asyncio.get_running_loop().create_task(self._run(namespace, settled, delay))
+        self._pending[key] = task
+
     async def _settle(self, namespace: str) -> None:
-        """Return once nothing is in flight and the quiet period passed, or the window ended."""
-        deadline = self._first_trigger.get(namespace, time.monotonic()) + self._window
+        """Return once the namespace has settled, or at the settled pass's deadline."""
+        first = self._first_trigger.get((namespace, True), time.monotonic())
+        deadline = first + self._quiet + self._window
         waker = self._wakers.setdefault(namespace, asyncio.Event())
         while True:
             now = time.monotonic()
-            if now >= deadline:
-                return
-            quiet_until = self._last_change.get(namespace, -math.inf) + self._quiet
-            if now >= quiet_until and not self._busy(namespace):
+            if now >= deadline or self.settled(namespace):
                 return
             waker.clear()
-            until = quiet_until if now < quiet_until else deadline
+            quiet_until = self._last_change.get(namespace, -math.inf) + self._quiet
+            until = min(quiet_until if now < quiet_until else deadline, deadline)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=until - now)
 
@@ -178,39 +214,48 @@ class NamespaceCoalescer(Generic[_State]):
         ahead.add_done_callback(lambda done: done.cancelled() or done.exception())
         return ahead
 
-    async def _run(self, namespace: str, delay: float | None) -> None:
+    async def _run(self, namespace: str, settled: bool, delay: float | None) -> None:
+        key = (namespace, settled)
         version = self._versions.get(namespace, 0)
         ahead = self._start_read_ahead(namespace) if delay is None else None
-        if delay is None:
-            await self._settle(namespace)
-        else:
+        if delay is not None:
             await asyncio.sleep(delay)
+        if settled:
+            await self._settle(namespace)
         lock = self._locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             # From here on a new trigger starts a new pass: this one may have
             # read the namespace before that change.
-            self._pending.pop(namespace, None)
-            changed_at = self._first_trigger.pop(namespace, time.monotonic())
+            self._pending.pop(key, None)
+            changed_at = self._first_trigger.pop(key, time.monotonic())
             if not self._needed(namespace):
                 return
             state: _State | None = None
             if ahead is not None and self._versions.get(namespace, 0) == version:
                 with contextlib.suppress(KstrataError):
                     state = await ahead
+            # A settled pass past its deadline goes ahead as settled: a source
+            # that never settles cannot hold reloads.
+            calm = settled or self.settled(namespace)
             try:
-                await asyncio.to_thread(self._action, namespace, changed_at, state)
+                held = await asyncio.to_thread(self._action, namespace, changed_at, state, calm)
             except KstrataError as error:
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.warning("reload pass in %s failed: %s", namespace, error)
-                self._first_trigger.setdefault(namespace, changed_at)
-                self.schedule(namespace, delay=self._retry_delay)
+                self._retry(namespace, settled, changed_at)
                 return
             except Exception:
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.exception("reload pass in %s failed unexpectedly", namespace)
-                self.schedule(namespace, delay=self._retry_delay)
+                self._retry(namespace, settled, changed_at)
                 return
         metrics.RELOAD_PASSES.labels(result="ok").inc()
+        if held and not calm:
+            self._start(namespace, settled=True, changed_at=changed_at)
+
+    def _retry(self, namespace: str, settled: bool, changed_at: float) -> None:
+        self._bump(namespace)
+        self._start(namespace, settled=settled, delay=self._retry_delay, changed_at=changed_at)
 
     async def close(self) -> None:
         tasks = list(self._pending.values())
@@ -431,8 +476,12 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
     """Register the reload handlers; returns what reconcilers call after writing a status."""
     reconciler = ReloadReconciler(api)
 
-    def run_pass(namespace: str, changed_at: float, state: NamespaceState | None) -> None:
-        outcome = reconciler.reconcile_namespace(namespace, changed_at=changed_at, state=state)
+    def run_pass(
+        namespace: str, changed_at: float, state: NamespaceState | None, settled: bool
+    ) -> bool:
+        outcome = reconciler.reconcile_namespace(
+            namespace, changed_at=changed_at, state=state, settled=settled
+        )
         if outcome.rolled or outcome.paused:
             logger.info(
                 "reload pass in %s: rolled %s, held by pause %s",
@@ -440,6 +489,13 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
                 ", ".join(outcome.rolled) or "-",
                 ", ".join(outcome.paused) or "-",
             )
+        if outcome.held:
+            logger.debug(
+                "reload pass in %s: %s wait for the rest of a change set",
+                namespace,
+                ", ".join(outcome.held),
+            )
+        return bool(outcome.held)
 
     window = min(max(settings.reload_coalesce_seconds, 0.0), MAX_COALESCE_SECONDS)
     in_flight: dict[str, set[tuple[str, str]]] = {}

@@ -1,4 +1,4 @@
-"""When reload passes run: settle on in-flight sources, a short quiet period, a capped window.
+"""When reload passes run: at once, and again once the namespace has settled (capped).
 
 These drive ``kstrata.controller.reloads`` on a private event loop with an
 in-memory action.  Timings are only ever bounded from below (the clock is
@@ -16,54 +16,93 @@ from kstrata.errors import TransientClusterError
 
 
 class Recorder:
-    def __init__(self, fail_first: int = 0) -> None:
+    """The action: records each pass; holds something back whenever it is not settled."""
+
+    def __init__(self, fail_first: int = 0, *, holds: bool = False) -> None:
         self.calls: list[tuple[str, float]] = []
         self.states: list[Any] = []
+        self.settled: list[bool] = []
+        self.times: list[float] = []
         self.fail_first = fail_first
+        self.holds = holds
         self.done = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
-    def __call__(self, namespace: str, changed_at: float, state: Any = None) -> None:
+    def __call__(
+        self, namespace: str, changed_at: float, state: Any = None, settled: bool = True
+    ) -> bool:
         if self.fail_first:
             self.fail_first -= 1
             raise TransientClusterError("list deployments in ns: API server unavailable")
         self.calls.append((namespace, changed_at))
         self.states.append(state)
+        self.settled.append(settled)
+        self.times.append(time.monotonic())
         self.loop.call_soon_threadsafe(self.done.set)
+        return self.holds and not settled
+
+    async def next_pass(self) -> None:
+        await asyncio.wait_for(self.done.wait(), timeout=10)
+        self.done.clear()
 
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, timeout=20))
 
 
-def test_a_lone_trigger_does_not_wait_for_the_window() -> None:
+def test_a_lone_trigger_runs_at_once_and_is_told_whether_the_namespace_settled() -> None:
     async def scenario() -> None:
         action = Recorder()
-        coalescer = NamespaceCoalescer(action, window=60.0, quiet=0.05, retry_delay=0.1)
-        coalescer.schedule("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)  # far below the 60 s window
-        assert [ns for ns, _ in action.calls] == ["ns"]
+        coalescer = NamespaceCoalescer(action, window=60.0, quiet=30.0, retry_delay=0.1)
+        coalescer.schedule("ns")  # no spec write seen: settled
+        await action.next_pass()
+        coalescer.note_change("ns")
+        coalescer.schedule("ns")  # far inside the 30 s quiet period: runs all the same
+        await action.next_pass()
+        assert ([ns for ns, _ in action.calls], action.settled) == (["ns", "ns"], [True, False])
+        await asyncio.sleep(0.1)
+        assert len(action.calls) == 2  # nothing held back: no second pass
         await coalescer.close()
 
     run(scenario())
 
 
-def test_in_flight_sources_hold_the_pass_and_triggers_join_it() -> None:
+def test_an_eager_pass_does_not_wait_for_sources_in_flight() -> None:
     async def scenario() -> None:
         action = Recorder()
+        coalescer = NamespaceCoalescer(action, window=60.0, retry_delay=0.1, busy=lambda _: True)
+        coalescer.schedule("ns")
+        await action.next_pass()
+        assert action.settled == [False]
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_what_was_held_waits_for_sources_in_flight_and_later_triggers_do_not() -> None:
+    async def scenario() -> None:
+        action = Recorder(holds=True)
         busy = {"ns": True}
         coalescer = NamespaceCoalescer(
             action, window=60.0, retry_delay=0.1, busy=lambda ns: busy.get(ns, False)
         )
         coalescer.schedule("ns")
+        await action.next_pass()  # eager: holds something back
+        # Another trigger meanwhile (say a single-source workload's change)
+        # runs at once; it does not queue behind the held change set.
         coalescer.schedule("ns")
-        coalescer.poke("ns")  # still busy: nothing to do yet
+        await action.next_pass()
+        coalescer.poke("ns")  # still busy: the settled pass keeps waiting
         await asyncio.sleep(0.2)
-        assert action.calls == []
+        assert action.settled == [False, False]
         busy["ns"] = False
         coalescer.poke("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
-        assert len(action.calls) == 1
+        await action.next_pass()
+        assert action.settled == [False, False, True]
+        first_trigger = action.calls[0][1]
+        assert action.calls[2][1] == first_trigger  # latency counts from the first trigger
+        await asyncio.sleep(0.1)
+        assert len(action.calls) == 3  # one settled pass for both eager ones
         await coalescer.close()
 
     run(scenario())
@@ -71,26 +110,51 @@ def test_in_flight_sources_hold_the_pass_and_triggers_join_it() -> None:
 
 def test_the_window_caps_the_wait_for_a_source_that_never_settles() -> None:
     async def scenario() -> None:
-        action = Recorder()
-        coalescer = NamespaceCoalescer(action, window=0.3, retry_delay=0.1, busy=lambda _: True)
+        action = Recorder(holds=True)
+        coalescer = NamespaceCoalescer(
+            action, window=0.2, quiet=0.1, retry_delay=0.1, busy=lambda _: True
+        )
         started = time.monotonic()
         coalescer.schedule("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
-        assert time.monotonic() - started >= 0.3
+        await action.next_pass()
+        await action.next_pass()
+        assert action.settled == [False, True]
+        assert action.times[1] - started >= 0.3  # quiet + window after the first trigger
         await coalescer.close()
 
     run(scenario())
 
 
-def test_a_spec_write_starts_a_quiet_period() -> None:
+def test_a_spec_write_restarts_the_quiet_period_of_what_was_held() -> None:
     async def scenario() -> None:
-        action = Recorder()
+        action = Recorder(holds=True)
         coalescer = NamespaceCoalescer(action, window=60.0, quiet=0.3, retry_delay=0.1)
         coalescer.note_change("ns")
-        noted = time.monotonic()
         coalescer.schedule("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
-        assert time.monotonic() - noted >= 0.3
+        await action.next_pass()
+        await asyncio.sleep(0.1)
+        coalescer.note_change("ns")  # the next object of the same apply
+        noted = time.monotonic()
+        await action.next_pass()
+        assert action.settled == [False, True]
+        assert action.times[1] - noted >= 0.3
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_a_pass_held_in_a_settled_namespace_is_not_held() -> None:
+    """Long after the last spec write (an unpause, say), the eager pass is already settled."""
+
+    async def scenario() -> None:
+        action = Recorder(holds=True)
+        coalescer = NamespaceCoalescer(action, window=60.0, quiet=0.05, retry_delay=0.1)
+        coalescer.note_change("ns")
+        await asyncio.sleep(0.1)
+        coalescer.schedule("ns")
+        await action.next_pass()
+        await asyncio.sleep(0.1)
+        assert action.settled == [True]
         await coalescer.close()
 
     run(scenario())
@@ -107,10 +171,10 @@ def test_a_pass_that_could_change_nothing_is_skipped() -> None:
 
         coalescer = NamespaceCoalescer(action, window=60.0, retry_delay=0.1, needed=needed)
         coalescer.schedule("unused")
-        await coalescer._pending["unused"]
+        await coalescer._pending[("unused", False)]
         assert (asked, action.calls) == (["unused"], [])
         coalescer.schedule("used")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
+        await action.next_pass()
         assert asked == ["unused", "used"]
         assert [ns for ns, _ in action.calls] == ["used"]
         await coalescer.close()
@@ -119,7 +183,7 @@ def test_a_pass_that_could_change_nothing_is_skipped() -> None:
 
 
 def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
-    """The reads overlap the quiet period; a trigger or spec write meanwhile voids them."""
+    """The reads overlap the wait; a trigger or spec write meanwhile voids them."""
 
     async def scenario() -> None:
         reads: list[str] = []
@@ -131,7 +195,7 @@ def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
             loop.call_soon_threadsafe(read_done.set)
             return f"read #{len(reads)}"
 
-        action = Recorder()
+        action = Recorder(holds=True)
         busy = {"ns": False}
         coalescer = NamespaceCoalescer(
             action,
@@ -143,31 +207,44 @@ def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
         )
         coalescer.note_change("ns")
         coalescer.schedule("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
-        assert (reads, action.states) == (["ns"], ["read #1"])
+        await action.next_pass()  # eager, held
+        await action.next_pass()  # settled, after the quiet period
+        assert (reads, action.states) == (["ns", "ns"], ["read #1", "read #2"])
 
-        action.done.clear()
         read_done.clear()
-        busy["ns"] = True  # another source in flight holds the pass
+        busy["ns"] = True  # another source in flight holds the settled pass
         coalescer.schedule("ns")
-        await asyncio.wait_for(read_done.wait(), timeout=10)
+        await action.next_pass()  # eager: used its read
+        await asyncio.wait_for(read_done.wait(), timeout=10)  # the settled pass's read
         coalescer.note_change("ns")  # its spec write: what was read ahead is stale
         busy["ns"] = False
         coalescer.poke("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
-        assert action.states == ["read #1", None]  # the action reads for itself
+        await action.next_pass()
+        assert action.states == ["read #1", "read #2", "read #3", None]  # it read for itself
+        assert action.settled == [False, True, False, True]
         await coalescer.close()
 
     run(scenario())
 
 
-def test_a_failed_pass_is_retried() -> None:
+def test_a_failed_pass_is_retried_as_what_it_was() -> None:
     async def scenario() -> None:
         action = Recorder(fail_first=1)
         coalescer = NamespaceCoalescer(action, window=0.0, retry_delay=0.05)
         coalescer.schedule("ns")
-        await asyncio.wait_for(action.done.wait(), timeout=10)
+        await action.next_pass()
         assert len(action.calls) == 1
+
+        held = Recorder(holds=True)
+        coalescer = NamespaceCoalescer(
+            held, window=60.0, quiet=0.05, retry_delay=0.05, busy=lambda _: False
+        )
+        coalescer.note_change("ns")
+        coalescer.schedule("ns")
+        await held.next_pass()
+        held.fail_first = 1  # the settled pass fails once, and is retried settled
+        await held.next_pass()
+        assert held.settled == [False, True]
         await coalescer.close()
 
     run(scenario())
