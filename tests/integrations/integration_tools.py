@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import REGISTRY
+
+from kstrata import metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kstrata"
@@ -115,3 +118,27 @@ def by_key(objects: list[Object]) -> dict[tuple[str, str, str | None, str], Obje
 def the(objects: list[Object], kind: str, name: str | None = None) -> Object:
     (found,) = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     return found
+
+
+#: Metrics of other programs the alerts use, and why.
+FOREIGN_METRICS = {
+    # kube-apiserver's calls to admission webhooks (the webhook alerts).
+    "apiserver_admission_webhook_rejection_count",
+    "apiserver_admission_webhook_admission_duration_seconds_bucket",
+}
+
+
+def exported_series() -> set[str]:
+    """Every series name kstrata.metrics defines (counters with _total, histograms' parts)."""
+    assert metrics.RECONCILES  # importing kstrata.metrics registers them
+    names = set()
+    for family in REGISTRY.collect():
+        if not family.name.startswith("kstrata_"):
+            continue
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        elif family.type == "histogram":
+            names.update(family.name + suffix for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(family.name)
+    return names

@@ -15,20 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import CHART, MONITORING
-from prometheus_client import REGISTRY
-
-from kstrata import metrics
+from integration_tools import CHART, FOREIGN_METRICS, MONITORING, exported_series
 
 RULES = MONITORING / "kstrata.rules.yaml"
 RULE_TESTS = MONITORING / "tests" / "kstrata.rules.test.yaml"
-
-#: Metrics of other programs the alerts use, and why.
-FOREIGN_METRICS = {
-    # kube-apiserver's calls to admission webhooks (the webhook alerts).
-    "apiserver_admission_webhook_rejection_count",
-    "apiserver_admission_webhook_admission_duration_seconds_bucket",
-}
 
 
 def promtool_run(promtool: Path, *args: str, stdin: str | None = None) -> str:
@@ -42,22 +32,6 @@ def promtool_run(promtool: Path, *args: str, stdin: str | None = None) -> str:
 def rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
-
-
-def exported_series() -> set[str]:
-    """Every series name kstrata.metrics defines (counters with _total, histograms' parts)."""
-    assert metrics.RECONCILES  # importing kstrata.metrics registers them
-    names = set()
-    for family in REGISTRY.collect():
-        if not family.name.startswith("kstrata_"):
-            continue
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        elif family.type == "histogram":
-            names.update(family.name + suffix for suffix in ("_bucket", "_sum", "_count"))
-        else:
-            names.add(family.name)
-    return names
 
 
 def test_promtool_checks_the_rules(promtool: Path) -> None:
