@@ -237,25 +237,25 @@ class NamespaceCoalescer(Generic[_State]):
             # A settled pass past its deadline goes ahead as settled: a source
             # that never settles cannot hold reloads.
             calm = settled or self.settled(namespace)
+            held: bool | None = None
             try:
                 held = await asyncio.to_thread(self._action, namespace, changed_at, state, calm)
             except KstrataError as error:
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.warning("reload pass in %s failed: %s", namespace, error)
-                self._retry(namespace, settled, changed_at)
-                return
             except Exception:
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.exception("reload pass in %s failed unexpectedly", namespace)
-                self._retry(namespace, settled, changed_at)
-                return
+            finally:
+                # This pass's own writes make stale what the next pass may have
+                # read meanwhile (its read ahead ran while this one held the lock).
+                self._bump(namespace)
+        if held is None:
+            self._start(namespace, settled=settled, delay=self._retry_delay, changed_at=changed_at)
+            return
         metrics.RELOAD_PASSES.labels(result="ok").inc()
         if held and not calm:
             self._start(namespace, settled=True, changed_at=changed_at)
-
-    def _retry(self, namespace: str, settled: bool, changed_at: float) -> None:
-        self._bump(namespace)
-        self._start(namespace, settled=settled, delay=self._retry_delay, changed_at=changed_at)
 
     async def close(self) -> None:
         tasks = list(self._pending.values())

@@ -182,17 +182,22 @@ def test_a_pass_that_could_change_nothing_is_skipped() -> None:
     run(scenario())
 
 
+async def until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never met")
+
+
 def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
     """The reads overlap the wait; a trigger or spec write meanwhile voids them."""
 
     async def scenario() -> None:
         reads: list[str] = []
-        loop = asyncio.get_running_loop()
-        read_done = asyncio.Event()
 
         def read(namespace: str) -> str:
             reads.append(namespace)
-            loop.call_soon_threadsafe(read_done.set)
             return f"read #{len(reads)}"
 
         action = Recorder(holds=True)
@@ -200,7 +205,7 @@ def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
         coalescer = NamespaceCoalescer(
             action,
             window=60.0,
-            quiet=0.05,
+            quiet=0.3,
             retry_delay=0.1,
             busy=lambda ns: busy[ns],
             read_ahead=read,
@@ -210,18 +215,62 @@ def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
         await action.next_pass()  # eager, held
         await action.next_pass()  # settled, after the quiet period
         assert (reads, action.states) == (["ns", "ns"], ["read #1", "read #2"])
+        await until(lambda: not coalescer._locks["ns"].locked())  # that pass is over
 
-        read_done.clear()
         busy["ns"] = True  # another source in flight holds the settled pass
         coalescer.schedule("ns")
         await action.next_pass()  # eager: used its read
-        await asyncio.wait_for(read_done.wait(), timeout=10)  # the settled pass's read
+        await until(lambda: len(reads) == 4)  # the settled pass's read, during its wait
         coalescer.note_change("ns")  # its spec write: what was read ahead is stale
         busy["ns"] = False
         coalescer.poke("ns")
         await action.next_pass()
         assert action.states == ["read #1", "read #2", "read #3", None]  # it read for itself
         assert action.settled == [False, True, False, True]
+        await coalescer.close()
+
+    run(scenario())
+
+
+def test_what_was_read_while_another_pass_wrote_is_not_used() -> None:
+    """A trigger during a pass starts the next pass's read at once; that pass's writes void it.
+
+    Otherwise the next pass would decide on the workloads as they were before
+    the running pass rolled them, and roll (and announce) them again.
+    """
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        release = asyncio.Event()
+        read_done = asyncio.Event()
+        reads: list[str] = []
+
+        def read(namespace: str) -> str:
+            reads.append(namespace)
+            loop.call_soon_threadsafe(read_done.set)
+            return f"read #{len(reads)}"
+
+        action = Recorder()
+        first = True
+
+        def blocking(namespace: str, changed_at: float, state: Any, settled: bool) -> bool:
+            nonlocal first
+            if first:
+                first = False
+                asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
+            return action(namespace, changed_at, state, settled)
+
+        coalescer = NamespaceCoalescer(blocking, window=60.0, retry_delay=0.1, read_ahead=read)
+        coalescer.schedule("ns")
+        await asyncio.wait_for(read_done.wait(), timeout=10)
+        await asyncio.sleep(0.05)  # the first pass is in its action now
+        read_done.clear()
+        coalescer.schedule("ns")  # say, the second source of an apply reconciled
+        await asyncio.wait_for(read_done.wait(), timeout=10)  # read while the first writes
+        release.set()
+        await action.next_pass()
+        await action.next_pass()
+        assert action.states == ["read #1", None]  # the second pass read for itself
         await coalescer.close()
 
     run(scenario())
@@ -237,7 +286,7 @@ def test_a_failed_pass_is_retried_as_what_it_was() -> None:
 
         held = Recorder(holds=True)
         coalescer = NamespaceCoalescer(
-            held, window=60.0, quiet=0.05, retry_delay=0.05, busy=lambda _: False
+            held, window=60.0, quiet=0.5, retry_delay=0.05, busy=lambda _: False
         )
         coalescer.note_change("ns")
         coalescer.schedule("ns")
