@@ -11,6 +11,10 @@ count).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,16 +82,18 @@ def pod_template(config_map: str) -> dict[str, Any]:
 
 
 def create_deployment(
-    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str], app: str = "x"
 ) -> None:
+    template = pod_template("payments")
+    template["metadata"]["labels"]["app"] = app
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "annotations": annotations},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": {"app": "x"}},
-            "template": pod_template("payments"),
+            "selector": {"matchLabels": {"app": app}},
+            "template": template,
         },
     }
     apps(cluster).create_namespaced_deployment(namespace, body)
@@ -197,6 +203,22 @@ def wait_passes_after(before: float) -> None:
 def rollout_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]:
     events = core(cluster).list_namespaced_event(namespace).items
     return [e for e in events if e.involved_object.name == name and e.reason == "RollingRestart"]
+
+
+@contextlib.contextmanager
+def cpu_burners(enabled: bool) -> Iterator[None]:
+    """One busy loop per core for the duration, as on a loaded CI machine; always killed."""
+    burners: list[subprocess.Popen[bytes]] = []
+    try:
+        if enabled:
+            for _ in range(os.cpu_count() or 1):
+                burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait()
 
 
 @pytest.fixture
@@ -400,10 +422,16 @@ def test_paused_holds_then_one_rollout_to_the_latest(cluster: TestCluster, names
         assert "payments 1->3" in event.message
 
 
+@pytest.mark.parametrize("burning", [False, True], ids=["quiet", "both-cores-burning"])
 def test_profile_and_sealed_secret_changed_together_roll_once(
-    cluster: TestCluster, namespace: str, other_namespace: str, tmp_path: Path
+    cluster: TestCluster, namespace: str, other_namespace: str, tmp_path: Path, burning: bool
 ) -> None:
-    """One ``kubectl apply -f dir/`` with both changes rolls once, with the default settings."""
+    """One ``kubectl apply -f dir/`` with both changes rolls once, with the default settings.
+
+    Also with a busy loop on every core, started before the operator: the
+    operator then sees the two spec writes up to ~0.5 s apart.  A workload
+    beside it that follows only the profile rolls once per change too.
+    """
     keys = other_namespace  # the operator's own namespace in this test
 
     def sealed(value: bytes, bundle: PublicKeyBundle) -> dict[str, Any]:
@@ -436,7 +464,11 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
         )
         return (body.get("status") or {}).get("revision")
 
-    with running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys):
+    rounds = (2, 3, 4)
+    with (
+        cpu_burners(burning),
+        running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys),
+    ):
         bundle = wait_for(
             lambda: PublicKeyBundle.parse(
                 core(cluster)
@@ -450,11 +482,14 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
         wait_revision(cluster, namespace, "payments", 1)
         wait_for(lambda: sealed_revision() == 1, timeout=30, what="db at revision 1")
         create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments,db"})
+        create_deployment(cluster, namespace, "single", {"kstrata.dev/reload": "payments"}, "y")
         wait_recorded(cluster, namespace, "web", "db=1,payments=1")
+        wait_recorded(cluster, namespace, "single", "payments=1")
         wait_count(lambda: replica_sets(cluster, namespace, "web"), 1, "web RS")
+        wait_count(lambda: replica_sets(cluster, namespace, "single"), 1, "single RS")
 
-        for round_, value in ((2, b"two"), (3, b"three")):
-            apply_together(round_, value, bundle)
+        for round_ in rounds:
+            apply_together(round_, f"value {round_}".encode(), bundle)
             wait_revision(cluster, namespace, "payments", round_)
             wait_for(lambda r=round_: sealed_revision() == r, timeout=30, what=f"db at {round_}")
             both = f"db={round_},payments={round_}"
@@ -466,15 +501,33 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
                 what="one rollout carrying both revisions",
             )
             wait_count(lambda: replica_sets(cluster, namespace, "web"), round_, "web RS")
-        # Two change sets, two rollouts: each event names both sources.
+            wait_for(
+                lambda r=round_: (
+                    template_annotation(deployment(cluster, namespace, "single")) == f"payments={r}"
+                ),
+                timeout=30,
+                what="the single-source workload's rollout",
+            )
+            wait_count(lambda: replica_sets(cluster, namespace, "single"), round_, "single RS")
+        # One rollout per change set: each event names both sources.  Passes of
+        # a namespace run one after another and the last one is over once both
+        # events are there, so a second rollout of any set would be counted.
+        changes = len(rounds)
         wait_for(
-            lambda: len(rollout_events(cluster, namespace, "web")) >= 2,
+            lambda: len(rollout_events(cluster, namespace, "web")) >= changes,
             timeout=30,
             what="the events",
         )
+        wait_for(
+            lambda: len(rollout_events(cluster, namespace, "single")) >= changes,
+            timeout=30,
+            what="the single-source workload's events",
+        )
         events = rollout_events(cluster, namespace, "web")
-        assert len(events) == 2
+        assert len(events) == changes
         for event in events:
             assert "db " in event.message
             assert "payments " in event.message
-        assert replica_sets(cluster, namespace, "web") == 3
+        assert len(rollout_events(cluster, namespace, "single")) == changes
+        assert replica_sets(cluster, namespace, "web") == changes + 1
+        assert replica_sets(cluster, namespace, "single") == changes + 1
