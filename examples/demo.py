@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,8 +124,11 @@ class Demo:
         try:
             deadline = time.monotonic() + 60
             while True:
+                # Live, and its webhook listening: until then the webhook
+                # configuration it registered refuses every ConfigProfile write.
                 with contextlib.suppress(OSError):
                     urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=2)
+                    socket.create_connection(("127.0.0.1", webhook), timeout=2).close()
                     break
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the operator did not start; see {log.name}")

@@ -273,7 +273,9 @@ def makefile_default(name: str) -> str:
 
 
 def test_the_image_kind_deploy_builds_is_the_one_the_deployment_runs(cluster: TestCluster) -> None:
-    (container,) = the(render(cluster, CLUSTERWIDE), "Deployment")["spec"]["template"]["spec"][
+    # kind-deploy installs the local overlay: the shipped manifests with the image it built.
+    overlay = CLUSTERWIDE / "overlays" / "local"
+    (container,) = the(render(cluster, overlay), "Deployment")["spec"]["template"]["spec"][
         "containers"
     ]
     assert container["image"] == makefile_default("IMAGE")
@@ -284,8 +286,19 @@ def test_the_image_kind_deploy_builds_is_the_one_the_deployment_runs(cluster: Te
     assert plan.returncode == 0, plan.stderr
     assert "docker build -f operator/Dockerfile" in plan.stdout
     assert "kind load docker-image" in plan.stdout
-    assert "apply -k manifests/" in plan.stdout
+    assert "apply -k manifests/overlays/local" in plan.stdout
     assert "examples/config/" in plan.stdout
+
+
+def test_the_local_overlay_changes_only_the_image(cluster: TestCluster) -> None:
+    shipped = render(cluster, CLUSTERWIDE)
+    local = render(cluster, CLUSTERWIDE / "overlays" / "local")
+    (container,) = the(local, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "kstrata-operator:dev"
+    container["image"] = the(shipped, "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
+    assert local == shipped
 
 
 def test_the_dockerfile_is_pinned_small_and_non_root() -> None:
