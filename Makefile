@@ -119,3 +119,11 @@ kind-deploy:
 	  n=$$((n + 1)); [ $$n -lt 6 ] || exit 1; sleep 5; \
 	done
 	$(KUBECTL) --context 'kind-$(KIND_CLUSTER)' -n '$(EXAMPLES_NAMESPACE)' wait configprofile --all --for=condition=Ready --timeout=60s
+
+# --- Pinned third-party tools (tools/gotools/tools.toml), installed when missing ---
+# tests/integrations installs them itself; these only do it ahead of time
+# (the installer needs only Python >= 3.11 and Go, or root for apt).
+.PHONY: tool-helm tool-promtool tool-lua
+tool-helm: ; $(PYTHON) tools/gotools/install.py helm
+tool-promtool: ; $(PYTHON) tools/gotools/install.py promtool
+tool-lua: ; $(PYTHON) tools/gotools/install.py lua5.1
