@@ -197,19 +197,33 @@ def test_helm_install_upgrade_and_uninstall(
             uninstalled = chart.run(
                 "uninstall", "kstrata", *release, "--wait", kubeconfig=kubeconfig, check=False
             )
-            kept = cluster.exists(cluster.core.read_namespace, operator_namespace)
-            if kept:
+        try:
+            assert uninstalled.returncode == 0, uninstalled.stderr
+            # Kept by design: the CRDs (deleting them deletes every ConfigProfile
+            # and SealedSecret) and the operator namespace, where the sealing keys live.
+            assert "kept due to the resource policy" in uninstalled.stdout
+            for kind, name in cluster_scoped:
+                assert live(cluster, kind, name) is None, (kind, name)
+            for kind in ("deployment", "service", "serviceaccount", "role", "rolebinding", "pdb"):
+                listed = cluster.kubectl("get", kind, "-n", operator_namespace, "-o", "name")
+                assert "kstrata" not in listed.stdout, listed.stdout
+            assert live(cluster, "crd", "configprofiles.kstrata.dev") is not None
+            assert live(cluster, "namespace", operator_namespace) is not None
+            listed = chart.run("list", "--all", "-q", *release, kubeconfig=kubeconfig).stdout
+            assert not listed.strip(), "the release record is gone too"
+            # Installing again takes the kept namespace back (it still carries
+            # the release's ownership labels and annotations).
+            chart.run(
+                "install",
+                "kstrata",
+                str(CHART),
+                *release,
+                "--set",
+                f"namespace.name={operator_namespace}",
+                kubeconfig=kubeconfig,
+            )
+            assert live(cluster, "deployment", "kstrata", operator_namespace) is not None
+            chart.run("uninstall", "kstrata", *release, "--wait", kubeconfig=kubeconfig)
+        finally:
+            if cluster.exists(cluster.core.read_namespace, operator_namespace):
                 cluster.delete_namespace(operator_namespace)
-        assert uninstalled.returncode == 0, uninstalled.stderr
-        # Kept by design: the CRDs (deleting them deletes every ConfigProfile and
-        # SealedSecret) and the operator namespace, where the sealing keys live.
-        assert "kept due to the resource policy" in uninstalled.stdout
-        for kind, name in cluster_scoped:
-            assert live(cluster, kind, name) is None, (kind, name)
-        for kind in ("deployment", "service", "serviceaccount", "role", "rolebinding", "pdb"):
-            listed = cluster.kubectl("get", kind, "-n", operator_namespace, "-o", "name").stdout
-            assert "kstrata" not in listed, listed
-        assert live(cluster, "crd", "configprofiles.kstrata.dev") is not None
-        assert kept
-        listed = chart.run("list", "--all", "-q", *release, kubeconfig=kubeconfig).stdout
-        assert not listed.strip(), "the release record is gone too"
