@@ -7,7 +7,9 @@ these tests prove the objects, not the running operator (the node tier does).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,46 @@ def test_helm_install_upgrade_and_uninstall(
             pods = cluster.core.list_namespaced_pod(operator_namespace).items
             assert all(pod.status.phase == "Pending" for pod in pods)
 
+            # The operator writes its CA into the webhook at start-up only: an
+            # upgrade, even one that changes the webhook, must keep it.
+            ca_bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()
+            cluster.kubectl(
+                "patch",
+                "validatingwebhookconfiguration",
+                "kstrata.dev",
+                "--type=json",
+                "-p",
+                json.dumps(
+                    [
+                        {
+                            "op": "add",
+                            "path": "/webhooks/0/clientConfig/caBundle",
+                            "value": ca_bundle,
+                        }
+                    ]
+                ),
+            )
+            chart.run(
+                "upgrade",
+                "kstrata",
+                str(CHART),
+                *release,
+                "--reuse-values",
+                "--set",
+                f"replicas=3,watchNamespaces={{{release_namespace}}}",
+                kubeconfig=kubeconfig,
+            )
+            (webhook,) = live(cluster, "validatingwebhookconfiguration", "kstrata.dev")["webhooks"]
+            assert webhook["clientConfig"]["caBundle"] == ca_bundle
+            assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
+                release_namespace
+            ]
+            assert live(cluster, "clusterrolebinding", "kstrata:app") is None
+            assert live(cluster, "rolebinding", "kstrata:app", release_namespace) is not None
+            assert (
+                live(cluster, "deployment", "kstrata", operator_namespace)["spec"]["replicas"] == 3
+            )
+
             chart.run(
                 "upgrade",
                 "kstrata",
@@ -202,8 +244,9 @@ def test_helm_install_upgrade_and_uninstall(
             # Kept by design: the CRDs (deleting them deletes every ConfigProfile
             # and SealedSecret) and the operator namespace, where the sealing keys live.
             assert "kept due to the resource policy" in uninstalled.stdout
-            for kind, name in cluster_scoped:
+            for kind, name in [*cluster_scoped, ("ClusterRole", "kstrata:namespaced-peering")]:
                 assert live(cluster, kind, name) is None, (kind, name)
+            assert live(cluster, "rolebinding", "kstrata:app", release_namespace) is None
             for kind in ("deployment", "service", "serviceaccount", "role", "rolebinding", "pdb"):
                 listed = cluster.kubectl("get", kind, "-n", operator_namespace, "-o", "name")
                 assert "kstrata" not in listed.stdout, listed.stdout
