@@ -104,6 +104,18 @@ class Demo:
             if time.monotonic() > deadline:
                 raise SystemExit("the operator did not register its webhook")
             time.sleep(0.2)
+        # Ready pods are not yet a reachable Service (kube-proxy programs new
+        # endpoints a moment later): wait until the webhook answers a dry run.
+        probe = str(REPO / "examples" / "config" / "platform-defaults.yaml")
+        deadline = time.monotonic() + 60
+        while True:
+            answer = self.run("kubectl", "apply", "--dry-run=server", "-n", "default", "-f",
+                              probe, show=False, check=False)  # fmt: skip
+            if answer.endswith("(server dry run)"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the webhook does not answer through its Service: {answer}")
+            time.sleep(0.2)
         # The API server's proxy reaches the pods on the node's bridge; the demo
         # prints what both replicas report (only the active one has counted).
         yield "/api/v1/namespaces/kstrata-system/pods/{pod}:9090/proxy/metrics"

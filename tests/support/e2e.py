@@ -86,6 +86,14 @@ def install_kstrata(cluster: TestCluster) -> Installed:
         timeout=60,
         what="the operator to write the webhook's caBundle",
     )
+    # Ready pods are not yet a reachable Service: kube-proxy programs the new
+    # endpoints a moment later.  A server-side dry run goes through the webhook.
+    wait_for(
+        lambda: _webhook_answers(cluster),
+        timeout=60,
+        interval=0.2,
+        what="the webhook to answer through its Service",
+    )
     pods = cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=OPERATOR_SELECTOR)
     return Installed(cluster, tuple(sorted(p.metadata.name for p in pods.items)))
 
@@ -100,6 +108,16 @@ def _webhook_ca_written(cluster: TestCluster) -> bool:
         check=False,
     )
     return result.returncode == 0 and len(result.stdout) > 100
+
+
+PROBE_PROFILE = REPO_ROOT / "examples" / "config" / "platform-defaults.yaml"
+
+
+def _webhook_answers(cluster: TestCluster) -> bool:
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", "default", "-f", str(PROBE_PROFILE), check=False
+    )
+    return result.returncode == 0
 
 
 def apply(cluster: TestCluster, namespace: str, *documents: dict[str, Any]) -> None:
