@@ -27,7 +27,7 @@ dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
 that follows both once, yet a lone change should roll at once.  kubectl
 writes the two objects one after the other, and the operator sees the two
 spec writes 20-55 ms apart on a quiet 2-core machine but up to ~0.5 s apart
-with both cores busy (docs/performance.md).  So:
+with both cores busy (docs/architecture.md, Reloads).  So:
 
 * a pass runs as soon as it is triggered (an *eager* pass).  A workload that
   follows one source has nothing to merge: it rolls there, without waiting
@@ -39,16 +39,18 @@ with both cores busy (docs/performance.md).  So:
   ``status.observedGeneration``, written by its reconciler on success and
   failure), and no spec write was seen there for the quiet period
   (``settings.reload_quiet_seconds``, 1 s by default: twice the largest gap
-  measured under load).  That quiet period is what such a rollout pays for
-  the guarantee, and the only thing it pays: a rollout itself takes seconds;
+  measured under load).  That quiet period is the latency such a rollout
+  pays for the guarantee, small beside the rollout itself (seconds);
 * a settled pass never waits longer than the quiet period plus
   ``settings.reload_coalesce_seconds`` (at most 2 s) after its first
   trigger, so a source that never settles cannot hold reloads.
 
-Changes applied by separate commands further apart than the quiet period
-roll separately: each one is an effective change by itself.  Passes of one
-namespace never overlap (a lock); a trigger during a pass schedules the next
-one.  A failed pass is retried after ``settings.retry_backoff``.
+Changes applied by separate commands roll separately (for a workload that
+follows several sources: when further apart than the quiet period): each one
+is an effective change by itself.  Passes of one namespace never overlap (a
+lock); a trigger during a pass schedules the next one, and a pass's own
+writes void what the next one read ahead.  A failed pass is retried after
+``settings.retry_backoff``.
 """
 
 from __future__ import annotations
