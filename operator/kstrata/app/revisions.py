@@ -377,15 +377,22 @@ class RevisionStore:
         stale = [n for n in in_index if n < keep.start]
         if number in in_index and not stale:
             return Settled(number, False, self._index_patch(owner, number, index, limit))
-        prune: tuple[int, ...] = ()
-        if stale:
-            # The limit was lowered: prune what the index says is beyond it.
-            prune = tuple(sorted(n for n in self._owned(owner) if n < keep.start))
         entries = {e.number: e for e in index if e.number in keep}
+        owned: dict[int, JSON] | None = None
+        if stale:
+            # The limit was lowered: prune what is stored beyond it.
+            owned = self._owned(owner)
         if number not in entries:
             # The index lags the content (an upgrade from a version without
-            # history, or a crash after the target write): make sure the
-            # current revision has a snapshot, then index it.
+            # history, or a crash after the target write, perhaps more than
+            # one in a row): index every retained revision it misses, not only
+            # the current one, since pruning goes by the index.
+            owned = owned if owned is not None else self._owned(owner)
+            for stored in sorted(n for n in owned if n in keep and n not in entries):
+                if (found := _decode_or_none(owned[stored], stored)) is not None:
+                    entries[stored] = history_entry(found)
+        if number not in entries:
+            # Make sure the current revision has a snapshot, then index it.
             snapshot = current or self._get_snapshot(owner, number)
             if snapshot is None:
                 cause = change_cause_for(
@@ -394,6 +401,7 @@ class RevisionStore:
                 )
                 snapshot = self.record(owner, build(number, cause))
             entries[number] = history_entry(snapshot)
+        prune = tuple(sorted(n for n in owned or () if n < keep.start))
         index_patch = self._index_patch(owner, number, entries.values(), limit)
         return Settled(number, False, index_patch, prune)
 
