@@ -45,6 +45,7 @@ from kstrata.kube.connection import connect  # noqa: E402
 from support.cluster import TestCluster  # noqa: E402
 from support.e2e import (  # noqa: E402
     apply,
+    config_profile,
     deployment,
     install_kstrata,
     logs,
@@ -59,15 +60,9 @@ NS = "bench-node"
 
 
 def profile(name: str, config_map: str, version: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kstrata.dev/v1alpha1",
-        "kind": "ConfigProfile",
-        "metadata": {"name": name},
-        "spec": {
-            "base": {"version": version, "port": 8080, "features": ["search"]},
-            "output": {"configMapName": config_map, "format": "yaml"},
-        },
-    }
+    return config_profile(
+        name, config_map, {"version": version, "port": 8080, "features": ["search"]}
+    )
 
 
 def _serving(cluster: TestCluster, old: set[str], expected_log: str | None) -> bool:

@@ -26,11 +26,12 @@ import yaml
 from support.e2e import (
     Installed,
     apply,
+    config_profile,
     deployment,
-    kstrata_cli,
     logs,
     pods_of,
     restricted_container,
+    sealed_secret,
     wait_rolled_out,
 )
 from support.waiting import wait_for
@@ -44,22 +45,7 @@ PRINT_BOTH_THEN_IDLE = [
 
 
 def profile(version: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kstrata.dev/v1alpha1",
-        "kind": "ConfigProfile",
-        "metadata": {"name": "app"},
-        "spec": {
-            "base": {"version": version},
-            "output": {"configMapName": "app-config", "format": "yaml"},
-        },
-    }
-
-
-def sealed(cluster: Any, namespace: str, value: str) -> dict[str, Any]:
-    manifest = kstrata_cli(
-        cluster, "seal", "-n", namespace, "--name", "db", "--from-literal", f"password={value}"
-    )
-    return dict(yaml.safe_load(manifest))
+    return config_profile("app", "app-config", {"version": version})
 
 
 def workload() -> dict[str, Any]:
@@ -109,7 +95,7 @@ def test_profile_and_sealed_secret_applied_together_roll_once(
 ) -> None:
     cluster, ns = kstrata.cluster, e2e_namespace
     first, second = secrets.token_hex(12), secrets.token_hex(12)
-    apply(cluster, ns, profile(1), sealed(cluster, ns, first), workload())
+    apply(cluster, ns, profile(1), sealed_secret(cluster, ns, "db", password=first), workload())
     wait_rolled_out(cluster, ns, "app")
     wait_for(
         lambda: (
@@ -123,7 +109,9 @@ def test_profile_and_sealed_secret_applied_together_roll_once(
 
     # As a user would: both changed files in one directory, one kubectl apply.
     (tmp_path / "app.yaml").write_text(yaml.safe_dump(profile(2)))
-    (tmp_path / "db.yaml").write_text(yaml.safe_dump(sealed(cluster, ns, second)))
+    (tmp_path / "db.yaml").write_text(
+        yaml.safe_dump(sealed_secret(cluster, ns, "db", password=second))
+    )
     with cpu_burners(loaded):
         cluster.kubectl("apply", "-n", ns, "-f", str(tmp_path))
         wait_for(

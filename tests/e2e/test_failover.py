@@ -19,6 +19,7 @@ from support.e2e import (
     OPERATOR_SELECTOR,
     Installed,
     apply,
+    config_profile,
     deployment,
     install_kstrata,
     logs,
@@ -33,15 +34,7 @@ DELETE_AFTER = 4
 
 
 def profile(version: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kstrata.dev/v1alpha1",
-        "kind": "ConfigProfile",
-        "metadata": {"name": "app"},
-        "spec": {
-            "base": {"version": version},
-            "output": {"configMapName": "app-config", "format": "yaml"},
-        },
-    }
+    return config_profile("app", "app-config", {"version": version})
 
 
 def active_operator(cluster: Any) -> str:

@@ -19,22 +19,24 @@ from typing import Any
 
 import yaml
 
-from support.e2e import TOOLBOX_IMAGE, Installed, apply, logs, pods_of, wait_rolled_out
+from support.e2e import (
+    TOOLBOX_IMAGE,
+    Installed,
+    apply,
+    config_profile,
+    logs,
+    pods_of,
+    wait_rolled_out,
+)
 from support.waiting import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hot-reload"
 
 
 def profile(greeting: str, port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kstrata.dev/v1alpha1",
-        "kind": "ConfigProfile",
-        "metadata": {"name": "app"},
-        "spec": {
-            "base": {"greeting": greeting, "port": port, "features": ["search"]},
-            "output": {"configMapName": "app-config", "format": "yaml"},
-        },
-    }
+    return config_profile(
+        "app", "app-config", {"greeting": greeting, "port": port, "features": ["search"]}
+    )
 
 
 def example_workload() -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import yaml
 from support.e2e import (
     Installed,
     apply,
+    config_profile,
     deployment,
     logs,
     pods_of,
@@ -29,17 +30,13 @@ PRINT_CONFIG_THEN_IDLE = ["sh", "-c", "cat /etc/app/config.yaml; exec sleep 1000
 
 
 def profile(message: str, pool: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kstrata.dev/v1alpha1",
-        "kind": "ConfigProfile",
-        "metadata": {"name": "app"},
-        "spec": {
-            "schema": {"type": "object", "required": ["message"]},
-            "base": {"message": message, "database": {"pool": 1}},
-            "environments": {"prod": {"database": {"pool": pool}}},
-            "output": {"configMapName": "app-config", "format": "yaml"},
-        },
-    }
+    return config_profile(
+        "app",
+        "app-config",
+        {"message": message, "database": {"pool": 1}},
+        schema={"type": "object", "required": ["message"]},
+        environments={"prod": {"database": {"pool": pool}}},
+    )
 
 
 def served(cluster: Any, namespace: str) -> str:

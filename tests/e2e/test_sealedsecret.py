@@ -13,16 +13,14 @@ import hashlib
 import secrets
 from typing import Any
 
-import yaml
-
 from support.e2e import (
     Installed,
     apply,
     deployment,
-    kstrata_cli,
     logs,
     pods_of,
     restricted_container,
+    sealed_secret,
     wait_rolled_out,
 )
 from support.waiting import wait_for
@@ -41,11 +39,7 @@ def digest(value: str) -> str:
 
 
 def sealed(cluster: Any, namespace: str, value: str) -> dict[str, Any]:
-    manifest = kstrata_cli(
-        cluster, "seal", "-n", namespace, "--name", "db", "--from-literal", f"password={value}"
-    )
-    assert value not in manifest
-    return dict(yaml.safe_load(manifest))
+    return sealed_secret(cluster, namespace, "db", password=value)
 
 
 def app(namespace_secret: str = "db") -> dict[str, Any]:

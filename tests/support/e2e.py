@@ -136,6 +136,30 @@ def kstrata_cli(cluster: TestCluster, *args: str, input: str | None = None) -> s
     return result.stdout
 
 
+def config_profile(name: str, config_map: str, base: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A ConfigProfile rendering ``base`` (and any further spec fields) into ``config_map``."""
+    return {
+        "apiVersion": "kstrata.dev/v1alpha1",
+        "kind": "ConfigProfile",
+        "metadata": {"name": name},
+        "spec": {
+            "base": base,
+            "output": {"configMapName": config_map, "format": "yaml"},
+            **spec,
+        },
+    }
+
+
+def sealed_secret(cluster: TestCluster, namespace: str, name: str, **values: str) -> dict[str, Any]:
+    """A SealedSecret sealed by ``kstrata seal`` with the cluster's key; no value in clear."""
+    literals = [
+        arg for key, value in values.items() for arg in ("--from-literal", f"{key}={value}")
+    ]
+    manifest = kstrata_cli(cluster, "seal", "-n", namespace, "--name", name, *literals)
+    assert not any(value in manifest for value in values.values())
+    return dict(yaml.safe_load(manifest))
+
+
 def logs(cluster: TestCluster, namespace: str, pod: str, container: str | None = None) -> str:
     args = ["logs", "-n", namespace, pod]
     if container:
