@@ -60,3 +60,26 @@ def test_webhook_in_the_cluster_refuses_an_invalid_profile(
     assert 'admission webhook "configprofiles.kstrata.dev" denied the request' in result.stderr
     listed = kstrata.cluster.kubectl("get", "configprofiles", "-n", e2e_namespace, "-o", "name")
     assert listed.stdout.strip() == ""
+
+
+def test_pods_have_no_route_off_the_machine(kstrata: Installed) -> None:
+    """Containment, read from inside a pod without sending anything: no default route.
+
+    A pod reaches its own network on-link and the Service range through the
+    node; every other destination is unreachable before a packet is sent (and
+    the node's FORWARD rule would drop it if it were).
+    """
+    cluster = kstrata.cluster
+    routes = cluster.kubectl(
+        "exec", "-n", OPERATOR_NAMESPACE, kstrata.pods[0], "--", "cat", "/proc/net/route"
+    ).stdout.splitlines()[1:]
+    # Columns: interface, destination, gateway, flags, ..., mask (hex, little-endian).
+    destinations = {(fields[1], fields[7]) for fields in (line.split() for line in routes)}
+    assert ("00000000", "00000000") not in destinations, routes
+    as_ip = {
+        ".".join(str(b) for b in bytes.fromhex(dest)[::-1])
+        + "/"
+        + str(bin(int(mask, 16)).count("1"))
+        for dest, mask in destinations
+    }
+    assert as_ip == {"172.29.0.0/24", "172.29.128.0/24"}, as_ip
