@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 CONTROLPLANE := $(BIN)/python tools/controlplane/controlplane.py
 NODE := $(BIN)/python tools/node/node.py
 
-.PHONY: lock test-latest help venv lint test test-unit test-cluster e2e build-controlplane cluster node cluster-down demo bench clean kind-deploy
+.PHONY: lock test-latest test-deps help venv lint test test-unit test-cluster e2e build-controlplane cluster node cluster-down demo bench clean kind-deploy
 
 help:
 	@echo "make test          lint + the whole test suite (unit and real control plane)"
@@ -72,8 +72,19 @@ e2e: build-controlplane
 test-cluster: build-controlplane
 	$(BIN)/pytest -m cluster
 
-# One pytest run for both tiers: the cluster tier starts one control plane per session.
-test: lint build-controlplane
+# Slow one-time set-up happens before pytest, outside its per-test timeout:
+# the pinned third-party tools (helm and promtool are Go builds of minutes on
+# a fresh machine) and, as root, the node's images (debootstrap, buildah).
+# Each is a no-op when its cache is current.
+test-deps: $(STAMP)
+	$(BIN)/python tools/gotools/install.py helm promtool
+	if [ "$$(id -u)" = 0 ]; then \
+	  $(BIN)/python tools/gotools/install.py lua5.1 && $(BIN)/python tools/images/images.py build; \
+	fi
+
+# One pytest run for every tier: the cluster tier starts one control plane per
+# session, the e2e tier (root) a second one with a real node.
+test: lint build-controlplane test-deps
 	$(BIN)/pytest
 
 cluster: build-controlplane
