@@ -48,6 +48,8 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    # The machine as found: what the node may change, read before it starts.
+    before = node.take_record()
     cluster = node.Cluster(tmp_path_factory.mktemp("node-cluster") / "plane")
     cluster.start()
     try:
@@ -59,6 +61,9 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         cluster.stop()
         left = node.leftovers()
         assert not left, f"the node left these behind: {left}"
+        after = node.take_record()
+        for what in ("paths", "sysctls", "iptables"):
+            assert after[what] == before[what], f"the node changed the machine's {what}"
 
 
 @pytest.fixture

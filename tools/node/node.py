@@ -103,6 +103,8 @@ HARD_CODED_PATHS = (
     "/etc/cni",
     "/opt/cni",
     "/var/lib/kubelet",
+    # The kubelet's default volume plugin directory, made at start.
+    "/usr/libexec/kubernetes",
 )
 
 IPTABLES = ("iptables", "ip6tables")
