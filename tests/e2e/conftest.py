@@ -48,7 +48,9 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClust
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    # The machine as found: what the node may change, read before it starts.
+    # The machine as found: what the node may change, read before it starts
+    # (after its packages, or a fresh machine would have no iptables to read).
+    node.install_packages()
     before = node.take_record()
     cluster = node.Cluster(tmp_path_factory.mktemp("node-cluster") / "plane")
     cluster.start()

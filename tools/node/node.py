@@ -736,12 +736,17 @@ def teardown(paths: Paths, binaries: Path | None = None) -> None:
     shutil.rmtree(paths.run, ignore_errors=True)
 
 
-def prepare_host(paths: Paths) -> None:
-    """Packages, the record of the machine's state, the bridge and the FORWARD guard."""
+def install_packages() -> None:
+    """The Debian packages the node runs on (apt, only for what is missing)."""
     require_root()
     import images
 
     images.ensure_debian_packages(PACKAGES)
+
+
+def prepare_host(paths: Paths) -> None:
+    """Packages, the record of the machine's state, the bridge and the FORWARD guard."""
+    install_packages()
     if RECORD.exists() or leftovers():
         # A previous node that did not stop cleanly: clean it up first.
         teardown(paths)
