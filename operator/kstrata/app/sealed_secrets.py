@@ -244,8 +244,9 @@ class ItemFailure:
 
 
 def _token_key_id(token: str) -> str | None:
+    # A multi-recipient token names several keys; any one of them would do.
     try:
-        return parse_token(token).key_id
+        return " or ".join(parse_token(token).key_ids)
     except SealingError:
         return None
 
@@ -677,7 +678,8 @@ class SealedSecretReconciler:
         """Per item: key, key id and (with a fingerprint key) the keyed fingerprint."""
         items = []
         for key, token in tokens.items():
-            item: JSON = {"key": key, "keyId": parse_token(token).key_id}
+            # The key that opened it (a multi-recipient token names other clusters' too).
+            item: JSON = {"key": key, "keyId": keys.ring.key_id_for(token)}
             if keys.fingerprint_key is not None:
                 item["fingerprint"] = fingerprint(
                     keys.fingerprint_key,

@@ -9,6 +9,7 @@ public key ConfigMap and hands their contents to the parsers here.
 The format is specified in docs/crypto.md.  Public surface::
 
     seal(plaintext, recipient, context) -> str
+    seal_multi(plaintext, recipients, context) -> str   (one value, several clusters)
     KeyRing.open(token, context) -> bytes
     generate_keypair(suite=..., created=...) -> KeyPair
     PublicKeyBundle.parse(...) / .serialize() / .newest
@@ -28,22 +29,27 @@ from kstrata.crypto.keyring import KeyRing
 from kstrata.crypto.keys import KeyPair, PublicKey, PublicKeyBundle, generate_keypair
 from kstrata.crypto.sealing import (
     MAX_PLAINTEXT_BYTES,
+    MAX_RECIPIENTS,
     MAX_TOKEN_CHARS,
+    Recipient,
     TokenHeader,
     parse_token,
     seal,
+    seal_multi,
 )
 from kstrata.crypto.suites import DEFAULT_SUITE, Suite
 
 __all__ = [
     "DEFAULT_SUITE",
     "MAX_PLAINTEXT_BYTES",
+    "MAX_RECIPIENTS",
     "MAX_TOKEN_CHARS",
     "FingerprintKey",
     "KeyPair",
     "KeyRing",
     "PublicKey",
     "PublicKeyBundle",
+    "Recipient",
     "Scope",
     "SealingContext",
     "Suite",
@@ -53,5 +59,6 @@ __all__ = [
     "generate_keypair",
     "parse_token",
     "seal",
+    "seal_multi",
     "verify_fingerprint",
 ]

@@ -22,6 +22,10 @@ from kstrata.errors import SealingError
 
 #: Domain-separation label that starts every ``info``; it changes with the format.
 INFO_LABEL = b"kstrata.dev/sealed/v1"
+#: The label of a multi-recipient (v2) token's per-recipient ``info``.
+INFO_LABEL_V2 = b"kstrata.dev/sealed/v2"
+#: The label of a v2 token's payload AAD.
+PAYLOAD_LABEL_V2 = b"kstrata.dev/sealed/v2/payload"
 
 _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _NAMESPACE_RE = re.compile(_DNS_LABEL)
@@ -143,18 +147,29 @@ class SealingContext:
             name=name if scope is Scope.STRICT else None,
         )
 
-    def hpke_info(self, *, version: int, suite_id: int, key_id: bytes) -> bytes:
+    def hpke_info(
+        self, *, version: int, suite_id: int, key_id: bytes, label: bytes = INFO_LABEL
+    ) -> bytes:
         """The HPKE ``info`` for this context and the given token header.
 
         Layout (each field uint16-length-prefixed, absent fields empty):
         label, version byte, suite byte, 16-byte key id, scope, namespace,
-        name, item.  See docs/crypto.md.
+        name, item.  See docs/crypto.md (v2 uses ``INFO_LABEL_V2``).
         """
         return length_prefixed(
-            INFO_LABEL,
+            label,
             bytes([version]),
             bytes([suite_id]),
             key_id,
+            *self._location(),
+        )
+
+    def payload_aad(self, header: bytes) -> bytes:
+        """A v2 token's payload AAD: label, the whole header, then this context."""
+        return length_prefixed(PAYLOAD_LABEL_V2, header, *self._location())
+
+    def _location(self) -> tuple[bytes, bytes, bytes, bytes]:
+        return (
             self.scope.value.encode("ascii"),
             (self.namespace or "").encode("ascii"),
             (self.name or "").encode("ascii"),

@@ -1,7 +1,9 @@
 """The operator's private key ring: every sealing key it holds, indexed by key id.
 
 Tokens name their key, so opening is one dictionary lookup followed by one
-HPKE open.  The ring never tries keys one after another: trial decryption
+HPKE open (a multi-recipient token names several keys: the ring uses the
+first it holds, and the recipients of other clusters are simply skipped).
+The ring never tries keys one after another: trial decryption
 costs a public-key operation per held key and turns "which key fits" into a
 timing signal.  Old keys stay in the ring after rotation so old tokens keep
 opening; the newest key is the one published for sealing.
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from kstrata.crypto.context import SealingContext
 from kstrata.crypto.keys import KeyPair, PublicKeyBundle, _newest, _printable_key_id
-from kstrata.crypto.sealing import open_parsed, parse_sealed
+from kstrata.crypto.sealing import ParsedToken, open_parsed, parse_sealed
 from kstrata.errors import SealingError, UnknownKeyError
 
 
@@ -94,5 +96,25 @@ class KeyRing:
         appears in the message), or ``UnsealError`` (anything else, opaque).
         """
         parsed = parse_sealed(token)
-        key = self.get(parsed.header.key_id)
-        return open_parsed(key, parsed, context)
+        return open_parsed(self._key_for(parsed), parsed, context)
+
+    def key_id_for(self, token: str) -> str:
+        """The id of the key this ring would open ``token`` with.
+
+        For a multi-recipient token, the first recipient (in token order)
+        this ring holds; recipients of other clusters are skipped, not errors.
+        Raises like ``open`` when the token is malformed or no key is held.
+        """
+        return self._key_for(parse_sealed(token)).key_id
+
+    def _key_for(self, parsed: ParsedToken) -> KeyPair:
+        key_ids = parsed.header.key_ids
+        if len(key_ids) == 1:
+            return self.get(key_ids[0])
+        for key_id in key_ids:
+            if key_id in self._keys:
+                return self._keys[key_id]
+        raise UnknownKeyError(
+            f"sealed to {len(key_ids)} recipients (key ids "
+            f"{', '.join(_printable_key_id(k) for k in key_ids)}), none of them a key held here"
+        )

@@ -111,10 +111,10 @@ def test_one_bad_item_fails_everything(ring: KeyRing) -> None:
 def test_reasons_that_need_a_new_spec_win_over_a_missing_key(ring: KeyRing) -> None:
     foreign = KeyRing([generate_keypair(created=NOW)])
     missing = {"a": sealed(foreign, b"x", "a")}
-    malformed = {**missing, "b": "kss2:AAAA"}
+    malformed = {**missing, "b": "kss3:AAAA"}
     with pytest.raises(TokenFormatError) as caught:
         unseal_all(ring, malformed, Scope.STRICT, namespace="ns", name="db")
-    assert "unsupported sealed token version 2" in caught.value.message
+    assert "unsupported sealed token version 3" in caught.value.message
     assert caught.value.reason == "MalformedToken"
     not_opening = {**missing, "b": sealed(ring, b"x", "c")}
     with pytest.raises(UnsealError) as unsealed:

@@ -245,11 +245,14 @@ def test_truncation(suite: Suite, keys: dict[Suite, KeyPair], ring: KeyRing) -> 
 
 def test_unknown_version(keys: dict[Suite, KeyPair], ring: KeyRing) -> None:
     token = seal(b"v", keys[Suite.X25519].public, STRICT)
-    for prefix in ("kss2:", "kss0:", "kss10:", "KSS1:", "kss1;", ""):
+    for prefix in ("kss2:", "kss3:", "kss0:", "kss10:", "KSS1:", "kss1;", ""):
         with pytest.raises(TokenFormatError) as info:
             ring.open(prefix + token[len(TOKEN_PREFIX) :], STRICT)
         assert "kss1" in str(info.value) or "version" in str(info.value)
-    with pytest.raises(TokenFormatError, match="version 2"):
+    with pytest.raises(TokenFormatError, match="version 3"):
+        parse_token("kss3:AAAA")
+    # kss2 is the multi-recipient layout: a v1 body under its prefix fails on the version byte.
+    with pytest.raises(TokenFormatError, match="version byte"):
         parse_token("kss2:AAAA")
 
 
