@@ -13,6 +13,10 @@ public key ConfigMap, through :class:`kstrata.kube.api.KubeApi`, imported
 lazily: with ``--cert`` neither the Kubernetes client nor kopf is loaded, so
 the command starts fast and works offline.
 
+Several ``--cert`` bundles seal each item once for every recipient cluster
+(a ``kss2:`` token, docs/crypto.md §4a); :func:`seal_raw` seals one value
+and returns the bare token, for editors and pipelines.
+
 The one promise that shapes every line: plaintext never leaves this module
 except as ciphertext.  No message quotes a literal, a file's content, a
 Secret manifest's values, or anything that failed validation (it might be a
@@ -30,15 +34,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from kstrata.crypto import (
     MAX_PLAINTEXT_BYTES,
+    MAX_RECIPIENTS,
     PublicKey,
     PublicKeyBundle,
     Scope,
     SealingContext,
     seal,
+    seal_multi,
 )
 from kstrata.crypto.context import check_item, check_name, check_namespace
 from kstrata.crypto.keys import MAX_BUNDLE_BYTES
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONTROLLER_NAMESPACE",
+    "DEFAULT_OPERATOR_NAMESPACE",
     "LAST_APPLIED_ANNOTATION",
     "MAX_SEALED_ITEMS",
     "PUBLIC_KEYS_CONFIGMAP",
@@ -67,11 +74,16 @@ __all__ = [
     "SEALED_SECRET_API_VERSION",
     "SEALED_SECRET_KIND",
     "ClusterKeys",
+    "RawSealRequest",
+    "RawSealResult",
     "SealRequest",
     "SealResult",
     "fetch_public_keys",
+    "kubeconfig_namespace",
     "load_public_keys",
+    "load_recipients",
     "seal_manifest",
+    "seal_raw",
 ]
 
 # The SealedSecret's identity and item bound, restated from kstrata.domain.crds
@@ -90,7 +102,9 @@ SCOPES: Final = tuple(scope.value for scope in Scope)
 #: the operator's metrics and more than sealing needs.
 PUBLIC_KEYS_CONFIGMAP: Final = "kstrata-sealing-public-keys"
 PUBLIC_KEYS_ITEM: Final = "keys.json"
-DEFAULT_CONTROLLER_NAMESPACE: Final = "kstrata-system"
+DEFAULT_OPERATOR_NAMESPACE: Final = "kstrata-system"
+#: The former name (``--controller-namespace``), kept for callers of this module.
+DEFAULT_CONTROLLER_NAMESPACE: Final = DEFAULT_OPERATOR_NAMESPACE
 
 #: kubectl's copy of the whole applied object, ``data`` included: copying it
 #: into the template would publish the plaintext next to the ciphertext.
@@ -123,6 +137,9 @@ class SealRequest:
     secret_file: Path | None = None
     #: An existing SealedSecret file to update in place.
     merge_into: Path | None = None
+    #: The kubeconfig context's namespace, asked for only when no other source
+    #: states one and the scope binds a namespace (as every other command does).
+    context_namespace: Callable[[], str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -133,8 +150,9 @@ class ClusterKeys:
     namespace: str | None = None
 
 
-#: ``--cert FILE`` (a bundle file), or the cluster.
-KeySource = Path | ClusterKeys
+#: ``--cert FILE`` (a bundle file), several ``--cert`` files (one recipient
+#: each: the newest key of each bundle), or the cluster.
+KeySource = Path | Sequence[Path] | ClusterKeys
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,33 @@ class SealResult:
     items: tuple[str, ...]
     key_id: str
     written: Path | None = None
+    #: Every recipient key sealed to (``key_id`` is the first).
+    key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RawSealRequest:
+    """``kstrata seal --raw``: one value for one item of one SealedSecret.
+
+    The value comes from ``from_file`` or, when that is None, standard input
+    (``stdin``): never from the command line, where the process list shows it.
+    """
+
+    item: str
+    name: str | None = None
+    namespace: str | None = None
+    scope: str | None = None
+    from_file: Path | None = None
+    context_namespace: Callable[[], str | None] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RawSealResult:
+    """The bare token and the keys it was sealed to."""
+
+    token: str = field(repr=False)
+    item: str
+    key_ids: tuple[str, ...]
 
 
 @dataclass
@@ -189,9 +234,8 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
     items = _read_items(request)
     target = None if request.merge_into is None else _load_target(request.merge_into)
     scope, namespace, name = _coordinates(request, items, target)
-    bundle = load_public_keys(keys)
-    recipient = bundle.newest
-    sealed = _seal_items(items.values, recipient, scope, namespace, name)
+    recipients = load_recipients(keys)
+    sealed = _seal_items(items.values, recipients, scope, namespace, name)
     if target is None:
         manifest = _new_manifest(
             namespace=namespace,
@@ -212,12 +256,114 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
         name=name,
         namespace=namespace,
         items=tuple(sorted(sealed)),
-        key_id=recipient.key_id,
+        key_id=recipients[0].key_id,
         written=written,
+        key_ids=tuple(r.key_id for r in recipients),
     )
 
 
-def load_public_keys(keys: KeySource) -> PublicKeyBundle:
+def seal_raw(
+    request: RawSealRequest, keys: KeySource, stdin: BinaryIO | None = None
+) -> RawSealResult:
+    """Seal one value (a file's bytes, or standard input's) and return the bare token.
+
+    The token goes into ``spec.encryptedData.<item>`` of a SealedSecret with
+    this name, namespace and scope, by hand or by a pipeline.
+    """
+    item = _checked_key(request.item, "--key")
+    items = _Items({})
+    scope, namespace, name = _coordinates(
+        SealRequest(
+            namespace=request.namespace,
+            name=request.name,
+            scope=request.scope,
+            context_namespace=request.context_namespace,
+        ),
+        items,
+        None,
+    )
+    if request.from_file is not None:
+        value = _read_bounded(
+            request.from_file,
+            MAX_PLAINTEXT_BYTES,
+            what=f"--from-file (item {item})",
+            show_path=False,
+        )
+    else:
+        value = _read_stdin(stdin, item)
+    recipients = load_recipients(keys)
+    token = _seal_items({item: value}, recipients, scope, namespace, name)[item]
+    return RawSealResult(token=token, item=item, key_ids=tuple(r.key_id for r in recipients))
+
+
+def _read_stdin(stdin: BinaryIO | None, item: str) -> bytes:
+    import sys
+
+    stream = stdin if stdin is not None else sys.stdin.buffer
+    data = stream.read(MAX_PLAINTEXT_BYTES + 1)
+    if len(data) > MAX_PLAINTEXT_BYTES:
+        raise InputLimitError(
+            f"standard input (item {item}) exceeds the sealing limit of {MAX_PLAINTEXT_BYTES} bytes"
+        )
+    return bytes(data)
+
+
+def load_recipients(keys: KeySource) -> list[PublicKey]:
+    """The keys to seal to: the newest key of the cluster's bundle or of each ``--cert``.
+
+    Two bundles naming the same newest key (the same file twice, say) are a
+    usage error rather than a silently shorter recipient list.
+    """
+    if isinstance(keys, ClusterKeys | Path):
+        return [load_public_keys(keys).newest]
+    paths = list(keys)
+    if not paths:
+        raise UsageError("no public key bundle given")
+    if len(paths) > MAX_RECIPIENTS:
+        raise UsageError(f"at most {MAX_RECIPIENTS} --cert bundles can be given")
+    recipients: list[PublicKey] = []
+    for index, path in enumerate(paths, 1):
+        newest = load_public_keys(path).newest
+        if any(r.key_id == newest.key_id for r in recipients):
+            raise UsageError(
+                f"--cert #{index} ({path}) names the same newest key {newest.key_id} "
+                "as an earlier --cert"
+            )
+        recipients.append(newest)
+    return recipients
+
+
+def kubeconfig_namespace(path: Path | None, context: str | None) -> str | None:
+    """The namespace of a kubeconfig context, read without the Kubernetes client.
+
+    As kubectl: the named context (else ``current-context``), its namespace,
+    else ``default``.  None when there is no kubeconfig or no such context, so
+    an offline ``seal --cert`` in CI still asks for ``-n``.
+    """
+    if path is None or not path.expanduser().is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(
+            read_bounded(path.expanduser(), 4 * 1024 * 1024, what="kubeconfig", stdin=False)
+        )
+    except yaml.YAMLError:
+        raise UsageError(f"kubeconfig {path} is not valid YAML") from None
+    if not isinstance(data, dict):
+        return None
+    wanted = context or data.get("current-context")
+    for entry in data.get("contexts") or []:
+        if isinstance(entry, dict) and entry.get("name") == wanted:
+            body = entry.get("context")
+            namespace = body.get("namespace") if isinstance(body, dict) else None
+            return namespace if isinstance(namespace, str) and namespace else "default"
+    if context is not None:
+        raise UsageError(f"kubeconfig {path} has no context {context}")
+    return None
+
+
+def load_public_keys(keys: Path | ClusterKeys) -> PublicKeyBundle:
     """The bundle from a ``--cert`` file, or from the cluster's ConfigMap."""
     if isinstance(keys, ClusterKeys):
         return fetch_public_keys(keys.connect(), keys.namespace)
@@ -229,18 +375,18 @@ def fetch_public_keys(api: KubeApi, namespace: str | None = None) -> PublicKeyBu
     """Read the operator's published public key bundle from its ConfigMap."""
     from kstrata.kube.api import CONFIG_MAPS
 
-    namespace = namespace or DEFAULT_CONTROLLER_NAMESPACE
+    namespace = namespace or DEFAULT_OPERATOR_NAMESPACE
     try:
         check_namespace(namespace)
     except SealingError:
-        raise UsageError("--controller-namespace is not a valid namespace name") from None
+        raise UsageError("--operator-namespace is not a valid namespace name") from None
     where = f"ConfigMap {namespace}/{PUBLIC_KEYS_CONFIGMAP}"
     try:
         config_map = api.get(CONFIG_MAPS, namespace, PUBLIC_KEYS_CONFIGMAP)
     except NotFoundError:
         raise NotFoundError(
             f"{where} not found: is the kstrata operator installed in {namespace}? "
-            "(--controller-namespace names another namespace; --cert FILE seals offline)"
+            "(--operator-namespace names another namespace; --cert FILE seals offline)"
         ) from None
     data = config_map.get("data")
     text = data.get(PUBLIC_KEYS_ITEM) if isinstance(data, dict) else None
@@ -266,19 +412,23 @@ def _parse_bundle(data: bytes | str, *, source: str) -> PublicKeyBundle:
 
 def _seal_items(
     values: Mapping[str, bytes],
-    recipient: PublicKey,
+    recipients: Sequence[PublicKey],
     scope: str,
     namespace: str | None,
     name: str,
 ) -> dict[str, str]:
-    return {
-        item: seal(
-            plaintext,
-            recipient,
-            SealingContext.bind(scope, item=item, namespace=namespace, name=name),
-        )
-        for item, plaintext in values.items()
-    }
+    """One token per item: v1 for one recipient (every operator reads it), else v2."""
+    sealed: dict[str, str] = {}
+    for item, plaintext in values.items():
+        context = SealingContext.bind(scope, item=item, namespace=namespace, name=name)
+        if len(recipients) == 1:
+            sealed[item] = seal(plaintext, recipients[0], context)
+        else:
+            try:
+                sealed[item] = seal_multi(plaintext, recipients, context)
+            except InputLimitError as error:
+                raise InputLimitError(f"item {item}: {error.message}") from None
+    return sealed
 
 
 # --- where the SealedSecret lives ------------------------------------------
@@ -327,6 +477,9 @@ def _coordinates(
     )
     if name is None:
         raise UsageError("--name is required")
+    if namespace is None and scope != "cluster" and request.context_namespace is not None:
+        # Nothing stated one: the kubeconfig context's, as kubectl and every other command.
+        namespace = request.context_namespace()
     try:
         check_name(name)
         if namespace is not None:

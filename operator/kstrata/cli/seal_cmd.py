@@ -2,7 +2,8 @@
 
 The shell only: flags become one :class:`kstrata.app.seal_commands.SealRequest`
 and one key source, :func:`kstrata.app.seal_commands.seal_manifest` does the
-work, and the manifest is printed.  The app layer is imported inside the
+work, and the manifest is printed (``--raw``: one bare token, from
+:func:`kstrata.app.seal_commands.seal_raw`).  The app layer is imported inside the
 handler, so registering ``seal`` costs the other commands nothing; with
 ``--cert`` the Kubernetes client is never imported (a test checks
 ``sys.modules``), and the cluster is reached only when no ``--cert`` is given.
@@ -11,13 +12,16 @@ handler, so registering ``seal`` costs the other commands nothing; with
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, print_data
+from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, kubeconfig_path, print_data
+from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
     from kstrata.kube.api import KubeApi
+    from kstrata.kube.connection import Cluster
 
 #: ``kstrata.domain.crds.SCOPES``, restated so that registering the command
 #: imports nothing; a unit test pins the two equal.
@@ -35,6 +39,14 @@ values come from exactly one kind of source:
 Each value is sealed to the newest key of the bundle (--cert FILE, the output of
 'kstrata keys export'; else the ConfigMap kstrata-sealing-public-keys in the
 operator's namespace), bound to the scope, namespace, name and item key.
+Several --cert FILE seal each value once for every bundle's newest key, so the
+manifest opens in each of those clusters (a kss2 token).
+Without -n, and when neither the Secret nor the --merge-into file names one,
+the namespace is the kubeconfig context's, as for every other command.
+
+--raw --name N --key K [-n NS] prints one bare token for item K, to paste into
+spec.encryptedData.K: the value is read from --from-file PATH or from standard
+input, never from the command line.
 --merge-into adds or replaces only the given items in an existing file (rewritten
 with mode 0600; comments are not kept); its scope, namespace and name must match.
 Values typed with --from-literal are visible to other local users in the process
@@ -63,16 +75,24 @@ def register(commands: Any) -> None:
     seal.add_argument(
         "--cert",
         type=Path,
-        default=None,
+        action="append",
+        default=[],
         metavar="FILE",
-        help="public key bundle file: seal offline, without asking the cluster",
+        help="public key bundle file: seal offline, without asking the cluster; "
+        "repeat it to seal for several clusters",
     )
     seal.add_argument(
-        "--controller-namespace",
+        "--operator-namespace",
         default=None,
         metavar="NS",
         help="namespace of the kstrata operator's public keys (default: kstrata-system)",
     )
+    # The former spelling, hidden: kept working, with a deprecation note on stderr.
+    seal.add_argument("--controller-namespace", default=None, metavar="NS", help=argparse.SUPPRESS)
+    seal.add_argument(
+        "--raw", action="store_true", help="print one bare token for --key (value from stdin)"
+    )
+    seal.add_argument("--key", default=None, metavar="K", help="the item key of --raw")
     seal.add_argument(
         "--from-literal", dest="literals", action="append", default=[], metavar="KEY=VALUE"
     )
@@ -92,15 +112,55 @@ def register(commands: Any) -> None:
     seal.set_defaults(handler=_seal)
 
 
-def _api(args: argparse.Namespace) -> KubeApi:
-    from kstrata.kube.api import KubeApi
+class _Connection:
+    """One connection per run, opened only if the keys or the namespace need it."""
 
-    return KubeApi(connect_from(args))
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._cluster: Cluster | None = None
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = connect_from(self.args)
+        return self._cluster
+
+    def api(self) -> KubeApi:
+        from kstrata.kube.api import KubeApi
+
+        return KubeApi(self.cluster())
+
+
+def _sources(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The key source and the context-namespace lookup for these flags."""
+    from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
+
+    operator_namespace = args.operator_namespace
+    if args.controller_namespace is not None:
+        print(
+            "warning: --controller-namespace is deprecated; use --operator-namespace",
+            file=sys.stderr,
+        )
+        operator_namespace = operator_namespace or args.controller_namespace
+    if args.cert:
+        # Offline: the context's namespace from the kubeconfig file, without the client.
+        return list(args.cert), lambda: kubeconfig_namespace(
+            kubeconfig_path(args), getattr(args, "context", None)
+        )
+    connection = _Connection(args)
+    return (
+        ClusterKeys(connection.api, operator_namespace),
+        lambda: connection.cluster().default_namespace,
+    )
 
 
 def _seal(args: argparse.Namespace, out: TextIO) -> int:
-    from kstrata.app.seal_commands import ClusterKeys, SealRequest, seal_manifest
+    if args.raw:
+        return _seal_raw(args, out)
+    if args.key is not None:
+        raise UsageError("--key is for --raw (one bare token); use --from-file KEY=PATH")
+    from kstrata.app.seal_commands import SealRequest, seal_manifest
 
+    keys, context_namespace = _sources(args)
     request = SealRequest(
         namespace=args.namespace,
         name=args.name,
@@ -110,19 +170,52 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
         files=tuple(args.files),
         secret_file=args.filename,
         merge_into=args.merge_into,
-    )
-    keys = (
-        args.cert
-        if args.cert is not None
-        else ClusterKeys(lambda: _api(args), args.controller_namespace)
+        context_namespace=context_namespace,
     )
     result = seal_manifest(request, keys)
     if result.written is not None:
         print(
             f"sealedsecret.kstrata.dev/{result.name} sealed into "
-            f"{result.written}: {', '.join(result.items)} (key {result.key_id})",
+            f"{result.written}: {', '.join(result.items)} "
+            f"(key {', '.join(result.key_ids or (result.key_id,))})",
             file=out,
         )
         return EXIT_OK
     print_data(result.manifest, args.output, out)
+    return EXIT_OK
+
+
+def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
+    refused = [
+        flag
+        for flag, given in (
+            ("--from-literal", args.literals),
+            ("-f", args.filename is not None),
+            ("--merge-into", args.merge_into is not None),
+            ("--env", args.env is not None),
+        )
+        if given
+    ]
+    if refused:
+        # --from-literal would put the value in argv, where the process list shows it.
+        raise UsageError(f"--raw cannot be combined with {', '.join(refused)}")
+    if args.key is None:
+        raise UsageError("--raw needs --key (the item key the token is for)")
+    if len(args.files) > 1:
+        raise UsageError("--raw seals one value: give --from-file once, or use stdin")
+    from kstrata.app.seal_commands import RawSealRequest, seal_raw
+
+    keys, context_namespace = _sources(args)
+    result = seal_raw(
+        RawSealRequest(
+            item=args.key,
+            name=args.name,
+            namespace=args.namespace,
+            scope=args.scope,
+            from_file=Path(args.files[0]) if args.files else None,
+            context_namespace=context_namespace,
+        ),
+        keys,
+    )
+    print(result.token, file=out)
     return EXIT_OK

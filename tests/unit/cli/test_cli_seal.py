@@ -49,6 +49,12 @@ def run(*argv: str) -> tuple[int, str, str]:
     return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Without -n, seal takes the kubeconfig context's namespace: none here unless a test says.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
+
+
 @pytest.fixture(scope="module")
 def keypair() -> KeyPair:
     return generate_keypair(created=datetime(2025, 6, 1, tzinfo=UTC))
