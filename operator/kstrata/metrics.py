@@ -54,6 +54,12 @@ RELOAD_ROLLOUTS = Counter(
     "strategy and result (patched, failed).",
     ["strategy", "result"],
 )
+RELOAD_POD_SYNCS = Counter(
+    "kstrata_reload_pod_syncs_total",
+    "Pods of hot-reload workloads annotated so the kubelet refreshes their mounted files "
+    "at once, by result (patched, failed).",
+    ["result"],
+)
 RELOAD_LATENCY_SECONDS = Histogram(
     "kstrata_reload_latency_seconds",
     "Time from noticing a revision or annotation change to the pod-template patch "

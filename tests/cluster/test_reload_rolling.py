@@ -99,6 +99,19 @@ def create_deployment(
     apps(cluster).create_namespaced_deployment(namespace, body)
 
 
+def pod_revisions(cluster: TestCluster, namespace: str, deployment: str) -> list[str | None]:
+    """``kstrata.dev/revisions`` on each pod of one Deployment (its ReplicaSets' pods)."""
+    pods = cluster.core.list_namespaced_pod(namespace).items
+    return [
+        (p.metadata.annotations or {}).get("kstrata.dev/revisions")
+        for p in pods
+        if any(
+            r.kind == "ReplicaSet" and r.name.rsplit("-", 1)[0] == deployment
+            for r in p.metadata.owner_references or []
+        )
+    ]
+
+
 def create_stateful_set(
     cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
 ) -> None:
@@ -304,6 +317,14 @@ def test_one_rollout_per_effective_change_and_none_otherwise(
             timeout=30,
             what="status.workloads at revision 2",
         )
+        # The hot workload's own pod is told to sync (an annotation on the pod,
+        # never the template); a bystander's pod under the same selector is not.
+        wait_for(
+            lambda: pod_revisions(cluster, namespace, "s-hot") == ["payments=2"],
+            timeout=30,
+            what="s-hot's pod to be told to sync to payments=2",
+        )
+        assert pod_revisions(cluster, namespace, "bystander") == [None]
         (event,) = wait_for(
             lambda: rollout_events(cluster, namespace, "web"), timeout=30, what="the event"
         )

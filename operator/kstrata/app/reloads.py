@@ -36,6 +36,12 @@ that follows several is held by a pass that is not ``settled``
 (``waits_for_change_set``) and rolled by the pass the controller runs once the
 namespace has been quiet long enough, so the change set rolls it once.
 
+Hot workloads (``kstrata.dev/reload-strategy: hot``) never roll.  The
+kubelet refreshes mounted files only when it syncs a pod (every minute or so
+unless something changes the pod), so on a new revision kstrata annotates the
+workload's own running pods, which makes the kubelet sync them now, and then
+updates the same record on the workload's metadata; first sight records only.
+
 Boundary: this module decides and patches through ``KubeApi``; it knows
 nothing about kopf.  The controller decides *when* to call it (coalesced per
 namespace).  Only workloads in the namespace given are ever read or written.
@@ -59,6 +65,7 @@ from kstrata.kube.api import (
     DAEMON_SETS,
     DEPLOYMENTS,
     JSON,
+    PODS,
     SEALED_SECRETS,
     SECRETS,
     STATEFUL_SETS,
@@ -173,11 +180,15 @@ class Decision:
     ``action`` is one of:
 
     * ``ignore``: not opted in, or an unusable annotation (never a rollout);
-    * ``skip``: strategy ``hot`` or ``none``: kstrata writes nothing;
+    * ``skip``: strategy ``none``: kstrata writes nothing;
     * ``unchanged``: the record equals the current revisions;
     * ``record``: update the record only (first sight, names added or gone);
     * ``paused``: a rollout is due but ``kstrata.dev/reload-paused`` holds it;
-    * ``rollout``: patch the pod template.
+    * ``rollout``: patch the pod template;
+    * ``sync-pods``: strategy ``hot``, a revision changed: annotate the
+      workload's running pods (never its template), which makes the kubelet
+      sync them and so refresh their mounted ConfigMaps and Secrets now rather
+      than at its next periodic sync; then update the record.
     """
 
     action: str
@@ -316,13 +327,13 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     if strategy not in STRATEGIES:
         # An unknown strategy is invalid configuration: it never triggers a rollout.
         return Decision("ignore", strategy=strategy)
-    if strategy != ROLLING:
+    if strategy == NONE:
         return Decision("skip", strategy=strategy)
     desired = format_revisions(current)
     recorded = recorded_revisions(workload)
     if recorded is None:
         # First sight: the running pods already use today's configuration.
-        return Decision("record", desired=desired, recorded=None)
+        return Decision("record", strategy=strategy, desired=desired, recorded=None)
     previous = parse_revisions(recorded)
     # Only a name present on both sides with a different revision is a change
     # the pods have not seen; names added to or gone from the set are not.
@@ -333,11 +344,15 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     }
     if not changed:
         action = "unchanged" if desired == recorded else "record"
-        return Decision(action, desired=desired, recorded=recorded)
-    paused = (annotations.get(PAUSED_ANNOTATION) or "").strip().lower() == "true"
-    return Decision(
-        "paused" if paused else "rollout", desired=desired, recorded=recorded, changed=changed
-    )
+        return Decision(action, strategy=strategy, desired=desired, recorded=recorded)
+    if strategy == HOT:
+        # No restart: the kubelet swaps the files; kstrata only tells it to look now.
+        action = "sync-pods"
+    elif (annotations.get(PAUSED_ANNOTATION) or "").strip().lower() == "true":
+        action = "paused"
+    else:
+        action = "rollout"
+    return Decision(action, strategy=strategy, desired=desired, recorded=recorded, changed=changed)
 
 
 def follows_several(found: Mapping[str, tuple[str, str]]) -> bool:
@@ -368,7 +383,9 @@ class WorkloadStatus(TypedDict, total=False):
 
 
 def effective_record(decision: Decision) -> str | None:
-    """The record a workload carries once the decision is carried out; None: kstrata writes none."""
+    """The record a rolling workload carries once the decision is carried out; else None."""
+    if decision.strategy != ROLLING:
+        return None
     if decision.action in ("record", "rollout"):
         return decision.desired
     if decision.action in ("unchanged", "paused"):
@@ -381,8 +398,9 @@ def workload_statuses(
 ) -> dict[tuple[str, str], list[WorkloadStatus]]:
     """(source kind, source name) -> its ``status.workloads``, sorted by kind and name.
 
-    Only rolling workloads are listed: for ``hot`` and ``none`` kstrata writes
-    no record, so it cannot say which revision they run.  A paused workload is
+    Only rolling workloads are listed: a ``hot`` workload's record says which
+    revisions its pods were told to sync to, not which one the application
+    loaded, and for ``none`` kstrata writes no record.  A paused workload is
     listed with the revision it still records, which is how a status shows
     that it is behind.  ``revision`` is left out when the record does not name
     the source yet (a name added while the workload is paused).
@@ -585,7 +603,9 @@ class ReloadReconciler:
         held = [] if settled else [p for p in plans if waits_for_change_set(p.decision, p.found)]
         held_ids = {id(p) for p in held}
         writes = [
-            p for p in plans if p.decision.action in ("record", "rollout") and id(p) not in held_ids
+            p
+            for p in plans
+            if p.decision.action in ("record", "rollout", "sync-pods") and id(p) not in held_ids
         ]
         results = self._each(lambda p: self._write(p, changed_at), writes)
         # Events after every patch: they are best effort and must not delay the
@@ -627,7 +647,11 @@ class ReloadReconciler:
     def _write(self, plan: _Plan, changed_at: float | None) -> None:
         meta = plan.workload["metadata"]
         annotations = {REVISIONS_ANNOTATION: plan.decision.desired}
-        if plan.decision.action == "record":
+        if plan.decision.action == "sync-pods":
+            # Pods first, record after: a crash in between syncs them again,
+            # which restarts nothing.
+            self._sync_pods(plan)
+        if plan.decision.action in ("record", "sync-pods"):
             patch: JSON = {"metadata": {"annotations": annotations}}
             self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)
             return
@@ -648,6 +672,47 @@ class ReloadReconciler:
             metrics.RELOAD_LATENCY_SECONDS.observe(max(0.0, time.monotonic() - changed_at))
         logger.info(
             "rolling restart of %s %s/%s", plan.resource.kind, meta["namespace"], meta["name"]
+        )
+
+    def _sync_pods(self, plan: _Plan) -> None:
+        """Annotate the workload's running pods so the kubelet syncs their volumes now.
+
+        The kubelet refreshes a pod's ConfigMap and Secret volumes when it
+        syncs the pod: on any change to the pod, or every ``syncFrequency``
+        (a minute by default) plus jitter.  A metadata-only patch of the pod
+        is such a change, and it restarts nothing.
+        """
+        meta = plan.workload["metadata"]
+        selector = label_selector((plan.workload.get("spec") or {}).get("selector"))
+        if selector is None:
+            return  # no usable selector: leave it to the kubelet's periodic sync
+        patch: JSON = {"metadata": {"annotations": {REVISIONS_ANNOTATION: plan.decision.desired}}}
+        pods = self.api.list(PODS, meta["namespace"], label_selector=selector)
+        synced = 0
+        for pod in pods:
+            pod_meta = pod.get("metadata") or {}
+            if (
+                not owned_pod(plan.workload, pod)
+                or pod_meta.get("deletionTimestamp")
+                or (pod_meta.get("annotations") or {}).get(REVISIONS_ANNOTATION)
+                == plan.decision.desired
+            ):
+                continue
+            try:
+                self.api.patch(PODS, meta["namespace"], pod_meta["name"], patch)
+            except NotFoundError:
+                continue  # gone meanwhile: its replacement mounts the new data
+            except KstrataError:
+                metrics.RELOAD_POD_SYNCS.labels(result="failed").inc()
+                raise
+            synced += 1
+        metrics.RELOAD_POD_SYNCS.labels(result="patched").inc(synced)
+        logger.info(
+            "hot reload: %d pod(s) of %s %s/%s told to sync",
+            synced,
+            plan.resource.kind,
+            meta["namespace"],
+            meta["name"],
         )
 
     def _announce(self, plan: _Plan) -> None:
@@ -681,6 +746,64 @@ class ReloadReconciler:
         except NotFoundError:
             return ""  # deleted meanwhile: nothing left to describe
         return f"{resource.kind}/{meta['name']}"
+
+
+def label_selector(selector: Any) -> str | None:
+    """A workload's ``spec.selector`` as a list call's label selector; None if unusable.
+
+    An empty or malformed selector gives None, never "everything": kstrata
+    must not touch pods that are not the workload's.
+    """
+    if not isinstance(selector, Mapping):
+        return None
+    parts: list[str] = []
+    labels = selector.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        return None
+    parts += [f"{key}={value}" for key, value in sorted(labels.items())]
+    for expression in selector.get("matchExpressions") or []:
+        if not isinstance(expression, Mapping):
+            return None
+        key, operator = expression.get("key"), expression.get("operator")
+        values = ",".join(str(v) for v in expression.get("values") or [])
+        if not isinstance(key, str) or not key:
+            return None
+        if operator == "In":
+            parts.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            return None
+    return ",".join(parts) or None
+
+
+def owned_pod(workload: JSON, pod: JSON) -> bool:
+    """Whether ``pod`` belongs to ``workload``, not merely to its (possibly overlapping) selector.
+
+    StatefulSets and DaemonSets own their pods directly.  A Deployment's pods
+    are owned by a ReplicaSet the Deployment names ``<name>-<pod-template-hash>``
+    and whose hash its pods carry as a label: checking that needs no read of
+    ReplicaSets (and so no permission for them).
+    """
+    meta = workload.get("metadata") or {}
+    pod_meta = pod.get("metadata") or {}
+    owner = next((r for r in pod_meta.get("ownerReferences") or [] if r.get("controller")), None)
+    if owner is None:
+        return False
+    if workload.get("kind") == DEPLOYMENTS.kind:
+        template_hash = (pod_meta.get("labels") or {}).get("pod-template-hash")
+        # The hash has no dash, so "web-api-<hash>" can never pass for "web".
+        return bool(
+            isinstance(template_hash, str)
+            and template_hash.isalnum()
+            and owner.get("kind") == "ReplicaSet"
+            and owner.get("name") == f"{meta.get('name')}-{template_hash}"
+        )
+    return bool(owner.get("kind") == workload.get("kind") and owner.get("uid") == meta.get("uid"))
 
 
 def _targets(sources: list[JSON]) -> dict[str, tuple[Target, ...]]:

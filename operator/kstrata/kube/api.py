@@ -70,6 +70,7 @@ CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions", "Con
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
 STATEFUL_SETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
+PODS: Final = Resource("", "v1", "pods", "Pod")
 
 
 def _translate(exc: BaseException, what: str) -> ClusterError | InvalidInputError:

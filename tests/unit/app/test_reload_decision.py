@@ -8,7 +8,10 @@ from kstrata.app.reloads import (
     Sources,
     current_revisions,
     decide,
+    effective_record,
     format_revisions,
+    label_selector,
+    owned_pod,
     parse_revisions,
     referenced_objects,
 )
@@ -111,13 +114,52 @@ def test_paused_holds_then_applies_latest() -> None:
 
 
 def test_hot_none_and_unknown_strategies_never_roll() -> None:
-    for strategy, action in (("hot", "skip"), ("none", "skip"), ("bogus", "ignore")):
+    for strategy, action in (("hot", "sync-pods"), ("none", "skip"), ("bogus", "ignore")):
         annotations = {
             "kstrata.dev/reload": "payments",
             "kstrata.dev/revisions": "payments=1",
             "kstrata.dev/reload-strategy": strategy,
         }
         assert decide(workload(annotations), SOURCES).action == action
+
+
+def test_hot_syncs_pods_only_for_a_changed_revision_and_ignores_pause() -> None:
+    hot = {"kstrata.dev/reload": "payments", "kstrata.dev/reload-strategy": "hot"}
+    # First sight and an unchanged record never touch pods.
+    assert decide(workload(hot), SOURCES).action == "record"
+    assert decide(workload({**hot, "kstrata.dev/revisions": "payments=7"}), SOURCES).action == (
+        "unchanged"
+    )
+    # A pause holds restarts; a hot reload restarts nothing, so it is not held.
+    changed = {**hot, "kstrata.dev/revisions": "payments=6", "kstrata.dev/reload-paused": "true"}
+    decision = decide(workload(changed), SOURCES)
+    assert (decision.action, decision.desired, decision.changed) == (
+        "sync-pods",
+        "payments=7",
+        {"payments": (6, 7)},
+    )
+    # A hot workload is never listed in a source's status.workloads.
+    assert effective_record(decision) is None
+
+
+def test_label_selector_is_exact_and_never_everything() -> None:
+    assert label_selector({"matchLabels": {"b": "2", "a": "1"}}) == "a=1,b=2"
+    assert (
+        label_selector(
+            {
+                "matchLabels": {"app": "web"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                    {"key": "canary", "operator": "NotIn", "values": ["yes"]},
+                    {"key": "team", "operator": "Exists"},
+                    {"key": "legacy", "operator": "DoesNotExist"},
+                ],
+            }
+        )
+        == "app=web,tier in (a,b),canary notin (yes),team,!legacy"
+    )
+    for unusable in (None, {}, {"matchLabels": {}}, {"matchExpressions": [{"key": "x"}]}, "x"):
+        assert label_selector(unusable) is None
 
 
 def test_auto_follows_every_reference_kind() -> None:
@@ -165,3 +207,22 @@ def test_same_name_profile_and_sealed_secret_both_count() -> None:
         "app": 2,
         "secret:app": 5,
     }
+
+
+def test_only_the_workloads_own_pods_are_synced() -> None:
+    deployment = {"kind": "Deployment", "metadata": {"name": "web", "uid": "d1"}}
+    stateful = {"kind": "StatefulSet", "metadata": {"name": "db", "uid": "s1"}}
+
+    def pod(owner_kind: str, owner: str, uid: str = "", template_hash: str = "") -> dict[str, Any]:
+        labels = {"pod-template-hash": template_hash} if template_hash else {}
+        ref = {"kind": owner_kind, "name": owner, "uid": uid, "controller": True}
+        return {"metadata": {"labels": labels, "ownerReferences": [ref]}}
+
+    assert owned_pod(deployment, pod("ReplicaSet", "web-5d8f", template_hash="5d8f"))
+    # Same selector, another Deployment's ReplicaSet: not ours.
+    assert not owned_pod(deployment, pod("ReplicaSet", "web-api-5d8f", template_hash="api-5d8f"))
+    assert not owned_pod(deployment, pod("ReplicaSet", "webx-5d8f", template_hash="5d8f"))
+    assert not owned_pod(deployment, pod("ReplicaSet", "web-5d8f"))
+    assert owned_pod(stateful, pod("StatefulSet", "db", uid="s1"))
+    assert not owned_pod(stateful, pod("StatefulSet", "db", uid="other"))
+    assert not owned_pod(stateful, {"metadata": {}})

@@ -102,9 +102,9 @@ def test_the_workloads_own_strategy_and_pause_still_decide() -> None:
     found = sources(s_db=(Target("Deployment", match_labels={"tier": "backend"}),))
     base = {"kstrata.dev/revisions": "db=2"}
     labels = {"tier": "backend"}
-    for strategy in ("hot", "none"):
+    for strategy, action in (("hot", "sync-pods"), ("none", "skip")):
         annotations = dict(base, **{"kstrata.dev/reload-strategy": strategy})
-        assert decide(workload(annotations=annotations, labels=labels), found).action == "skip"
+        assert decide(workload(annotations=annotations, labels=labels), found).action == action
     paused = dict(base, **{"kstrata.dev/reload-paused": "true"})
     assert decide(workload(annotations=paused, labels=labels), found).action == "paused"
     assert decide(workload(annotations=base, labels=labels), found).action == "rollout"
