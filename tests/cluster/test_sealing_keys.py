@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from kstrata.app.sealing_keys import PUBLISH_ATTEMPTS, KeyStore, rotate_keys
 from kstrata.cli.main import main
 from kstrata.crypto import (
     FingerprintKey,
@@ -31,6 +32,9 @@ from kstrata.crypto import (
     generate_keypair,
     seal,
 )
+from kstrata.errors import ConflictError
+from kstrata.kube.api import CONFIG_MAPS, JSON, KubeApi, Resource
+from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
@@ -350,3 +354,66 @@ def test_a_sealed_secret_cannot_target_the_key_secret(
         wait_state(cluster, keys_namespace, KEY_SECRET, "False", "ReservedName")
         after = key_secret(cluster, keys_namespace)
         assert after.metadata.resource_version == before.metadata.resource_version
+
+
+# --- keys rotate publishes through conflicts (issue 19) ------------------------
+
+
+class _RacingApi(KubeApi):
+    """The real API, with another writer touching the public key ConfigMap just before each
+    of our first ``races`` PUTs to it: the API server answers a real 409 Conflict."""
+
+    def __init__(self, cluster: TestCluster, races: int) -> None:
+        super().__init__(cluster.connection)
+        self.cluster = cluster
+        self.races = races
+        self.conflicts = 0
+
+    def replace(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
+        if resource is CONFIG_MAPS and self.races > 0:
+            self.races -= 1
+            self.cluster.core.patch_namespaced_config_map(
+                body["metadata"]["name"],
+                namespace,
+                {"metadata": {"annotations": {"test/racer": uuid.uuid4().hex}}},
+            )
+            try:
+                return super().replace(resource, namespace, body)
+            except ConflictError:
+                self.conflicts += 1
+                raise
+        return super().replace(resource, namespace, body)
+
+
+def _stored_and_published(cluster: TestCluster, keys_namespace: str) -> KeyStore:
+    store = KeyStore(KubeApi(cluster.connection), Settings(operator_namespace=keys_namespace))
+    store.ensure_keys(dt.datetime.now(dt.UTC))
+    assert store.publish_public_keys()
+    return store
+
+
+def test_keys_rotate_retries_its_publish_on_a_conflict(
+    cluster: TestCluster, keys_namespace: str
+) -> None:
+    _stored_and_published(cluster, keys_namespace)
+    api = _RacingApi(cluster, races=2)
+    info = rotate_keys(api, keys_namespace, dt.datetime.now(dt.UTC))
+    assert api.conflicts == 2  # two real 409s, then the third PUT went through
+    bundle = PublicKeyBundle.parse(bundle_text(cluster, keys_namespace))
+    assert bundle.newest.key_id == info.key_id
+    assert len(bundle) == 2
+
+
+def test_keys_rotate_fails_loudly_when_publishing_keeps_conflicting(
+    cluster: TestCluster, keys_namespace: str
+) -> None:
+    _stored_and_published(cluster, keys_namespace)
+    api = _RacingApi(cluster, races=PUBLISH_ATTEMPTS)
+    with pytest.raises(ConflictError) as caught:
+        rotate_keys(api, keys_namespace, dt.datetime.now(dt.UTC))
+    assert api.conflicts == PUBLISH_ATTEMPTS  # bounded: no attempt beyond the limit
+    assert "is stored" in caught.value.message
+    # The key is in the key Secret, and the message says so; the bundle still has the old one.
+    stored = [n for n in (key_secret(cluster, keys_namespace).data or {}) if n.endswith(".json")]
+    assert len(stored) == 3  # two key pairs and the fingerprint key
+    assert len(PublicKeyBundle.parse(bundle_text(cluster, keys_namespace))) == 1

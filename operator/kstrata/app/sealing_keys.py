@@ -51,9 +51,9 @@ from kstrata.crypto import (
 )
 from kstrata.crypto.keys import MAX_BUNDLE_KEYS
 from kstrata.errors import (
+    ClusterError,
     ConflictError,
     InputLimitError,
-    KstrataError,
     NotFoundError,
     SealingError,
     SettingsError,
@@ -406,6 +406,10 @@ def export_public_keys(api: KubeApi, namespace: str) -> str:
     return read_public_bundle(api, namespace).serialize()
 
 
+#: How often ``kstrata keys rotate`` tries to publish after a 409 Conflict.
+PUBLISH_ATTEMPTS: Final = 5
+
+
 def rotate_keys(
     api: KubeApi, namespace: str, now: dt.datetime, suite: str | None = None
 ) -> KeyInfo:
@@ -413,6 +417,13 @@ def rotate_keys(
 
     The suite defaults to the current newest key's, so a cluster that opted
     into the hybrid suite is not quietly downgraded by a manual rotation.
+
+    Publishing races the operator, which republishes as soon as it sees the
+    key Secret change: a 409 Conflict means someone wrote the ConfigMap
+    between our read and our write, so it is re-read and retried (bounded;
+    usually the second read finds the operator already published the same
+    bundle).  If publishing still fails, the error says the key *is* stored,
+    and the command fails instead of reporting success.
     """
     store = KeyStore(api, Settings(operator_namespace=namespace))
     chosen: Suite | None = suite_from(suite) if suite is not None else None
@@ -421,9 +432,27 @@ def rotate_keys(
         if len(keys.ring):
             chosen = keys.ring.newest.suite
     pair = store.rotate(now, chosen)
-    try:
-        store.publish_public_keys()
-    except KstrataError as error:
-        # The key is stored; the operator republishes when it sees the Secret change.
-        logger.warning("rotated, but publishing the public keys failed: %s", error.reason)
+    publish_with_retry(store, pair.key_id)
     return KeyInfo(pair.key_id, pair.suite.value, _rfc3339(pair.created), newest=True)
+
+
+def publish_with_retry(store: KeyStore, key_id: str, attempts: int = PUBLISH_ATTEMPTS) -> None:
+    """Publish the public keys, re-reading and retrying on 409 Conflict up to ``attempts``."""
+    for attempt in range(1, attempts + 1):
+        try:
+            store.publish_public_keys()
+        except ConflictError:
+            logger.info("publishing the public keys met a conflict (attempt %d)", attempt)
+            continue
+        except ClusterError as error:
+            raise ClusterError(
+                f"new key {key_id} is stored, but publishing the public keys failed "
+                f"({error.reason}); the operator republishes them when it sees the key Secret "
+                "change, or run 'kstrata keys rotate' again later",
+                reason=error.reason,
+            ) from None
+        return
+    raise ConflictError(
+        f"new key {key_id} is stored, but publishing the public keys met a conflict "
+        f"{attempts} times; the operator republishes them when it sees the key Secret change"
+    )
