@@ -21,6 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+#: Benchmarks that take ``--quick`` (smaller sizes, one repetition): bench_peers.py
+#: builds and runs the peer programs beside kstrata, minutes at full size.
+QUICK = {"peers"}
 
 
 def machine() -> dict[str, object]:
@@ -47,6 +50,11 @@ def machine() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="bench_<name>.py to run (default: all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smaller sizes for the benchmarks that have them ({', '.join(sorted(QUICK))})",
+    )
     args = parser.parse_args(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.names:
@@ -58,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         name = script.stem.removeprefix("bench_")
         print(f"\n=== {name} ===", flush=True)
         started = time.monotonic()
+        quick = ["--quick"] if args.quick and name in QUICK else []
         result = subprocess.run(
-            [sys.executable, str(script), "--json", str(RESULTS / f"{name}.json")], check=False
+            [sys.executable, str(script), "--json", str(RESULTS / f"{name}.json"), *quick],
+            check=False,
         )
         print(f"({time.monotonic() - started:.0f} s)", flush=True)
         if result.returncode != 0:
