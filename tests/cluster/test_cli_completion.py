@@ -1,0 +1,184 @@
+"""Shell completion of object names from the real control plane, and its deadline.
+
+``kstrata __complete`` (what the completion scripts call at each TAB) is run
+in-process and as the installed program against the session's API server;
+objects are created with the Kubernetes client, so the names completed are
+what the server holds.  A server that accepts connections and never answers
+must give no names within the deadline, never a stalled prompt.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kstrata.app.completion import NAMES_DEADLINE
+from kstrata.cli.main import main
+from support.cluster import TestCluster
+
+GROUP, VERSION = "kstrata.dev", "v1alpha1"
+KSTRATA = Path(sys.executable).with_name("kstrata")
+#: How much later than the lookup's own deadline the call may return (thread and
+#: Python overhead on a busy 2-core machine); still far from a noticeable stall.
+SLACK = 0.15
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+def complete(*words: str) -> list[str]:
+    out = io.StringIO()
+    assert main(["__complete", *words], out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "words"
+    return lines[1:]
+
+
+def create(cluster: TestCluster, namespace: str, kind: str, name: str, spec: Any) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    cluster.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, f"{kind.lower()}s", body
+    )
+
+
+@pytest.fixture
+def objects(cluster: TestCluster, namespace: str) -> str:
+    for name in ("alpha-web", "alpha-db", "beta"):
+        create(cluster, namespace, "ConfigProfile", name, {"defaults": {"port": 8080}})
+    create(cluster, namespace, "SealedSecret", "alpha-token", {"encryptedData": {}})
+    return namespace
+
+
+def test_profile_names_complete_from_the_namespace_given(
+    cluster: TestCluster, objects: str
+) -> None:
+    kubeconfig = str(cluster.kubeconfig)
+    assert complete("get", "--kubeconfig", kubeconfig, "-n", objects, "al") == [
+        "alpha-db",
+        "alpha-web",
+    ]
+    assert complete("get", "--kubeconfig", kubeconfig, "-n", objects, "") == [
+        "alpha-db",
+        "alpha-web",
+        "beta",
+    ]
+    # The same names are not in another namespace.
+    assert complete("get", "--kubeconfig", kubeconfig, "-n", "default", "al") == []
+
+
+def test_history_completes_both_kinds_and_kind_narrows_them(
+    cluster: TestCluster, objects: str
+) -> None:
+    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
+    assert complete("history", kubeconfig, "--namespace", objects, "alpha") == [
+        "alpha-db",
+        "alpha-token",
+        "alpha-web",
+    ]
+    assert complete("rollback", kubeconfig, "-n", objects, "--kind", "secret", "") == [
+        "alpha-token"
+    ]
+    assert complete("diff", kubeconfig, "-n", objects, "--kind=profile", "alpha-w") == ["alpha-web"]
+
+
+def test_namespaces_complete_after_dash_n(cluster: TestCluster, objects: str) -> None:
+    found = complete("list", "--kubeconfig", str(cluster.kubeconfig), "-n", "")
+    assert objects in found
+    assert "kube-system" in found
+    assert complete("list", "--kubeconfig", str(cluster.kubeconfig), f"--namespace={objects}") == [
+        f"--namespace={objects}"
+    ]
+
+
+def test_the_kubeconfig_from_the_environment_and_its_context_namespace(
+    cluster: TestCluster, objects: str, tmp_path: Path
+) -> None:
+    """No flags on the line: $KUBECONFIG and its context's namespace, as kubectl does."""
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = objects
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(KSTRATA), "__complete", "set", "b"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    elapsed = time.monotonic() - started
+    assert (result.returncode, result.stdout, result.stderr) == (0, "words\nbeta\n", "")
+    print(f"kstrata __complete set b (names from the cluster): {elapsed * 1000:.0f} ms")
+
+
+def test_a_lookup_returns_within_its_deadline(cluster: TestCluster, objects: str) -> None:
+    kubeconfig = str(cluster.kubeconfig)
+    complete("get", "--kubeconfig", kubeconfig, "-n", objects, "")  # warm: imports done
+    started = time.monotonic()
+    found = complete("history", "--kubeconfig", kubeconfig, "-n", objects, "")
+    elapsed = time.monotonic() - started
+    assert found == ["alpha-db", "alpha-token", "alpha-web", "beta"]
+    assert elapsed < NAMES_DEADLINE + SLACK, elapsed
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections (the kernel's backlog) and never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def test_a_server_that_never_answers_gives_no_names_within_the_deadline(
+    cluster: TestCluster, silent_server: int, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{silent_server}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    for words in (["get", ""], ["history", "a"], ["list", "-n", ""]):
+        started = time.monotonic()
+        found = complete("--kubeconfig", str(kubeconfig), *words)
+        elapsed = time.monotonic() - started
+        assert found == []
+        assert elapsed < NAMES_DEADLINE + SLACK, (words, elapsed)
+
+
+def test_a_refused_connection_gives_no_names_and_no_error(tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "clusters": [{"name": "k", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+            }
+        )
+    )
+    err = io.StringIO()
+    out = io.StringIO()
+    assert main(["__complete", "get", "--kubeconfig", str(kubeconfig), ""], out=out, err=err) == 0
+    assert (out.getvalue(), err.getvalue()) == ("words\n", "")
