@@ -35,7 +35,10 @@ The rules
   it instead of making N+2.  A stored N+1 with *another* digest (the spec was
   changed back meanwhile, or a concurrent reconcile with an older body) is
   left alone and the new content becomes N+2: numbers never repeat and never
-  skip, and every number has exactly one snapshot.  Creating a name that
+  skip, and every number has exactly one snapshot.  (With two writers, a
+  failover overlap, one that stored N+1 from a stale body and then lost the
+  target write leaves N+1 unserved and unindexed above the served N; the
+  next new content becomes N+2.)  Creating a name that
   exists (409) is resolved the same way: same digest, it is ours; otherwise
   ``ConflictError`` and kopf retries with a fresh look.
 * **Retention**: the current revision plus ``spec.revisionHistoryLimit`` old
