@@ -9,6 +9,7 @@ against the session's kubeconfig.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import json
@@ -417,3 +418,112 @@ def test_keys_rotate_fails_loudly_when_publishing_keeps_conflicting(
     stored = [n for n in (key_secret(cluster, keys_namespace).data or {}) if n.endswith(".json")]
     assert len(stored) == 3  # two key pairs and the fingerprint key
     assert len(PublicKeyBundle.parse(bundle_text(cluster, keys_namespace))) == 1
+
+
+# --- several recipients and the break-glass path (issue 15) -----------------------
+
+
+def test_multi_recipient_tokens_open_here_and_a_foreign_one_is_reported_cleanly(
+    cluster: TestCluster, namespace: str, keys_namespace: str, tmp_path: Path
+) -> None:
+    canary = "canary-multi-operator-6a1d"
+    other = generate_keypair(created=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    other_cert = tmp_path / "other.json"
+    other_cert.write_text(PublicKeyBundle.of([other]).serialize())
+    with operator_for(cluster, namespace, keys_namespace):
+        ours = wait_bundle(cluster, keys_namespace, keys=1).newest
+        cert = tmp_path / "ours.json"
+        code, _, err = kstrata(
+            cluster, "keys", "export", "--out", str(cert), "--operator-namespace", keys_namespace
+        )
+        assert code == 0, err
+        # Both clusters' keys, the other one first: this cluster skips it and opens its own.
+        code, out, err = kstrata(
+            cluster, "seal", "--cert", str(other_cert), "--cert", str(cert), "-n", namespace,
+            "--name", "multi", "--from-literal", f"password={canary}",
+        )  # fmt: skip
+        assert (code, err) == (0, "")
+        cluster.kubectl("apply", "-f", "-", input=out)
+        body = wait_state(cluster, namespace, "multi", "True", "Unsealed")
+        assert secret_data(cluster, namespace, "multi") == {"password": canary.encode()}
+        assert [i["keyId"] for i in body["status"]["items"]] == [ours.key_id]
+        assert body["status"]["keyIds"] == [ours.key_id]
+
+        # Sealed for the other cluster only: reported by key id, nothing else.
+        code, out, err = kstrata(
+            cluster, "seal", "--cert", str(other_cert), "-n", namespace, "--name", "foreign",
+            "--from-literal", f"password={canary}",
+        )  # fmt: skip
+        assert code == 0, err
+        cluster.kubectl("apply", "-f", "-", input=out)
+        body = wait_state(cluster, namespace, "foreign", "False", "SealingKeyMissing")
+        _, condition = ready_condition(cluster, namespace, "foreign")
+        assert other.key_id in condition["message"]
+        assert canary not in json.dumps(body)
+        events = cluster.core.list_namespaced_event(namespace).items
+        assert all(canary not in (e.message or "") for e in events)
+        assert (
+            cluster.core.list_namespaced_secret(
+                namespace, field_selector="metadata.name=foreign"
+            ).items
+            == []
+        )
+
+
+def test_keys_backup_restores_the_key_secret_and_opens_sealed_secrets_offline(
+    cluster: TestCluster,
+    namespace: str,
+    keys_namespace: str,
+    tmp_path: Path,
+) -> None:
+    canary = "canary-break-glass-0c7e"
+    backup = tmp_path / "keys-backup.yaml"
+    with operator_for(cluster, namespace, keys_namespace):
+        bundle = wait_bundle(cluster, keys_namespace, keys=1)
+        cert = tmp_path / "cert.json"
+        cert.write_text(bundle.serialize())
+        code, out, _ = kstrata(
+            cluster, "seal", "--cert", str(cert), "-n", namespace, "--name", "db",
+            "--from-literal", f"password={canary}",
+        )  # fmt: skip
+        assert code == 0
+        sealed = tmp_path / "sealed.yaml"
+        sealed.write_text(out)
+        notes = io.StringIO()
+        with contextlib.redirect_stderr(notes):  # the handler warns on the process's stderr
+            code, out, err = kstrata(
+                cluster, "keys", "backup", "-o", str(backup), "--operator-namespace", keys_namespace
+            )
+        warning = notes.getvalue()
+        assert code == 0, err
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert "PRIVATE sealing keys" in warning
+    private = json.loads(
+        base64.b64decode(key_secret(cluster, keys_namespace).data[f"{bundle.newest.key_id}.json"])
+    )["privateKey"]
+    assert private not in out + err + warning  # the keys are in the file only
+    assert str(backup) in out
+
+    # Offline (no kubeconfig): the values come back only with the explicit flag.
+    unseal = ["unseal", "--recovery-keys", str(backup), "-f", str(sealed)]
+    out_io = io.StringIO()
+    assert main(unseal, out=out_io, err=io.StringIO()) == 0
+    assert canary not in out_io.getvalue()
+    out_io = io.StringIO()
+    assert main([*unseal, "--i-know-this-prints-secrets"], out=out_io, err=io.StringIO()) == 0
+    secret = yaml.safe_load(out_io.getvalue())
+    assert base64.b64decode(secret["data"]["password"]).decode() == canary
+
+    # The same file restores the key Secret: same keys, same entries.
+    before = key_secret(cluster, keys_namespace).data
+    cluster.core.delete_namespaced_secret(KEY_SECRET, keys_namespace)
+    wait_for(
+        lambda: (
+            not cluster.core.list_namespaced_secret(
+                keys_namespace, field_selector=f"metadata.name={KEY_SECRET}"
+            ).items
+        ),
+        what="the key Secret to be gone",
+    )
+    cluster.kubectl("create", "-f", str(backup))
+    assert key_secret(cluster, keys_namespace).data == before

@@ -406,6 +406,46 @@ def export_public_keys(api: KubeApi, namespace: str) -> str:
     return read_public_bundle(api, namespace).serialize()
 
 
+def key_backup(api: KubeApi, namespace: str) -> tuple[str, int]:
+    """``kstrata keys backup``: the key Secret as a manifest that restores it, and its key count.
+
+    PRIVATE KEY MATERIAL: the caller writes it to a 0600 file
+    (``recovery.write_new_private_file``), never to a terminal.  Server-set
+    metadata is dropped so ``kubectl create -f FILE`` restores the Secret as
+    it was; ``kstrata unseal --recovery-keys FILE`` reads the same file.
+    """
+    secret = api.get_or_none(SECRETS, namespace, KEY_SECRET_NAME)
+    if secret is None:
+        raise NotFoundError(
+            f"sealing key Secret {namespace}/{KEY_SECRET_NAME} not found; is the operator "
+            "installed with this --operator-namespace?"
+        )
+    keys = parse_key_secret(secret)
+    if len(keys.ring) == 0:
+        raise NotFoundError(f"sealing key Secret {namespace}/{KEY_SECRET_NAME} holds no key pair")
+    meta = secret.get("metadata") or {}
+    manifest: JSON = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": KEY_SECRET_NAME,
+            "namespace": namespace,
+            "labels": dict(meta.get("labels") or _LABELS),
+        },
+        "type": secret.get("type") or "Opaque",
+        "data": dict(secret.get("data") or {}),
+    }
+    import yaml
+
+    header = (
+        "# kstrata sealing key backup: PRIVATE KEYS of key id(s) "
+        + ", ".join(keys.ring.key_ids)
+        + "\n# Restore: kubectl create -f THIS_FILE."
+        + "  Break-glass: kstrata unseal --recovery-keys.\n"
+    )
+    return header + yaml.safe_dump(manifest, sort_keys=True), len(keys.ring)
+
+
 #: How often ``kstrata keys rotate`` tries to publish after a 409 Conflict.
 PUBLISH_ATTEMPTS: Final = 5
 

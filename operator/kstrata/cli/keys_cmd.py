@@ -1,10 +1,11 @@
-"""``kstrata keys list | export | rotate``: the operator's sealing keys.
+"""``kstrata keys list | export | backup | rotate``: the operator's sealing keys.
 
 The shell only: each handler parses its flags, calls one function of
 :mod:`kstrata.app.sealing_keys` and prints what it returns.  ``list`` and
 ``export`` read the published public keys (the ConfigMap anyone allowed to
 seal may read), so they need no access to private keys; ``rotate`` writes the
-key Secret and so needs the operator's rights on it.  App-layer imports
+key Secret and so needs the operator's rights on it; ``backup`` reads the
+private keys into a new 0600 file (the break-glass path, docs/operations.md).  App-layer imports
 happen inside the handlers, so registering these commands costs the offline
 ones nothing at start-up.
 """
@@ -56,6 +57,21 @@ def register(commands: Any) -> None:
     )
     _common_flags(export)
     export.set_defaults(handler=_export)
+
+    backup = keys_commands.add_parser(
+        "backup",
+        help="save the PRIVATE sealing keys to a new 0600 file (break-glass recovery)",
+        description="Save the operator's private sealing keys (the key Secret) to a new file, "
+        "mode 0600, written atomically; never to standard output or a terminal, never over an "
+        "existing file.  Whoever holds the file can open every SealedSecret sealed to these "
+        "keys: keep it offline.  Restore with 'kubectl create -f FILE'; open SealedSecrets "
+        "offline with 'kstrata unseal --recovery-keys FILE'.",
+    )
+    backup.add_argument(
+        "-o", "--out", type=Path, required=True, metavar="FILE", help="the new backup file"
+    )
+    _common_flags(backup)
+    backup.set_defaults(handler=_backup)
 
     rotate = keys_commands.add_parser(
         "rotate", help="add a new newest sealing key now (old keys are kept)"
@@ -135,6 +151,18 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     print(f"wrote the public key bundle to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.recovery import BACKUP_WARNING, check_private_target, write_new_private_file
+    from kstrata.app.sealing_keys import key_backup
+
+    check_private_target(args.out)  # before any private key is read
+    text, count = key_backup(_api(args), args.operator_namespace)
+    write_new_private_file(args.out, text)
+    print(BACKUP_WARNING.format(path=args.out, keys=count), file=sys.stderr)
+    print(f"wrote {count} private sealing key(s) to {args.out} (mode 0600)", file=out)
     return EXIT_OK
 
 

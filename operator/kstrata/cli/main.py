@@ -61,6 +61,7 @@ COMMAND_GROUPS: Final = {
     "set": "profile_cmd",
     "import": "profile_cmd",
     "seal": "seal_cmd",
+    "unseal": "seal_cmd",
     "watch": "watch_cmd",
     "completion": "completion_cmd",
 }

@@ -3,7 +3,9 @@
 The shell only: flags become one :class:`kstrata.app.seal_commands.SealRequest`
 and one key source, :func:`kstrata.app.seal_commands.seal_manifest` does the
 work, and the manifest is printed (``--raw``: one bare token, from
-:func:`kstrata.app.seal_commands.seal_raw`).  The app layer is imported inside the
+:func:`kstrata.app.seal_commands.seal_raw`).  ``unseal`` is its break-glass
+counterpart (:mod:`kstrata.app.recovery`): offline, with a key backup.
+The app layer is imported inside the
 handler, so registering ``seal`` costs the other commands nothing; with
 ``--cert`` the Kubernetes client is never imported (a test checks
 ``sys.modules``), and the cluster is reached only when no ``--cert`` is given.
@@ -110,6 +112,47 @@ def register(commands: Any) -> None:
     seal.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
     seal.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
     seal.set_defaults(handler=_seal)
+
+    unseal = commands.add_parser(
+        "unseal",
+        help="break-glass: open SealedSecrets offline with a key backup",
+        description="Open SealedSecrets offline with the private keys saved by "
+        "'kstrata keys backup' (no cluster needed).  Without "
+        "--i-know-this-prints-secrets it only reports which items open with which key; "
+        "with it, it prints the Secret manifests, in clear.  See docs/operations.md, "
+        "'Break-glass recovery'.",
+    )
+    unseal.add_argument(
+        "--recovery-keys",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the key backup (kstrata keys backup -o FILE)",
+    )
+    unseal.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="SealedSecret manifests: files or directories ('-' reads stdin); repeatable",
+    )
+    unseal.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="namespace of manifests without metadata.namespace (where they were applied)",
+    )
+    unseal.add_argument("--env", default=None, help="the environment whose overlay applies")
+    unseal.add_argument(
+        "--i-know-this-prints-secrets",
+        dest="print_secrets",
+        action="store_true",
+        help="print the Secret manifests, values in clear (base64), to standard output",
+    )
+    add_output_flag(unseal, ("yaml", "json"))
+    unseal.set_defaults(handler=_unseal)
 
 
 class _Connection:
@@ -218,4 +261,35 @@ def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
         keys,
     )
     print(result.token, file=out)
+    return EXIT_OK
+
+
+def _unseal(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.recovery import PRINT_SECRETS_FLAG, load_recovery_keys, recover
+
+    ring = load_recovery_keys(args.recovery_keys)
+    recovered = recover(args.filename, ring, environment=args.env, namespace=args.namespace)
+    if not args.print_secrets:
+        # Nothing secret without the flag: which items open, with which key.
+        for item in recovered:
+            print(item.summary(), file=out)
+        print(
+            f"values not printed; add {PRINT_SECRETS_FLAG} to print the Secret manifest(s)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    print(
+        f"warning: printing {len(recovered)} Secret manifest(s) with their values in clear",
+        file=sys.stderr,
+    )
+    secrets = [item.secret for item in recovered]
+    if len(secrets) == 1:
+        print_data(secrets[0], args.output, out)
+    elif args.output == "json":
+        print_data({"apiVersion": "v1", "kind": "List", "items": secrets}, "json", out)
+    else:
+        for index, secret in enumerate(secrets):
+            if index:
+                out.write("---\n")
+            print_data(secret, "yaml", out)
     return EXIT_OK
