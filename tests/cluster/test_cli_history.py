@@ -122,7 +122,7 @@ def test_profile_history_and_diffs_as_text(
         "configprofile.kstrata.dev/payments\n"
         "REVISION   CREATED                CURRENT   CHANGE-CAUSE\n"
         f"1          {t1}   no        <none>\n"
-        f"2          {t2}   no        kstrata set log.level\n"
+        f"2          {t2}   no        kstrata set log.level (generation 2)\n"
         f"3          {t3}   yes       port 9090\n"
     )
 
@@ -232,6 +232,10 @@ def test_profile_rollback_through_the_operator(
     assert after["spec"] == before["spec"]
     assert after["metadata"]["annotations"]["kubernetes.io/change-cause"] == "port 9090"
 
+    # The dry run's default was explained on stderr; a named revision needs no explaining.
+    assert capsys.readouterr().err == (
+        "rolling back to revision 2: the last revision before the one serving (3)\n"
+    )
     code, out, _ = kstrata(cluster, "rollback", payments, "-n", namespace, "--to-revision", "1")
     assert (code, out) == (
         0,
@@ -258,6 +262,57 @@ def test_profile_rollback_through_the_operator(
         0,
         "configprofile.kstrata.dev/payments skipped rollback (the spec already is revision 1's)\n",
     )
+
+
+def test_every_set_shows_its_cause_and_rollback_defaults_to_the_last_good_revision(
+    cluster: TestCluster,
+    namespace: str,
+    payments: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The same key set twice: two revisions, each with its cause (one was dropped before).
+    for port, revision in (("9091", 4), ("9092", 5)):
+        code, _, err = kstrata(cluster, "set", payments, f"port={port}", "-n", namespace)
+        assert (code, err) == (0, "")
+        wait_revision(cluster, namespace, "configprofiles", payments, revision)
+    code, out, _ = kstrata(cluster, "history", payments, "-n", namespace)
+    causes = [line.split(None, 3)[3] for line in out.splitlines()[-2:]]
+    assert causes == ["kstrata set port (generation 4)", "kstrata set port (generation 5)"]
+
+    # A change the operator refuses (a base that does not exist): revision 5 keeps serving.
+    cluster.kubectl(
+        "patch", "configprofile", payments, "-n", namespace, "--type=merge",
+        "-p", '{"spec": {"extends": ["no-such-base"]}}',
+    )  # fmt: skip
+
+    def refused() -> bool:
+        body = get(cluster, namespace, "configprofiles", payments)
+        status = body.get("status") or {}
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        return (
+            status.get("observedGeneration") == body["metadata"]["generation"]
+            and bool(ready)
+            and ready[0]["status"] == "False"
+        )
+
+    wait_for(refused, timeout=30, what="the operator to refuse the change")
+    capsys.readouterr()
+    # The default is the revision serving (5), not the one before it (4).
+    code, out, _ = kstrata(cluster, "rollback", payments, "-n", namespace)
+    err = capsys.readouterr().err  # what is not the result goes to sys.stderr
+    assert code == 0
+    assert out.startswith("configprofile.kstrata.dev/payments rolled back to revision 5")
+    assert err.startswith("rolling back to revision 5: the revision serving: the spec is not ")
+    body = wait_revision(cluster, namespace, "configprofiles", payments, 5)
+    assert "extends" not in body["spec"]
+    assert body["spec"]["base"]["port"] == 9092
+
+    # Serving what the spec says: the default is the revision before the one serving.
+    code, out, _ = kstrata(cluster, "rollback", payments, "-n", namespace, "--dry-run")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert out.endswith("rolled back to revision 4 (dry run)\n")
+    assert err == "rolling back to revision 4: the last revision before the one serving (5)\n"
 
 
 # --- SealedSecrets -------------------------------------------------------------------

@@ -125,38 +125,35 @@ def test_list_shows_what_the_operator_reported(
     code, out, err = kstrata(cluster, "list", "-n", namespace)
     assert (code, err) == (0, "")
     lines = [line.split() for line in out.splitlines()]
-    assert lines[0] == ["NAME", "ENVIRONMENT", "REVISION", "READY", "CONFIGMAP", "AGE"]
-    assert [line[:5] for line in lines[1:]] == [
-        ["api", "dev", "1", "True", "api"],
-        ["web", "prod", "1", "True", "web-config"],
+    assert lines[0] == ["NAME", "ENVIRONMENT", "REVISION", "READY", "STATUS", "CONFIGMAP", "AGE"]
+    assert [line[:6] for line in lines[1:]] == [
+        ["api", "dev", "1", "True", "Current", "api"],
+        ["web", "prod", "1", "True", "Current", "web-config"],
     ]
-    assert all(line[5].endswith(("s", "m")) for line in lines[1:])
+    assert all(line[6].endswith(("s", "m")) for line in lines[1:])
     # Columns line up: every value starts where its header does.
     header = out.splitlines()[0]
     assert out.splitlines()[2].index("web-config") == header.index("CONFIGMAP")
 
+    # -o json: a Kubernetes List of the objects, as kubectl prints several.
     code, out, _ = kstrata(cluster, "list", "-n", namespace, "-o", "json")
     assert code == 0
-    rows = json.loads(out)
-    assert [{k: v for k, v in row.items() if k != "creationTimestamp"} for row in rows] == [
-        {
-            "namespace": namespace,
-            "name": "api",
-            "environment": "dev",
-            "revision": 1,
-            "ready": "True",
-            "configMapName": "api",
-        },
-        {
-            "namespace": namespace,
-            "name": "web",
-            "environment": "prod",
-            "revision": 1,
-            "ready": "True",
-            "configMapName": "web-config",
-        },
+    listed = json.loads(out)
+    assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
+    assert [(i["kind"], i["metadata"]["name"]) for i in listed["items"]] == [
+        ("ConfigProfile", "api"),
+        ("ConfigProfile", "web"),
     ]
-    assert all(row["creationTimestamp"].endswith("Z") for row in rows)
+    assert listed["items"][1]["spec"]["output"]["configMapName"] == "web-config"
+    assert listed["items"][1]["status"]["configMapName"] == "web-config"
+    assert all("managedFields" not in i["metadata"] for i in listed["items"])
+    assert kstrata(cluster, "list", "-n", namespace, "-o", "name") == (
+        0,
+        "configprofile.kstrata.dev/api\nconfigprofile.kstrata.dev/web\n",
+        "",
+    )
+    code, out, _ = kstrata(cluster, "list", "-n", namespace, "-o", "wide")
+    assert out.splitlines()[0].split()[-2:] == ["GENERATION", "OBSERVED"]
 
     # A namespace the operator does not watch: nothing reported yet.
     with cluster.temporary_namespace() as other:
@@ -165,16 +162,26 @@ def test_list_shows_what_the_operator_reported(
         assert code == 0
         lines = [line.split() for line in out.splitlines()]
         assert lines[0][:2] == ["NAMESPACE", "NAME"]
-        assert [namespace, "api", "dev", "1", "True", "api"] in [line[:6] for line in lines]
-        assert [other, "idle", "<none>", "<none>", "Unknown", "<none>"] in [
-            line[:6] for line in lines
+        assert [namespace, "api", "dev", "1", "True", "Current", "api"] in [
+            line[:7] for line in lines
+        ]
+        # Never handled: the status is stale (no observedGeneration at all).
+        assert [other, "idle", "<none>", "<none>", "Unknown", "Stale", "<none>"] in [
+            line[:7] for line in lines
         ]
 
     with cluster.temporary_namespace() as empty:
         capsys.readouterr()
         assert kstrata(cluster, "list", "-n", empty) == (0, "", "")
-        assert capsys.readouterr().err == f"No ConfigProfiles found in namespace {empty}.\n"
-        assert kstrata(cluster, "list", "-n", empty, "-o", "yaml") == (0, "[]\n", "")
+        assert capsys.readouterr().err == (
+            f"No ConfigProfiles or SealedSecrets found in namespace {empty} "
+            "(-A lists every namespace's).\n"
+        )
+        assert kstrata(cluster, "list", "-n", empty, "-o", "yaml") == (
+            0,
+            "apiVersion: v1\nitems: []\nkind: List\nmetadata: {}\n",
+            "",
+        )
 
 
 # --- get ---------------------------------------------------------------------
@@ -219,18 +226,20 @@ def test_get_prints_the_effective_config_with_bases_and_overlay(
         "token": CANARY,
         "hosts": ["a", "b"],
     }
-    code, out, err = kstrata(cluster, "get", "app", "-n", namespace)
+    code, out, err = kstrata(cluster, "get", "--spec", "app", "-n", namespace)
     assert (code, err) == (0, "")
     assert yaml.safe_load(out) == dev
     assert out == yaml.safe_dump(dev, sort_keys=True)  # deterministic
 
-    code, out, _ = kstrata(cluster, "get", "app", "-n", namespace, "--env", "prod", "-o", "json")
+    code, out, _ = kstrata(
+        cluster, "get", "--spec", "app", "-n", namespace, "--env", "prod", "-o", "json"
+    )
     assert code == 0
     assert json.loads(out) == {**dev, "db": {"pool": 5, "host": "db.prod"}}
 
     # Global flags before the subcommand work too.
     out_buffer = io.StringIO()
-    argv = ["--kubeconfig", str(cluster.kubeconfig), "get", "app", "-n", namespace]
+    argv = ["--kubeconfig", str(cluster.kubeconfig), "get", "--spec", "app", "-n", namespace]
     assert main([*argv, "--key", "db.host", "--env", "prod"], out=out_buffer) == 0
     assert out_buffer.getvalue() == "db.prod\n"
 
@@ -247,13 +256,21 @@ def test_get_key_prints_scalars_plain_and_subtrees_as_data(
         ("db", "host: localhost\npool: 5\n"),
         ("hosts", "- a\n- b\n"),
     ):
-        assert kstrata(cluster, "get", "app", "-n", namespace, "--key", key) == (0, expected, "")
-    assert kstrata(cluster, "get", "app", "-n", namespace, "--key", "db", "-o", "json") == (
+        assert kstrata(cluster, "get", "--spec", "app", "-n", namespace, "--key", key) == (
+            0,
+            expected,
+            "",
+        )
+    assert kstrata(
+        cluster, "get", "--spec", "app", "-n", namespace, "--key", "db", "-o", "json"
+    ) == (
         0,
         '{\n  "host": "localhost",\n  "pool": 5\n}\n',
         "",
     )
-    assert kstrata(cluster, "get", "app", "-n", namespace, "--key", "port", "-o", "json") == (
+    assert kstrata(
+        cluster, "get", "--spec", "app", "-n", namespace, "--key", "port", "-o", "json"
+    ) == (
         0,
         "8080\n",
         "",
@@ -264,12 +281,16 @@ def test_get_missing_key_is_exit_1_naming_the_path_not_values(
     cluster: TestCluster, layered: str
 ) -> None:
     namespace = layered
-    code, out, err = kstrata(cluster, "get", "app", "-n", namespace, "--key", "db.password")
+    code, out, err = kstrata(
+        cluster, "get", "--spec", "app", "-n", namespace, "--key", "db.password"
+    )
     assert (code, out) == (1, "")
     assert err == (
         f"error: key db.password not found in ConfigProfile {namespace}/app (environment dev)\n"
     )
-    code, out, err = kstrata(cluster, "get", "app", "-n", namespace, "--key", "token.inner")
+    code, out, err = kstrata(
+        cluster, "get", "--spec", "app", "-n", namespace, "--key", "token.inner"
+    )
     assert (code, out) == (1, "")
     assert "key token.inner not found" in err
     assert "token holds a scalar" in err
@@ -285,7 +306,9 @@ def test_get_environment_precedence(cluster: TestCluster, layered: str) -> None:
     namespace = layered
 
     def port(*extra: str) -> str:
-        code, out, err = kstrata(cluster, "get", "app", "-n", namespace, "--key", "port", *extra)
+        code, out, err = kstrata(
+            cluster, "get", "--spec", "app", "-n", namespace, "--key", "port", *extra
+        )
         assert (code, err) == (0, "")
         return out.strip()
 
@@ -296,7 +319,7 @@ def test_get_environment_precedence(cluster: TestCluster, layered: str) -> None:
         "patch", "configprofile", "app", "-n", namespace, "--type=merge",
         "-p", '{"spec": {"environment": "prod"}}',
     )  # fmt: skip
-    code, out, _ = kstrata(cluster, "get", "app", "-n", namespace, "--key", "db.host")
+    code, out, _ = kstrata(cluster, "get", "--spec", "app", "-n", namespace, "--key", "db.host")
     assert (code, out) == (0, "db.prod\n")  # spec.environment beats the label
     cluster.kubectl(
         "patch", "configprofile", "app", "-n", namespace, "--subresource=status",
@@ -321,7 +344,7 @@ def test_set_writes_typed_values_and_a_change_cause_without_values(
 
     code, out, err = kstrata(
         cluster, "set", "api", "port=8080", "debug=true", "name='x'", "log.level=debug",
-        "-n", namespace,
+        "-n", namespace, "--create",
     )  # fmt: skip
     assert (code, out, err) == (0, "configprofile.kstrata.dev/api configured\n", "")
     body = get_profile(cluster, namespace, "api")
@@ -330,19 +353,31 @@ def test_set_writes_typed_values_and_a_change_cause_without_values(
     assert type(base["port"]) is int
     assert type(base["debug"]) is bool
     annotations = body["metadata"]["annotations"]
-    assert annotations["kubernetes.io/change-cause"] == "kstrata set port,debug,name,log.level"
+    # The generation the write made: each set's cause is its own (see history).
+    assert annotations["kubernetes.io/change-cause"] == (
+        "kstrata set port,debug,name,log.level (generation 2)"
+    )
 
     # The operator renders the change.
     wait_ready(cluster, namespace, "api", revision=2)
     rendered = cluster.core.read_namespaced_config_map("api", namespace).data["config.yaml"]
     assert yaml.safe_load(rendered) == base
 
-    code, out, _ = kstrata(cluster, "set", "api", "--env", "prod", "port=9443", "-n", namespace)
+    # A new overlay is a mistake unless --create says so.
+    code, out, err = kstrata(cluster, "set", "api", "--env", "prod", "port=9443", "-n", namespace)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: environment prod is not declared by ConfigProfile {namespace}/api; "
+        "declared: dev; pass --create to add a new overlay\n"
+    )
+    code, out, _ = kstrata(
+        cluster, "set", "api", "--env", "prod", "port=9443", "-n", namespace, "--create"
+    )
     assert (code, out) == (0, "configprofile.kstrata.dev/api configured\n")
     body = get_profile(cluster, namespace, "api")
     assert body["spec"]["environments"] == {"prod": {"port": 9443}}
     assert body["metadata"]["annotations"]["kubernetes.io/change-cause"] == (
-        "kstrata set --env prod port"
+        "kstrata set --env prod port (generation 3)"
     )
     assert body["spec"]["base"] == base
 
@@ -379,7 +414,7 @@ def test_set_validates_the_whole_profile_before_writing(
     assert "environment prod: $.port: must be <= 65535" in err
     assert "environment dev" not in err
 
-    code, _, err = kstrata(cluster, "set", "api", "name.first=x", "-n", namespace)
+    code, _, err = kstrata(cluster, "set", "api", "name.first=x", "-n", namespace, "--create")
     assert code == 1
     assert "cannot set name.first: spec.base.name is not an object" in err
 
@@ -403,8 +438,9 @@ def test_set_dry_run_prints_the_result_and_writes_nothing(
     apply(cluster, namespace, profile("api", {"schema": SCHEMA, "base": {"port": 80}}))
     before = resource_version(cluster, namespace, "api")
     code, out, err = kstrata(
-        cluster, "set", "api", "port=8081", "log.level=warn", "--dry-run", "-n", namespace
-    )
+        cluster, "set", "api", "port=8081", "log.level=warn", "--dry-run", "-n", namespace,
+        "--create",
+    )  # fmt: skip
     assert (code, err) == (0, "")
     assert yaml.safe_load(out) == {
         "apiVersion": "kstrata.dev/v1alpha1",
@@ -412,7 +448,9 @@ def test_set_dry_run_prints_the_result_and_writes_nothing(
         "metadata": {
             "name": "api",
             "namespace": namespace,
-            "annotations": {"kubernetes.io/change-cause": "kstrata set port,log.level"},
+            "annotations": {
+                "kubernetes.io/change-cause": "kstrata set port,log.level (generation 2)"
+            },
         },
         # The whole spec as the API server holds it (with the CRD's defaults).
         "spec": {

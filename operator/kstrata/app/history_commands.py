@@ -43,10 +43,14 @@ from kstrata.app.offline import DEFAULT_ENVIRONMENT
 from kstrata.app.profile_commands import (
     check_environment_flag,
     check_name,
+    explain_refused_write,
+    known_environments,
     namespace_labels,
     spec_lookup,
+    summary,
 )
 from kstrata.app.sealed_secrets import effective_tokens, parse_sealed_spec
+from kstrata.app.suggest import check_environment_declared
 from kstrata.domain.crds import configprofile_crd, sealedsecret_crd
 from kstrata.domain.documents import load_documents
 from kstrata.domain.environments import select_environment
@@ -75,6 +79,7 @@ from kstrata.errors import (
     KstrataError,
     NotFoundError,
     RevisionNotFoundError,
+    TransientClusterError,
     UsageError,
 )
 from kstrata.files import read_bounded
@@ -145,7 +150,10 @@ def find_resource(api: KubeApi, namespace: str, name: str, kind: str | None) -> 
         if (obj := api.get_or_none(resource, namespace, name)) is not None
     ]
     if not found:
-        raise NotFoundError(f"no ConfigProfile or SealedSecret named {name} in {namespace}")
+        raise NotFoundError(
+            f"no ConfigProfile or SealedSecret named {name} in namespace {namespace}: "
+            "kstrata list -A lists every namespace's, -n NAMESPACE picks another"
+        )
     if len(found) > 1:
         raise UsageError(
             f"both a ConfigProfile and a SealedSecret are named {name} in {namespace}: "
@@ -484,6 +492,12 @@ def _diff_environments(
     old_label, new_label = f"environment {old_env}", f"environment {new_env}"
     if found_kind == PROFILE_KIND:
         spec = parse_profile_spec(obj.get("spec"))
+        served = (obj.get("status") or {}).get("environment")
+        declared = known_environments(
+            api, namespace, name, spec, also=(served if isinstance(served, str) else None,)
+        )
+        for environment in envs:
+            check_environment_declared(environment, declared, f"ConfigProfile {namespace}/{name}")
         lookup = spec_lookup(api, namespace)
         old = render_profile(spec, name, old_env, lookup).rendered.data
         new = render_profile(spec, name, new_env, lookup).rendered.data
@@ -658,6 +672,8 @@ class RollbackResult:
     revision: int | None = None
     #: For stderr: things the user should know (a base profile changed since).
     warnings: tuple[str, ...] = ()
+    #: Why ``target`` was chosen: "named with --to-revision", "the revision serving: ...".
+    chosen: str = "named with --to-revision"
 
 
 def rollback_cause(number: int) -> str:
@@ -742,6 +758,31 @@ def _sealed_rollback_diff(
     )
 
 
+def _default_target(
+    kind: Kind, namespace: str, name: str, obj: JSON, *, current: int, source: RevisionSource
+) -> tuple[int, str]:
+    """The last good revision: the one serving if the spec is not, else the one before it.
+
+    A spec the operator refused (Ready=False) or has not handled yet
+    (observedGeneration behind) is not what is served: rolling back then
+    means returning to the serving revision, not to an older one.
+    """
+    state = summary(obj, kind)
+    if state.stale or state.ready != "True":
+        why = (
+            f"the spec's latest change (generation {state.generation}) is not handled yet"
+            if state.stale
+            else f"the spec is not applied ({state.reason or 'NotReady'})"
+        )
+        return current, f"the revision serving: {why}"
+    previous = _previous(source.history(obj), current)
+    if previous is None:
+        raise RevisionNotFoundError(
+            f"{kind} {namespace}/{name} keeps no revision before {current} to roll back to"
+        )
+    return previous, f"the last revision before the one serving ({current})"
+
+
 def rollback(
     api: KubeApi,
     namespace: str,
@@ -756,7 +797,10 @@ def rollback(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> RollbackResult:
-    """Restore revision ``to_revision``'s spec (default: the revision before the current one).
+    """Restore revision ``to_revision``'s spec (default: the last good revision).
+
+    The default is the revision serving when the spec is not (refused, or not
+    handled yet), else the one before it; ``chosen`` in the result says which.
 
     With ``write`` false nothing is written (``--dry-run``, ``-o yaml``).
     Otherwise the spec is written with PUT and the resourceVersion read
@@ -770,17 +814,15 @@ def rollback(
     current = current_revision(obj)
     if to_revision is not None and to_revision < 1:
         raise UsageError("--to-revision: revision numbers start at 1")
+    chosen = "named with --to-revision"
     if to_revision is None:
         if current is None:
             raise RevisionNotFoundError(
                 f"{found_kind} {namespace}/{name} has no revision yet; nothing to roll back to"
             )
-        to_revision = _previous(source.history(obj), current)
-        if to_revision is None:
-            raise RevisionNotFoundError(
-                f"{found_kind} {namespace}/{name} keeps no revision before {current} "
-                "to roll back to"
-            )
+        to_revision, chosen = _default_target(
+            found_kind, namespace, name, obj, current=current, source=source
+        )
     target = source.get(obj, to_revision)
     warnings: tuple[str, ...] = ()
     diff: Diff
@@ -801,6 +843,7 @@ def rollback(
         changed=changed,
         written=False,
         warnings=warnings,
+        chosen=chosen,
     )
     if not write or not changed:
         return result
@@ -814,6 +857,8 @@ def rollback(
     resource = RESOURCES[found_kind]
     try:
         written = api.replace(resource, namespace, body)
+    except TransientClusterError as error:
+        raise explain_refused_write(api, error) from None
     except ConflictError:
         raise ConflictError(
             f"{found_kind} {namespace}/{name} changed while kstrata rollback was writing; "
@@ -845,6 +890,7 @@ def rollback(
         written=True,
         revision=revision,
         warnings=warnings,
+        chosen=chosen,
     )
 
 

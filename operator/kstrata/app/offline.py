@@ -17,6 +17,7 @@ from kstrata.domain.profile import (
     API_VERSION,
     KIND,
     ProfileManifest,
+    declared_environments,
     lookup_from,
     parse_profile_manifest,
     render_profile,
@@ -84,6 +85,13 @@ def render_files(paths: list[Path], environment: str | None, fmt: str | None) ->
     _, target = profiles[0]
     lookup = lookup_from({manifest.name: manifest.spec for _, manifest in profiles})
     chosen = environment or target.spec.environment or DEFAULT_ENVIRONMENT
+    if environment is not None:
+        # A typo (prodd) would otherwise render the base values without a word.
+        from kstrata.app.suggest import check_environment_declared
+
+        declared = declared_environments(target.spec, target.name, lookup)
+        declared += [e for e in (target.spec.environment, DEFAULT_ENVIRONMENT) if e]
+        check_environment_declared(environment, declared, f"ConfigProfile {target.name}")
     result = render_profile(target.spec, target.name, chosen, lookup)
     if fmt is None or fmt == target.spec.output.format:
         return result.rendered.data[result.rendered.key]

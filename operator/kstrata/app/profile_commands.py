@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from kstrata.app.offline import DEFAULT_ENVIRONMENT
+from kstrata.app.suggest import check_environment_declared, closest, did_you_mean
 from kstrata.domain.documents import load_json, load_yaml
 from kstrata.domain.environments import (
     ENVIRONMENT_LABEL,
@@ -73,14 +74,27 @@ from kstrata.domain.render import (
     render_text,
 )
 from kstrata.errors import (
+    ClusterError,
     ConflictError,
     DocumentError,
     InvalidInputError,
     MergeError,
+    NotFoundError,
+    TransientClusterError,
     UsageError,
 )
 from kstrata.files import read_bounded
-from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, NAMESPACES, KubeApi
+from kstrata.kube.api import (
+    CONFIG_MAPS,
+    CONFIG_PROFILES,
+    JSON,
+    NAMESPACES,
+    SEALED_SECRETS,
+    KubeApi,
+)
+
+PROFILE_KIND: Final = "ConfigProfile"
+SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
 
 #: Annotation ``kubectl rollout history`` and friends show; ``set`` writes key names there.
 CHANGE_CAUSE: Final = "kubernetes.io/change-cause"
@@ -178,44 +192,113 @@ class ProfileSummary:
     config_map: str | None
     #: ``metadata.creationTimestamp`` (RFC 3339), for the AGE column.
     created: str | None
+    #: ``ConfigProfile`` or ``SealedSecret`` (``list`` shows both kinds).
+    kind: str = "ConfigProfile"
+    #: The Ready condition's reason (``SchemaViolation``, ...), when there is one.
+    reason: str | None = None
+    #: ``metadata.generation`` and ``status.observedGeneration``: the status is
+    #: stale (it describes an older spec) while the second lags the first.
+    generation: int | None = None
+    observed_generation: int | None = None
+    #: The object as read (managedFields dropped, as kubectl shows it), for ``-o yaml``.
+    obj: JSON = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def stale(self) -> bool:
+        """The spec changed and the operator has not reported on it (down or busy)."""
+        return self.generation is not None and self.observed_generation != self.generation
+
+    @property
+    def state(self) -> str:
+        """One word for the STATUS column: Stale, the not-Ready reason, or Current."""
+        if self.stale:
+            return "Stale"
+        if self.ready != "True":
+            return self.reason or ("Pending" if self.ready == "Unknown" else "NotReady")
+        return "Current"
 
     def as_data(self) -> JSON:
         """The row as data for ``-o yaml|json`` (no AGE: it would not be deterministic)."""
         return {
+            "kind": self.kind,
             "namespace": self.namespace,
             "name": self.name,
             "environment": self.environment,
             "revision": self.revision,
             "ready": self.ready,
+            "reason": self.reason,
+            "stale": self.stale,
+            "generation": self.generation,
+            "observedGeneration": self.observed_generation,
             "configMapName": self.config_map,
             "creationTimestamp": self.created,
         }
 
 
-def _summary(profile: JSON) -> ProfileSummary:
-    meta = profile.get("metadata") or {}
-    status = profile.get("status") or {}
-    ready = next(
-        (c for c in status.get("conditions") or [] if (c or {}).get("type") == "Ready"), None
-    )
-    revision = status.get("revision")
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def ready_condition(obj: JSON) -> JSON:
+    """The Ready condition of ``obj``'s status ({} when there is none yet)."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    found = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), {})
+    return dict(found)
+
+
+def summary(obj: JSON, kind: str = PROFILE_KIND) -> ProfileSummary:
+    """What the operator last reported about ``obj``, and whether that is stale."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    ready = ready_condition(obj)
     return ProfileSummary(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
         environment=status.get("environment") or None,
-        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
-        ready=str(ready.get("status") or "Unknown") if ready else "Unknown",
-        config_map=status.get("configMapName") or None,
+        revision=_integer(status.get("revision")),
+        ready=str(ready.get("status") or "Unknown"),
+        config_map=status.get("configMapName") or status.get("secretName") or None,
         created=meta.get("creationTimestamp") or None,
+        kind=kind,
+        reason=str(ready["reason"]) if ready.get("reason") else None,
+        generation=_integer(meta.get("generation")),
+        observed_generation=_integer(status.get("observedGeneration")),
+        obj={
+            **obj,
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
+        },
     )
 
 
-def list_profiles(api: KubeApi, namespace: str | None) -> list[ProfileSummary]:
-    """ConfigProfiles in ``namespace`` (``None``: every namespace), sorted by namespace, name."""
+def list_profiles(
+    api: KubeApi, namespace: str | None, *, sealed_secrets: bool = False
+) -> list[ProfileSummary]:
+    """ConfigProfiles (and SealedSecrets) in ``namespace`` (``None``: every namespace).
+
+    Sorted by kind, namespace, name.  A cluster without the CRDs is told
+    apart from an empty one: ``NotFoundError`` names the next step.
+    """
     if namespace is not None:
         check_name(namespace, "the namespace")
-    rows = [_summary(item) for item in api.list(CONFIG_PROFILES, namespace)]
-    return sorted(rows, key=lambda row: (row.namespace, row.name))
+    kinds = [(PROFILE_KIND, CONFIG_PROFILES)]
+    if sealed_secrets:
+        kinds.append((SEALED_SECRET_KIND, SEALED_SECRETS))
+    rows: list[ProfileSummary] = []
+    for kind, resource in kinds:
+        try:
+            items = api.list(resource, namespace)
+        except NotFoundError:
+            raise NotFoundError(
+                f"the {kind} resource type is not installed on this cluster (no CRD "
+                f"{resource.plural}.kstrata.dev): install kstrata first, for example "
+                "kubectl apply -k crds/",
+                reason="CRDMissing",
+            ) from None
+        rows += [summary(item, kind) for item in items]
+    order = {PROFILE_KIND: 0, SEALED_SECRET_KIND: 1}
+    return sorted(rows, key=lambda row: (order[row.kind], row.namespace, row.name))
 
 
 # --- get -------------------------------------------------------------------
@@ -223,7 +306,7 @@ def list_profiles(api: KubeApi, namespace: str | None) -> list[ProfileSummary]:
 
 @dataclass(frozen=True)
 class EffectiveConfig:
-    """What ``kstrata get`` found: the merged configuration (or part of it)."""
+    """What ``kstrata get`` found: the configuration served (or merged), or part of it."""
 
     namespace: str
     name: str
@@ -232,6 +315,14 @@ class EffectiveConfig:
     environment_source: str
     key: tuple[str, ...] | None
     value: JSONValue
+    #: ``served``: read back from the ConfigMap the operator wrote;
+    #: ``spec``: merged from the spec (``--spec``, another environment, nothing served).
+    source: str = "spec"
+    #: The revision and ConfigMap served, when ``source`` is ``served``.
+    revision: int | None = None
+    config_map: str | None = None
+    #: Why what is printed may not be what the user expects (stderr lines).
+    notes: tuple[str, ...] = ()
 
     @property
     def is_scalar(self) -> bool:
@@ -259,8 +350,155 @@ def _select(value: JSONValue, key: tuple[str, ...], shown: str, what: str) -> JS
                 raise InvalidInputError(
                     f"key {shown} not found in {what}: {prefix} holds a scalar, not an object"
                 )
-            raise InvalidInputError(f"key {shown} not found in {what}")
+            hint = did_you_mean(part, current) if isinstance(current, dict) else ""
+            raise InvalidInputError(f"key {shown} not found in {what}{hint}")
     return current
+
+
+def get_profile(api: KubeApi, namespace: str, name: str) -> JSON:
+    """The ConfigProfile, or a ``NotFoundError`` that names the likely next step.
+
+    A SealedSecret of that name is said to be one; otherwise the hint is the
+    namespace (``-n``, ``-A``), the usual reason for a bare "not found".
+    """
+    found = api.get_or_none(CONFIG_PROFILES, namespace, name)
+    if found is not None:
+        return found
+    if api.get_or_none(SEALED_SECRETS, namespace, name) is not None:
+        raise NotFoundError(
+            f"{name} in namespace {namespace} is a SealedSecret, not a ConfigProfile: "
+            f"kstrata history {name} -n {namespace} and kubectl get sealedsecret {name} "
+            f"-n {namespace} show it",
+            reason="WrongKind",
+        )
+    raise NotFoundError(
+        f"ConfigProfile {name} not found in namespace {namespace}: kstrata list -A lists "
+        "every namespace's, -n NAMESPACE picks another"
+    )
+
+
+def known_environments(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    spec: ProfileSpec,
+    *,
+    also: Sequence[str | None] = (),
+    default_environment: str = DEFAULT_ENVIRONMENT,
+) -> list[str]:
+    """The environments ``spec`` may be rendered for: those admission checks.
+
+    Declared overlays (its own and its bases'), the pinned one, the
+    namespace label, the operator's default, and ``also`` (what is served).
+    """
+    names = set(declared_environments(spec, name, spec_lookup(api, namespace)))
+    label = namespace_labels(api, namespace).get(ENVIRONMENT_LABEL)
+    names.update(e for e in (spec.environment, label, default_environment, *also) if e)
+    return sorted(names)
+
+
+def _served_config(api: KubeApi, namespace: str, config_map: str, spec: ProfileSpec) -> JSONValue:
+    """The configuration in the ConfigMap the operator wrote, read back from its file.
+
+    ``None`` when the ConfigMap is gone or holds no file kstrata can read back.
+    """
+    found = api.get_or_none(CONFIG_MAPS, namespace, config_map)
+    data: dict[str, str] = dict((found or {}).get("data") or {})
+    files = [key for key in sorted(data) if format_for(key) is not None]
+    key = spec.output.key if spec.output.key in data else (files[0] if len(files) == 1 else None)
+    fmt = format_for(key) if key is not None else None
+    if key is None or fmt is None:
+        return None
+    try:
+        return _candidates(data[key], fmt, f"ConfigMap {namespace}/{config_map} key {key}")[0]
+    except InvalidInputError:
+        return None
+
+
+def _why_not_served(state: ProfileSummary, spec_problem: str | None) -> str:
+    """Why the spec is not what is served, in the operator's own (value-free) words."""
+    if state.stale:
+        return (
+            f"the operator has not handled the spec's latest change (generation "
+            f"{state.generation}; it last reported on generation "
+            f"{state.observed_generation or 'none'}): it is stopped or busy"
+        )
+    ready = state.ready
+    if ready != "True":
+        return f"the operator did not apply it: {state.reason or 'NotReady'}"
+    if spec_problem is not None:
+        return f"the spec does not render: {spec_problem}"
+    return "the spec now merges differently (a base profile changed and is not rendered yet)"
+
+
+def _environment_for_get(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    spec: ProfileSpec,
+    *,
+    environment: str | None,
+    served: str | None,
+    default_environment: str,
+) -> tuple[str, str]:
+    """The environment ``get`` shows, and which rule chose it."""
+    if environment is not None:
+        check_environment_flag(environment)
+        declared = known_environments(
+            api, namespace, name, spec, also=(served,), default_environment=default_environment
+        )
+        check_environment_declared(environment, declared, f"ConfigProfile {namespace}/{name}")
+        return environment, "flag"
+    if served is not None:
+        return served, "status"
+    labels = {} if spec.environment is not None else namespace_labels(api, namespace)
+    choice = select_environment(spec.environment, labels, default_environment)
+    return choice.name, choice.source
+
+
+def _served_notes(
+    what: str,
+    state: ProfileSummary,
+    served: JSONValue,
+    spec_config: JSONValue,
+    spec_problem: str | None,
+) -> list[str]:
+    """Nothing when the spec is what is served; else what is served and why not the spec."""
+    if not (
+        state.stale
+        or state.ready != "True"
+        or spec_problem is not None
+        or not same_json(served, spec_config)
+    ):
+        return []
+    return [
+        f"{what} serves revision {state.revision} (ConfigMap {state.config_map}), printed "
+        f"here; its spec is not what is served: {_why_not_served(state, spec_problem)}. "
+        "kstrata get --spec prints the spec's configuration, kstrata rollback restores the "
+        "serving revision's spec"
+    ]
+
+
+def _spec_notes(
+    what: str, state: ProfileSummary, chosen: str, served: str | None, *, serving: bool
+) -> list[str]:
+    """Why the spec merged is printed, rather than what is served."""
+    if served is not None and chosen != served:
+        return [
+            f"{what} is served for environment {served}, not {chosen}: "
+            f"this is its spec merged for {chosen}"
+        ]
+    if state.revision is None or state.config_map is None:
+        return [
+            f"nothing is served for {what} yet (the operator has not rendered it): "
+            "this is its spec's configuration"
+        ]
+    if serving:
+        return [
+            f"ConfigMap {state.config_map} of {what} cannot be read back: "
+            "this is its spec's configuration"
+        ]
+    return []
 
 
 def get_effective_config(
@@ -270,36 +508,88 @@ def get_effective_config(
     *,
     environment: str | None = None,
     key: str | None = None,
+    from_spec: bool = False,
     default_environment: str = DEFAULT_ENVIRONMENT,
 ) -> EffectiveConfig:
-    """The profile's merged configuration, ``spec.extends`` resolved through the API.
+    """The configuration the profile serves, or its spec merged, ``extends`` resolved.
 
-    The environment: ``environment`` if given, else the one the operator last
-    rendered (``status.environment``), else ``spec.environment``, else the
-    namespace's ``kstrata.dev/environment`` label, else ``default_environment``.
-    ``key`` (a dotted path) narrows the result to one subtree or scalar.
+    The environment: ``environment`` if given (it must be one the profile may
+    render for: ``UsageError`` with a "did you mean" otherwise), else the one
+    the operator last rendered (``status.environment``), else
+    ``spec.environment``, else the namespace's ``kstrata.dev/environment``
+    label, else ``default_environment``.
+
+    What is printed is the truth about that environment: the ConfigMap the
+    operator serves (``status.configMapName`` at ``status.revision``), read
+    back, unless ``from_spec`` or nothing is served for it; then the spec
+    merged.  ``notes`` says when and why the spec is not what is served
+    (refused, operator behind), or that nothing is served yet.  ``key`` (a
+    dotted path) narrows the result to one subtree or scalar.
     """
     check_name(namespace, "the namespace")
     check_name(name, "the ConfigProfile name")
     key_path = parse_key_path(key) if key is not None else None
-    profile = api.get(CONFIG_PROFILES, namespace, name)
+    profile = get_profile(api, namespace, name)
     spec = parse_profile_spec(profile.get("spec"))
+    state = summary(profile)
     status_environment = (profile.get("status") or {}).get("environment")
-    if environment is not None:
-        check_environment_flag(environment)
-        chosen, source = environment, "flag"
-    elif is_environment_name(status_environment):
-        chosen, source = str(status_environment), "status"
+    served_environment = (
+        str(status_environment) if is_environment_name(status_environment) else None
+    )
+    what = f"ConfigProfile {namespace}/{name}"
+    chosen, source = _environment_for_get(
+        api,
+        namespace,
+        name,
+        spec,
+        environment=environment,
+        served=served_environment,
+        default_environment=default_environment,
+    )
+
+    served: JSONValue = None
+    serving = (
+        not from_spec
+        and chosen == served_environment
+        and state.revision is not None
+        and state.config_map is not None
+    )
+    if serving:
+        assert state.config_map is not None
+        served = _served_config(api, namespace, state.config_map, spec)
+    spec_config: JSONValue = None
+    spec_problem: str | None = None
+    try:
+        spec_config = resolve_profile(spec, name, chosen, spec_lookup(api, namespace)).config
+    except InvalidInputError as error:
+        if served is None:
+            raise
+        spec_problem = str(error)
+
+    value: JSONValue = spec_config
+    origin = "spec"
+    if served is not None:
+        value, origin = served, "served"
+        notes = _served_notes(what, state, served, spec_config, spec_problem)
+    elif from_spec:
+        notes = []
     else:
-        labels = {} if spec.environment is not None else namespace_labels(api, namespace)
-        choice = select_environment(spec.environment, labels, default_environment)
-        chosen, source = choice.name, choice.source
-    resolved = resolve_profile(spec, name, chosen, spec_lookup(api, namespace))
-    value: JSONValue = resolved.config
+        notes = _spec_notes(what, state, chosen, served_environment, serving=serving)
     if key_path is not None:
-        what = f"ConfigProfile {namespace}/{name} (environment {chosen})"
-        value = _select(value, key_path, key or "", what)
-    return EffectiveConfig(namespace, name, chosen, source, key_path, deep_copy(value))
+        where = f"{what} (environment {chosen})"
+        value = _select(value, key_path, key or "", where)
+    return EffectiveConfig(
+        namespace,
+        name,
+        chosen,
+        source,
+        key_path,
+        deep_copy(value),
+        source=origin,
+        revision=state.revision if origin == "served" else None,
+        config_map=state.config_map if origin == "served" else None,
+        notes=tuple(notes),
+    )
 
 
 # --- set -------------------------------------------------------------------
@@ -341,10 +631,19 @@ class SetResult:
     written: bool
 
 
-def change_cause(assignments: Sequence[Assignment], environment: str | None) -> str:
-    """``kstrata set port,log.level``: the command and key names, never the values."""
+def change_cause(
+    assignments: Sequence[Assignment], environment: str | None, generation: int | None = None
+) -> str:
+    """``kstrata set port,log.level (generation 4)``: the command and key names, never values.
+
+    The generation the write creates makes each write's cause its own: the
+    operator records a cause only when it differs from the previous
+    revision's (the annotation outlives its change), so two ``set`` runs of
+    the same keys would otherwise leave the second revision without one.
+    """
     flag = f"--env {environment} " if environment else ""
-    return f"kstrata set {flag}{','.join(a.key for a in assignments)}"
+    suffix = f" (generation {generation})" if generation else ""
+    return f"kstrata set {flag}{','.join(a.key for a in assignments)}{suffix}"
 
 
 def _layer(spec: JSONObject, environment: str | None) -> tuple[str, JSONObject]:
@@ -424,6 +723,123 @@ def _check_profile(
         render_profile(spec, name, environment, lookup)
 
 
+def _has_path(config: JSONValue, path: tuple[str, ...]) -> bool:
+    node = config
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _closest_path(configs: Sequence[JSONValue], path: tuple[str, ...]) -> str:
+    """The known path nearest to ``path``: its existing prefix, the first part corrected."""
+    for config in configs:
+        node, known = config, list[str]()
+        for part in path:
+            if not isinstance(node, dict):
+                break
+            if part in node:
+                node, known = node[part], [*known, part]
+                continue
+            match = closest(part, node)
+            if match is not None:
+                guess = [*known, match, *path[len(known) + 1 :]]
+                return f" (did you mean {'.'.join(guess)}?)"
+            break
+    return ""
+
+
+def _check_known(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    profile: JSON,
+    *,
+    assignments: Sequence[Assignment],
+    environment: str | None,
+    default_environment: str,
+) -> None:
+    """Refuse keys and environments the profile does not have (``--create`` allows them)."""
+    spec = parse_profile_spec(profile.get("spec"))
+    served = (profile.get("status") or {}).get("environment")
+    known = known_environments(
+        api,
+        namespace,
+        name,
+        spec,
+        also=(served if is_environment_name(served) else None,),
+        default_environment=default_environment,
+    )
+    what = f"ConfigProfile {namespace}/{name}"
+    if environment is not None and environment not in known:
+        try:
+            check_environment_declared(environment, known, what)
+        except UsageError as error:
+            raise UsageError(f"{error}; pass --create to add a new overlay") from None
+    lookup = spec_lookup(api, namespace)
+    configs: list[JSONValue] = []
+    for candidate in [environment] if environment is not None else known:
+        assert candidate is not None
+        try:
+            configs.append(resolve_profile(spec, name, candidate, lookup).config)
+        except InvalidInputError:
+            continue
+    for assignment in assignments:
+        if any(_has_path(config, assignment.path) for config in configs):
+            continue
+        where = f"environment {environment}" if environment else "any environment"
+        raise UsageError(
+            f"key {assignment.key} is not in {what} ({where})"
+            f"{_closest_path(configs, assignment.path)}; pass --create to add a new key"
+        )
+
+
+def kstrata_webhooks(api: KubeApi) -> list[str]:
+    """ValidatingWebhookConfigurations with a webhook for kstrata.dev resources, by name.
+
+    Empty when none, or when the caller may not list them (no guessing).
+    """
+    from kstrata.app.admission import VALIDATING_WEBHOOKS
+
+    try:
+        configurations = api.list(VALIDATING_WEBHOOKS, None)
+    except ClusterError:
+        return []
+    names: set[str] = set()
+    for configuration in configurations:
+        for hook in configuration.get("webhooks") or []:
+            rules = (hook or {}).get("rules") or []
+            groups = {g for rule in rules for g in (rule or {}).get("apiGroups") or []}
+            if groups & {"kstrata.dev", "*"}:
+                names.add(str((configuration.get("metadata") or {}).get("name")))
+    return sorted(names)
+
+
+def explain_refused_write(api: KubeApi, error: TransientClusterError) -> TransientClusterError:
+    """A write the API server failed (its own message kept), with the next step if known.
+
+    The API server reports an admission webhook it could not call as a
+    Status with reason ``InternalError`` (500); when a webhook for kstrata
+    resources is configured, it is the likely cause: a foreground operator
+    that stopped without removing it, or an operator that is down.  Both are
+    named, with the command that removes the configuration.
+    """
+    if error.reason != "InternalError":
+        return error
+    names = kstrata_webhooks(api)
+    if not names:
+        return error
+    return TransientClusterError(
+        f"{error}\nThe API server calls the admission webhook in ValidatingWebhookConfiguration "
+        f"{', '.join(names)} for every write to kstrata resources. If no kstrata operator "
+        "serves it any more (a foreground operator that stopped without removing it), remove "
+        f"it: kubectl delete validatingwebhookconfiguration {names[0]}; otherwise start the "
+        "operator again (kstrata operator run, or check its pods)",
+        reason=error.reason,
+    )
+
+
 def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
     meta = profile.get("metadata") or {}
     return {
@@ -446,6 +862,7 @@ def set_values(
     *,
     environment: str | None = None,
     dry_run: bool = False,
+    create: bool = False,
     default_environment: str = DEFAULT_ENVIRONMENT,
 ) -> SetResult:
     """Write ``KEY=VALUE`` pairs into ``spec.base`` (or ``spec.environments.<environment>``).
@@ -455,6 +872,11 @@ def set_values(
     change is never overwritten: on a conflict the profile is read again, the
     assignments re-applied and re-validated, and written once more; a second
     conflict is reported (``ConflictError``).
+
+    A key path no environment's configuration has, or an environment the
+    profile does not declare, is refused with the closest known name
+    (``UsageError``: ``databse.pool``, did you mean ``database.pool``?)
+    unless ``create`` says the new key or overlay is meant.
     """
     check_name(namespace, "the namespace")
     check_name(name, "the ConfigProfile name")
@@ -472,10 +894,24 @@ def set_values(
     extra = [default_environment] + ([environment] if environment else [])
 
     for attempt in (1, 2):
-        profile = api.get(CONFIG_PROFILES, namespace, name)
+        profile = get_profile(api, namespace, name)
         original = profile.get("spec")
+        if not create:
+            _check_known(
+                api,
+                namespace,
+                name,
+                profile,
+                assignments=parsed,
+                environment=environment,
+                default_environment=default_environment,
+            )
         spec = _edited_spec(original, parsed, environment)
         changed = not same_json(normalize(original or {}, where="spec"), spec)
+        # A spec change makes generation + 1 (the status subresource keeps
+        # metadata-only writes from counting).
+        generation = _integer((profile.get("metadata") or {}).get("generation"))
+        cause = change_cause(parsed, environment, generation + 1 if generation else None)
         _check_profile(api, namespace, name, spec, extra_environments=extra)
         view = _manifest_view(profile, spec, cause)
         if dry_run or not changed:
@@ -485,6 +921,8 @@ def set_values(
         body = {**profile, "metadata": meta, "spec": spec}
         try:
             api.replace(CONFIG_PROFILES, namespace, body)
+        except TransientClusterError as error:
+            raise explain_refused_write(api, error) from None
         except ConflictError:
             if attempt == 2:
                 raise ConflictError(
@@ -923,17 +1361,23 @@ __all__ = [
     "change_cause",
     "check_environment_flag",
     "check_name",
+    "explain_refused_write",
     "format_for",
     "get_effective_config",
+    "get_profile",
     "import_config_map",
     "import_files",
+    "known_environments",
+    "kstrata_webhooks",
     "list_profiles",
     "merge_diff",
     "namespace_labels",
     "null_member",
     "parse_assignment",
     "parse_key_path",
+    "ready_condition",
     "same_json",
     "set_values",
     "spec_lookup",
+    "summary",
 ]

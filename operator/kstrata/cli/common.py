@@ -157,3 +157,102 @@ def print_data(value: Any, fmt: str, out: TextIO) -> None:
     import yaml
 
     out.write(yaml.safe_dump(value, sort_keys=True, allow_unicode=True, default_flow_style=False))
+
+
+#: kubectl's spellings of each kind in ``TYPE/NAME`` arguments.
+TYPE_NAMES = {
+    "ConfigProfile": (
+        "configprofile",
+        "configprofiles",
+        "configprofile.kstrata.dev",
+        "configprofiles.kstrata.dev",
+        "cfp",
+    ),
+    "SealedSecret": (
+        "sealedsecret",
+        "sealedsecrets",
+        "sealedsecret.kstrata.dev",
+        "sealedsecrets.kstrata.dev",
+        "kss",
+    ),
+}
+
+
+def split_type_name(text: str) -> tuple[str | None, str]:
+    """``cfp/payments`` -> ``("ConfigProfile", "payments")``; a bare NAME has no kind.
+
+    As kubectl takes them: the type in any of its spellings (plural,
+    singular, short name, with the group).  An unknown type is a usage error
+    naming the known ones.
+    """
+    if "/" not in text:
+        return None, text
+    kind_text, _, name = text.partition("/")
+    for kind, spellings in TYPE_NAMES.items():
+        if kind_text.lower() in spellings:
+            return kind, name
+    known = sorted(spelling for spellings in TYPE_NAMES.values() for spelling in spellings)
+    match = difflib.get_close_matches(kind_text.lower(), known, 1, 0.6)
+    hint = f" (did you mean {match[0]}?)" if match else ""
+    raise UsageError(
+        f"unknown resource type {kind_text}{hint}: expected configprofile/NAME (cfp/NAME) "
+        "or sealedsecret/NAME (kss/NAME)"
+    )
+
+
+#: What ``-f DIRECTORY`` reads, as kubectl does: these extensions, not recursively.
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_files(paths: Sequence[Path]) -> list[Path]:
+    """``-f`` arguments as kubectl reads them: files as given, directories by their manifests.
+
+    A directory contributes its ``.yaml``, ``.yml`` and ``.json`` files,
+    sorted by name (kubectl's order); ``-`` stays standard input.  A
+    directory without one is a usage error, not a silent no-op.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if str(path) != "-" and path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
+            if not found:
+                raise UsageError(f"{path}: no .yaml, .yml or .json files in the directory")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def kubernetes_list(items: Sequence[Any]) -> dict[str, Any]:
+    """Objects as ``kubectl get -o yaml|json`` prints several: a ``v1`` ``List``."""
+    return {"apiVersion": "v1", "kind": "List", "items": list(items), "metadata": {}}
+
+
+class FilesAction(argparse.Action):
+    """``-f FILE [FILE ...]``: kubectl's repeatable ``-f``, plus a shell glob's many files.
+
+    ``kstrata validate -f examples/config/*.yaml`` reaches us as ``-f a b c``.
+    The words after the first are taken as files only if they exist (a glob
+    yields nothing else); any other word is counted as an unrecognized
+    argument and never shown, since it may be a value typed in the wrong place.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        words = values if isinstance(values, list) else [values]
+        given = [Path(str(word)) for word in words]
+        extra = [path for path in given[1:] if not path.exists()]
+        if extra:
+            count = len(extra)
+            parser.error(
+                f"{count} unrecognized argument{'s' if count > 1 else ''} after "
+                f"{option_string or '-f'} (not shown: an argument may be a value; "
+                "only existing files are taken after the first)"
+            )
+        files = list(getattr(namespace, self.dest, None) or [])
+        setattr(namespace, self.dest, files + given)

@@ -6,10 +6,9 @@ Neither imports kopf or the Kubernetes client (a test checks ``sys.modules``).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, TextIO
 
-from kstrata.cli.common import EXIT_INVALID, EXIT_OK
+from kstrata.cli.common import EXIT_INVALID, EXIT_OK, FilesAction, expand_files
 
 FORMATS = ("yaml", "json", "env", "properties")
 
@@ -20,9 +19,10 @@ def register(commands: Any) -> None:
         help="render a ConfigProfile from files, offline",
         description="Print the file a ConfigProfile renders into its ConfigMap. The first "
         "profile of the first file is rendered; profiles in further files serve as bases "
-        "for spec.extends.",
+        "for spec.extends. --env must be an environment the profile may render for "
+        "(declared, pinned, or dev).",
     )
-    render.add_argument("-f", "--filename", dest="files", type=Path, action="append", required=True)
+    _files_flag(render)
     render.add_argument("--env", default=None, help="environment (default: spec.environment, dev)")
     render.add_argument("-o", "--output", choices=FORMATS, default=None, help="output format")
     render.set_defaults(handler=_render)
@@ -33,24 +33,36 @@ def register(commands: Any) -> None:
         description="Check every ConfigProfile in the files: structure, overlays, extends, and "
         "the schema for every declared environment. One line per problem; exit 1 if any.",
     )
-    validate.add_argument(
-        "-f", "--filename", dest="files", type=Path, action="append", required=True
-    )
+    _files_flag(validate)
     validate.add_argument("--env", default=None, help="check only this environment")
     validate.set_defaults(handler=_validate)
+
+
+def _files_flag(parser: argparse.ArgumentParser) -> None:
+    # kubectl's -f: repeatable, several files after one -f (a shell glob), directories.
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        nargs="+",
+        action=FilesAction,
+        required=True,
+        metavar="FILE",
+        help="files or directories (their .yaml, .yml and .json files); '-' is stdin",
+    )
 
 
 def _render(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.offline import render_files
 
-    out.write(render_files(args.files, args.env, args.output))
+    out.write(render_files(expand_files(args.files), args.env, args.output))
     return EXIT_OK
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.offline import validate_files
 
-    problems = validate_files(args.files, args.env)
+    problems = validate_files(expand_files(args.files), args.env)
     for problem in problems:
         print(problem.describe(), file=out)
     return EXIT_INVALID if problems else EXIT_OK

@@ -44,7 +44,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_INVALID, EXIT_OK, connect_from, print_data
+from kstrata.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    connect_from,
+    print_data,
+    split_type_name,
+)
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -115,9 +121,10 @@ def register(commands: Any) -> None:
     rollback = commands.add_parser(
         "rollback",
         help="restore an earlier revision as a new revision",
-        description="Restore revision N's spec (default: the revision before the current "
-        "one) as a new revision whose change cause is 'rollback to N'; the operator renders "
-        "it and reloads workloads as for any change. " + _GITOPS,
+        description="Restore revision N's spec (default: the last good revision: the one "
+        "serving when the spec is refused or not handled yet, else the one before it; stderr "
+        "says which and why) as a new revision whose change cause is 'rollback to N'; the "
+        "operator renders it and reloads workloads as for any change. " + _GITOPS,
     )
     rollback.add_argument("name", metavar="NAME")
     _common_flags(rollback)
@@ -126,7 +133,7 @@ def register(commands: Any) -> None:
         type=_revision,
         default=None,
         metavar="N",
-        help="the revision to restore (default: the one before the current one)",
+        help="the revision to restore (default: the last good one)",
     )
     rollback.add_argument(
         "--dry-run", action="store_true", help="print what would change; write nothing"
@@ -152,6 +159,15 @@ def register(commands: Any) -> None:
         help="how long to wait for the operator (default: 60)",
     )
     rollback.set_defaults(handler=_rollback)
+
+
+def _kind_and_name(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``--kind`` and NAME, NAME possibly TYPE/NAME (``cfp/payments``, ``kss/db``)."""
+    kind, name = split_type_name(args.name)
+    flag = {"ConfigProfile": "profile", "SealedSecret": "secret"}.get(kind or "")
+    if flag is not None and args.kind is not None and args.kind != flag:
+        raise UsageError(f"{args.name} names a {kind}, but --kind says {args.kind}")
+    return flag or args.kind, name
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -189,8 +205,9 @@ def resource_id(kind: str, name: str) -> str:
 def _history(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.history_commands import revision_history
 
+    kind, name = _kind_and_name(args)
     api, default_namespace = _connect(args)
-    found = revision_history(api, args.namespace or default_namespace, args.name, kind=args.kind)
+    found = revision_history(api, args.namespace or default_namespace, name, kind=kind)
     if args.output:
         print_data([row.as_data() for row in found.rows], args.output, out)
     else:
@@ -227,9 +244,10 @@ def format_history(history: History) -> str:
 def _diff(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.history_commands import DiffRequest, compute_diff
 
+    kind, name = _kind_and_name(args) if args.name is not None else (args.kind, None)
     request = DiffRequest(
-        name=args.name,
-        kind=args.kind,
+        name=name,
+        kind=kind,
         revision=args.revision,
         to_revision=args.to_revision,
         environment=args.environment,
@@ -305,17 +323,21 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    kind, name = _kind_and_name(args)
     api, default_namespace = _connect(args)
     result = rollback(
         api,
         args.namespace or default_namespace,
-        args.name,
-        kind=args.kind,
+        name,
+        kind=kind,
         to_revision=args.to_revision,
         write=not (args.dry_run or args.output),
         wait=args.wait,
         timeout=args.timeout,
     )
+    if args.to_revision is None:
+        # Which revision the default picked, and why (stderr: stdout stays parseable).
+        print(f"rolling back to revision {result.target}: {result.chosen}", file=sys.stderr)
     for warning in result.warnings:
         # stderr at call time: stdout stays a clean manifest or diff.
         print(f"warning: {warning}", file=sys.stderr)

@@ -20,7 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    connect_from,
+    kubernetes_list,
+    print_data,
+    split_type_name,
+)
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,33 +34,53 @@ if TYPE_CHECKING:
     from kstrata.kube.api import KubeApi
 
 DATA_FORMATS = ("yaml", "json")
+LIST_FORMATS = ("yaml", "json", "name", "wide")
 _NONE = "<none>"
+_GROUP = "kstrata.dev"
 
 
 def register(commands: Any) -> None:
     listing = commands.add_parser(
         "list",
         help="list ConfigProfiles and their status",
-        description="List ConfigProfiles with the environment, revision, readiness and "
-        "ConfigMap the operator last reported.",
+        description="List ConfigProfiles, then SealedSecrets, with the environment, "
+        "revision, readiness and ConfigMap or Secret the operator last reported. STATUS is "
+        "Stale while the operator has not handled the latest spec (stopped or busy), the "
+        "reason when not Ready, else Current.",
     )
     scope = listing.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    listing.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    listing.add_argument(
+        "-o",
+        "--output",
+        choices=LIST_FORMATS,
+        default=None,
+        help="yaml/json: a Kubernetes List of the objects; name: TYPE/NAME lines; "
+        "wide: more columns",
+    )
     _cluster_flags(listing)
     listing.set_defaults(handler=_list)
 
     get = commands.add_parser(
         "get",
-        help="print a ConfigProfile's effective (merged) configuration",
-        description="Print the merged configuration of a ConfigProfile, spec.extends resolved "
-        "on the cluster. Environment: --env, else the one the operator rendered, else "
+        help="print the configuration a ConfigProfile serves",
+        description="Print the configuration a ConfigProfile serves: its ConfigMap at the "
+        "revision in status, read back. When the spec is not what is served (refused, or the "
+        "operator has not handled it yet) a warning on stderr says so and why; --spec prints "
+        "the spec merged (spec.extends resolved on the cluster) instead. Environment: --env "
+        "(one the profile declares), else the one the operator rendered, else "
         "spec.environment, else the namespace label kstrata.dev/environment, else dev.",
     )
-    get.add_argument("name", metavar="NAME")
+    get.add_argument("name", metavar="NAME", help="NAME or configprofile/NAME (cfp/NAME)")
     get.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
     get.add_argument("--env", default=None, help="environment to merge for")
+    get.add_argument(
+        "--spec",
+        dest="from_spec",
+        action="store_true",
+        help="print the spec's merged configuration, even where it is not what is served",
+    )
     get.add_argument(
         "--key",
         default=None,
@@ -70,13 +96,20 @@ def register(commands: Any) -> None:
         help="set values in a ConfigProfile (validated before writing)",
         description="Write KEY=VALUE pairs (VALUE read as YAML: 8080 is a number, true a "
         "boolean, 'x' a string) into spec.base, or into spec.environments.ENV with --env. "
+        "A key or environment the profile does not have is refused unless --create. "
         "The whole changed profile is validated for every environment before anything is "
         "written; the change-cause annotation records the key names, never the values.",
     )
-    set_.add_argument("name", metavar="NAME")
+    set_.add_argument("name", metavar="NAME", help="NAME or configprofile/NAME (cfp/NAME)")
     set_.add_argument("assignments", metavar="KEY=VALUE", nargs="+")
     set_.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
     set_.add_argument("--env", default=None, help="write into this environment's overlay")
+    set_.add_argument(
+        "--create",
+        action="store_true",
+        help="allow keys and environments the profile does not have yet "
+        "(otherwise refused, with the closest known name)",
+    )
     set_.add_argument(
         "--dry-run", action="store_true", help="validate and print the result; write nothing"
     )
@@ -133,33 +166,71 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import list_profiles
 
     api, namespace = _connect(args)
-    rows = list_profiles(api, None if args.all_namespaces else namespace)
-    if args.output:
-        print_data([row.as_data() for row in rows], args.output, out)
+    rows = list_profiles(api, None if args.all_namespaces else namespace, sealed_secrets=True)
+    if args.output in DATA_FORMATS:
+        print_data(kubernetes_list([row.obj for row in rows]), args.output, out)
+        return EXIT_OK
+    if args.output == "name":
+        out.writelines(f"{row.kind.lower()}.{_GROUP}/{row.name}\n" for row in rows)
         return EXIT_OK
     if not rows:
         where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
-        print(f"No ConfigProfiles found in {where}.", file=sys.stderr)
+        hint = "" if args.all_namespaces else " (-A lists every namespace's)"
+        print(f"No ConfigProfiles or SealedSecrets found in {where}{hint}.", file=sys.stderr)
         return EXIT_OK
-    out.write(format_table(rows, all_namespaces=args.all_namespaces, now=dt.datetime.now(dt.UTC)))
+    now = dt.datetime.now(dt.UTC)
+    kinds = sorted({row.kind for row in rows}, key=lambda kind: kind != "ConfigProfile")
+    tables = [
+        format_table(
+            [row for row in rows if row.kind == kind],
+            all_namespaces=args.all_namespaces,
+            now=now,
+            wide=args.output == "wide",
+            prefix=len(kinds) > 1,
+        )
+        for kind in kinds
+    ]
+    out.write("\n".join(tables))
     return EXIT_OK
 
 
-def format_table(rows: list[ProfileSummary], *, all_namespaces: bool, now: dt.datetime) -> str:
-    """``kubectl get``-style columns: left-aligned, three spaces apart."""
-    header = ["NAME", "ENVIRONMENT", "REVISION", "READY", "CONFIGMAP", "AGE"]
+def format_table(
+    rows: list[ProfileSummary],
+    *,
+    all_namespaces: bool,
+    now: dt.datetime,
+    wide: bool = False,
+    prefix: bool = False,
+) -> str:
+    """``kubectl get``-style columns: left-aligned, three spaces apart.
+
+    STATUS tells the truth about READY: ``Stale`` while the operator has not
+    reported on the latest spec, the Ready reason when not Ready, else
+    ``Current``.  With ``prefix`` (several kinds listed) names are
+    ``TYPE/NAME``, as kubectl prints them.
+    """
+    target = "SECRET" if rows and rows[0].kind == "SealedSecret" else "CONFIGMAP"
+    header = ["NAME", "ENVIRONMENT", "REVISION", "READY", "STATUS", target, "AGE"]
+    if wide:
+        header += ["GENERATION", "OBSERVED"]
     if all_namespaces:
         header.insert(0, "NAMESPACE")
     table = [header]
     for row in rows:
         cells = [
-            row.name,
+            f"{row.kind.lower()}.{_GROUP}/{row.name}" if prefix else row.name,
             row.environment or _NONE,
             _NONE if row.revision is None else str(row.revision),
             row.ready,
+            row.state,
             row.config_map or _NONE,
             age(row.created, now),
         ]
+        if wide:
+            cells += [
+                _NONE if row.generation is None else str(row.generation),
+                _NONE if row.observed_generation is None else str(row.observed_generation),
+            ]
         if all_namespaces:
             cells.insert(0, row.namespace)
         table.append(cells)
@@ -205,8 +276,14 @@ def age(created: str | None, now: dt.datetime) -> str:
 def _get(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import get_effective_config
 
+    name = _profile_name(args.name, "get")
     api, namespace = _connect(args)
-    found = get_effective_config(api, namespace, args.name, environment=args.env, key=args.key)
+    found = get_effective_config(
+        api, namespace, name, environment=args.env, key=args.key, from_spec=args.from_spec
+    )
+    for note in found.notes:
+        # stderr: stdout stays the value alone, for $(kstrata get ...) in scripts.
+        print(f"warning: {note}", file=sys.stderr)
     if found.key is not None and found.is_scalar and args.output is None:
         # Plain, for $(kstrata get app --key port) in scripts.
         out.write(found.scalar_text() + "\n")
@@ -218,14 +295,16 @@ def _get(args: argparse.Namespace, out: TextIO) -> int:
 def _set(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import set_values
 
+    name = _profile_name(args.name, "set")
     api, namespace = _connect(args)
     result = set_values(
         api,
         namespace,
-        args.name,
+        name,
         args.assignments,
         environment=args.env,
         dry_run=args.dry_run,
+        create=args.create,
     )
     if args.dry_run:
         print_data(result.manifest, args.output, out)
@@ -233,6 +312,17 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
         outcome = "configured" if result.written else "unchanged"
         print(f"configprofile.kstrata.dev/{result.name} {outcome}", file=out)
     return EXIT_OK
+
+
+def _profile_name(text: str, command: str) -> str:
+    """NAME or TYPE/NAME (``configprofile/payments``, ``cfp/payments``), as kubectl takes it."""
+    kind, name = split_type_name(text)
+    if kind == "SealedSecret":
+        raise UsageError(
+            f"{command} works on ConfigProfiles; {name} is named as a SealedSecret "
+            f"(kstrata history {name} and kubectl get sealedsecret {name} show one)"
+        )
+    return name
 
 
 _CONFIG_MAP_PREFIXES = ("configmap/", "configmaps/", "cm/")

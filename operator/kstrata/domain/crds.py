@@ -371,6 +371,27 @@ def _printer_columns(*, scope: bool) -> list[Schema]:
             "description": "Whether the last reconcile succeeded.",
             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         },
+        {
+            "name": "Reason",
+            "type": "string",
+            "description": "The Ready condition's reason: why it is or is not Ready.",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+        # Side by side, these two show a stale status: while Observed lags
+        # Generation, Ready describes an older spec (the operator is stopped or
+        # busy).  JSONPath cannot compare them, so both are shown.
+        {
+            "name": "Generation",
+            "type": "integer",
+            "description": "The spec's generation.",
+            "jsonPath": ".metadata.generation",
+        },
+        {
+            "name": "Observed",
+            "type": "integer",
+            "description": "The generation the status describes; behind Generation = stale.",
+            "jsonPath": ".status.observedGeneration",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return columns

@@ -76,7 +76,8 @@ def test_overlays_become_environments_golden(tmp_path: Path) -> None:
     manifest = write(tmp_path, "profile.yaml", out)
     code, rendered, _ = run("render", "-f", str(manifest), "--env", "staging")
     assert (code, rendered) == (0, "db:\n  host: localhost\nport: 9090\n")
-    code, rendered, _ = run("render", "-f", str(manifest), "--env", "other")
+    # dev (the default environment) has no overlay: the base, as it was.
+    code, rendered, _ = run("render", "-f", str(manifest), "--env", "dev")
     assert (code, rendered) == (0, BASE)
 
 
@@ -126,8 +127,15 @@ def test_full_files_become_minimal_overlays_golden(tmp_path: Path) -> None:
         "    key: app.yaml\n"
     )
     manifest = write(tmp_path, "profile.yaml", out)
-    for environment, text in (("prod", prod_text), ("dev", dev_text), ("qa", BASE)):
+    for environment, text in (("prod", prod_text), ("dev", dev_text)):
         assert run("render", "-f", str(manifest), "--env", environment) == (0, text, "")
+    # An environment the profile does not declare is a mistake, not "the base".
+    code, out, err = run("render", "-f", str(manifest), "--env", "prodd")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: environment prodd is not declared by ConfigProfile web (did you mean prod?); "
+        "declared: dev, prod\n"
+    )
 
 
 def test_env_and_properties_files_round_trip(tmp_path: Path) -> None:
@@ -339,7 +347,15 @@ def test_full_import_reproduces_every_canonical_file(
         files[name] = write(tmp_path, f"{name}.yaml", render_text(config, "yaml"))
     result = import_files(files["app"], [("prod", files["prod"]), ("dev", files["dev"])], full=True)
     manifest = write(tmp_path, "profile.yaml", result.manifest)
-    for environment, config in (("prod", prod), ("dev", dev), ("other", base)):
+    for environment, config in (("prod", prod), ("dev", dev)):
         code, out, err = run("render", "-f", str(manifest), "--env", environment)
         assert (code, err) == (0, "")
         assert out == render_text(config, "yaml")
+    # Without a dev overlay the default environment renders the base exactly.
+    result = import_files(files["app"], [("prod", files["prod"])], full=True)
+    manifest = write(tmp_path, "profile.yaml", result.manifest)
+    assert run("render", "-f", str(manifest), "--env", "dev") == (
+        0,
+        render_text(base, "yaml"),
+        "",
+    )

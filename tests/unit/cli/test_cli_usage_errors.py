@@ -40,6 +40,7 @@ def assert_no_canary(text: str) -> None:
         ([*SEAL, f"password={CANARY}"], "1 unrecognized argument"),
         ([*SEAL, "--from-literal", "a=b", f"password={CANARY}", CANARY], "2 unrecognized"),
         (["render", "-f", "x.yaml", CANARY], "1 unrecognized argument"),
+        (["validate", "-f", "x.yaml", CANARY, "-f", "y.yaml"], "1 unrecognized argument after"),
         # misspelt options
         ([*SEAL, "--from-literl", f"password={CANARY}"], "did you mean --from-literal?"),
         ([*SEAL, f"--from-literl=password={CANARY}"], "did you mean --from-literal?"),

@@ -1,0 +1,255 @@
+"""Day one with the CLI (issue 19): it tells the truth, refuses mistakes, speaks kubectl.
+
+Against the real control plane, the CLI in-process (``main(argv)``), the
+operator in-process where the behaviour depends on it: a spec the operator
+refused, a spec it has not handled because it is stopped, typos in keys and
+environments, ``TYPE/NAME`` arguments and SealedSecrets in ``list``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from kstrata.cli.main import main
+from support.cluster import TestCluster
+from support.operator import running_operator
+from support.waiting import wait_for
+
+GROUP, VERSION = "kstrata.dev", "v1alpha1"
+SCHEMA = {
+    "type": "object",
+    "properties": {"replicas": {"type": "integer"}, "database": {"type": "object"}},
+}
+
+pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+def kstrata(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
+    """Exit code, stdout, stderr (the error main() prints and the warnings handlers print)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([*argv, "--kubeconfig", str(cluster.kubeconfig)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def apply(cluster: TestCluster, namespace: str, kind: str, name: str, spec: Any) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}}
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body | {"spec": spec})
+    )
+
+
+def payments(cluster: TestCluster, namespace: str) -> None:
+    apply(
+        cluster,
+        namespace,
+        "ConfigProfile",
+        "payments",
+        {
+            "schema": SCHEMA,
+            "base": {"replicas": 8, "database": {"pool": 10}},
+            "environments": {"prod": {"database": {"pool": 20}}},
+        },
+    )
+
+
+def profile(cluster: TestCluster, namespace: str) -> dict[str, Any]:
+    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "configprofiles", "payments"
+    )
+    return found
+
+
+def settled(cluster: TestCluster, namespace: str, *, ready: str) -> dict[str, Any]:
+    """The profile once the operator has reported on its spec with Ready=``ready``."""
+
+    def check() -> dict[str, Any] | None:
+        body = profile(cluster, namespace)
+        status = body.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        if (
+            status.get("observedGeneration") == body["metadata"]["generation"]
+            and conditions.get("Ready", {}).get("status") == ready
+        ):
+            return body
+        return None
+
+    return wait_for(check, timeout=30, what=f"payments Ready={ready}")
+
+
+def test_get_prints_what_is_served_and_says_why_the_spec_is_not(
+    cluster: TestCluster, namespace: str
+) -> None:
+    payments(cluster, namespace)
+    with running_operator(cluster, namespaces=(namespace,)):
+        settled(cluster, namespace, ready="True")
+        assert kstrata(cluster, "get", "payments", "-n", namespace, "--key", "replicas") == (
+            0,
+            "8\n",
+            "",
+        )
+        # A value the schema refuses: the operator keeps serving revision 1.
+        cluster.kubectl(
+            "patch", "configprofile", "payments", "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"base": {"replicas": "many"}}}',
+        )  # fmt: skip
+        settled(cluster, namespace, ready="False")
+
+        code, out, err = kstrata(cluster, "get", "payments", "-n", namespace, "--key", "replicas")
+        assert (code, out) == (0, "8\n")  # what the ConfigMap serves, not "many"
+        assert err.startswith(
+            f"warning: ConfigProfile {namespace}/payments serves revision 1 (ConfigMap "
+            "payments), printed here; its spec is not what is served: the operator did not "
+            "apply it: "
+        )
+        assert "kstrata get --spec" in err
+        assert "many" not in err
+        code, out, _ = kstrata(
+            cluster, "get", "payments", "-n", namespace, "--key", "replicas", "--spec"
+        )
+        assert (code, out) == (0, "many\n")
+
+        # list and the printer columns say why it is not Ready.
+        code, out, _ = kstrata(cluster, "list", "-n", namespace)
+        row = out.splitlines()[1].split()
+        assert row[:4] == ["payments", "dev", "1", "False"]
+        reason = profile(cluster, namespace)["status"]["conditions"]
+        ready = next(c for c in reason if c["type"] == "Ready")
+        assert row[4] == ready["reason"]
+        columns = cluster.kubectl("get", "cfp", "payments", "-n", namespace).stdout.splitlines()
+        assert columns[0].split()[:6] == [
+            "NAME", "ENVIRONMENT", "REVISION", "READY", "REASON", "GENERATION",
+        ]  # fmt: skip
+        assert columns[1].split()[3:5] == ["False", ready["reason"]]
+
+
+def test_a_stopped_operator_shows_as_stale_everywhere(cluster: TestCluster, namespace: str) -> None:
+    payments(cluster, namespace)
+    with running_operator(cluster, namespaces=(namespace,)):
+        settled(cluster, namespace, ready="True")
+    # The operator is stopped: the change is written, and nothing applies it.
+    code, out, _ = kstrata(cluster, "set", "payments", "replicas=3", "-n", namespace)
+    assert (code, out) == (0, "configprofile.kstrata.dev/payments configured\n")
+
+    code, out, _ = kstrata(cluster, "list", "-n", namespace, "-o", "wide")
+    lines = [line.split() for line in out.splitlines()]
+    assert lines[0][4] == "STATUS"
+    assert lines[1][:5] == ["payments", "dev", "1", "True", "Stale"]
+    assert lines[1][-2:] == ["2", "1"]  # GENERATION, OBSERVED
+
+    code, out, err = kstrata(cluster, "get", "payments", "-n", namespace, "--key", "replicas")
+    assert (code, out) == (0, "8\n")
+    assert "the operator has not handled the spec's latest change (generation 2; it last " in err
+    assert "it is stopped or busy" in err
+
+    # kubectl shows it too: GENERATION and OBSERVED side by side.
+    row = cluster.kubectl("get", "cfp", "payments", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[5:7] == ["2", "1"]
+
+
+def test_set_refuses_unknown_keys_and_environments_with_did_you_mean(
+    cluster: TestCluster, namespace: str
+) -> None:
+    payments(cluster, namespace)
+    before = profile(cluster, namespace)["metadata"]["resourceVersion"]
+
+    code, out, err = kstrata(
+        cluster, "set", "payments", "--env", "prod", "databse.pool=30", "-n", namespace
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: key databse.pool is not in ConfigProfile {namespace}/payments (environment "
+        "prod) (did you mean database.pool?); pass --create to add a new key\n"
+    )
+    code, out, err = kstrata(
+        cluster, "set", "payments", "--env", "prdo", "database.pool=30", "-n", namespace
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: environment prdo is not declared by ConfigProfile {namespace}/payments "
+        "(did you mean prod?); declared: dev, prod; pass --create to add a new overlay\n"
+    )
+    assert profile(cluster, namespace)["metadata"]["resourceVersion"] == before
+
+    # --create: the new key is meant.
+    code, out, _ = kstrata(
+        cluster, "set", "payments", "database.timeout=5", "-n", namespace, "--create"
+    )
+    assert (code, out) == (0, "configprofile.kstrata.dev/payments configured\n")
+    assert profile(cluster, namespace)["spec"]["base"]["database"] == {"pool": 10, "timeout": 5}
+
+
+def test_undeclared_environments_are_refused_by_get_and_diff(
+    cluster: TestCluster, namespace: str
+) -> None:
+    payments(cluster, namespace)
+    for argv in (
+        ["get", "payments", "--env", "qa"],
+        ["get", "payments", "--env", "prodd", "--spec"],
+        ["diff", "payments", "--env", "dev", "--to-env", "prodd"],
+    ):
+        code, out, err = kstrata(cluster, *argv, "-n", namespace)
+        assert (code, out) == (2, ""), argv
+        assert "is not declared by ConfigProfile" in err
+        assert err.endswith("declared: dev, prod\n")
+    _, _, err = kstrata(cluster, "get", "payments", "--env", "prodd", "-n", namespace)
+    assert "(did you mean prod?)" in err
+
+
+def test_type_name_arguments_and_sealed_secrets_in_list(
+    cluster: TestCluster, namespace: str
+) -> None:
+    payments(cluster, namespace)
+    apply(cluster, namespace, "SealedSecret", "db", {"encryptedData": {"password": "kss1:AAAA"}})
+
+    for spelled in (
+        "configprofile/payments",
+        "cfp/payments",
+        "configprofiles.kstrata.dev/payments",
+    ):
+        code, out, _ = kstrata(
+            cluster, "get", spelled, "-n", namespace, "--spec", "--key", "replicas"
+        )
+        assert (code, out) == (0, "8\n"), spelled
+
+    code, _, err = kstrata(cluster, "get", "kss/db", "-n", namespace)
+    assert code == 2
+    assert "works on ConfigProfiles; db is named as a SealedSecret" in err
+    code, _, err = kstrata(cluster, "get", "db", "-n", namespace)
+    assert code == 3
+    assert f"db in namespace {namespace} is a SealedSecret, not a ConfigProfile" in err
+    code, _, err = kstrata(cluster, "get", "payments", "-n", "default")
+    assert code == 3
+    assert "kstrata list -A" in err
+    code, _, err = kstrata(cluster, "get", "deployment/payments", "-n", namespace)
+    assert code == 2
+    assert "unknown resource type deployment" in err
+
+    code, out, _ = kstrata(cluster, "list", "-n", namespace)
+    tables = out.split("\n\n")
+    assert [line.split()[0] for line in tables[0].splitlines()] == [
+        "NAME",
+        "configprofile.kstrata.dev/payments",
+    ]
+    assert tables[1].splitlines()[0].split()[:6] == [
+        "NAME", "ENVIRONMENT", "REVISION", "READY", "STATUS", "SECRET",
+    ]  # fmt: skip
+    assert tables[1].splitlines()[1].split()[0] == "sealedsecret.kstrata.dev/db"
+    assert kstrata(cluster, "list", "-n", namespace, "-o", "name") == (
+        0,
+        "configprofile.kstrata.dev/payments\nsealedsecret.kstrata.dev/db\n",
+        "",
+    )
+    code, out, _ = kstrata(cluster, "list", "-n", namespace, "-o", "json")
+    kinds = [item["kind"] for item in json.loads(out)["items"]]
+    assert kinds == ["ConfigProfile", "SealedSecret"]
+
+    # history takes TYPE/NAME too, and says which kind it found.
+    code, out, _ = kstrata(cluster, "history", "cfp/payments", "-n", namespace)
+    assert (code, out.splitlines()[0]) == (0, "configprofile.kstrata.dev/payments")
