@@ -24,7 +24,9 @@ Certificates, in order of preference:
 The installed manifests ship the ValidatingWebhookConfiguration itself, so the
 operator needs only get/update on that one object (RBAC cannot limit
 ``create`` by name); it still creates the object when it is absent and
-allowed to (local runs).
+allowed to (local runs).  A foreground operator (``--webhook-url``) deletes
+the configuration it registered when it stops: left behind, its
+``failurePolicy: Fail`` would refuse every later write to kstrata resources.
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ from kstrata.crypto.tls import (
     issue_serving_certificate,
     load_serving_certificate,
 )
-from kstrata.errors import ConflictError, ForbiddenError, InvalidInputError, KstrataError
+from kstrata.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    KstrataError,
+)
 from kstrata.kube.api import JSON, SECRETS, KubeApi
 from kstrata.settings import Settings
 
@@ -240,3 +247,47 @@ def register(
             )
         except KstrataError as error:
             raise kopf.TemporaryError(str(error), delay=5) from error
+
+    @kopf.on.cleanup(id="webhook-configuration-removal", registry=registry)
+    def remove_webhook(**_: Any) -> None:
+        # Only a foreground operator (webhook_url) owns what it registered: in a
+        # cluster the manifests ship the object and other replicas keep serving.
+        if not (settings.webhook_configuration and settings.webhook_url):
+            return
+        url = admission.client_config(settings, setup.certificate.ca_pem, setup.port)["url"]
+        try:
+            removed = remove_own_configuration(api, settings.webhook_configuration, url)
+        except KstrataError as error:
+            logger.warning(
+                "ValidatingWebhookConfiguration %s not removed (%s): writes to kstrata "
+                "resources fail until it is: kubectl delete validatingwebhookconfiguration %s",
+                settings.webhook_configuration,
+                error,
+                settings.webhook_configuration,
+            )
+            return
+        if removed:
+            logger.info(
+                "ValidatingWebhookConfiguration %s removed: nothing serves it any more",
+                settings.webhook_configuration,
+            )
+
+
+def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
+    """Delete the configuration ``name`` if every webhook in it calls ``url``; True if deleted.
+
+    Why: with ``failurePolicy: Fail`` a configuration whose server has stopped
+    refuses every later write to kstrata resources.  A foreground operator
+    (``--webhook-url``) registered it, so it removes it when it stops; one
+    that points elsewhere (another operator took the name over) is left alone.
+    """
+    existing = api.get_or_none(admission.VALIDATING_WEBHOOKS, None, name)
+    if existing is None:
+        return False
+    urls = {
+        ((w or {}).get("clientConfig") or {}).get("url") for w in existing.get("webhooks") or []
+    }
+    if urls != {url}:
+        return False
+    api.delete(admission.VALIDATING_WEBHOOKS, None, name)  # gone already: fine
+    return True

@@ -87,8 +87,32 @@ def _translate(exc: BaseException, what: str) -> ClusterError | InvalidInputErro
         message = _status_message(exc)
         return InvalidInputError(f"{what}: rejected by the API server: {message}", reason="Invalid")
     if status is None or status == 429 or status >= 500:
-        return TransientClusterError(f"{what}: API server unavailable ({reason})")
+        return _unavailable(exc, what, status, reason)
     return ClusterError(f"{what}: API error {status} ({reason})")
+
+
+def _unavailable(
+    exc: BaseException, what: str, status: int | None, reason: str
+) -> TransientClusterError:
+    if status is not None and status >= 500 and (failure := _status(exc)) is not None:
+        # The API server answered with a Status (an admission webhook it could
+        # not call, an internal error): its own words and reason, not "unavailable".
+        message, status_reason = failure
+        return TransientClusterError(
+            f"{what}: the API server failed the request: {message}", reason=status_reason
+        )
+    return TransientClusterError(f"{what}: API server unavailable ({reason})")
+
+
+def _status(exc: BaseException) -> tuple[str, str] | None:
+    """A 5xx answer's Status message and reason, if the body is one (field paths, no data)."""
+    try:
+        body = json.loads(getattr(exc, "body", "") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("kind") != "Status" or not body.get("message"):
+        return None
+    return str(body["message"])[:500], str(body.get("reason") or "InternalError")
 
 
 def _status_message(exc: BaseException) -> str:
