@@ -3,7 +3,7 @@
 The test publishes the bundle itself, exactly as the operator's contract says
 (ConfigMap ``kstrata-sealing-public-keys``, item ``keys.json`` =
 ``PublicKeyBundle.serialize()``), in a fresh namespace named with
-``--controller-namespace``, so it depends on nothing but the API server.  The
+``--operator-namespace``, so it depends on nothing but the API server.  The
 sealed manifests are then offered to the API server (server-side dry run), so
 the SealedSecret CRD's schema and CEL rules judge what ``seal`` prints.
 """
@@ -62,7 +62,7 @@ def test_seal_reads_the_published_bundle(
     bundle = PublicKeyBundle.of([old, new]).serialize()
     publish(cluster, namespace, {PUBLIC_KEYS_ITEM: bundle})
     code, out, err = kstrata(
-        cluster, "seal", "--controller-namespace", namespace, "-n", namespace, "--name", "db",
+        cluster, "seal", "--operator-namespace", namespace, "-n", namespace, "--name", "db",
         "--from-literal", f"password={CANARY}", "--from-literal", "username=admin",
     )  # fmt: skip
     assert (code, err) == (0, "")
@@ -106,7 +106,7 @@ def test_a_secret_manifest_seals_into_what_the_crd_accepts(
         )
     )
     code, out, err = kstrata(
-        cluster, "seal", "--controller-namespace", namespace, "-f", str(secret),
+        cluster, "seal", "--operator-namespace", namespace, "-f", str(secret),
         "--scope", "namespace", "--env", "prod",
     )  # fmt: skip
     assert (code, err) == (0, "")
@@ -124,7 +124,7 @@ def test_a_secret_manifest_seals_into_what_the_crd_accepts(
 
 def test_no_published_keys_is_a_cluster_error(cluster: TestCluster, namespace: str) -> None:
     code, out, err = kstrata(
-        cluster, "seal", "--controller-namespace", namespace, "-n", namespace, "--name", "db",
+        cluster, "seal", "--operator-namespace", namespace, "-n", namespace, "--name", "db",
         "--from-literal", f"password={CANARY}",
     )  # fmt: skip
     assert (code, out) == (3, "")
@@ -137,7 +137,7 @@ def test_a_config_map_without_the_bundle_item_is_a_cluster_error(
 ) -> None:
     publish(cluster, namespace, {"other.json": "{}"})
     code, out, err = kstrata(
-        cluster, "seal", "--controller-namespace", namespace, "-n", namespace, "--name", "db",
+        cluster, "seal", "--operator-namespace", namespace, "-n", namespace, "--name", "db",
         "--from-literal", f"password={CANARY}",
     )  # fmt: skip
     assert (code, out) == (3, "")
@@ -150,9 +150,67 @@ def test_a_malformed_published_bundle_is_refused_without_echo(
 ) -> None:
     publish(cluster, namespace, {PUBLIC_KEYS_ITEM: f'{{"format": "{CANARY}", "keys": []}}'})
     code, out, err = kstrata(
-        cluster, "seal", "--controller-namespace", namespace, "-n", namespace, "--name", "db",
+        cluster, "seal", "--operator-namespace", namespace, "-n", namespace, "--name", "db",
         "--from-literal", f"password={CANARY}",
     )  # fmt: skip
     assert (code, out) == (1, "")
     assert "invalid public key bundle" in err
     assert CANARY not in err
+
+
+def test_the_namespace_comes_from_the_kubeconfig_context(
+    cluster: TestCluster, namespace: str, keypairs: tuple[KeyPair, KeyPair], tmp_path: Path
+) -> None:
+    # `kubectl create secret ... --dry-run=client -o yaml | kstrata seal -f -` (issue 19):
+    # the Secret names no namespace; the context's is used, as every other command does.
+    publish(cluster, namespace, {PUBLIC_KEYS_ITEM: PublicKeyBundle.of(keypairs).serialize()})
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    current = config["current-context"]
+    for entry in config["contexts"]:
+        if entry["name"] == current:
+            entry["context"]["namespace"] = namespace
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "db", "creationTimestamp": None},
+                "stringData": {"password": CANARY},
+            }
+        )
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["--kubeconfig", str(kubeconfig), "seal", "--operator-namespace", namespace,
+         "-f", str(secret)],
+        out=out,
+        err=err,
+    )  # fmt: skip
+    assert (code, err.getvalue()) == (0, "")
+    manifest = yaml.safe_load(out.getvalue())
+    assert manifest["metadata"]["namespace"] == namespace
+    token = manifest["spec"]["encryptedData"]["password"]
+    context = SealingContext.bind("strict", namespace=namespace, name="db", item="password")
+    assert KeyRing([keypairs[1]]).open(token, context) == CANARY.encode()
+    server_accepts(cluster, namespace, manifest)
+
+
+def test_controller_namespace_still_works_and_says_it_is_deprecated(
+    cluster: TestCluster,
+    namespace: str,
+    keypairs: tuple[KeyPair, KeyPair],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    publish(cluster, namespace, {PUBLIC_KEYS_ITEM: PublicKeyBundle.of(keypairs).serialize()})
+    code, out, err = kstrata(
+        cluster, "seal", "--controller-namespace", namespace, "-n", namespace, "--name", "db",
+        "--from-literal", "k=v",
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert yaml.safe_load(out)["kind"] == "SealedSecret"
+    assert "--controller-namespace is deprecated; use --operator-namespace" in (
+        capsys.readouterr().err
+    )
