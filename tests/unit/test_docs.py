@@ -5,22 +5,26 @@
 * every CLI command registered in the real parser has a section in the
   guide's CLI reference that names each of its flags;
 * every ``kstrata ...`` line in a fenced shell block of README.md and
-  docs/*.md parses with the real parser (parse only, nothing runs);
+  docs/*.md parses with the real parser; the README's offline ones (render,
+  validate) run in a shell, exactly as printed, and succeed;
 * every fenced YAML block holding a kstrata manifest either validates offline
   or is a byte-identical copy of a file under examples/ (the block is
   preceded by ``<!-- from examples/PATH -->``);
 * the migration and GitOps examples the guide points at do what the guide says.
 
-Fast and pure: no cluster, no network.  The cluster side of the examples is
-tests/examples/ (every examples/config profile reaches Ready there).
+Fast and pure: no cluster, no network (the offline commands run as
+subprocesses).  The cluster side of the examples is tests/examples/ (every
+examples/config profile reaches Ready there).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -342,6 +346,42 @@ def test_every_documented_command_line_parses(argv: list[str]) -> None:
     except KstrataError as error:
         pytest.fail(f"kstrata {shlex.join(argv)}: {error}")
     assert callable(args.handler)
+
+
+#: kstrata commands that need no cluster: the README's are run exactly as printed.
+OFFLINE_COMMANDS = ("render", "validate")
+README = REPO / "README.md"
+README_OFFLINE_LINES = [
+    line
+    for block in fenced_blocks(README)
+    if block.language in SHELL_LANGUAGES
+    for line in kstrata_command_lines(block)
+    if (argvs := list(kstrata_invocations(line)))
+    and all(argv and argv[0] in OFFLINE_COMMANDS for argv in argvs)
+]
+
+
+def test_the_readme_shows_offline_commands_to_run() -> None:
+    assert len(README_OFFLINE_LINES) >= 3
+    assert any("*" in line for line in README_OFFLINE_LINES)  # a shell glob, as users type
+
+
+@pytest.mark.parametrize("line", README_OFFLINE_LINES)
+def test_offline_readme_commands_run_as_printed(line: str) -> None:
+    """A reader pastes the line into a shell in the clone: it must work (exit 0)."""
+    bin_dir = Path(sys.executable).parent  # where the installed kstrata script is
+    assert (bin_dir / "kstrata").is_file()
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        ["bash", "-c", line],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"{line}: exit {result.returncode}: {result.stderr}"
 
 
 def test_the_command_line_extraction_finds_what_it_should() -> None:
