@@ -66,6 +66,24 @@ class InputLimitError(InvalidInputError):
     reason = "LimitExceeded"
 
 
+class BudgetExceededError(InputLimitError):
+    """Validation or rendering ran past its time budget and was abandoned.
+
+    Raised by ``kstrata.domain.budget``; the message names the work and the
+    budget and suggests what to simplify, never a value.
+    """
+
+    reason = "BudgetExceeded"
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"{what} took longer than its {seconds:g} s budget and was abandoned: "
+            "simplify spec.schema (alternatives such as anyOf/oneOf that reference "
+            "other alternatives multiply the work at every level)"
+        )
+
+
 class DocumentError(InvalidInputError):
     """A YAML or JSON document could not be parsed, or has the wrong shape."""
 

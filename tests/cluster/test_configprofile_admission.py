@@ -12,6 +12,7 @@ from kubernetes import client
 
 import controlplane
 from support.cluster import TestCluster
+from support.hostile import multiplying_schema
 from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 
@@ -196,3 +197,27 @@ def test_metadata_only_updates_are_not_reviewed(cluster: TestCluster, namespace:
         assert annotated.returncode == 0, annotated.stderr
     finally:
         delete_webhook_configuration(cluster, namespace)
+
+
+def test_a_multiplying_schema_is_refused_within_the_webhooks_timeout(
+    cluster: TestCluster, namespace: str, webhook_operator: RunningOperator
+) -> None:
+    """The review's time budget ends it with our message, not the API server's timeout."""
+    evil = yaml.safe_dump(
+        {
+            "apiVersion": "kstrata.dev/v1alpha1",
+            "kind": "ConfigProfile",
+            "metadata": {"name": "evil"},
+            "spec": {"schema": multiplying_schema(), "base": {"x": 1}},
+        }
+    )
+
+    def refused() -> subprocess.CompletedProcess[str] | None:
+        result = kubectl_apply(cluster, namespace, evil)
+        return result if "denied the request" in result.stderr else None
+
+    result = wait_for(refused, timeout=60, what="the webhook to refuse the multiplying schema")
+    assert "took longer than its 2 s budget" in result.stderr
+    # The webhook is free again at once: an honest profile is admitted.
+    good = kubectl_apply(cluster, namespace, manifest("api", {"prod": {"port": 443}}))
+    assert good.returncode == 0, good.stderr

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from support.cluster import TestCluster
+from support.hostile import multiplying_schema
 from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 
@@ -321,3 +322,22 @@ def _ok_reconciles(operator: RunningOperator) -> float:
         if line.startswith('kstrata_reconcile_total{kind="ConfigProfile",result="ok"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_a_multiplying_schema_is_abandoned_and_others_keep_being_served(
+    cluster: TestCluster, namespace: str, operator: RunningOperator
+) -> None:
+    """The time budget: a Ready=False condition, the last good ConfigMap kept, others served."""
+    apply(cluster, namespace, profile("evil", {"base": {"x": 1}}))
+    wait_ready(cluster, namespace, "evil", revision=1)
+    before = config_map(cluster, namespace, "evil")
+
+    apply(cluster, namespace, profile("evil", {"schema": multiplying_schema(), "base": {"x": 1}}))
+    # Applied right behind it: served while (or after) the bad one is abandoned.
+    apply(cluster, namespace, profile("honest", {"base": {"port": 8080}}))
+    body = wait_not_ready(cluster, namespace, "evil", "BudgetExceeded")
+    assert "took longer than its 2 s budget" in condition(body)["message"]  # type: ignore[index]
+    wait_ready(cluster, namespace, "honest", revision=1)
+    assert rendered(cluster, namespace, "honest") == {"port": 8080}
+    after = config_map(cluster, namespace, "evil")
+    assert after.metadata.resource_version == before.metadata.resource_version

@@ -17,6 +17,7 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from kstrata.domain.budget import time_budget
 from kstrata.domain.profile import (
     ProfileSpec,
     parse_profile_spec,
@@ -36,6 +37,8 @@ VALIDATING_WEBHOOKS: Final = Resource(
 PROFILE_WEBHOOK_ID: Final = "validate-configprofile"
 #: The apiserver waits at most this long; a slow webhook must not stall applies.
 WEBHOOK_TIMEOUT_SECONDS: Final = 5
+#: One review's validation, at most: below the timeout, with room for the reads.
+REVIEW_BUDGET_SECONDS: Final = 2.0
 
 
 #: CEL: review creates, and updates that change the spec (a missing spec is reviewed too).
@@ -77,7 +80,10 @@ def review_profile(
     if label:
         extra.append(label)
     try:
-        by_environment = validate_all_environments(spec, name, lookup, extra_environments=extra)
+        # Below the webhook's timeout, so a review never outlives the API
+        # server's wait (which failurePolicy: Fail turns into a refusal anyway).
+        with time_budget(REVIEW_BUDGET_SECONDS, f"reviewing ConfigProfile {namespace}/{name}"):
+            by_environment = validate_all_environments(spec, name, lookup, extra_environments=extra)
     except ExtendsError:
         # A base that does not exist yet is normal mid-apply (kubectl apply -f dir/,
         # GitOps syncs in any order): admit, and let the reconcile report

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from kstrata import metrics
 from kstrata.app.revisions import RevisionStore, Settled
+from kstrata.domain.budget import time_budget
 from kstrata.domain.environments import EnvironmentChoice, select_environment
 from kstrata.domain.profile import (
     KIND,
@@ -72,6 +73,8 @@ PROFILE_LABEL: Final = "kstrata.dev/profile"
 REVISION_LABEL: Final = "kstrata.dev/revision"
 ADOPT_ANNOTATION: Final = "kstrata.dev/adopt"
 READY: Final = "Ready"
+#: Render and validation of one profile, at most (kstrata.domain.budget).
+RECONCILE_BUDGET_SECONDS: Final = 2.0
 
 
 def now_rfc3339() -> str:
@@ -276,7 +279,10 @@ class ProfileReconciler:
         try:
             spec = parse_profile_spec(profile.get("spec"))
             choice = self.choose_environment(namespace, spec)
-            rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
+            # The budget covers render and validation (and the reads of bases,
+            # which are few and fast): what the spec decides the cost of.
+            with time_budget(RECONCILE_BUDGET_SECONDS, f"rendering {KIND} {namespace}/{name}"):
+                rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
             # A profile reconciled for the first time creates its ConfigMap
             # without reading first (a cold start of 1,000 profiles saves 1,000
             # GETs); one that is there anyway turns the create into a 409, read

@@ -30,7 +30,13 @@ from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.reloads import SourceReconciled, status_reporter
 from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.domain.profile import KIND
-from kstrata.errors import InvalidInputError, KstrataError, NotFoundError, OwnershipError
+from kstrata.errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    KstrataError,
+    NotFoundError,
+    OwnershipError,
+)
 from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
 
 logger = logging.getLogger(__name__)
@@ -38,10 +44,16 @@ logger = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
 #: How long to wait before looking again at a ConfigMap that is not ours.
 OWNERSHIP_RETRY_SECONDS = 30.0
+#: How long to wait before trying again a profile that ran past its time budget.
+BUDGET_RETRY_SECONDS = 300.0
 
 
 def to_kopf_error(error: KstrataError) -> Exception:
     """Map our hierarchy to kopf's retry semantics; messages are already value-free."""
+    if isinstance(error, BudgetExceededError):
+        # Almost always a schema built to multiply the work, but an overloaded
+        # node can also make honest work run long: look again, rarely.
+        return kopf.TemporaryError(str(error), delay=BUDGET_RETRY_SECONDS)
     if isinstance(error, InvalidInputError):
         return kopf.PermanentError(str(error))
     if isinstance(error, OwnershipError):

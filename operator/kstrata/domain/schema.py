@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Final
 
+from kstrata.domain import budget
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONValue, PathPart, json_path
 from kstrata.errors import InputLimitError, InvalidSchemaError, SchemaViolationError, Violation
 
@@ -334,7 +335,11 @@ def validate(
     local ``$ref`` that points nowhere, which only shows during validation).
     """
     validator = compile_schema(schema)
-    found = _violations(validator, config)
+    if budget.active():
+        found = _violations(validator, config)
+    else:
+        with budget.time_budget(budget.DEFAULT_SECONDS, "schema validation"):
+            found = _violations(validator, config)
     ordered = sorted(found, key=lambda item: (_sort_key(item[0]), item[1], item[2]))
     return [
         Violation(environment=environment, path=json_path(parts), rule=rule, message=message)

@@ -17,6 +17,10 @@ none of this.  Built through jsonschema's extension points
   (``{"$ref": "#"}``); jsonschema recurses until Python's ``RecursionError``.
   Here such a loop is an ``InvalidSchemaError`` the moment it closes, and
   references nest at most ``MAX_REFERENCE_DEPTH`` deep in any case.
+* **Time.**  References that do not loop can still multiply: a definition
+  that is ``anyOf`` two references to the next one, twenty deep, is a million
+  validations.  Every applicator keyword checks the thread's time budget
+  (:mod:`kstrata.domain.budget`) before it applies its subschemas.
 
 Messages of the errors yielded here hold no instance value (``schema._describe``
 rebuilds every message anyway, from the keyword and the schema's side).
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any, Final
 
+from kstrata.domain import budget
 from kstrata.domain.regex import Pattern, compile_pattern
 from kstrata.errors import InvalidSchemaError
 
@@ -221,13 +226,52 @@ def _format_checker() -> Any:
 
 FORMAT_CHECKER: Final = _format_checker()
 
-_VALIDATORS: Final = {
+# --- the time budget ----------------------------------------------------------
+
+#: Keywords that validate the instance (or part of it) against subschemas:
+#: the only way the work can multiply, so the only places the budget is checked.
+_APPLICATORS: Final = (
+    "$ref",
+    "$dynamicRef",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "contains",
+    "dependentSchemas",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+
+
+def _budgeted(keyword: Keyword) -> Keyword:
+    """``keyword``, checking the thread's time budget before each application."""
+
+    def apply(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        budget.check()
+        yield from keyword(validator, value, instance, schema)
+
+    return apply
+
+
+_KEYWORDS: Final[dict[str, Keyword]] = {
     "$ref": _bounded(_Draft.VALIDATORS["$ref"]),
     "$dynamicRef": _bounded(_Draft.VALIDATORS["$dynamicRef"]),
     "pattern": _pattern,
     "patternProperties": _pattern_properties,
     "additionalProperties": _additional_properties,
     "unevaluatedProperties": _unevaluated_properties,
+}
+_VALIDATORS: Final = {
+    **_KEYWORDS,
+    **{name: _budgeted(_KEYWORDS.get(name, _Draft.VALIDATORS[name])) for name in _APPLICATORS},
 }
 
 #: Draft 2020-12 with the keywords above.  ``format`` stays an annotation for
