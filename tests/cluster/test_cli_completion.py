@@ -23,16 +23,34 @@ import pytest
 import yaml
 
 from kstrata.app.completion import NAMES_DEADLINE
+from kstrata.cli.completion_cmd import TIMEOUT_VARIABLE
 from kstrata.cli.main import main
 from support.cluster import TestCluster
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
 KSTRATA = Path(sys.executable).with_name("kstrata")
-#: How much later than the lookup's own deadline the call may return (thread and
-#: Python overhead on a busy 2-core machine); still far from a noticeable stall.
-SLACK = 0.15
+#: How much later than the lookup's own deadline the call may return (Python's
+#: overhead on a busy shared 2-core machine); still far from a stalled prompt,
+#: which a silent server would otherwise cause for as long as TCP waits.
+SLACK = 0.25
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
+
+
+@pytest.fixture(autouse=True)
+def generous_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which names: asserted with a deadline no busy machine misses.
+
+    The default deadline (0.12 s, imports and kubeconfig parsing included) is
+    what the deadline tests below use; on a machine running several test
+    sessions at once it may pass with no names, which is its purpose.
+    """
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "10")
+
+
+@pytest.fixture
+def default_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TIMEOUT_VARIABLE)
 
 
 def complete(*words: str) -> list[str]:
@@ -58,7 +76,7 @@ def create(cluster: TestCluster, namespace: str, kind: str, name: str, spec: Any
 @pytest.fixture
 def objects(cluster: TestCluster, namespace: str) -> str:
     for name in ("alpha-web", "alpha-db", "beta"):
-        create(cluster, namespace, "ConfigProfile", name, {"defaults": {"port": 8080}})
+        create(cluster, namespace, "ConfigProfile", name, {"base": {"port": 8080}})
     create(cluster, namespace, "SealedSecret", "alpha-token", {"encryptedData": {}})
     return namespace
 
@@ -113,27 +131,41 @@ def test_the_kubeconfig_from_the_environment_and_its_context_namespace(
         context["context"]["namespace"] = objects
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
-    started = time.monotonic()
-    result = subprocess.run(
-        [str(KSTRATA), "__complete", "set", "b"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=30,
+    timings = []
+    for _ in range(5):
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(KSTRATA), "__complete", "set", "b"],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        timings.append(time.monotonic() - started)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "words\nbeta\n", "")
+    timings.sort()
+    print(
+        f"kstrata __complete set b (names from the cluster, whole process): "
+        f"min {timings[0] * 1000:.0f} ms, median {timings[2] * 1000:.0f} ms"
     )
-    elapsed = time.monotonic() - started
-    assert (result.returncode, result.stdout, result.stderr) == (0, "words\nbeta\n", "")
-    print(f"kstrata __complete set b (names from the cluster): {elapsed * 1000:.0f} ms")
 
 
+@pytest.mark.usefixtures("default_deadline")
 def test_a_lookup_returns_within_its_deadline(cluster: TestCluster, objects: str) -> None:
+    """With the default deadline: in time, and only real names (perhaps none, if late)."""
     kubeconfig = str(cluster.kubeconfig)
-    complete("get", "--kubeconfig", kubeconfig, "-n", objects, "")  # warm: imports done
-    started = time.monotonic()
-    found = complete("history", "--kubeconfig", kubeconfig, "-n", objects, "")
-    elapsed = time.monotonic() - started
-    assert found == ["alpha-db", "alpha-token", "alpha-web", "beta"]
-    assert elapsed < NAMES_DEADLINE + SLACK, elapsed
+    timings = []
+    for _ in range(5):
+        started = time.monotonic()
+        found = complete("history", "--kubeconfig", kubeconfig, "-n", objects, "")
+        timings.append(time.monotonic() - started)
+        assert set(found) <= {"alpha-db", "alpha-token", "alpha-web", "beta"}
+    timings.sort()
+    print(
+        f"in-process lookup of both kinds: min {timings[0] * 1000:.0f} ms, "
+        f"median {timings[2] * 1000:.0f} ms, max {timings[-1] * 1000:.0f} ms"
+    )
+    assert timings[-1] < NAMES_DEADLINE + SLACK, timings
 
 
 @pytest.fixture
@@ -145,6 +177,7 @@ def silent_server() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@pytest.mark.usefixtures("default_deadline")
 def test_a_server_that_never_answers_gives_no_names_within_the_deadline(
     cluster: TestCluster, silent_server: int, tmp_path: Path
 ) -> None:

@@ -204,8 +204,13 @@ class _Lookup:
     def names(self, kinds: Sequence[str]) -> list[str]:
         if self.kubeconfig is None:
             return []
-        from kstrata.kube.api import CONFIG_PROFILES, NAMESPACES, SEALED_SECRETS
-        from kstrata.kube.names import list_names, read_target
+        from kstrata.kube.names import (
+            CONFIG_PROFILES,
+            NAMESPACES,
+            SEALED_SECRETS,
+            list_names,
+            read_target,
+        )
 
         resources = {"profile": CONFIG_PROFILES, "secret": SEALED_SECRETS, "ns": NAMESPACES}
         target = read_target(self.kubeconfig, self.context)
@@ -259,7 +264,7 @@ _BASH = r"""# bash completion for kstrata and kubectl-kstrata.
 # Commands, flags and choices come from the installed kstrata at each TAB
 # (the hidden `kstrata __complete`), so this script does not go stale on upgrade;
 # names of ConfigProfiles, SealedSecrets and namespaces come from the cluster
-# when it answers within ~0.1 s, and nothing is completed otherwise.
+# when it answers within 0.12 s ($KSTRATA_COMPLETION_TIMEOUT), else none.
 _kstrata_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" equals=""
     local -a words=("${COMP_WORDS[@]:1:COMP_CWORD}") lines
@@ -299,7 +304,7 @@ _ZSH = r"""#compdef kstrata kubectl-kstrata
 # Commands, flags and choices come from the installed kstrata at each TAB
 # (the hidden `kstrata __complete`), so this script does not go stale on upgrade;
 # names of ConfigProfiles, SealedSecrets and namespaces come from the cluster
-# when it answers within ~0.1 s, and nothing is completed otherwise.
+# when it answers within 0.12 s ($KSTRATA_COMPLETION_TIMEOUT), else none.
 _kstrata() {
     local -a lines candidates
     lines=("${(@f)$("${words[1]}" __complete "${(@)words[2,CURRENT]}" 2>/dev/null)}")
@@ -328,7 +333,7 @@ _FISH = r"""# fish completion for kstrata and kubectl-kstrata.
 # Commands, flags and choices come from the installed kstrata at each TAB
 # (the hidden `kstrata __complete`), so this script does not go stale on upgrade;
 # names of ConfigProfiles, SealedSecrets and namespaces come from the cluster
-# when it answers within ~0.1 s, and nothing is completed otherwise.
+# when it answers within 0.12 s ($KSTRATA_COMPLETION_TIMEOUT), else none.
 function __kstrata_complete
     set -l tokens (commandline -opc)
     set -l current (commandline -ct)

@@ -11,13 +11,19 @@ client is imported, and any failure prints no candidates rather than an error.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from typing import Any, TextIO
 
-from kstrata.app.completion import SHELLS, complete, script
+from kstrata.app.completion import NAMES_DEADLINE, SHELLS, complete, script
 from kstrata.cli.common import EXIT_OK, kubeconfig_path
 
 #: The hidden command the completion scripts call.
 COMPLETE: str = "__complete"
+#: Seconds the cluster lookup of one TAB may take (default 0.12): a cluster
+#: far away (three round trips: TCP, TLS, the GET) needs more to give names.
+TIMEOUT_VARIABLE: str = "KSTRATA_COMPLETION_TIMEOUT"
+_MAX_TIMEOUT = 10.0
 
 _EPILOG = """\
 examples:
@@ -30,7 +36,9 @@ examples:
 Commands, flags and choices are completed from the installed kstrata, names
 of ConfigProfiles, SealedSecrets and namespaces from the cluster of the
 current kubeconfig context (or --kubeconfig/--context/-n on the line) when it
-answers within about 0.1 s; nothing is completed when it does not.
+answers within 0.12 s ($KSTRATA_COMPLETION_TIMEOUT seconds, for a distant
+cluster); nothing is completed when it does not, and no plugin (exec,
+auth-provider) is ever run for a completion.
 The scripts also complete `kubectl-kstrata` (the krew plugin's name).
 """
 
@@ -59,6 +67,15 @@ def complete_words(words: list[str], out: TextIO) -> int:
 
     # The words before the cursor name the command: only its group's parser is built.
     parser = build_parser(words[:-1])
-    found = complete(parser, words, kubeconfig_path(argparse.Namespace()))
+    found = complete(parser, words, kubeconfig_path(argparse.Namespace()), _deadline())
     out.write("".join(f"{line}\n" for line in found.lines()))
     return EXIT_OK
+
+
+def _deadline() -> float:
+    """$KSTRATA_COMPLETION_TIMEOUT if it is a sensible number of seconds, else the default."""
+    try:
+        seconds = float(os.environ.get(TIMEOUT_VARIABLE, ""))
+    except ValueError:
+        return NAMES_DEADLINE
+    return seconds if math.isfinite(seconds) and 0 < seconds <= _MAX_TIMEOUT else NAMES_DEADLINE

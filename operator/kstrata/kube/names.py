@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from kstrata.kube.api import Resource
-
 #: What the whole lookup (connect, TLS, request, response) may take, seconds.
 DEFAULT_DEADLINE: Final = 0.12
 #: Names only: the API server sends metadata without specs (PartialObjectMetadataList).
@@ -41,6 +39,29 @@ _ACCEPT: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=
 #: A completion list longer than this is no help at a prompt.
 _LIMIT: Final = 500
 _MAX_RESPONSE: Final = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Where a kind's list lives: the same paths as :mod:`kstrata.kube.api`'s resources.
+
+    Not those resources themselves: that module brings the HTTP client stack
+    with it, tens of milliseconds a TAB cannot spare (a unit test keeps the
+    paths equal).
+    """
+
+    api: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str) -> str:
+        inside = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"{self.api}{inside}/{self.plural}"
+
+
+CONFIG_PROFILES: Final = Listing("/apis/kstrata.dev/v1alpha1", "configprofiles")
+SEALED_SECRETS: Final = Listing("/apis/kstrata.dev/v1alpha1", "sealedsecrets")
+NAMESPACES: Final = Listing("/api/v1", "namespaces", namespaced=False)
 
 
 @dataclass(frozen=True)
@@ -128,13 +149,13 @@ def _target(document: Any, base: Path, context_name: str | None) -> Target | Non
 
 def list_names(
     target: Target,
-    resource: Resource,
+    listing: Listing,
     namespace: str | None = None,
     deadline: float = DEFAULT_DEADLINE,
 ) -> list[str]:
-    """Names of ``resource`` objects (in ``namespace``), or [] if not had within ``deadline``."""
+    """Names of ``listing``'s objects (in ``namespace``), or [] if not had by ``deadline``."""
     stop = time.monotonic() + deadline
-    path = resource.path((namespace or target.namespace) if resource.namespaced else None)
+    path = listing.path(namespace or target.namespace)
     try:
         body = _get(target, f"{path}?limit={_LIMIT}", stop)
         items = json.loads(body).get("items") or []

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kstrata.app.completion import NAMED_OBJECTS, SHELLS, complete, script
+from kstrata.app.completion import NAMED_OBJECTS, NAMES_DEADLINE, SHELLS, complete, script
 from kstrata.cli.common import Parser
+from kstrata.cli.completion_cmd import TIMEOUT_VARIABLE, _deadline
 from kstrata.cli.main import COMMAND_GROUPS, build_parser, main
+from kstrata.kube import api, names
 from kstrata.kube.names import contexts, read_target
 
 
@@ -256,3 +258,46 @@ def test_complete_imports_neither_kopf_nor_the_kubernetes_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_listing_paths_are_the_api_modules_paths() -> None:
+    """names.py keeps its own copies (importing kube.api costs a TAB too much); equal."""
+    assert names.CONFIG_PROFILES.path("ns") == api.CONFIG_PROFILES.path("ns")
+    assert names.SEALED_SECRETS.path("ns") == api.SEALED_SECRETS.path("ns")
+    assert names.NAMESPACES.path("ns") == api.NAMESPACES.path()
+
+
+def test_a_tab_imports_no_http_client_stack() -> None:
+    code = (
+        "import sys, io\n"
+        "from kstrata.cli.main import main\n"
+        "main(['__complete', 'get', '--kubeconfig', '/nonexistent', ''], out=io.StringIO())\n"
+        "import kstrata.kube.names\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'urllib3', 'requests', 'kopf',"
+        " 'kubernetes', 'aiohttp'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.5", 0.5),
+        ("3", 3.0),
+        ("", NAMES_DEADLINE),
+        ("soon", NAMES_DEADLINE),
+        ("0", NAMES_DEADLINE),
+        ("-1", NAMES_DEADLINE),
+        ("nan", NAMES_DEADLINE),
+        ("inf", NAMES_DEADLINE),
+        ("600", NAMES_DEADLINE),
+    ],
+)
+def test_the_deadline_can_be_widened_within_reason(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: float
+) -> None:
+    monkeypatch.setenv(TIMEOUT_VARIABLE, value)
+    assert _deadline() == expected

@@ -20,6 +20,7 @@ No cluster here, so no names (tests/cluster/test_cli_completion.py has those).
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from kstrata.app.completion import script
+from kstrata.cli.main import build_parser
 from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -82,6 +84,13 @@ def scripts(directory: Path) -> dict[str, Path]:
         path.write_text(script(shell))
         found[shell] = path
     return found
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 # --- a line typed into an interactive shell on a pseudo-terminal ------------------------
@@ -292,12 +301,19 @@ def fish_candidates(fish: Path, workdir: Path, line: str) -> list[str]:
         ("kstrata operator run --log-", ["--log-format", "--log-level"]),
         ("kstrata render -f prof", ["profile.yaml"]),
         ("kstrata watch con", ["configs/\tDirectory"]),  # fish describes directories
-        ("kubectl-kstrata keys ", ["export", "list", "rotate"]),
         ("kstrata get ", []),
     ],
 )
 def test_fish_complete(fish: Path, workdir: Path, line: str, expected: list[str]) -> None:
     assert sorted(fish_candidates(fish, workdir, line)) == sorted(expected)
+
+
+def test_fish_subcommands_are_the_parsers(fish: Path, workdir: Path) -> None:
+    """Whatever `keys` has today, exactly, and under the plugin's name too."""
+    commands = subcommands(build_parser(["keys"]))["keys"]
+    expected = sorted(subcommands(commands))
+    assert "rotate" in expected
+    assert sorted(fish_candidates(fish, workdir, "kubectl-kstrata keys ")) == expected
 
 
 def test_zsh_parses_the_script(zsh: Path, workdir: Path) -> None:
