@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import io
 import json
 import logging
@@ -49,6 +50,7 @@ from test_sealing_keys import KEY_SECRET, metric, wait_bundle
 
 from kstrata.cli.main import main
 from kstrata.controller.runner import OperatorContext, build_registry
+from kstrata.crypto import PublicKeyBundle, generate_keypair
 from support.cluster import TestCluster
 from support.leaks import (
     Canary,
@@ -121,6 +123,20 @@ class Flows:
         code, out, err = self.kstrata(f"seal {what}", "seal", *argv)
         self.ok(code, err)
         return out
+
+    def offline(self, what: str, *argv: str, scan_stdout: bool = True) -> tuple[int, str]:
+        """Run an offline command (no kubeconfig); keep its output for the scan.
+
+        ``scan_stdout=False`` is for the one output the user explicitly asked
+        to hold values (``unseal --i-know-this-prints-secrets``): its stdout is
+        returned, not recorded; its stderr is scanned like any other.
+        """
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(argv), out=out, err=err)
+        stray = self.capsys.readouterr()
+        recorded = out.getvalue() + stray.out if scan_stdout else stray.out
+        self.cli.record(what, code, recorded, err.getvalue() + stray.err)
+        return code, out.getvalue()
 
 
 def _operator(
@@ -350,6 +366,82 @@ def key_rotation(flows: Flows, base: Canary, app: Path) -> None:
     flows.ok(code, err)
 
 
+def multi_recipient_raw_and_recovery(flows: Flows, base: Canary, app: Path) -> str:
+    """Issue 15's round trips: two recipients, a raw token, a key backup and offline unseal.
+
+    Returns the one output that holds values by request (``unseal
+    --i-know-this-prints-secrets``), for the positive control.
+    """
+    ns = flows.app
+    cert = flows.work / "cluster-cert.json"
+    code, _, err = flows.kstrata(
+        "keys export (multi)", "keys", "export", "--out", str(cert),
+        "--operator-namespace", flows.keys,
+    )  # fmt: skip
+    flows.ok(code, err)
+    other_cert = flows.work / "other-cluster.json"
+    other_cert.write_text(
+        PublicKeyBundle.of([generate_keypair(created=dt.datetime.now(dt.UTC))]).serialize()
+    )
+    value_file = flows.work / "value"
+    value_file.write_bytes(base.value)
+
+    # One manifest, two clusters: the other cluster's recipient first; this one opens its own.
+    multi = flows.seal(
+        "--cert x2", "--cert", str(other_cert), "--cert", str(cert), "-n", ns, "--name", "multi",
+        "--from-file", f"password={value_file}",
+    )  # fmt: skip
+    flows.kubectl("apply multi", "apply", "-f", "-", input=multi)
+    wait_ready(flows.cluster, ns, "multi", revision=1)
+    assert secret_data(flows.cluster, ns, "multi") == {"password": base.value}
+    # Sealed for the other cluster only: a clear missing-key status, no value anywhere.
+    foreign = flows.seal(
+        "--cert other only", "--cert", str(other_cert), "-n", ns, "--name", "foreign-only",
+        "--from-file", f"password={value_file}",
+    )  # fmt: skip
+    flows.kubectl("apply foreign-only", "apply", "-f", "-", input=foreign)
+    wait_not_ready(flows.cluster, ns, "foreign-only", "SealingKeyMissing")
+
+    # --raw: one bare token from a file, pasted into a manifest by hand.
+    token = flows.seal(
+        "--raw", "--raw", "--cert", str(cert), "-n", ns, "--name", "raw", "--key", "token",
+        "--from-file", str(value_file),
+    ).strip()  # fmt: skip
+    raw = sealed_secret("raw", {"encryptedData": {"token": token}})
+    flows.kubectl("apply raw", "apply", "-n", ns, "-f", "-", input=yaml.safe_dump(raw))
+    wait_ready(flows.cluster, ns, "raw", revision=1)
+    assert secret_data(flows.cluster, ns, "raw") == {"token": base.value}
+
+    # Break-glass: the backup (a file, 0600), then offline unseal with and without the flag.
+    backup = flows.work / "keys-backup.yaml"
+    code, _, err = flows.kstrata(
+        "keys backup", "keys", "backup", "-o", str(backup), "--operator-namespace", flows.keys
+    )
+    flows.ok(code, err)
+    code, _ = flows.offline(
+        "unseal (summary only)", "unseal", "--recovery-keys", str(backup), "-f", str(app),
+        "--env", "prod", "-n", ns,
+    )  # fmt: skip
+    assert code == 0
+    moved = yaml.safe_load(multi)
+    moved["metadata"]["namespace"] = flows.other  # a replay: must not open, must not leak
+    moved_file = flows.work / "moved.yaml"
+    moved_file.write_text(yaml.safe_dump(moved))
+    code, _ = flows.offline(
+        "unseal a moved manifest", "unseal", "--recovery-keys", str(backup), "-f",
+        str(moved_file), "--i-know-this-prints-secrets",
+    )  # fmt: skip
+    assert code == 1
+    multi_file = flows.work / "multi.yaml"
+    multi_file.write_text(multi)
+    code, printed = flows.offline(
+        "unseal --i-know-this-prints-secrets", "unseal", "--recovery-keys", str(backup),
+        "-f", str(multi_file), "--i-know-this-prints-secrets", scan_stdout=False,
+    )  # fmt: skip
+    assert code == 0
+    return printed
+
+
 def history_and_diff(flows: Flows, app: Path) -> dict[str, int | None]:
     """``kstrata history | diff | rollback --dry-run``: they name items, never values."""
     ns = flows.app
@@ -496,6 +588,7 @@ def test_no_canary_leaks_from_any_flow(
         app = round_trip_and_overrides(flows, base, override)
         tokens_that_do_not_open(flows, base, override, app)
         unowned_and_forbidden_secrets(flows, base)
+        requested = multi_recipient_raw_and_recovery(flows, base, app)
         key_rotation(flows, base, app)
         history_codes = history_and_diff(flows, app)
         key_secret_deleted_and_restored(flows, operator, base)
@@ -506,8 +599,11 @@ def test_no_canary_leaks_from_any_flow(
 
     # Positive controls: the dump, the logs and the scan itself are real.
     assert dump.produced_secrets == {
-        f"{namespace}/{name}" for name in ("app", "from-file", "legacy", "later")
+        f"{namespace}/{name}" for name in ("app", "from-file", "legacy", "later", "multi", "raw")
     }
+    # The explicitly requested output of `unseal --i-know-this-prints-secrets` holds the value
+    # (so the scan would see it there), and is the only output left out of the scan.
+    assert scan({"requested unseal output": requested}, [base]), "unseal printed the value"
     assert {"Secret", "SealedSecret", "Event", "ConfigMap", "Namespace"} <= dump.kinds
     found = {
         (hit.canary, hit.location.split(" ")[1])
