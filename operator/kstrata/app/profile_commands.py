@@ -77,6 +77,7 @@ from kstrata.errors import (
     ClusterError,
     ConflictError,
     DocumentError,
+    ForbiddenError,
     InvalidInputError,
     MergeError,
     NotFoundError,
@@ -278,7 +279,8 @@ def list_profiles(
     """ConfigProfiles (and SealedSecrets) in ``namespace`` (``None``: every namespace).
 
     Sorted by kind, namespace, name.  A cluster without the CRDs is told
-    apart from an empty one: ``NotFoundError`` names the next step.
+    apart from an empty one: ``NotFoundError`` names the next step.  A user
+    who may not list SealedSecrets still gets the ConfigProfiles.
     """
     if namespace is not None:
         check_name(namespace, "the namespace")
@@ -296,6 +298,10 @@ def list_profiles(
                 "kubectl apply -k crds/",
                 reason="CRDMissing",
             ) from None
+        except ForbiddenError:
+            if kind == PROFILE_KIND:
+                raise
+            continue  # may list ConfigProfiles but not SealedSecrets: show what is allowed
         rows += [summary(item, kind) for item in items]
     order = {PROFILE_KIND: 0, SEALED_SECRET_KIND: 1}
     return sorted(rows, key=lambda row: (order[row.kind], row.namespace, row.name))
