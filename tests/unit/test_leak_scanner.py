@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kstrata.cli.main import main
+from kstrata.crypto import KeyRing, PublicKeyBundle, generate_keypair
 from support.leaks import (
     REDACTED,
     Canary,
@@ -247,3 +254,94 @@ def test_a_clean_dump_has_no_hit_and_redaction_is_total() -> None:
     assert report([]) == "no leak"
     mixed = f"a {CANARY.text} b {base64.b64encode(OTHER.value).decode()} c"
     assert redact(mixed, [CANARY, OTHER]) == f"a {REDACTED} b {REDACTED} c"
+
+
+# --- the offline sealing and recovery commands, scanned (issue 15) ---------------------
+
+
+def test_offline_multi_recipient_raw_and_recovery_flows_leak_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every output of the offline flows is scanned; only the requested unseal output holds it.
+
+    The same scan the cluster test runs, over ``kstrata seal --cert a --cert b``,
+    ``seal --raw`` (file and stdin), their error paths with the value in
+    the wrong place, ``unseal`` without and with the explicit flag, and the
+    files the commands wrote.
+    """
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    pairs = [generate_keypair(created=datetime(2025, 6, 1, tzinfo=UTC)) for _ in range(2)]
+    certs = []
+    for index, pair in enumerate(pairs):
+        cert = tmp_path / f"cert{index}.json"
+        cert.write_text(PublicKeyBundle.of([pair]).serialize())
+        certs += ["--cert", str(cert)]
+    value = tmp_path / "value"
+    value.write_bytes(CANARY.value)
+    transcript = CliTranscript({})
+
+    def cli(what: str, *argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(argv), out=out, err=err)
+        stray = capsys.readouterr()
+        transcript.record(what, code, out.getvalue() + stray.out, err.getvalue() + stray.err)
+        return code, out.getvalue()
+
+    where = ["-n", "payments", "--name", "db"]
+    code, manifest = cli(
+        "seal x2", "seal", *certs, *where, "--from-file", f"password={value}",
+        "--from-literal", "user=app",
+    )  # fmt: skip
+    assert code == 0
+    code, token = cli("seal --raw file", "seal", "--raw", *certs, *where, "--key", "t",
+                      "--from-file", str(value))  # fmt: skip
+    assert code == 0
+    code, _ = cli("seal --raw stdin", "seal", "--raw", *certs[:2], *where, "--key", "t",
+                  stdin=CANARY.value)  # fmt: skip
+    assert code == 0
+    for what, argv in {
+        "raw with the value as a literal": ["--key", "t", "--from-literal", f"t={CANARY.text}"],
+        "raw with the value as the key": ["--key", f"{CANARY.text}!"],
+        "raw with the value as a path": ["--key", "t", "--from-file", CANARY.text],
+        "raw with the value as the name": ["--key", "t", "--name", f"{CANARY.text}_"],
+    }.items():
+        code, _ = cli(what, "seal", "--raw", *certs, "-n", "payments", "--name", "db", *argv)
+        assert code != 0, what
+    sealed = tmp_path / "sealed.yaml"
+    sealed.write_text(manifest)
+    backup = tmp_path / "backup.yaml"
+    data = {n: base64.b64encode(e).decode() for n, e in KeyRing(pairs[:1]).to_secret_data().items()}
+    backup.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"}, "data": data}
+        )
+    )
+    code, _ = cli("unseal summary", "unseal", "--recovery-keys", str(backup), "-f", str(sealed))
+    assert code == 0
+    # A value typed as --env: a valid name the manifest does not declare, never echoed.
+    cli("unseal, env given as the value", "unseal", "--recovery-keys", str(backup),
+        "-f", str(sealed), "--env", CANARY.text)  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["unseal", "--recovery-keys", str(backup), "-f", str(sealed),
+         "--i-know-this-prints-secrets"],
+        out=out,
+        err=err,
+    )  # fmt: skip
+    assert code == 0
+    requested = out.getvalue()
+    stray = capsys.readouterr()
+    transcript.record("unseal --i-know-this-prints-secrets (stderr only)", code, stray.out,
+                      err.getvalue() + stray.err)  # fmt: skip
+
+    texts = {
+        **transcript.outputs,
+        "file sealed.yaml": sealed.read_text(),
+        "the raw token": token,
+    }
+    assert len(transcript.outputs) == 2 * 10
+    assert not scan(texts, [CANARY]), report(scan(texts, [CANARY]))
+    # Positive control: the one output asked to hold values does hold it (as base64).
+    assert {h.form for h in scan({"requested": requested}, [CANARY])} >= {"base64"}

@@ -295,14 +295,17 @@ def _tokens(
         raise UsageError(
             f"{where} has environments ({', '.join(sorted(environments))}): choose one with --env"
         )
-    if chosen is None:
+    if chosen is None or chosen not in environments:
+        if environment is not None and environments:
+            # The name typed is not quoted: a value pasted in the wrong place may be anywhere.
+            raise UsageError(
+                f"{where} has no such environment as --env names "
+                f"(it has {', '.join(sorted(environments))})"
+            )
+        # As the operator: an environment without an overlay gets the base items.
         return tokens, None
     if not isinstance(chosen, str):
         raise InvalidInputError(f"{where}: spec.environment must be a string")
-    if environment is not None and environments and chosen not in environments:
-        raise UsageError(
-            f"{where} has no environment {chosen} (it has {', '.join(sorted(environments))})"
-        )
     overlay = environments.get(chosen) or {}
     if not isinstance(overlay, dict):
         raise InvalidInputError(f"{where}: spec.environments.{chosen} must be a mapping")
