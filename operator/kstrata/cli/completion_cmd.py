@@ -1,8 +1,9 @@
 """``kstrata completion bash|zsh|fish`` and the hidden ``kstrata __complete``.
 
 The shell only: ``completion`` prints :func:`kstrata.app.completion.script`;
-``__complete`` (called by those scripts at each TAB, never by people, so it
-is not a registered command and not in ``--help``) builds the full parser and
+``__complete`` (called by those scripts, and by kubectl through
+``kubectl_complete-kstrata``, at each TAB, never by people, so it is not a
+registered command and not in ``--help``) builds the full parser and
 prints what :func:`kstrata.app.completion.complete` finds, one item a line.
 It must answer in well under 200 ms: neither kopf nor the ``kubernetes``
 client is imported, and any failure prints no candidates rather than an error.
@@ -24,6 +25,11 @@ COMPLETE: str = "__complete"
 #: far away (three round trips: TCP, TLS, the GET) needs more to give names.
 TIMEOUT_VARIABLE: str = "KSTRATA_COMPLETION_TIMEOUT"
 _MAX_TIMEOUT = 10.0
+#: ``kstrata __complete --kubectl``: answer as kubectl's plugin completion expects.
+KUBECTL_FLAG: str = "--kubectl"
+#: The directive numbers kubectl's completion (cobra) understands: no file
+#: completion (4) after our own words, default file completion (0), directories (16).
+_KUBECTL_DIRECTIVES = {"words": 4, "files": 0, "dirs": 16}
 
 _EPILOG = """\
 examples:
@@ -39,7 +45,8 @@ current kubeconfig context (or --kubeconfig/--context/-n on the line) when it
 answers within 0.12 s ($KSTRATA_COMPLETION_TIMEOUT seconds, for a distant
 cluster); nothing is completed when it does not, and no plugin (exec,
 auth-provider) is ever run for a completion.
-The scripts also complete `kubectl-kstrata` (the krew plugin's name).
+The scripts also complete `kubectl-kstrata`; `kubectl kstrata` completes
+(kubectl 1.26+) when `kubectl_complete-kstrata` is on PATH (plugins/krew/).
 """
 
 
@@ -62,14 +69,30 @@ def _completion(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def complete_words(words: list[str], out: TextIO) -> int:
-    """``kstrata __complete WORD...``: print the directive and candidates; never fail."""
+    """``kstrata __complete [--kubectl] WORD...``: print what may come next; never fail.
+
+    ``--kubectl``: in the format kubectl (1.26+) expects from a plugin's
+    ``kubectl_complete-NAME`` program: candidates, then ``:DIRECTIVE``.
+    """
     from kstrata.cli.main import build_parser
 
+    for_kubectl = words[:1] == [KUBECTL_FLAG]
+    words = words[1:] if for_kubectl else words
     # The words before the cursor name the command: only its group's parser is built.
     parser = build_parser(words[:-1])
     found = complete(parser, words, kubeconfig_path(argparse.Namespace()), _deadline())
-    out.write("".join(f"{line}\n" for line in found.lines()))
+    lines = found.lines()
+    if for_kubectl:
+        lines = [*found.words, f":{_KUBECTL_DIRECTIVES[found.directive]}"]
+    out.write("".join(f"{line}\n" for line in lines))
     return EXIT_OK
+
+
+def kubectl_complete() -> None:
+    """Entry point of ``kubectl_complete-kstrata``, which kubectl runs for ``kubectl kstrata``."""
+    import sys
+
+    sys.exit(complete_words([KUBECTL_FLAG, *sys.argv[1:]], sys.stdout))
 
 
 def _deadline() -> float:

@@ -301,3 +301,24 @@ def test_the_deadline_can_be_widened_within_reason(
 ) -> None:
     monkeypatch.setenv(TIMEOUT_VARIABLE, value)
     assert _deadline() == expected
+
+
+def test_kubectls_plugin_completion_format() -> None:
+    """``__complete --kubectl``: candidates, then cobra's directive (kubectl 1.26+)."""
+    out = io.StringIO()
+    assert main(["__complete", "--kubectl", "ge"], out=out) == 0
+    assert out.getvalue() == "get\n:4\n"
+    out = io.StringIO()
+    assert main(["__complete", "--kubectl", "watch", ""], out=out) == 0
+    assert out.getvalue() == ":16\n"
+
+
+def test_kubectl_complete_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kstrata.cli.completion_cmd import kubectl_complete
+
+    monkeypatch.setattr(sys, "argv", ["kubectl_complete-kstrata", "completion", "z"])
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    with pytest.raises(SystemExit) as exit_request:
+        kubectl_complete()
+    assert (exit_request.value.code, out.getvalue()) == (0, "zsh\n:4\n")
