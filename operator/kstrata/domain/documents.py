@@ -366,9 +366,12 @@ def load_yaml_documents(
     An empty document yields ``None``; an empty stream yields ``[]``.
     """
     text = _decode(data, source, limits)
-    parser = _parser(text)
     builder = _Builder(source, limits)
+    parser: Any = None
     try:
+        # Inside the try: the pure-Python reader checks the whole text for
+        # unprintable characters as it is built, and raises ReaderError then.
+        parser = _parser(text)
         return _build(parser, builder)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
