@@ -23,6 +23,7 @@ help:
 	@echo "make cluster-down  stop it (and undo every change the node made to this machine)"
 	@echo "make lint          ruff, mypy --strict, import-linter"
 	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
+	@echo "make fuzz          every atheris fuzz target for FUZZ_SECONDS (300) each; tests/fuzz/README.md"
 	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
 
 # Development, test and CI dependencies come from the hashed lock only
@@ -103,6 +104,14 @@ demo: build-controlplane
 
 bench: build-controlplane
 	$(BIN)/python benchmarks/run.py
+
+# The short run of each fuzz target is part of `make test` (tests/fuzz); this is
+# the longer one.  FUZZ_ARGS=--merge minimises new finds into tests/fuzz/corpus.
+FUZZ_SECONDS ?= 300
+FUZZ_ARGS ?=
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz/runner.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 clean:
 	-$(NODE) down

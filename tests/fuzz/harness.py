@@ -1,0 +1,35 @@
+"""Run one fuzz target under atheris (libFuzzer):  harness.py TARGET [libFuzzer args].
+
+kstrata (and PyYAML's pure-Python parser) is imported inside
+``atheris.instrument_imports`` so libFuzzer sees Python line coverage and
+keeps the inputs that reach new code.  Everything after the target name is
+passed to libFuzzer as is: corpus directories, ``-max_total_time=``,
+``-runs=``, ``-artifact_prefix=`` and so on.  :mod:`fuzz.runner` is the usual
+way to call this (``make fuzz``, tests/fuzz/test_fuzz_short.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+from atheris.import_hook import instrument_imports
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+with instrument_imports(include=["kstrata", "yaml"]):
+    from fuzz.targets import TARGETS
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
+        sys.exit(f"usage: harness.py {{{','.join(TARGETS)}}} [libFuzzer args]")
+    target = TARGETS[sys.argv[1]]
+    # libFuzzer reads argv[0] as the program name; drop the target name.
+    atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
