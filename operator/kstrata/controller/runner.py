@@ -160,6 +160,8 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
 
     @kopf.on.login(id="login", registry=registry)
     async def login(**_: Any) -> kopf.AiohttpSession:
+        # kopf calls this again when the API server answers 401: an in-cluster
+        # token is read from its file each time, so a rotated token is picked up.
         credentials = context.cluster.credentials
         info = kopf.ConnectionInfo(
             server=credentials.server,
@@ -168,7 +170,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
             certificate_path=credentials.certificate_path,
             private_key_path=credentials.private_key_path,
             scheme=credentials.scheme,
-            token=credentials.token,
+            token=credentials.current_token(),
             default_namespace=context.settings.operator_namespace,
         )
         return bounded_session(info, connection_limit(context.settings))

@@ -1,11 +1,11 @@
 """Typed, JSON-in/JSON-out access to the Kubernetes REST API.
 
-Why raw REST through the client's ``call_api`` instead of the generated
-models: kstrata handles objects as plain JSON (the domain layer works on
+Why raw REST (over :mod:`kstrata.kube.transport`) instead of the ``kubernetes``
+client's generated models: kstrata handles objects as plain JSON (the domain layer works on
 JSON), the generated model round trip costs milliseconds per object, and one
 small surface (get/list/create/replace/patch/delete on a ``Resource``) is easy
 to keep correct.  Every client error is translated here into
-``kstrata.errors``: callers never see ``ApiException`` or HTTP codes, and no
+``kstrata.errors``: callers never see transport exceptions or HTTP codes, and no
 response body (which may echo object data) is ever put into a message.
 """
 
@@ -25,6 +25,7 @@ from kstrata.errors import (
     TransientClusterError,
 )
 from kstrata.kube.connection import Cluster
+from kstrata.kube.transport import HttpStatusError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class KubeApi:
     """The operations kstrata needs, on plain JSON objects."""
 
     def __init__(self, cluster: Cluster, *, timeout: float = 30.0) -> None:
-        self._client = cluster.api_client
+        self._transport = cluster.transport
         self._timeout = timeout
 
     def _call(
@@ -142,37 +143,22 @@ class KubeApi:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> JSON:
-        from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
-            serialized = self._client.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query or [],
-                header_params=headers,
+            response = self._transport.request(
+                method,
+                path,
+                query=query,
                 body=body,
-                auth_settings=["BearerToken"],
+                content_type=content_type,
+                timeout=self._timeout,
             )
-            method_, url, header_params, body_, post_params = serialized
-            response = self._client.call_api(
-                method_,
-                url,
-                header_params=header_params,
-                body=body_,
-                post_params=post_params,
-                _request_timeout=self._timeout,
-            )
-            raw = response.read()
-        except ApiException as exc:
-            raise _translate(exc, what) from exc
         except (HTTPError, OSError) as exc:
             raise TransientClusterError(f"{what}: cannot reach the API server") from exc
+        raw = response.data
         if not 200 <= response.status < 300:
-            failure = ApiException(status=response.status, reason=response.reason)
-            failure.body = raw
-            raise _translate(failure, what)
+            raise _translate(HttpStatusError(response.status, response.reason, raw), what)
         result: JSON = json.loads(raw) if raw else {}
         return result
 
