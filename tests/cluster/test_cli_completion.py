@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 import yaml
 
-from kstrata.app.completion import NAMES_DEADLINE
+from kstrata.app.completion import NAMES_DEADLINE, script
 from kstrata.cli.completion_cmd import TIMEOUT_VARIABLE
 from kstrata.cli.main import main
 from support.cluster import TestCluster
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
 KSTRATA = Path(sys.executable).with_name("kstrata")
+INSTALLER = Path(__file__).resolve().parents[2] / "tools" / "gotools" / "install.py"
 #: How much later than the lookup's own deadline the call may return (Python's
 #: overhead on a busy shared 2-core machine); still far from a stalled prompt,
 #: which a silent server would otherwise cause for as long as TCP waits.
@@ -148,6 +149,54 @@ def test_the_kubeconfig_from_the_environment_and_its_context_namespace(
         f"kstrata __complete set b (names from the cluster, whole process): "
         f"min {timings[0] * 1000:.0f} ms, median {timings[2] * 1000:.0f} ms"
     )
+
+
+def test_real_bash_and_fish_complete_names_from_the_cluster(
+    cluster: TestCluster, objects: str, tmp_path: Path
+) -> None:
+    """The whole path a person uses: the shell's script, kstrata __complete, the API server."""
+    fish = subprocess.run(
+        [sys.executable, str(INSTALLER), "fish"], capture_output=True, text=True, timeout=900
+    )
+    assert fish.returncode == 0, fish.stderr
+    env = {
+        **os.environ,
+        "PATH": f"{KSTRATA.parent}{os.pathsep}{os.environ['PATH']}",
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+    (tmp_path / "kstrata.bash").write_text(script("bash"))
+    (tmp_path / "kstrata.fish").write_text(script("fish"))
+    bash = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+            '_kstrata_complete; printf "%s\\n" "${COMPREPLY[@]}"',
+            "bash",
+            str(tmp_path / "kstrata.bash"),
+            *("kstrata", "rollback", "-n", objects, "alpha"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bash.stdout.split() == ["alpha-db", "alpha-token", "alpha-web"]
+    fish_run = subprocess.run(
+        [
+            fish.stdout.strip().splitlines()[-1],
+            "--no-config",
+            "-c",
+            "source $argv[1]; complete -C $argv[2]",
+            str(tmp_path / "kstrata.fish"),
+            f"kstrata get -n {objects} ",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (fish_run.stdout.split(), fish_run.stderr) == (["alpha-db", "alpha-web", "beta"], "")
 
 
 @pytest.mark.usefixtures("default_deadline")
