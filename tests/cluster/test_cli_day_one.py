@@ -133,9 +133,17 @@ def test_a_stopped_operator_shows_as_stale_everywhere(cluster: TestCluster, name
     payments(cluster, namespace)
     with running_operator(cluster, namespaces=(namespace,)):
         settled(cluster, namespace, ready="True")
-    # The operator is stopped: the change is written, and nothing applies it.
-    code, out, _ = kstrata(cluster, "set", "payments", "replicas=3", "-n", namespace)
-    assert (code, out) == (0, "configprofile.kstrata.dev/payments configured\n")
+    # The operator is stopped: the change is written, nothing applies it, and set says so.
+    code, out, err = kstrata(
+        cluster, "set", "payments", "replicas=3", "-n", namespace, "--timeout", "1"
+    )
+    assert (code, out) == (3, "")
+    assert err == (
+        f"error: the change to ConfigProfile {namespace}/payments was written, but the "
+        "operator did not report on it within 1s (it is stopped or busy): it is not applied "
+        "yet; kstrata list shows it as Stale until it is (--no-wait skips this wait)\n"
+    )
+    assert profile(cluster, namespace)["spec"]["base"]["replicas"] == 3
 
     code, out, _ = kstrata(cluster, "list", "-n", namespace, "-o", "wide")
     lines = [line.split() for line in out.splitlines()]
@@ -179,7 +187,7 @@ def test_set_refuses_unknown_keys_and_environments_with_did_you_mean(
 
     # --create: the new key is meant.
     code, out, _ = kstrata(
-        cluster, "set", "payments", "database.timeout=5", "-n", namespace, "--create"
+        cluster, "set", "payments", "database.timeout=5", "-n", namespace, "--create", "--no-wait"
     )
     assert (code, out) == (0, "configprofile.kstrata.dev/payments configured\n")
     assert profile(cluster, namespace)["spec"]["base"]["database"] == {"pool": 10, "timeout": 5}

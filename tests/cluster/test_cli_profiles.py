@@ -346,7 +346,12 @@ def test_set_writes_typed_values_and_a_change_cause_without_values(
         cluster, "set", "api", "port=8080", "debug=true", "name='x'", "log.level=debug",
         "-n", namespace, "--create",
     )  # fmt: skip
-    assert (code, out, err) == (0, "configprofile.kstrata.dev/api configured\n", "")
+    # It waited for the operator: the change is applied, and serving as revision 2.
+    assert (code, out, err) == (
+        0,
+        "configprofile.kstrata.dev/api configured (serving revision 2)\n",
+        "",
+    )
     body = get_profile(cluster, namespace, "api")
     base = body["spec"]["base"]
     assert base == {"port": 8080, "debug": True, "name": "x", "log": {"level": "debug"}}
@@ -373,7 +378,8 @@ def test_set_writes_typed_values_and_a_change_cause_without_values(
     code, out, _ = kstrata(
         cluster, "set", "api", "--env", "prod", "port=9443", "-n", namespace, "--create"
     )
-    assert (code, out) == (0, "configprofile.kstrata.dev/api configured\n")
+    # Applied; dev renders the same, so revision 2 keeps serving.
+    assert (code, out) == (0, "configprofile.kstrata.dev/api configured (serving revision 2)\n")
     body = get_profile(cluster, namespace, "api")
     assert body["spec"]["environments"] == {"prod": {"port": 9443}}
     assert body["metadata"]["annotations"]["kubernetes.io/change-cause"] == (
@@ -491,7 +497,7 @@ def test_set_rereads_and_retries_once_after_a_conflict(
 ) -> None:
     apply(cluster, namespace, profile("api", {"base": {"port": 80}}))
     seen = _race(monkeypatch, cluster, namespace, races=1)
-    code, out, err = kstrata(cluster, "set", "api", "port=81", "-n", namespace)
+    code, out, err = kstrata(cluster, "set", "api", "port=81", "-n", namespace, "--no-wait")
     assert (code, out, err) == (0, "configprofile.kstrata.dev/api configured\n", "")
     assert len(seen) == 2
     assert seen[0] != seen[1]  # the retry used the re-read resourceVersion
@@ -505,7 +511,7 @@ def test_set_gives_up_after_a_second_conflict(
 ) -> None:
     apply(cluster, namespace, profile("api", {"base": {"port": 80}}))
     seen = _race(monkeypatch, cluster, namespace, races=2)
-    code, out, err = kstrata(cluster, "set", "api", "port=81", "-n", namespace)
+    code, out, err = kstrata(cluster, "set", "api", "port=81", "-n", namespace, "--no-wait")
     assert (code, out) == (3, "")
     assert "changed while kstrata set was writing" in err
     assert len(seen) == 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -635,6 +636,54 @@ class SetResult:
     #: False when every value was already set: nothing needed writing.
     changed: bool
     written: bool
+    #: The revision the operator reported for the change (when waited for).
+    revision: int | None = None
+
+
+#: How often a writing command looks whether the operator has handled its change.
+POLL_INTERVAL: Final = 0.2
+
+
+def await_operator(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    *,
+    generation: int,
+    what: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int | None:
+    """The revision the operator reports once it has handled ``generation`` of the profile.
+
+    ``ClusterError`` (reason ``Timeout``) when it does not within ``timeout``
+    (stopped or busy); ``InvalidInputError`` with the operator's own
+    (value-free) reason when it refused the change.  The change stays
+    written either way, and the message says so.
+    """
+    deadline = clock() + timeout
+    while True:
+        obj = api.get(CONFIG_PROFILES, namespace, name)
+        state = summary(obj)
+        if state.observed_generation is not None and state.observed_generation >= generation:
+            break
+        if clock() >= deadline:
+            raise ClusterError(
+                f"{what} was written, but the operator did not report on it within "
+                f"{timeout:g}s (it is stopped or busy): it is not applied yet; kstrata list "
+                "shows it as Stale until it is (--no-wait skips this wait)",
+                reason="Timeout",
+            )
+        sleep(POLL_INTERVAL)
+    if state.ready != "True":
+        message = ready_condition(obj).get("message") or "no message"
+        raise InvalidInputError(
+            f"{what} was written, but the operator did not apply it: "
+            f"{state.reason or 'NotReady'}: {message}; revision {state.revision} keeps serving",
+            reason="NotApplied",
+        )
+    return state.revision
 
 
 def change_cause(
@@ -869,6 +918,10 @@ def set_values(
     environment: str | None = None,
     dry_run: bool = False,
     create: bool = False,
+    wait: bool = False,
+    timeout: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
     default_environment: str = DEFAULT_ENVIRONMENT,
 ) -> SetResult:
     """Write ``KEY=VALUE`` pairs into ``spec.base`` (or ``spec.environments.<environment>``).
@@ -883,6 +936,10 @@ def set_values(
     profile does not declare, is refused with the closest known name
     (``UsageError``: ``databse.pool``, did you mean ``database.pool``?)
     unless ``create`` says the new key or overlay is meant.
+
+    With ``wait`` it returns once the operator has handled the change (see
+    :func:`await_operator`): the write is the user's, applying it is the
+    operator's, and a ``configured`` that nothing applies is not the truth.
     """
     check_name(namespace, "the namespace")
     check_name(name, "the ConfigProfile name")
@@ -926,7 +983,7 @@ def set_values(
         meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE: cause}
         body = {**profile, "metadata": meta, "spec": spec}
         try:
-            api.replace(CONFIG_PROFILES, namespace, body)
+            written = api.replace(CONFIG_PROFILES, namespace, body)
         except TransientClusterError as error:
             raise explain_refused_write(api, error) from None
         except ConflictError:
@@ -936,7 +993,21 @@ def set_values(
                     "twice; nothing was written, run the command again"
                 ) from None
             continue
-        return SetResult(namespace, name, view, cause, changed=True, written=True)
+        revision = None
+        if wait:
+            revision = await_operator(
+                api,
+                namespace,
+                name,
+                generation=_integer((written.get("metadata") or {}).get("generation")) or 0,
+                what=f"the change to ConfigProfile {namespace}/{name}",
+                timeout=timeout,
+                sleep=sleep,
+                clock=clock,
+            )
+        return SetResult(
+            namespace, name, view, cause, changed=True, written=True, revision=revision
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -1364,6 +1435,7 @@ __all__ = [
     "ImportResult",
     "ProfileSummary",
     "SetResult",
+    "await_operator",
     "change_cause",
     "check_environment_flag",
     "check_name",

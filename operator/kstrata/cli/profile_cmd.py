@@ -97,6 +97,8 @@ def register(commands: Any) -> None:
         description="Write KEY=VALUE pairs (VALUE read as YAML: 8080 is a number, true a "
         "boolean, 'x' a string) into spec.base, or into spec.environments.ENV with --env. "
         "A key or environment the profile does not have is refused unless --create. "
+        "Then it waits (--timeout, --no-wait) until the operator has handled the change and "
+        "says so when it does not. "
         "The whole changed profile is validated for every environment before anything is "
         "written; the change-cause annotation records the key names, never the values.",
     )
@@ -115,6 +117,19 @@ def register(commands: Any) -> None:
     )
     set_.add_argument(
         "-o", "--output", choices=DATA_FORMATS, default="yaml", help="--dry-run output"
+    )
+    set_.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="do not wait for the operator to handle the change",
+    )
+    set_.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the operator (default: 30)",
     )
     _cluster_flags(set_)
     set_.set_defaults(handler=_set)
@@ -296,6 +311,8 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import set_values
 
     name = _profile_name(args.name, "set")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
     api, namespace = _connect(args)
     result = set_values(
         api,
@@ -305,11 +322,15 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
         environment=args.env,
         dry_run=args.dry_run,
         create=args.create,
+        wait=args.wait,
+        timeout=args.timeout,
     )
     if args.dry_run:
         print_data(result.manifest, args.output, out)
     else:
         outcome = "configured" if result.written else "unchanged"
+        if result.revision is not None:
+            outcome += f" (serving revision {result.revision})"
         print(f"configprofile.kstrata.dev/{result.name} {outcome}", file=out)
     return EXIT_OK
 
