@@ -78,9 +78,9 @@ test-cluster: build-controlplane
 # a fresh machine) and, as root, the node's images (debootstrap, buildah).
 # Each is a no-op when its cache is current.
 test-deps: $(STAMP)
-	$(BIN)/python tools/gotools/install.py helm promtool
+	$(BIN)/python tools/gotools/install.py helm promtool krew
 	if [ "$$(id -u)" = 0 ]; then \
-	  $(BIN)/python tools/gotools/install.py lua5.1 && $(BIN)/python tools/images/images.py build; \
+	  $(BIN)/python tools/gotools/install.py lua5.1 zsh fish && $(BIN)/python tools/images/images.py build; \
 	fi
 
 # One pytest run for every tier: the cluster tier starts one control plane per
