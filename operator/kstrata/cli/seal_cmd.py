@@ -65,7 +65,9 @@ def register(commands: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    seal.add_argument("-n", "--namespace", default=None, help="the SealedSecret's namespace")
+    seal.add_argument(
+        "-n", "--namespace", default=None, help="the SealedSecret's namespace (default: context's)"
+    )
     seal.add_argument("--name", default=None, help="the SealedSecret's name")
     seal.add_argument(
         "--scope",
@@ -121,6 +123,8 @@ def register(commands: Any) -> None:
         "--i-know-this-prints-secrets it only reports which items open with which key; "
         "with it, it prints the Secret manifests, in clear.  See docs/operations.md, "
         "'Break-glass recovery'.",
+        # The consent flag must be typed in full: no argparse prefix (--i-know) stands for it.
+        allow_abbrev=False,
     )
     unseal.add_argument(
         "--recovery-keys",

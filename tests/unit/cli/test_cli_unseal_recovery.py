@@ -121,6 +121,14 @@ def test_with_the_flag_the_secret_manifest_is_printed(tmp_path: Path, cluster_ke
     assert base64.b64decode(secret["data"]["user"]) == b"app"
 
 
+def test_the_flag_cannot_be_abbreviated(tmp_path: Path, cluster_key: KeyPair) -> None:
+    keys = backup_file(tmp_path, cluster_key)
+    sealed = sealed_file(tmp_path, cluster_key)
+    code, out, err = run("unseal", "--recovery-keys", str(keys), "-f", str(sealed), "--i-know")
+    assert (code, out) == (2, "")
+    assert "unrecognized" in err
+
+
 def test_a_multi_recipient_manifest_opens_with_either_backup(
     tmp_path: Path, cluster_key: KeyPair, other_key: KeyPair
 ) -> None:
