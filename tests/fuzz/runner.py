@@ -137,11 +137,14 @@ def merge_into_corpus(target: str, work: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("targets", nargs="*", choices=[[], *TARGET_NAMES], default=[])
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=", ".join(TARGET_NAMES))
     parser.add_argument("--seconds", type=int, default=300, help="per target (default 300)")
     parser.add_argument("--work", type=Path, help="work directory (default: a new temporary one)")
     parser.add_argument("--merge", action="store_true", help="minimise finds into the corpus")
     options = parser.parse_args(argv)
+    unknown = sorted(set(options.targets) - set(TARGET_NAMES))
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}")
     work_root = options.work or Path(tempfile.mkdtemp(prefix="kstrata-fuzz-"))
     failed = False
     for target in options.targets or TARGET_NAMES:

@@ -129,6 +129,12 @@ def fuzz_token(data: bytes) -> None:
             pair = KeyPair.from_secret_entry(payload)
         except _SEALING_ERRORS:
             return
+        if pair.created.year < 1000:
+            # Known finding, not fixed here (crypto/ is not this target's to
+            # mend): such a year is read but written with fewer than four
+            # digits, which does not read back.  test_fuzz_findings.py holds
+            # it as a strict xfail; drop this guard when that test passes.
+            return
         assert KeyPair.from_secret_entry(pair.to_secret_entry()).key_id == pair.key_id
 
 

@@ -199,7 +199,12 @@ class _Builder:
 
     def scalar(self, event: events.ScalarEvent) -> None:
         tag = event.tag
-        if tag is None or tag == "!":
+        if tag == "!":
+            # The non-specific tag "!" marks a scalar as not plain: a string
+            # (libyaml and the pure-Python parser report its implicit flags
+            # differently, so they must not decide).
+            tag = _STR
+        elif tag is None:
             tag = _resolve_plain(event.value) if event.implicit[0] else _STR
         key_position = self._in_key_position()
         value: JSONValue | _MergeKey
