@@ -76,6 +76,10 @@ class Settings:
     #: follows several sources rolls, so one apply that changes two of them rolls it once
     #: (0..5).  A workload that follows one source never waits for it.
     reload_quiet_seconds: float = 1.0
+    #: Honour stakater/Reloader's annotations (``reloader.stakater.com/auto``, ``…/search``
+    #: with ``…/match``, the typed autos and reloads, ``…/ignore``) on workloads that carry
+    #: no ``kstrata.dev/reload``, so Reloader can be removed without editing a workload.
+    reloader_compatible: bool = False
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -190,6 +190,7 @@ _VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "blocked_retry_seconds": st.integers(min_value=1, max_value=86400),
     "reload_coalesce_seconds": st.floats(min_value=0, max_value=2),
     "reload_quiet_seconds": st.floats(min_value=0, max_value=5),
+    "reloader_compatible": st.booleans(),
 }
 
 

@@ -49,6 +49,7 @@ namespace).  Only workloads in the namespace given are ever read or written.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import time
@@ -58,6 +59,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict, TypeVar
 
 from kstrata import metrics
+from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
+from kstrata.domain import reload_annotations as ra
 from kstrata.errors import InvalidInputError, KstrataError, NotFoundError
 from kstrata.kube.api import (
     CONFIG_MAPS,
@@ -92,8 +95,20 @@ STRATEGIES: Final = frozenset({ROLLING, HOT, NONE})
 PROFILE_KIND: Final = "ConfigProfile"
 SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
 
+#: Workloads whose pod template is ``spec.template``.
 WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
+#: CronJobs: the pod template is ``spec.jobTemplate.spec.template``; rolling it
+#: makes the next Job run with the new configuration (running Jobs finish as
+#: they started).
+CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
+RELOADABLE: Final = (*WORKLOADS, CRON_JOBS)
+#: Kinds ``spec.reload.targets`` may name (the CRD's enum; CronJobs opt in by annotation).
 WORKLOAD_KINDS: Final = frozenset(r.kind for r in WORKLOADS)
+CONFIG_MAP_KIND: Final = ra.CONFIG_MAP
+SECRET_KIND: Final = ra.SECRET
+#: The key Secret entry with the operator's fingerprint key (app.sealing_keys).
+FINGERPRINT_ENTRY: Final = "fingerprint-key.json"
+KEY_SECRET_NAME: Final = "kstrata-sealing-keys"  # noqa: S105 (an object name)
 
 #: Parallel API calls in one pass: a fan-out to 50 workloads is 50 patches, and
 #: they are independent.  Small, because the operator shares two cores.
@@ -157,6 +172,10 @@ def parse_targets(spec: Any) -> tuple[Target, ...]:
 # --- pure decision ---------------------------------------------------------
 
 
+#: A recorded revision: a number (kstrata's sources) or a keyed fingerprint (plain ones).
+Revision = int | str
+
+
 @dataclass(frozen=True)
 class Sources:
     """Current revisions of the namespace's kstrata sources (revision 0: none yet)."""
@@ -171,6 +190,15 @@ class Sources:
     profile_targets: Mapping[str, tuple[Target, ...]] = field(default_factory=dict)
     #: SealedSecret name -> its ``spec.reload.targets``.
     sealed_targets: Mapping[str, tuple[Target, ...]] = field(default_factory=dict)
+    #: (ConfigMap|Secret, name) -> keyed fingerprint of its data, for the
+    #: ConfigMaps and Secrets kstrata does not produce that workloads follow.
+    plain: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: Plain sources that opted out (``kstrata.dev/reload-ignore``, Reloader's ``ignore``).
+    ignored: frozenset[tuple[str, str]] = frozenset()
+    #: Plain sources carrying Reloader's ``match`` (for ``search`` workloads).
+    matching: frozenset[tuple[str, str]] = frozenset()
+    #: Honour Reloader's annotations (``settings.reloader_compatible``).
+    reloader_compatible: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,26 +224,33 @@ class Decision:
     desired: str = ""
     recorded: str | None = None
     #: Names whose revision changed, for the event: name -> (recorded, current).
-    changed: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    #: Plain sources have keyed fingerprints instead of numbers.
+    changed: Mapping[str, tuple[Revision, Revision]] = field(default_factory=dict)
 
 
-def parse_revisions(value: str | None) -> dict[str, int]:
-    """``a=1,b=2`` -> ``{"a": 1, "b": 2}``; malformed entries are dropped, not fatal."""
-    result: dict[str, int] = {}
+def parse_revisions(value: str | None) -> dict[str, Revision]:
+    """``a=1,configmap/b=Xy_z`` -> ``{"a": 1, "configmap/b": "Xy_z"}``; malformed entries dropped.
+
+    Numbers are kstrata's revisions; ``configmap/`` and ``secret/`` keys carry
+    keyed fingerprints (base64url) of sources kstrata does not produce.
+    """
+    result: dict[str, Revision] = {}
     for entry in (value or "").split(","):
         name, sep, number = entry.strip().rpartition("=")
-        if sep and name and number.isdigit():
+        if not (sep and name and number):
+            continue
+        if number.isdigit():
             result[name] = int(number)
+        elif name.startswith((ra.CONFIG_MAP_PREFIX, ra.SECRET_PREFIX)) and all(
+            c.isalnum() or c in "-_" for c in number
+        ):
+            result[name] = number
     return result
 
 
-def format_revisions(revisions: Mapping[str, int]) -> str:
+def format_revisions(revisions: Mapping[str, Revision]) -> str:
     """Sorted by name so the same revisions always give the same annotation."""
     return ",".join(f"{name}={revisions[name]}" for name in sorted(revisions))
-
-
-def _names(value: str) -> list[str]:
-    return sorted({part.strip() for part in value.split(",") if part.strip()})
 
 
 def _containers(pod_spec: JSON) -> Iterable[JSON]:
@@ -264,47 +299,96 @@ def _targeted_by(workload: JSON, targets: Mapping[str, tuple[Target, ...]]) -> s
     return {name for name, entries in targets.items() if any(t.matches(workload) for t in entries)}
 
 
+def pod_template(workload: JSON) -> JSON:
+    """The workload's pod template (a CronJob's is inside its job template); {} if none."""
+    spec = workload.get("spec") or {}
+    if workload.get("kind") == CRON_JOBS.kind:
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    template = spec.get("template")
+    return template if isinstance(template, dict) else {}
+
+
+def template_patch(workload: JSON, annotations: JSON) -> JSON:
+    """A merge patch that sets ``annotations`` on the workload's pod template."""
+    template: JSON = {"template": {"metadata": {"annotations": annotations}}}
+    if workload.get("kind") == CRON_JOBS.kind:
+        return {"spec": {"jobTemplate": {"spec": template}}}
+    return {"spec": template}
+
+
+def reload_request(workload: JSON, *, reloader_compatible: bool) -> ra.ReloadRequest:
+    """What the workload's own annotations ask to follow."""
+    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    return ra.request_for(annotations, reloader_compatible=reloader_compatible)
+
+
+def wanted_plain(workload: JSON, request: ra.ReloadRequest) -> set[tuple[str, str]]:
+    """(ConfigMap|Secret, name) the request may follow: referenced (autos) and named ones."""
+    wanted = {(CONFIG_MAP_KIND, n) for n in request.config_maps}
+    wanted |= {(SECRET_KIND, n) for n in request.secrets}
+    if request.auto:
+        config_maps, secrets = referenced_objects(pod_template(workload).get("spec") or {})
+        if request.auto_config_maps:
+            wanted |= {(CONFIG_MAP_KIND, n) for n in config_maps}
+        if request.auto_secrets:
+            wanted |= {(SECRET_KIND, n) for n in secrets}
+    return wanted
+
+
 def dependencies(workload: JSON, sources: Sources) -> dict[str, tuple[str, str]] | None:
     """Record key -> (source kind, source name) this workload rolls for; None: not opted in.
 
     Keys are source names.  A SealedSecret whose name is also a used
     ConfigProfile's is keyed ``secret:<name>`` so neither hides the other.
-    Sources that do not exist or have no revision yet are left out: they have
-    nothing to roll to.
+    ConfigMaps and Secrets kstrata does not produce are keyed
+    ``configmap/<name>`` and ``secret/<name>``.  Sources that do not exist or
+    have no revision yet are left out: they have nothing to roll to.
     """
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
-    value = (annotations.get(RELOAD_ANNOTATION) or "").strip()
+    request = reload_request(workload, reloader_compatible=sources.reloader_compatible)
     profiles = _targeted_by(workload, sources.profile_targets)
     sealed = _targeted_by(workload, sources.sealed_targets)
-    if not value and not profiles and not sealed:
+    if request.is_empty() and not profiles and not sealed:
         return None
-    if value == AUTO:
-        pod_spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-        config_maps, secrets = referenced_objects(pod_spec)
-        profiles |= {sources.config_maps[n] for n in config_maps if n in sources.config_maps}
-        sealed |= {sources.secrets[n] for n in secrets if n in sources.secrets}
-    elif value:
-        for name in _names(value):
-            if name in sources.profiles:
-                profiles.add(name)
-            if name in sources.sealed_secrets:
-                sealed.add(name)
+    plain: dict[str, tuple[str, str]] = {}
+    explicit = {(CONFIG_MAP_KIND, n) for n in request.config_maps}
+    explicit |= {(SECRET_KIND, n) for n in request.secrets}
+    for kind, name in wanted_plain(workload, request):
+        owners = sources.config_maps if kind == CONFIG_MAP_KIND else sources.secrets
+        if name in owners:
+            # Rendered or unsealed by kstrata: follow its source's revision.
+            (profiles if kind == CONFIG_MAP_KIND else sealed).add(owners[name])
+        elif (kind, name) in sources.plain and (kind, name) not in sources.ignored:
+            unmatched = (kind, name) not in explicit and (kind, name) not in sources.matching
+            if request.match_only and unmatched:
+                continue
+            plain[ra.record_key(kind, name)] = (kind, name)
+    for name in request.names:
+        if name in sources.profiles:
+            profiles.add(name)
+        if name in sources.sealed_secrets:
+            sealed.add(name)
     result = {name: (PROFILE_KIND, name) for name in profiles if sources.profiles.get(name, 0) > 0}
     for name in sealed:
         if sources.sealed_secrets.get(name, 0) > 0:
             result[f"secret:{name}" if name in result else name] = (SEALED_SECRET_KIND, name)
+    result.update(plain)
     return result
 
 
-def current_revisions(workload: JSON, sources: Sources) -> dict[str, int] | None:
+def current_revisions(workload: JSON, sources: Sources) -> dict[str, Revision] | None:
     """The revisions this workload depends on now; None when it did not opt in."""
     found = dependencies(workload, sources)
     if found is None:
         return None
-    return {
-        key: (sources.profiles if kind == PROFILE_KIND else sources.sealed_secrets)[name]
-        for key, (kind, name) in found.items()
-    }
+    current: dict[str, Revision] = {}
+    for key, (kind, name) in found.items():
+        if kind == PROFILE_KIND:
+            current[key] = sources.profiles[name]
+        elif kind == SEALED_SECRET_KIND:
+            current[key] = sources.sealed_secrets[name]
+        else:
+            current[key] = sources.plain[(kind, name)]
+    return current
 
 
 def recorded_revisions(workload: JSON) -> str | None:
@@ -312,7 +396,7 @@ def recorded_revisions(workload: JSON) -> str | None:
     annotations = (workload.get("metadata") or {}).get("annotations") or {}
     if REVISIONS_ANNOTATION in annotations:
         return str(annotations[REVISIONS_ANNOTATION])
-    template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    template = pod_template(workload).get("metadata") or {}
     found = (template.get("annotations") or {}).get(REVISIONS_ANNOTATION)
     return None if found is None else str(found)
 
@@ -414,9 +498,11 @@ def workload_statuses(
         entry_kind = str(workload.get("kind", ""))
         entry_name = str((workload.get("metadata") or {}).get("name", ""))
         for key, source in found.items():
+            if source[0] not in (PROFILE_KIND, SEALED_SECRET_KIND):
+                continue  # a plain ConfigMap or Secret has no status to list workloads in
             entry = WorkloadStatus(kind=entry_kind, name=entry_name)
-            if key in revisions:
-                entry["revision"] = revisions[key]
+            if isinstance(recorded := revisions.get(key), int):
+                entry["revision"] = recorded
             result.setdefault(source, []).append(entry)
     for entries in result.values():
         entries.sort(key=lambda e: (e["kind"], e["name"]))
@@ -441,9 +527,87 @@ def _controller_owner(obj: JSON, kind: str) -> str | None:
     return None
 
 
-def _is_auto(workload: JSON) -> bool:
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
-    return (annotations.get(RELOAD_ANNOTATION) or "").strip() == AUTO
+def _entries(obj: JSON) -> dict[str, bytes]:
+    """A ConfigMap's or Secret's data as fingerprint entries (data and binaryData apart)."""
+    entries: dict[str, bytes] = {}
+    for section in ("data", "binaryData"):
+        values = obj.get(section) or {}
+        if isinstance(values, Mapping):
+            for key, value in values.items():
+                entries[f"{section}:{key}"] = str(value).encode("utf-8")
+    return entries
+
+
+@dataclass(frozen=True)
+class PlainSource:
+    """What a pass needs of one ConfigMap or Secret a workload may follow (never its data)."""
+
+    #: The ConfigProfile/SealedSecret that controls it (then it stands for that revision).
+    owner: str | None
+    #: Keyed fingerprint of its data; None without the fingerprint key.
+    fingerprint: str | None
+    ignored: bool
+    matching: bool
+
+    def complete(self, key: FingerprintKey | None) -> bool:
+        """Whether this description is all a pass needs (a fingerprint, once there is a key)."""
+        return self.owner is not None or key is None or self.fingerprint is not None
+
+
+def describe_plain(
+    kind: str,
+    namespace: str,
+    name: str,
+    obj: JSON,
+    key: FingerprintKey | None,
+    *,
+    reloader_compatible: bool,
+) -> PlainSource:
+    """Describe a ConfigMap or Secret as it is read or watched; its data stays here."""
+    # Owner references, not label values: label values may be truncated.
+    owner = _controller_owner(obj, PROFILE_KIND if kind == CONFIG_MAP_KIND else SEALED_SECRET_KIND)
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    fingerprint = None
+    if owner is None and key is not None:
+        fingerprint = source_fingerprint(
+            key, namespace=namespace, kind=kind, name=name, entries=_entries(obj)
+        )
+    return PlainSource(
+        owner=owner,
+        fingerprint=fingerprint,
+        ignored=ra.source_ignored(annotations, reloader_compatible=reloader_compatible),
+        matching=reloader_compatible and ra.source_matches(annotations),
+    )
+
+
+class FingerprintKeySource:
+    """The operator's fingerprint key, read once from its key Secret (it is never replaced).
+
+    Until the key exists (the sealing side creates it at start-up) plain
+    sources are not followed: there is nothing to record them with, and a
+    plain hash is never an option.
+    """
+
+    def __init__(self, api: KubeApi, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self._key: FingerprintKey | None = None
+
+    @property
+    def loaded(self) -> FingerprintKey | None:
+        """The key if already read (never blocks: for kopf's event loop)."""
+        return self._key
+
+    def __call__(self) -> FingerprintKey | None:
+        if self._key is None:
+            secret = self.api.get_or_none(SECRETS, self.namespace, KEY_SECRET_NAME)
+            raw = ((secret or {}).get("data") or {}).get(FINGERPRINT_ENTRY)
+            if isinstance(raw, str):
+                try:
+                    self._key = FingerprintKey.from_secret_entry(base64.b64decode(raw))
+                except (ValueError, KstrataError):
+                    logger.warning("the fingerprint key entry is unusable: plain sources wait")
+        return self._key
 
 
 @dataclass(frozen=True)
@@ -486,8 +650,20 @@ class _Plan:
 class ReloadReconciler:
     """Reconciles the reload record and pod template of every opted-in workload."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        fingerprint_key: Callable[[], FingerprintKey | None] | None = None,
+        reloader_compatible: bool = False,
+        watched: Callable[[str, str, str], PlainSource | None] | None = None,
+    ) -> None:
         self.api = api
+        self.fingerprint_key = fingerprint_key or (lambda: None)
+        self.reloader_compatible = reloader_compatible
+        #: What the ConfigMap/Secret watch last described (kind, namespace, name):
+        #: a pass need not GET a source the watch already delivered.
+        self.watched = watched or (lambda _kind, _namespace, _name: None)
 
     def _list_or_empty(
         self, resource: Resource, namespace: str, label_selector: str | None = None
@@ -521,29 +697,56 @@ class ReloadReconciler:
         self,
         namespace: str,
         *,
-        auto: bool,
+        wanted: Iterable[tuple[str, str]] = (),
         profiles: list[JSON] | None = None,
         sealed: list[JSON] | None = None,
     ) -> Sources:
-        """The namespace's sources; ``profiles``/``sealed``: lists already read, if any."""
+        """The namespace's sources; ``profiles``/``sealed``: lists already read, if any.
+
+        ``wanted``: the (ConfigMap|Secret, name) pairs workloads may follow.
+        Each is read by name (a GET: the operator may not list ConfigMaps,
+        and a namespace's other ConfigMaps and Secrets are none of its
+        business).  One owned by a ConfigProfile or SealedSecret stands for
+        that source's revision; any other is a plain source, recorded by the
+        keyed fingerprint of its data, computed here and nothing else kept.
+        """
         if profiles is None:
             profiles = self._list_or_empty(CONFIG_PROFILES, namespace)
         if sealed is None:
             sealed = self._list_or_empty(SEALED_SECRETS, namespace)
+        pairs = sorted(set(wanted))
+        key = self.fingerprint_key() if pairs else None
+        found: dict[tuple[str, str], PlainSource] = {}
+        unknown: list[tuple[str, str]] = []
+        for kind, name in pairs:
+            if (seen := self.watched(kind, namespace, name)) is not None and seen.complete(key):
+                found[(kind, name)] = seen
+            else:
+                unknown.append((kind, name))
+        resources = {CONFIG_MAP_KIND: CONFIG_MAPS, SECRET_KIND: SECRETS}
+        read = _raise_first(
+            self._each(lambda p: self.api.get_or_none(resources[p[0]], namespace, p[1]), unknown)
+        )
+        for (kind, name), obj in zip(unknown, read, strict=True):
+            if obj is not None:
+                found[(kind, name)] = describe_plain(
+                    kind, namespace, name, obj, key, reloader_compatible=self.reloader_compatible
+                )
         config_maps: dict[str, str] = {}
         secrets: dict[str, str] = {}
-        if auto:
-            # Owner references, not label values: label values may be truncated.
-            wanted = [(CONFIG_MAPS, PROFILE_LABEL), (SECRETS, SEALED_SECRET_LABEL)]
-            owned = _raise_first(
-                self._each(lambda rl: self._list_or_empty(rl[0], namespace, rl[1]), wanted)
-            )
-            for cm in owned[0]:
-                if owner := _controller_owner(cm, PROFILE_KIND):
-                    config_maps[cm["metadata"]["name"]] = owner
-            for secret in owned[1]:
-                if owner := _controller_owner(secret, SEALED_SECRET_KIND):
-                    secrets[secret["metadata"]["name"]] = owner
+        plain: dict[tuple[str, str], str] = {}
+        ignored: set[tuple[str, str]] = set()
+        matching: set[tuple[str, str]] = set()
+        for (kind, name), source in found.items():
+            if source.owner is not None:
+                (config_maps if kind == CONFIG_MAP_KIND else secrets)[name] = source.owner
+                continue
+            if source.ignored:
+                ignored.add((kind, name))
+            if source.matching:
+                matching.add((kind, name))
+            if source.fingerprint is not None:
+                plain[(kind, name)] = source.fingerprint
         return Sources(
             profiles={p["metadata"]["name"]: _revision(p) for p in profiles},
             sealed_secrets={s["metadata"]["name"]: _revision(s) for s in sealed},
@@ -551,21 +754,27 @@ class ReloadReconciler:
             secrets=secrets,
             profile_targets=_targets(profiles),
             sealed_targets=_targets(sealed),
+            plain=plain,
+            ignored=frozenset(ignored),
+            matching=frozenset(matching),
+            reloader_compatible=self.reloader_compatible,
         )
 
     def read_namespace(self, namespace: str) -> NamespaceState:
         """Everything a pass decides on: the namespace's workloads and sources, read now."""
-        kinds = [*WORKLOADS, CONFIG_PROFILES, SEALED_SECRETS]
+        kinds = [*RELOADABLE, CONFIG_PROFILES, SEALED_SECRETS]
         lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
         profiles, sealed = lists[-2], lists[-1]
         workloads: list[tuple[Resource, JSON]] = []
-        for resource, items in zip(WORKLOADS, lists[: len(WORKLOADS)], strict=True):
+        wanted: set[tuple[str, str]] = set()
+        for resource, items in zip(RELOADABLE, lists[: len(RELOADABLE)], strict=True):
             for item in items:
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", resource.kind)
                 workloads.append((resource, item))
-        auto = any(_is_auto(w) for _, w in workloads)
-        sources = self.read_sources(namespace, auto=auto, profiles=profiles, sealed=sealed)
+                request = reload_request(item, reloader_compatible=self.reloader_compatible)
+                wanted |= wanted_plain(item, request)
+        sources = self.read_sources(namespace, wanted=wanted, profiles=profiles, sealed=sealed)
         return NamespaceState(namespace, tuple(workloads), tuple(profiles), tuple(sealed), sources)
 
     def reconcile_namespace(
@@ -659,7 +868,7 @@ class ReloadReconciler:
         # rollout without its record (which would roll again), nor the reverse.
         patch = {
             "metadata": {"annotations": annotations},
-            "spec": {"template": {"metadata": {"annotations": annotations}}},
+            **template_patch(plan.workload, annotations),
         }
         strategy = plan.decision.strategy
         try:
@@ -717,7 +926,8 @@ class ReloadReconciler:
 
     def _announce(self, plan: _Plan) -> None:
         what = ", ".join(
-            f"{name} {old}->{new}" for name, (old, new) in sorted(plan.decision.changed.items())
+            f"{name} {old}->{new}" if isinstance(new, int) else f"{name} changed"
+            for name, (old, new) in sorted(plan.decision.changed.items())
         )
         post_event(
             self.api,
@@ -823,10 +1033,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def needs_attention(annotations: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+def needs_attention(annotations: Mapping[str, Any]) -> tuple[str | None, ...]:
     """The annotations whose change on a workload calls for a reload pass."""
-    return (
-        annotations.get(RELOAD_ANNOTATION),
-        annotations.get(STRATEGY_ANNOTATION),
-        annotations.get(PAUSED_ANNOTATION),
-    )
+    keys = (RELOAD_ANNOTATION, STRATEGY_ANNOTATION, PAUSED_ANNOTATION)
+    return tuple(annotations.get(k) for k in (*keys, *ra.RELOADER_WORKLOAD_ANNOTATIONS))

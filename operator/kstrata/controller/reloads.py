@@ -22,6 +22,20 @@ module only has to make sure a pass runs soon after anything that may matter:
   resume handlers would make kopf write its bookkeeping annotations (and
   possibly finalizers) onto users' Deployments.
 
+* the data of a ConfigMap or Secret that kstrata does not produce changed,
+  and a workload follows it (``kstrata.dev/reload: auto``, ``configmap/NAME``,
+  ``secret/NAME``, or Reloader's annotations with
+  ``settings.reloader_compatible``).  Every ConfigMap and Secret event
+  arrives (kopf filters client-side, and there is no server-side way to
+  select "the ones some workload references"), but the handler drops one
+  nobody follows after a dictionary lookup, and for followed ones keeps only
+  a digest of the data under a per-process random key, to tell a data change
+  from a metadata-only write.  Memory is therefore bounded by the followed
+  sources, not by the cluster's ConfigMaps and Secrets.  The pass itself
+  reads the followed sources by name and records keyed fingerprints (the
+  operator's fingerprint key), so a restart compares like with like and
+  rolls nothing.
+
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
 that follows both once, yet a lone change should roll at once.  kubectl
@@ -57,8 +71,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,13 +84,18 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.reloads import (
-    RELOAD_ANNOTATION,
+    FingerprintKeySource,
     NamespaceState,
+    PlainSource,
     ReloadReconciler,
     Target,
+    describe_plain,
     needs_attention,
     parse_targets,
+    reload_request,
+    wanted_plain,
 )
+from kstrata.domain.reload_annotations import opted_in
 from kstrata.errors import KstrataError
 from kstrata.kube.api import JSON, KubeApi
 from kstrata.settings import Settings
@@ -273,7 +294,8 @@ def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-Annotations3 = tuple[str | None, str | None, str | None]
+Annotations = tuple[str | None, ...]
+Followed = frozenset[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -295,9 +317,25 @@ class ReloadTriggers:
     """What the watches have seen, and which events call for a pass (no I/O, no kopf)."""
 
     def __init__(
-        self, coalescer: NamespaceCoalescer[Any], in_flight: dict[str, set[tuple[str, str]]]
+        self,
+        coalescer: NamespaceCoalescer[Any],
+        in_flight: dict[str, set[tuple[str, str]]],
+        *,
+        reloader_compatible: bool = False,
+        fingerprint_key: FingerprintKeySource | None = None,
     ) -> None:
         self.coalescer = coalescer
+        self.reloader_compatible = reloader_compatible
+        self._fingerprint_key = fingerprint_key
+        #: (kind, namespace, name) -> the last watched description of a followed source,
+        #: so a pass need not read it again (fingerprint, owner, opt-outs; never data).
+        self._described: dict[tuple[str, str, str], PlainSource] = {}
+        #: (kind, namespace, name) of a plain ConfigMap/Secret -> uids of workloads following it.
+        self._followers: dict[tuple[str, str, str], set[str]] = {}
+        #: (kind, namespace, name) -> keyed digest of its data as last seen (followed ones only).
+        self._digests: dict[tuple[str, str, str], bytes] = {}
+        #: A per-process key: the digests above are never a plain hash of a Secret's data.
+        self._digest_key = secrets.token_bytes(32)
         #: namespace -> sources whose spec write is not reconciled yet, as (kind, name).
         self.in_flight = in_flight
         #: (kind, namespace, name) -> (status.revision, spec.reload.targets) last seen.
@@ -306,8 +344,8 @@ class ReloadTriggers:
         self._generations: dict[tuple[str, str, str], int | None] = {}
         #: namespace -> (source kind, source name) -> its targets, for workload events.
         self._targets: dict[str, dict[tuple[str, str], tuple[Target, ...]]] = {}
-        #: workload uid -> (reload annotations, targeted by a source) last seen.
-        self._workloads: dict[str, tuple[Annotations3, bool]] = {}
+        #: workload uid -> (reload annotations, targeted by a source, followed) last seen.
+        self._workloads: dict[str, tuple[Annotations, bool, Followed]] = {}
         #: namespace -> uids of workloads that opted in or that a source targets.
         self._interested: dict[str, set[str]] = {}
         #: namespace -> sources whose status.workloads lists workloads, as (kind, name).
@@ -433,29 +471,98 @@ class ReloadTriggers:
             for target in entries
         )
 
+    def _follow(self, namespace: str, uid: str, before: Followed, after: Followed) -> None:
+        for kind, name in before - after:
+            key = (kind, namespace, name)
+            followers = self._followers.get(key, set())
+            followers.discard(uid)
+            if not followers:
+                self._followers.pop(key, None)
+                self._digests.pop(key, None)
+                self._described.pop(key, None)
+        for kind, name in after - before:
+            self._followers.setdefault((kind, namespace, name), set()).add(uid)
+
     def workload_deleted(self, namespace: str, uid: str) -> None:
         previous = self._workloads.pop(uid, None)
         self._interested.get(namespace, set()).discard(uid)
+        if previous is not None:
+            self._follow(namespace, uid, previous[2], frozenset())
         # Its entry must leave the sources' status.workloads.
-        if previous is not None and (previous[0][0] is not None or previous[1]):
+        if previous is not None and (previous[0][0] is not None or previous[1] or previous[2]):
             self.coalescer.schedule(namespace)
 
     def workload_seen(self, namespace: str, uid: str, workload: JSON) -> None:
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
-        seen = (needs_attention(annotations), self._targeted(namespace, workload))
+        compatible = self.reloader_compatible
+        opted = opted_in(annotations, reloader_compatible=compatible)
+        request = reload_request(workload, reloader_compatible=compatible)
+        followed = frozenset(wanted_plain(workload, request))
+        seen = (needs_attention(annotations), self._targeted(namespace, workload), followed)
         previous = self._workloads.get(uid)
         self._workloads[uid] = seen
+        self._follow(namespace, uid, previous[2] if previous else frozenset(), followed)
         interested = self._interested.setdefault(namespace, set())
-        if annotations.get(RELOAD_ANNOTATION) is not None or seen[1]:
+        if opted or seen[1]:
             interested.add(uid)
         else:
             interested.discard(uid)
         # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
-        if previous == seen or (
-            previous is None and annotations.get(RELOAD_ANNOTATION) is None and not seen[1]
-        ):
+        if previous == seen or (previous is None and not opted and not seen[1]):
             return
         self.coalescer.schedule(namespace)
+
+    def _digest(self, body: JSON) -> bytes:
+        digest = hashlib.blake2b(key=self._digest_key, digest_size=16)
+        for section in ("data", "binaryData"):
+            values = body.get(section) or {}
+            for key in sorted(values):
+                for part in (section, str(key), str(values[key])):
+                    encoded = part.encode("utf-8")
+                    digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        return digest.digest()
+
+    def plain_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+        """A ConfigMap or Secret event: a pass if a followed one's data changed.
+
+        Unfollowed ones cost one dictionary lookup.  A followed one seen for
+        the first time (start-up, or followed only now) schedules a pass too:
+        the pass compares with the workloads' records, so it rolls nothing
+        unless the data really differs from what they run.  A metadata-only
+        write (same data) does nothing at all.
+        """
+        key = (kind, namespace, name)
+        if key not in self._followers:
+            return
+        fingerprint_key = self._fingerprint_key.loaded if self._fingerprint_key else None
+        self._described[key] = describe_plain(
+            kind,
+            namespace,
+            name,
+            body,
+            fingerprint_key,
+            reloader_compatible=self.reloader_compatible,
+        )
+        digest = self._digest(body)
+        previous = self._digests.get(key)
+        if previous == digest:
+            return  # a metadata-only write: no pass (an opt-out edit counts at the next one)
+        self._digests[key] = digest
+        # A data change (or the first sight of a followed source, which may be
+        # one: at start-up its event can come before its followers'): part of
+        # a change set the quiet period gathers.  Costs a workload that
+        # follows several sources the quiet period at start-up, nothing more.
+        self.coalescer.note_change(namespace)
+        self.coalescer.schedule(namespace)
+
+    def plain_deleted(self, kind: str, namespace: str, name: str) -> None:
+        # The workloads keep what they run: nothing rolls.
+        self._digests.pop((kind, namespace, name), None)
+        self._described.pop((kind, namespace, name), None)
+
+    def described(self, kind: str, namespace: str, name: str) -> PlainSource | None:
+        """The watch's description of a followed source, for a pass (any thread)."""
+        return self._described.get((kind, namespace, name))
 
 
 def status_reporter(
@@ -476,7 +583,15 @@ def status_reporter(
 
 def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> SourceReconciled:
     """Register the reload handlers; returns what reconcilers call after writing a status."""
-    reconciler = ReloadReconciler(api)
+    compatible = settings.reloader_compatible
+    fingerprint_key = FingerprintKeySource(api, settings.operator_namespace)
+    reconciler = ReloadReconciler(
+        api,
+        fingerprint_key=fingerprint_key,
+        reloader_compatible=compatible,
+        # A lambda: ``watched`` is made below, around the coalescer.
+        watched=lambda kind, namespace, name: watched.described(kind, namespace, name),  # noqa: PLW0108
+    )
 
     def run_pass(
         namespace: str, changed_at: float, state: NamespaceState | None, settled: bool
@@ -511,7 +626,9 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
         # A lambda: ``watched`` is made below, around this coalescer.
         needed=lambda namespace: watched.needs_pass(namespace),  # noqa: PLW0108
     )
-    watched = ReloadTriggers(coalescer, in_flight)
+    watched = ReloadTriggers(
+        coalescer, in_flight, reloader_compatible=compatible, fingerprint_key=fingerprint_key
+    )
 
     @kopf.on.startup(id="reload_loop", registry=registry)
     async def remember_loop(**_: Any) -> None:
@@ -550,14 +667,37 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
         return handler
 
-    for plural, kind in (
-        ("deployments", "Deployment"),
-        ("statefulsets", "StatefulSet"),
-        ("daemonsets", "DaemonSet"),
+    for group, plural, kind in (
+        ("apps", "deployments", "Deployment"),
+        ("apps", "statefulsets", "StatefulSet"),
+        ("apps", "daemonsets", "DaemonSet"),
+        ("batch", "cronjobs", "CronJob"),
     ):
-        kopf.on.event("apps", "v1", plural, id=f"reload_{plural}", registry=registry)(
+        kopf.on.event(group, "v1", plural, id=f"reload_{plural}", registry=registry)(
             workload_event(kind)
         )
+
+    def plain_event(kind: str) -> Callable[..., Any]:
+        async def handler(
+            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
+        ) -> None:
+            if namespace is None:
+                return
+            if type == "DELETED":
+                watched.plain_deleted(kind, namespace, name)
+            else:
+                watched.plain_seen(kind, namespace, name, dict(body))
+
+        return handler
+
+    # Secrets are watched already (controller.sealed_secrets): this handler
+    # shares that one watch stream.  ConfigMaps get their own.
+    kopf.on.event("", "v1", "configmaps", id="reload_configmaps", registry=registry)(
+        plain_event("ConfigMap")
+    )
+    kopf.on.event("", "v1", "secrets", id="reload_secrets", registry=registry)(
+        plain_event("Secret")
+    )
 
     @kopf.on.cleanup(id="reload_timers", registry=registry)
     async def stop_timers(**_: Any) -> None:

@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +34,9 @@ FINGERPRINT_PREFIX = "hmac-sha256:"
 FINGERPRINT_LABEL = b"kstrata.dev/fingerprint/v1"
 FINGERPRINT_KEY_FORMAT = "kstrata.dev/fingerprint-key/v1"
 FINGERPRINT_KEY_BYTES = 32
+SOURCE_FINGERPRINT_LABEL = b"kstrata.dev/source-fingerprint/v1"
+#: Characters of a source fingerprint (base64url of 9 MAC bytes: 72 bits).
+SOURCE_FINGERPRINT_CHARS = 12
 _FINGERPRINT_MAC_BYTES = 16
 _MAX_KEY_ENTRY_BYTES = 1024
 _KEY_MEMBERS = frozenset({"format", "created", "key"})
@@ -123,3 +128,41 @@ def verify_fingerprint(
     """Whether ``expected`` is the fingerprint of ``value`` at namespace/name[item]."""
     actual = fingerprint(key, namespace=namespace, name=name, item=item, value=value)
     return fingerprints_equal(actual, expected)
+
+
+def source_fingerprint(
+    key: FingerprintKey, *, namespace: str, kind: str, name: str, entries: Mapping[str, bytes]
+) -> str:
+    """A short keyed fingerprint of a whole ConfigMap's or Secret's data (reload records).
+
+    Why: a workload that follows a ConfigMap or Secret kstrata does not produce
+    records what it runs as this fingerprint (``configmap/NAME=<fp>``), on the
+    workload where anyone who can read Deployments sees it.  Keyed with the
+    operator's fingerprint key, it tells "changed" from "unchanged" without
+    letting a reader confirm a guessed value; bound to namespace, kind and
+    name so the same data elsewhere gives another fingerprint.  Every entry's
+    key and value are length-prefixed (values up to any size), in key order.
+    72 bits: change detection only, nobody verifies it as a MAC.
+    """
+    if not isinstance(key, FingerprintKey):
+        raise _key_error("source_fingerprint needs a FingerprintKey")
+    check_namespace(namespace)
+    check_name(name)
+    mac = hmac.new(key.key, digestmod=hashlib.sha256)
+    mac.update(
+        length_prefixed(
+            SOURCE_FINGERPRINT_LABEL,
+            namespace.encode("ascii"),
+            kind.encode("utf-8"),
+            name.encode("ascii"),
+        )
+    )
+    for item in sorted(entries):
+        value = entries[item]
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise SealingError("value must be bytes", reason="InvalidSealingInput")
+        encoded = item.encode("utf-8")
+        mac.update(struct.pack(">Q", len(encoded)) + encoded)
+        mac.update(struct.pack(">Q", len(value)))
+        mac.update(value)
+    return _strict.b64url_encode(mac.digest())[:SOURCE_FINGERPRINT_CHARS]
