@@ -1,0 +1,122 @@
+"""``kstrata migrate reloader``: find Reloader's annotations and put kstrata's in their place.
+
+Why this exists: a team moving off Reloader has its annotations on many
+workloads and sources.  This lists every workload (Deployments, StatefulSets,
+DaemonSets, CronJobs) and every ConfigMap/Secret carrying them, in one
+namespace or all, with the ``kstrata.dev/reload`` value that asks kstrata for
+the same thing (the translation is ``kstrata.domain.reload_annotations``, the
+code the operator itself runs in Reloader-compatible mode).  With ``apply``
+it writes them: the workload gets ``kstrata.dev/reload`` and loses Reloader's
+workload annotations (so a Reloader still running stops acting on it, and
+the two never roll it twice), and a source's ``reloader.stakater.com/ignore``
+becomes ``kstrata.dev/reload-ignore``.  Writing ``kstrata.dev/reload`` rolls
+nothing: the operator's first sight of a workload only records what it runs.
+
+Only annotations are ever read from ConfigMaps and Secrets here, never data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kstrata.app.reloads import RELOADABLE, pod_template, referenced_objects
+from kstrata.domain import reload_annotations as ra
+from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi, Resource
+
+
+@dataclass(frozen=True)
+class SourceMigration:
+    """A ConfigMap or Secret with Reloader's ``ignore``: it gets ``kstrata.dev/reload-ignore``."""
+
+    kind: str
+    namespace: str
+    name: str
+    done: bool
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    workloads: tuple[ra.Migration, ...]
+    sources: tuple[SourceMigration, ...]
+    applied: bool
+
+
+def _annotations(obj: JSON) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _list(api: KubeApi, resource: Resource, namespace: str | None) -> list[JSON]:
+    return api.list(resource, namespace)
+
+
+def _matching(
+    workload: JSON, namespace: str, sources: dict[tuple[str, str, str], JSON]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """Referenced ConfigMaps and Secrets that carry Reloader's ``match``."""
+    config_maps, secrets = referenced_objects(pod_template(workload).get("spec") or {})
+
+    def matching(kind: str, names: Iterable[str]) -> frozenset[str]:
+        return frozenset(
+            n
+            for n in names
+            if (obj := sources.get((kind, namespace, n))) is not None
+            and ra.source_matches(_annotations(obj))
+            and not ra.source_ignored(_annotations(obj), reloader_compatible=True)
+        )
+
+    return matching(ra.CONFIG_MAP, config_maps), matching(ra.SECRET, secrets)
+
+
+def migrate_reloader(api: KubeApi, namespace: str | None, *, apply: bool) -> MigrationReport:
+    """Translate (and with ``apply`` write) Reloader's annotations in ``namespace`` (None: all)."""
+    sources: dict[tuple[str, str, str], JSON] = {}
+    for resource in (CONFIG_MAPS, SECRETS):
+        for obj in _list(api, resource, namespace):
+            meta = obj.get("metadata") or {}
+            annotations = _annotations(obj)
+            if ra.RELOADER_MATCH in annotations or ra.RELOADER_IGNORE in annotations:
+                # Annotations only: a Secret's data is dropped at once.
+                sources[(resource.kind, meta["namespace"], meta["name"])] = {"metadata": meta}
+    workloads: list[ra.Migration] = []
+    writes: list[tuple[Resource, ra.Migration]] = []
+    for resource in RELOADABLE:
+        for obj in _list(api, resource, namespace):
+            annotations = _annotations(obj)
+            if not ra.uses_reloader(annotations):
+                continue
+            meta = obj["metadata"]
+            obj.setdefault("kind", resource.kind)
+            migration = ra.migrate(
+                resource.kind,
+                meta["namespace"],
+                meta["name"],
+                annotations,
+                matching_sources=_matching(obj, meta["namespace"], sources),
+            )
+            workloads.append(migration)
+            writes.append((resource, migration))
+    done_sources: list[SourceMigration] = []
+    for (kind, ns, name), obj in sorted(sources.items()):
+        annotations = _annotations(obj)
+        if not ra.source_ignored(annotations, reloader_compatible=True):
+            continue
+        already = ra.source_ignored(annotations, reloader_compatible=False)
+        if apply and not already:
+            resource = CONFIG_MAPS if kind == ra.CONFIG_MAP else SECRETS
+            patch: JSON = {"metadata": {"annotations": {ra.IGNORE: "true"}}}
+            api.patch(resource, ns, name, patch)
+        done_sources.append(SourceMigration(kind, ns, name, done=apply or already))
+    if apply:
+        for resource, migration in writes:
+            changes: dict[str, str | None] = dict.fromkeys(migration.found)
+            if migration.reload:
+                changes[ra.RELOAD] = migration.reload
+            api.patch(
+                resource,
+                migration.namespace,
+                migration.name,
+                {"metadata": {"annotations": changes}},
+            )
+    workloads.sort(key=lambda m: (m.namespace, m.kind, m.name))
+    return MigrationReport(tuple(workloads), tuple(done_sources), applied=apply)
