@@ -106,8 +106,15 @@ class OperatorProcess:
     metrics_url: str
 
     def rss_peak_mib(self) -> float:
+        return self._status_mib("VmHWM:")
+
+    def rss_mib(self) -> float:
+        """Resident memory now (VmRSS), for idle readings."""
+        return self._status_mib("VmRSS:")
+
+    def _status_mib(self, field: str) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
