@@ -7,7 +7,13 @@ never values, never hashes of values.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections import Counter as Tally
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from kstrata.errors import ClusterError, KstrataError
 
@@ -86,3 +92,76 @@ def reconcile_result(error: BaseException) -> str:
     if isinstance(error, ClusterError) or not isinstance(error, KstrataError):
         return "error"
     return "invalid"
+
+
+class ObjectStates:
+    """How many ConfigProfiles and SealedSecrets are Ready, counted when scraped.
+
+    ``kstrata_objects{kind, ready, reason}``: ``ready`` is ``true`` or
+    ``false`` from the ``Ready`` condition (``reason`` its reason), or
+    ``unknown`` while the status does not speak for the current spec yet
+    (``reason`` ``Pending`` before the first reconcile, ``Stale`` while
+    ``observedGeneration`` lags ``generation``: the operator is down or busy).
+    Fed by the kopf event handlers with each object's status as the watch
+    delivers it, so it follows the cluster's state, not this replica's own
+    attempts; a standby replica (kopf peering) sees no events and reports
+    nothing until it takes over.  Labels hold kinds and reasons only.
+    """
+
+    NAME: Final = "kstrata_objects"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    @staticmethod
+    def state_of(body: Mapping[str, Any]) -> tuple[str, str]:
+        """(ready, reason) of one object as its metadata and status say."""
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        conditions = status.get("conditions") if isinstance(status, Mapping) else None
+        ready = next(
+            (c for c in conditions or [] if isinstance(c, Mapping) and c.get("type") == "Ready"),
+            None,
+        )
+        if ready is None:
+            return "unknown", "Pending"
+        if (status.get("observedGeneration") or 0) < (meta.get("generation") or 0):
+            return "unknown", "Stale"
+        flag = "true" if ready.get("status") == "True" else "false"
+        return flag, str(ready.get("reason") or "Unknown")
+
+    def observe(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        with self._lock:
+            self._states[key] = self.state_of(body)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._states.pop((kind, namespace, name), None)
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            self.NAME,
+            "ConfigProfiles and SealedSecrets by kind and Ready state (true, false, or unknown "
+            "while the status lags the spec), with the condition's reason.",
+            labels=["kind", "ready", "reason"],
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = Tally(
+                (kind, ready, reason) for (kind, _, _), (ready, reason) in self._states.items()
+            )
+        family = self._family()
+        for (kind, ready, reason), count in sorted(counts.items()):
+            family.add_metric([kind, ready, reason], count)
+        yield family
+
+
+OBJECTS = ObjectStates()
+REGISTRY.register(OBJECTS)

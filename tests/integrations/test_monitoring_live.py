@@ -73,6 +73,18 @@ def test_promtool_accepts_the_operators_real_metrics(
         exposition
     )
     assert "kstrata_reconcile_duration_seconds_bucket" in exposition
+    # Ready objects by state, from the status the watch delivered.
+    wait_for(
+        lambda: (
+            'kstrata_objects{kind="ConfigProfile",ready="true",reason="Rendered"} 1.0'
+            in operator.metrics()
+            and 'kstrata_objects{kind="ConfigProfile",ready="false",reason="SchemaViolation"} 1.0'
+            in operator.metrics()
+        ),
+        timeout=30,
+        what="kstrata_objects to count one Ready and one refused profile",
+    )
+    exposition = operator.metrics()
     result = subprocess.run(
         [str(promtool), "check", "metrics"],
         input=exposition,

@@ -25,6 +25,7 @@ from typing import Any
 
 import kopf
 
+from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.reloads import SourceReconciled, status_reporter
@@ -77,13 +78,21 @@ def register(
     # update would wait behind every reconcile of a burst.
     @kopf.on.event(GROUP, VERSION, PLURAL, id="profile_members", registry=registry)
     async def profile_seen(
-        *, type: str | None, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+        *,
+        type: str | None,
+        namespace: str | None,
+        name: str,
+        spec: kopf.Spec,
+        body: kopf.Body,
+        **_: Any,
     ) -> None:
         if not namespace:
             return
         if type == "DELETED":
             members.gone(namespace, name)
+            metrics.OBJECTS.forget(KIND, namespace, name)
         else:
+            metrics.OBJECTS.observe(KIND, body)
             extends = spec.get("extends")
             members.seen(namespace, name, extends if isinstance(extends, list) else ())
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import kopf
 
+from kstrata import metrics
 from kstrata.app.profiles import MANAGED_BY
 from kstrata.app.sealed_secrets import KIND, SEALED_SECRET_LABEL, SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
@@ -306,7 +307,7 @@ def _register_sealed_secrets(
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="sealed_secret_members", registry=registry)
     async def sealed_secret_seen(
-        *, type: str | None, namespace: str | None, name: str, **_: Any
+        *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> None:
         if not namespace:
             return
@@ -314,8 +315,10 @@ def _register_sealed_secrets(
             # The Secret goes with its owner (garbage collection); only our memory is left.
             members.gone(namespace, name)
             reconciler.forget(namespace, name)
+            metrics.OBJECTS.forget(KIND, namespace, name)
         else:
             members.seen(namespace, name)
+            metrics.OBJECTS.observe(KIND, body)
 
     def is_in_the_way(namespace: str | None, name: str, **_: Any) -> bool:
         # Decided in memory: every other Secret event is dropped before any work.
