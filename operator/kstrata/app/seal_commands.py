@@ -272,10 +272,12 @@ def seal_raw(
     """
     item = _checked_key(request.item, "--key")
     items = _Items({})
+    name_needed = (request.scope or _DEFAULT_SCOPE) == Scope.STRICT.value
     scope, namespace, name = _coordinates(
         SealRequest(
             namespace=request.namespace,
-            name=request.name,
+            # Only strict scope binds the name: elsewhere a stand-in that bind() drops.
+            name=request.name if request.name is not None or name_needed else "unbound",
             scope=request.scope,
             context_namespace=request.context_namespace,
         ),

@@ -46,7 +46,8 @@ manifest opens in each of those clusters (a kss2 token).
 Without -n, and when neither the Secret nor the --merge-into file names one,
 the namespace is the kubeconfig context's, as for every other command.
 
---raw --name N --key K [-n NS] prints one bare token for item K, to paste into
+--raw --key K [--name N] [-n NS] prints one bare token for item K (--name only
+binds under strict scope), to paste into
 spec.encryptedData.K: the value is read from --from-file PATH or from standard
 input, never from the command line.
 --merge-into adds or replaces only the given items in an existing file (rewritten
@@ -253,6 +254,8 @@ def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.seal_commands import RawSealRequest, seal_raw
 
     keys, context_namespace = _sources(args)
+    if not args.files and sys.stdin.isatty():
+        print("reading the value from standard input (end with Ctrl-D)", file=sys.stderr)
     result = seal_raw(
         RawSealRequest(
             item=args.key,

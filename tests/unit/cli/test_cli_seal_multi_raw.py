@@ -189,6 +189,24 @@ def test_raw_from_stdin_with_two_certs_and_namespace_scope(
         assert KeyRing([pair]).open(token, context) == CANARY.encode()
 
 
+def test_raw_needs_no_name_where_the_scope_does_not_bind_one(
+    tmp_path: Path, staging: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert = bundle(tmp_path, "s", staging)
+    for scope, context in (
+        ("namespace", SealingContext.bind("namespace", namespace="payments", item="k")),
+        ("cluster", SealingContext.bind("cluster", item="k")),
+    ):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"v")))
+        code, out, err = run("seal", "--raw", "--cert", str(cert), "-n", "payments",
+                             "--scope", scope, "--key", "k")  # fmt: skip
+        assert (code, err) == (0, ""), scope
+        assert KeyRing([staging]).open(out.strip(), context) == b"v"
+    code, _, err = run("seal", "--raw", "--cert", str(cert), "-n", "payments", "--key", "k")
+    assert code == 2
+    assert "--name is required" in err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
