@@ -19,11 +19,22 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_tool_is_pinned_to_an_exact_version() -> None:
     listed = [line.split("\t") for line in run("--list").stdout.splitlines()]
-    assert {row[0] for row in listed} == {"helm", "promtool", "lua5.1"}
+    assert {row[0] for row in listed} == {
+        "helm",
+        "promtool",
+        "lua5.1",
+        "zsh",
+        "fish",
+        "krew",
+        "sealed-secrets-controller",
+        "kubeseal",
+        "flux-source-controller",
+        "flux-kustomize-controller",
+    }
     for name, kind, package, version in listed:
-        assert kind in {"go", "apt"}, name
+        assert kind in {"go", "gomod", "apt"}, name
         assert package, name
-        if kind == "go":
+        if kind in {"go", "gomod"}:
             assert re.fullmatch(r"v\d+\.\d+\.\d+", version), (name, version)
             assert "@" not in package, name
         else:

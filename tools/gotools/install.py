@@ -9,7 +9,12 @@ Go programs are built with ``go install PACKAGE@VERSION`` (the module proxy,
 checksums from the Go checksum database) into
 ``~/.cache/kstrata/tools/NAME-VERSION/`` (``KSTRATA_TOOLS_CACHE`` moves the
 root), once per machine; the build goes to a temporary directory first, so an
-interrupted build leaves nothing that looks installed.  Debian packages are
+interrupted build leaves nothing that looks installed.  Go programs whose
+module carries ``replace`` directives (which ``go install PACKAGE@VERSION``
+refuses) are built with ``go build PACKAGE`` inside a small wrapper module of
+ours under tools/gotools/ (kind ``gomod``: its go.mod pins the version and
+mirrors the replaces, its go.sum is committed); the binary's build info must
+then name the pinned module version.  Debian packages are
 installed with ``apt-get install PACKAGE=VERSION`` (needs root) unless that
 version is installed already.  Every tool is then run once (``version_args``)
 and must report the pinned version.  Concurrent installs of one tool wait for
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -50,7 +56,7 @@ class ToolError(Exception):
 @dataclass(frozen=True)
 class Tool:
     name: str
-    kind: str  # "go" or "apt"
+    kind: str  # "go", "gomod" or "apt"
     package: str
     version: str
     binary: str
@@ -58,6 +64,8 @@ class Tool:
     tags: list[str] = field(default_factory=list)
     version_args: list[str] = field(default_factory=list)
     version_match: str = ""
+    #: kind "gomod": the wrapper module's directory, relative to tools/gotools/.
+    module_dir: str = ""
 
     def expand(self, text: str) -> str:
         return text.format(
@@ -80,8 +88,10 @@ def load_tools(manifest: Path = MANIFEST) -> dict[str, Tool]:
     tools = {}
     for name, entry in data.items():
         kind = entry["kind"]
-        if kind not in ("go", "apt"):
-            raise ToolError(f"{manifest}: tool {name}: kind must be go or apt")
+        if kind not in ("go", "gomod", "apt"):
+            raise ToolError(f"{manifest}: tool {name}: kind must be go, gomod or apt")
+        if kind == "gomod" and not entry.get("module_dir"):
+            raise ToolError(f"{manifest}: tool {name}: kind gomod needs module_dir")
         binary = entry.get("binary") or entry["package"].rstrip("/").rsplit("/", 1)[-1]
         tools[name] = Tool(
             name=name,
@@ -93,6 +103,7 @@ def load_tools(manifest: Path = MANIFEST) -> dict[str, Tool]:
             tags=list(entry.get("tags", [])),
             version_args=list(entry.get("version_args", [])),
             version_match=entry.get("version_match", ""),
+            module_dir=entry.get("module_dir", ""),
         )
     return tools
 
@@ -109,7 +120,7 @@ def tool_dir(tool: Tool) -> Path:
 
 
 def tool_path(tool: Tool) -> Path:
-    if tool.kind == "go":
+    if tool.kind in ("go", "gomod"):
         return tool_dir(tool) / tool.binary
     return Path("/usr/bin") / tool.binary
 
@@ -124,6 +135,8 @@ def _tail(text: str, lines: int = 40) -> str:
 
 def verify(tool: Tool, path: Path) -> None:
     """Run the installed tool; it must say it is the pinned version."""
+    if tool.kind == "gomod":
+        _verify_build_info(tool, path)
     if not tool.version_args:
         return
     result = subprocess.run(
@@ -136,6 +149,29 @@ def verify(tool: Tool, path: Path) -> None:
             f"{path} {' '.join(tool.version_args)} should mention {expected!r} "
             f"(exit status {result.returncode}):\n{_tail(said)}"
         )
+
+
+def _verify_build_info(tool: Tool, path: Path) -> None:
+    """The binary's Go build info names the pinned module version of its package."""
+    result = subprocess.run(
+        ["go", "version", "-m", str(path)], capture_output=True, text=True, timeout=60
+    )
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        # Go records the module of the built package as "mod", others as "dep".
+        if len(fields) >= 3 and fields[0] in ("mod", "dep") and _within(tool.package, fields[1]):
+            if fields[2] == tool.version:
+                return
+            raise ToolError(f"{path} was built from {fields[1]} {fields[2]}, not {tool.version}")
+    raise ToolError(f"{path}: go version -m names no module of {tool.package}:\n{result.stderr}")
+
+
+def _within(package: str, module: str) -> bool:
+    return package == module or package.startswith(module + "/")
+
+
+def _module_dir(tool: Tool) -> Path:
+    return HERE / tool.module_dir
 
 
 @contextlib.contextmanager
@@ -181,19 +217,24 @@ def _build_into(tool: Tool, staging: Path, started: float) -> float:
         # Build with this machine's Go; never fetch another toolchain.
         GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN", "local"),
     )
-    command = ["go", "install", "-trimpath"]
+    if tool.kind == "gomod":
+        # Inside our wrapper module: its go.mod and go.sum decide every version.
+        command = ["go", "build", "-trimpath", "-mod=readonly", "-o", str(staging / tool.binary)]
+        target, cwd = tool.package, _module_dir(tool)
+    else:
+        command = ["go", "install", "-trimpath"]
+        target, cwd = f"{tool.package}@{tool.version}", staging
     if tool.tags:
         command += ["-tags", ",".join(tool.tags)]
     if tool.ldflags:
         command += ["-ldflags", " ".join(tool.expand(flag) for flag in tool.ldflags)]
-    command.append(f"{tool.package}@{tool.version}")
+    command.append(target)
     result = subprocess.run(
-        command, env=env, cwd=staging, capture_output=True, text=True, timeout=GO_BUILD_TIMEOUT
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=GO_BUILD_TIMEOUT
     )
     if result.returncode != 0:
         raise ToolError(
-            f"go install {tool.package}@{tool.version} failed:\n"
-            + _tail(result.stdout + result.stderr)
+            f"{' '.join(command[:2])} {target} failed:\n" + _tail(result.stdout + result.stderr)
         )
     verify(tool, staging / tool.binary)
     seconds = round(time.monotonic() - started, 1)
@@ -210,11 +251,18 @@ def _build_into(tool: Tool, staging: Path, started: float) -> float:
 
 def _expected_recipe(tool: Tool) -> dict[str, object]:
     """What decides the binary: a changed recipe in tools.toml builds it again."""
-    return {
+    recipe: dict[str, object] = {
         "package": tool.package,
         "tags": list(tool.tags),
         "ldflags": [tool.expand(f) for f in tool.ldflags],
     }
+    if tool.kind == "gomod":
+        # A changed wrapper go.mod or go.sum builds it again.
+        digest = hashlib.sha256()
+        for name in ("go.mod", "go.sum"):
+            digest.update((_module_dir(tool) / name).read_bytes())
+        recipe["module"] = digest.hexdigest()
+    return recipe
 
 
 def _recipe(directory: Path) -> dict[str, object] | None:
@@ -222,7 +270,10 @@ def _recipe(directory: Path) -> dict[str, object] | None:
         record = json.loads((directory / "installed.json").read_text())
     except (OSError, ValueError):
         return None
-    return {key: record.get(key) for key in ("package", "tags", "ldflags")}
+    recipe = {key: record.get(key) for key in ("package", "tags", "ldflags")}
+    if "module" in record:
+        recipe["module"] = record["module"]
+    return recipe
 
 
 def _go_version() -> str:
@@ -287,7 +338,7 @@ def install(name: str, tools: dict[str, Tool] | None = None) -> Path:
     if name not in tools:
         raise ToolError(f"unknown tool {name!r}; known: {', '.join(sorted(tools))}")
     tool = tools[name]
-    path = _install_go(tool) if tool.kind == "go" else _install_apt(tool)
+    path = _install_apt(tool) if tool.kind == "apt" else _install_go(tool)
     verify(tool, path)
     return path
 
