@@ -10,6 +10,7 @@ way to call this (``make fuzz``, tests/fuzz/test_fuzz_short.py).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,9 +26,11 @@ with instrument_imports(include=["kstrata", "yaml"]):
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         sys.exit(f"usage: harness.py {{{','.join(TARGETS)}}} [libFuzzer args]")
-    target = TARGETS[sys.argv[1]]
-    # libFuzzer reads argv[0] as the program name; drop the target name.
-    atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
+    name = sys.argv[1]
+    # libFuzzer re-runs argv[0] through the shell for -merge=1 (and -fork,
+    # -jobs), so it must be a whole command: this interpreter, this file, the target.
+    program = shlex.join([sys.executable, str(Path(__file__).resolve()), name])
+    atheris.Setup([program, *sys.argv[2:]], TARGETS[name])
     atheris.Fuzz()
 
 

@@ -352,6 +352,13 @@ def _flat_round_trip(payload: bytes) -> None:
     text = _text(payload)
     if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         return  # lone surrogates cannot be written as UTF-8 at all
+    if any(ord(c) > 0xFFFF for c in text):
+        # Known finding, not fixed here (watch.py is not this target's to
+        # mend): .properties renders such a character as a \uD8xx\uDCxx pair,
+        # as Java does, and the reader makes two lone surrogates of it.
+        # test_fuzz_findings.py holds it as a strict xfail; drop this guard
+        # when that test passes.
+        return
     pairs = [line.partition("=") for line in text.split("\x00")]
     flat: dict[str, JSONValue] = {key: value for key, _, value in pairs if key}
     if not flat:
