@@ -60,3 +60,13 @@ def kubectl() -> Path:
     import controlplane
 
     return Path(controlplane.ensure_built(quiet=True)) / "kubectl"
+
+
+@pytest.fixture(scope="session")
+def flux_source_controller(request: pytest.FixtureRequest) -> Path:
+    return install_tool(request.config, "flux-source-controller")
+
+
+@pytest.fixture(scope="session")
+def flux_kustomize_controller(request: pytest.FixtureRequest) -> Path:
+    return install_tool(request.config, "flux-kustomize-controller")
