@@ -657,6 +657,7 @@ class ReloadReconciler:
         fingerprint_key: Callable[[], FingerprintKey | None] | None = None,
         reloader_compatible: bool = False,
         watched: Callable[[str, str, str], PlainSource | None] | None = None,
+        workload_kinds: Callable[[str], frozenset[str] | None] | None = None,
     ) -> None:
         self.api = api
         self.fingerprint_key = fingerprint_key or (lambda: None)
@@ -664,6 +665,8 @@ class ReloadReconciler:
         #: What the ConfigMap/Secret watch last described (kind, namespace, name):
         #: a pass need not GET a source the watch already delivered.
         self.watched = watched or (lambda _kind, _namespace, _name: None)
+        #: namespace -> the workload kinds a pass must list there (None: all).
+        self.workload_kinds = workload_kinds or (lambda _namespace: None)
 
     def _list_or_empty(
         self, resource: Resource, namespace: str, label_selector: str | None = None
@@ -761,13 +764,22 @@ class ReloadReconciler:
         )
 
     def read_namespace(self, namespace: str) -> NamespaceState:
-        """Everything a pass decides on: the namespace's workloads and sources, read now."""
-        kinds = [*RELOADABLE, CONFIG_PROFILES, SEALED_SECRETS]
+        """Everything a pass decides on: the namespace's workloads and sources, read now.
+
+        Only the workload kinds ``workload_kinds(namespace)`` names are
+        listed (the watches know which kinds have a workload that opted in
+        or that a source targets there); a kind left out has nothing a pass
+        could write.  Each list skipped is a round trip less on the way
+        from a change to the rollout.
+        """
+        needed = self.workload_kinds(namespace)
+        resources = [r for r in RELOADABLE if needed is None or r.kind in needed]
+        kinds = [*resources, CONFIG_PROFILES, SEALED_SECRETS]
         lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
         profiles, sealed = lists[-2], lists[-1]
         workloads: list[tuple[Resource, JSON]] = []
         wanted: set[tuple[str, str]] = set()
-        for resource, items in zip(RELOADABLE, lists[: len(RELOADABLE)], strict=True):
+        for resource, items in zip(resources, lists[: len(resources)], strict=True):
             for item in items:
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", resource.kind)

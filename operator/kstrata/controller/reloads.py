@@ -348,6 +348,10 @@ class ReloadTriggers:
         self._workloads: dict[str, tuple[Annotations, bool, Followed]] = {}
         #: namespace -> uids of workloads that opted in or that a source targets.
         self._interested: dict[str, set[str]] = {}
+        #: namespace -> uid -> kind, of those interested workloads.
+        self._interested_kinds: dict[str, dict[str, str]] = {}
+        #: namespace -> (source kind, name) -> workload kinds its status.workloads lists.
+        self._listed_kinds: dict[str, dict[tuple[str, str], frozenset[str]]] = {}
         #: namespace -> sources whose status.workloads lists workloads, as (kind, name).
         self._listing: dict[str, set[tuple[str, str]]] = {}
         #: (kind, namespace, name) -> generation whose status a reconciler reported
@@ -378,6 +382,7 @@ class ReloadTriggers:
         self._reported.pop(key, None)
         self._targets.get(namespace, {}).pop((kind, name), None)
         self._listing.get(namespace, set()).discard((kind, name))
+        self._listed_kinds.get(namespace, {}).pop((kind, name), None)
         self.in_flight.get(namespace, set()).discard((kind, name))
         # The workloads keep what they run: nothing rolls.  A pending pass may go on.
         self.coalescer.poke(namespace)
@@ -395,10 +400,16 @@ class ReloadTriggers:
             if observed >= reported:
                 del self._reported[key]  # the watch has caught up
         listing = self._listing.setdefault(namespace, set())
-        if status.get("workloads"):
+        entries = status.get("workloads")
+        listed = self._listed_kinds.setdefault(namespace, {})
+        if entries:
             listing.add((kind, name))
+            listed[(kind, name)] = frozenset(
+                str(e.get("kind")) for e in entries if isinstance(e, dict)
+            )
         else:
             listing.discard((kind, name))
+            listed.pop((kind, name), None)
         self._observe(kind, namespace, name, body)
 
     def source_reconciled(self, written: SourceStatus) -> None:
@@ -483,9 +494,25 @@ class ReloadTriggers:
         for kind, name in after - before:
             self._followers.setdefault((kind, namespace, name), set()).add(uid)
 
+    def workload_kinds(self, namespace: str) -> frozenset[str] | None:
+        """Workload kinds a pass over ``namespace`` must list (any thread).
+
+        Kinds of workloads that opted in or that a source targets, and kinds a
+        source's ``status.workloads`` lists (so an entry that must go is
+        seen).  A workload the watch has not delivered yet is evaluated by
+        the pass its own first sight schedules.
+        """
+        kinds = set(self._interested_kinds.get(namespace, {}).values())
+        for entries in list(self._targets.get(namespace, {}).values()):
+            kinds |= {target.kind for target in entries}
+        for listed in list(self._listed_kinds.get(namespace, {}).values()):
+            kinds |= listed
+        return frozenset(kinds)
+
     def workload_deleted(self, namespace: str, uid: str) -> None:
         previous = self._workloads.pop(uid, None)
         self._interested.get(namespace, set()).discard(uid)
+        self._interested_kinds.get(namespace, {}).pop(uid, None)
         if previous is not None:
             self._follow(namespace, uid, previous[2], frozenset())
         # Its entry must leave the sources' status.workloads.
@@ -503,10 +530,13 @@ class ReloadTriggers:
         self._workloads[uid] = seen
         self._follow(namespace, uid, previous[2] if previous else frozenset(), followed)
         interested = self._interested.setdefault(namespace, set())
+        kinds = self._interested_kinds.setdefault(namespace, {})
         if opted or seen[1]:
             interested.add(uid)
+            kinds[uid] = str(workload.get("kind", ""))
         else:
             interested.discard(uid)
+            kinds.pop(uid, None)
         # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
         if previous == seen or (previous is None and not opted and not seen[1]):
             return
@@ -589,8 +619,9 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
         api,
         fingerprint_key=fingerprint_key,
         reloader_compatible=compatible,
-        # A lambda: ``watched`` is made below, around the coalescer.
+        # Lambdas: ``watched`` is made below, around the coalescer.
         watched=lambda kind, namespace, name: watched.described(kind, namespace, name),  # noqa: PLW0108
+        workload_kinds=lambda namespace: watched.workload_kinds(namespace),  # noqa: PLW0108
     )
 
     def run_pass(

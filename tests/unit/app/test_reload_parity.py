@@ -271,3 +271,18 @@ def test_the_migrate_command_parses_and_prints_a_stable_report() -> None:
     assert format_report(MigrationReport((), (), applied=True)) == (
         "no workload uses Reloader's annotations\n"
     )
+
+
+def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
+    triggers = ReloadTriggers(Recorder(), {})  # type: ignore[arg-type]
+    assert triggers.workload_kinds("ns") == frozenset()
+    triggers.workload_seen("ns", "u1", workload({"kstrata.dev/reload": "auto"}, kind="CronJob"))
+    triggers.workload_seen("ns", "u2", workload({}))  # not opted in: no list of its kind
+    assert triggers.workload_kinds("ns") == {"CronJob"}
+    listed = {"kind": "StatefulSet", "name": "db", "revision": 1}
+    source = {"metadata": {"generation": 1}, "status": {"workloads": [listed]}}
+    triggers.source_seen("ConfigProfile", "ns", "p", source)
+    assert triggers.workload_kinds("ns") == {"CronJob", "StatefulSet"}
+    triggers.workload_deleted("ns", "u1")
+    triggers.source_deleted("ConfigProfile", "ns", "p")
+    assert triggers.workload_kinds("ns") == frozenset()
