@@ -50,6 +50,16 @@ SEALING_KEYS = Gauge(
     "kstrata_sealing_keys",
     "Sealing key pairs in the operator's key Secret (0 while the Secret is missing).",
 )
+SEALING_KEY_NEWEST_CREATED = Gauge(
+    "kstrata_sealing_key_newest_created_timestamp_seconds",
+    "Creation time (Unix seconds) of the newest sealing key pair, the one new values are "
+    "sealed to (0 while there is none).",
+)
+SEALING_KEY_ROTATION_PERIOD = Gauge(
+    "kstrata_sealing_key_rotation_period_seconds",
+    "The configured sealing key rotation interval (key_rotation_days) in seconds; 0 when "
+    "rotation is off.",
+)
 SEALING_KEY_ROTATIONS = Counter(
     "kstrata_sealing_key_rotations_total",
     "Sealing keys added by rotation.",

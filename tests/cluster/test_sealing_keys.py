@@ -178,9 +178,14 @@ def test_first_start_creates_keys_and_publishes_them_once(
 def test_rotation_keeps_old_tokens_opening_and_new_seals_use_the_newest_key(
     cluster: TestCluster, namespace: str, keys_namespace: str, tmp_path: Path
 ) -> None:
-    with operator_for(cluster, namespace, keys_namespace):
+    with operator_for(cluster, namespace, keys_namespace) as running:
         old_bundle = wait_bundle(cluster, keys_namespace, keys=1)
         old_key = old_bundle.newest.key_id
+        newest_created = "kstrata_sealing_key_newest_created_timestamp_seconds"
+        wait_for(
+            lambda: metric(running, newest_created) == old_bundle.newest.created.timestamp(),
+            what="the newest key's age to be exported",
+        )
         old_token = seal_item(
             old_bundle, b"old-value", namespace=namespace, name="mixed", item="old"
         )
@@ -192,6 +197,12 @@ def test_rotation_keeps_old_tokens_opening_and_new_seals_use_the_newest_key(
         new_bundle = wait_bundle(cluster, keys_namespace, keys=2)
         new_key = new_bundle.newest.key_id
         assert new_key != old_key
+        # The operator saw the rotation (made by the CLI) through its watch.
+        wait_for(
+            lambda: metric(running, newest_created) == new_bundle.newest.created.timestamp(),
+            what="the rotated key's creation time to be exported",
+        )
+        assert metric(running, "kstrata_sealing_key_rotation_period_seconds") > 0
         assert new_key in out
         assert {k.key_id for k in new_bundle} == {old_key, new_key}
         assert set(key_secret(cluster, keys_namespace).data) == {

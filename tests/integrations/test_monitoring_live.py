@@ -85,6 +85,9 @@ def test_promtool_accepts_the_operators_real_metrics(
         what="kstrata_objects to count one Ready and one refused profile",
     )
     exposition = operator.metrics()
+    # The key-age alert's inputs are exported (their values: tests/cluster/test_sealing_keys.py).
+    assert "kstrata_sealing_key_newest_created_timestamp_seconds " in exposition
+    assert "kstrata_sealing_key_rotation_period_seconds " in exposition
     result = subprocess.run(
         [str(promtool), "check", "metrics"],
         input=exposition,

@@ -149,6 +149,7 @@ class KeyStore:
         self.settings = settings
         self.namespace = settings.operator_namespace
         self.suite = suite_from(settings.sealing_suite)
+        metrics.SEALING_KEY_ROTATION_PERIOD.set(max(0, settings.key_rotation_days) * 86_400)
         # Parsing loads every key into pyca; cache the result per Secret version.
         self._cache_lock = threading.Lock()
         self._cache: tuple[tuple[str, str], SealingKeys] | None = None
@@ -186,6 +187,7 @@ class KeyStore:
     def keys_from(self, secret: JSON | None) -> SealingKeys:
         if secret is None:
             metrics.SEALING_KEYS.set(0)
+            metrics.SEALING_KEY_NEWEST_CREATED.set(0)
             return _MISSING
         meta = secret.get("metadata") or {}
         version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
@@ -196,6 +198,9 @@ class KeyStore:
         with self._cache_lock:
             self._cache = (version, keys)
         metrics.SEALING_KEYS.set(len(keys.ring))
+        metrics.SEALING_KEY_NEWEST_CREATED.set(
+            keys.ring.newest.created.timestamp() if len(keys.ring) else 0
+        )
         return keys
 
     # --- writing ---------------------------------------------------------
@@ -235,6 +240,7 @@ class KeyStore:
             self.api.create(SECRETS, self.namespace, body)
             logger.info("created the sealing key Secret with key %s", pair.key_id)
             metrics.SEALING_KEYS.set(1)
+            metrics.SEALING_KEY_NEWEST_CREATED.set(pair.created.timestamp())
             return True
 
         keys = self.keys_from(secret)
@@ -285,6 +291,7 @@ class KeyStore:
         self._add_entries(secret, {pair.secret_entry_name: _b64(pair.to_secret_entry())})
         metrics.SEALING_KEY_ROTATIONS.inc()
         metrics.SEALING_KEYS.set(len(keys.ring) + 1)
+        metrics.SEALING_KEY_NEWEST_CREATED.set(pair.created.timestamp())
         logger.info("rotated sealing keys: new newest key %s", pair.key_id)
         return pair
 
