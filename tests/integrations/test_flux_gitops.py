@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -169,25 +170,27 @@ def served_git_repository(tmp: Path) -> Iterator[GitRepo]:
 
 
 def module_dir(wrapper: str, module: str) -> Path:
-    """Where the pinned module is in the Go module cache (the installer downloaded it)."""
+    """Where the wrapper's pinned module is in the Go module cache (fetched if missing)."""
     result = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", module],
+        ["go", "mod", "download", "-json", module],
         cwd=GOTOOLS / "flux" / wrapper,
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=300,
         env=dict(os.environ, GOFLAGS="-mod=readonly", GOTOOLCHAIN="local"),
     )
-    return Path(result.stdout.strip())
+    return Path(json.loads(result.stdout)["Dir"])
 
 
 def flux_crds() -> list[Path]:
     source = module_dir("source-controller", "github.com/fluxcd/source-controller")
     kustomize = module_dir("kustomize-controller", "github.com/fluxcd/kustomize-controller")
-    return sorted((source / "config" / "crd" / "bases").glob("*.yaml")) + sorted(
+    found = sorted((source / "config" / "crd" / "bases").glob("*.yaml")) + sorted(
         (kustomize / "config" / "crd" / "bases").glob("*.yaml")
     )
+    assert len(found) >= 2, f"no CRDs under {source} and {kustomize}"
+    return found
 
 
 @dataclass
