@@ -278,11 +278,11 @@ def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
     assert triggers.workload_kinds("ns") == frozenset()
     triggers.workload_seen("ns", "u1", workload({"kstrata.dev/reload": "auto"}, kind="CronJob"))
     triggers.workload_seen("ns", "u2", workload({}))  # not opted in: no list of its kind
-    assert triggers.workload_kinds("ns") == {"CronJob"}
+    assert triggers.workload_kinds("ns") == frozenset({"CronJob"})
     listed = {"kind": "StatefulSet", "name": "db", "revision": 1}
     source = {"metadata": {"generation": 1}, "status": {"workloads": [listed]}}
     triggers.source_seen("ConfigProfile", "ns", "p", source)
-    assert triggers.workload_kinds("ns") == {"CronJob", "StatefulSet"}
+    assert triggers.workload_kinds("ns") == frozenset({"CronJob", "StatefulSet"})
     triggers.workload_deleted("ns", "u1")
     triggers.source_deleted("ConfigProfile", "ns", "p")
     assert triggers.workload_kinds("ns") == frozenset()
