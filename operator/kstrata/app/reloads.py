@@ -61,7 +61,7 @@ from typing import Any, Final, TypedDict, TypeVar
 from kstrata import metrics
 from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
 from kstrata.domain import reload_annotations as ra
-from kstrata.errors import InvalidInputError, KstrataError, NotFoundError
+from kstrata.errors import ConflictError, InvalidInputError, KstrataError, NotFoundError
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
@@ -633,6 +633,9 @@ class NamespaceState:
     profiles: tuple[JSON, ...]
     sealed: tuple[JSON, ...]
     sources: Sources
+    #: The workloads are the watch's copies, not a LIST's: every write then
+    #: carries their resourceVersion, and a conflict redoes the pass from lists.
+    from_watch: bool = False
 
 
 @dataclass(frozen=True)
@@ -789,6 +792,32 @@ class ReloadReconciler:
         sources = self.read_sources(namespace, wanted=wanted, profiles=profiles, sealed=sealed)
         return NamespaceState(namespace, tuple(workloads), tuple(profiles), tuple(sealed), sources)
 
+    def state_from_watch(
+        self, namespace: str, workloads: Iterable[tuple[str, JSON]]
+    ) -> NamespaceState:
+        """A namespace state from the workload watch's copies, with no LIST at all.
+
+        Only for a namespace where the watches saw no ConfigProfile or
+        SealedSecret (the controller decides): then nothing but the
+        workloads and the plain sources they follow matters, and the
+        sources come from the ConfigMap/Secret watch too (``watched``).  The
+        pass writes with the copies' resourceVersion, so a copy older than
+        the object cannot cause a write (see ``reconcile_namespace``).
+        """
+        by_kind = {r.kind: r for r in RELOADABLE}
+        found: list[tuple[Resource, JSON]] = []
+        wanted: set[tuple[str, str]] = set()
+        for kind, body in workloads:
+            if (resource := by_kind.get(kind)) is None:
+                continue
+            item = dict(body, apiVersion=resource.api_version, kind=kind)
+            found.append((resource, item))
+            wanted |= wanted_plain(
+                item, reload_request(item, reloader_compatible=self.reloader_compatible)
+            )
+        sources = self.read_sources(namespace, wanted=wanted, profiles=[], sealed=[])
+        return NamespaceState(namespace, tuple(found), (), (), sources, from_watch=True)
+
     def reconcile_namespace(
         self,
         namespace: str,
@@ -828,12 +857,16 @@ class ReloadReconciler:
             for p in plans
             if p.decision.action in ("record", "rollout", "sync-pods") and id(p) not in held_ids
         ]
-        results = self._each(lambda p: self._write(p, changed_at), writes)
+        results = self._each(lambda p: self._write(p, changed_at, state.from_watch), writes)
         # Events after every patch: they are best effort and must not delay the
         # last workload of a fan-out.
         done = [p for p, r in zip(writes, results, strict=True) if r is None]
         rollouts = [p for p in done if p.decision.action == "rollout"]
         self._each(self._announce, rollouts)
+        if state.from_watch and any(isinstance(r, ConflictError) for r in results):
+            # A watched copy was older than its object: decide again on lists.
+            # Writes that went through are "unchanged" there.
+            return self.reconcile_namespace(namespace, changed_at=changed_at, settled=settled)
         for plan, result in zip(writes, results, strict=True):
             if isinstance(result, InvalidInputError):
                 # The apiserver refused this one workload's patch (its own spec
@@ -865,23 +898,29 @@ class ReloadReconciler:
             held=tuple(p.label for p in held),
         )
 
-    def _write(self, plan: _Plan, changed_at: float | None) -> None:
+    def _write(self, plan: _Plan, changed_at: float | None, guarded: bool = False) -> None:
+        """Carry out one decision.  ``guarded``: the workload is a watch's copy, so the
+        patch carries its resourceVersion (a merge patch with one is refused with
+        409 when the object has changed since)."""
         meta = plan.workload["metadata"]
         annotations = {REVISIONS_ANNOTATION: plan.decision.desired}
+        written: JSON = {"annotations": annotations}
+        if guarded:
+            written["resourceVersion"] = meta.get("resourceVersion")
         if plan.decision.action == "sync-pods":
+            if guarded:
+                # Pods are listed and patched without a precondition: decide on a list.
+                raise ConflictError("hot reload decided on a watched copy")
             # Pods first, record after: a crash in between syncs them again,
             # which restarts nothing.
             self._sync_pods(plan)
         if plan.decision.action in ("record", "sync-pods"):
-            patch: JSON = {"metadata": {"annotations": annotations}}
+            patch: JSON = {"metadata": written}
             self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)
             return
         # One merge patch writes the record and the template together: never a
         # rollout without its record (which would roll again), nor the reverse.
-        patch = {
-            "metadata": {"annotations": annotations},
-            **template_patch(plan.workload, annotations),
-        }
+        patch = {"metadata": written, **template_patch(plan.workload, annotations)}
         strategy = plan.decision.strategy
         try:
             self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)

@@ -350,6 +350,11 @@ class ReloadTriggers:
         self._interested: dict[str, set[str]] = {}
         #: namespace -> uid -> kind, of those interested workloads.
         self._interested_kinds: dict[str, dict[str, str]] = {}
+        #: namespace -> uid -> (kind, the watch's last copy) of interested workloads, so a
+        #: pass in a namespace with no kstrata sources needs no LIST (``watched_workloads``).
+        self._bodies: dict[str, dict[str, tuple[str, JSON]]] = {}
+        #: namespace -> ConfigProfiles and SealedSecrets the watches have seen there.
+        self._kstrata_sources: dict[str, set[tuple[str, str]]] = {}
         #: namespace -> (source kind, name) -> workload kinds its status.workloads lists.
         self._listed_kinds: dict[str, dict[tuple[str, str], frozenset[str]]] = {}
         #: namespace -> sources whose status.workloads lists workloads, as (kind, name).
@@ -383,6 +388,7 @@ class ReloadTriggers:
         self._targets.get(namespace, {}).pop((kind, name), None)
         self._listing.get(namespace, set()).discard((kind, name))
         self._listed_kinds.get(namespace, {}).pop((kind, name), None)
+        self._kstrata_sources.get(namespace, set()).discard((kind, name))
         self.in_flight.get(namespace, set()).discard((kind, name))
         # The workloads keep what they run: nothing rolls.  A pending pass may go on.
         self.coalescer.poke(namespace)
@@ -445,6 +451,7 @@ class ReloadTriggers:
 
     def _observe(self, kind: str, namespace: str, name: str, body: JSON) -> None:
         key = (kind, namespace, name)
+        self._kstrata_sources.setdefault(namespace, set()).add((kind, name))
         meta, status = body.get("metadata") or {}, body.get("status") or {}
         generation = _as_int(meta.get("generation"))
         observed = _as_int(status.get("observedGeneration"))
@@ -513,6 +520,7 @@ class ReloadTriggers:
         previous = self._workloads.pop(uid, None)
         self._interested.get(namespace, set()).discard(uid)
         self._interested_kinds.get(namespace, {}).pop(uid, None)
+        self._bodies.get(namespace, {}).pop(uid, None)
         if previous is not None:
             self._follow(namespace, uid, previous[2], frozenset())
         # Its entry must leave the sources' status.workloads.
@@ -531,12 +539,18 @@ class ReloadTriggers:
         self._follow(namespace, uid, previous[2] if previous else frozenset(), followed)
         interested = self._interested.setdefault(namespace, set())
         kinds = self._interested_kinds.setdefault(namespace, {})
+        bodies = self._bodies.setdefault(namespace, {})
         if opted or seen[1]:
             interested.add(uid)
             kinds[uid] = str(workload.get("kind", ""))
+            bodies[uid] = (
+                kinds[uid],
+                {"metadata": workload.get("metadata") or {}, "spec": workload.get("spec") or {}},
+            )
         else:
             interested.discard(uid)
             kinds.pop(uid, None)
+            bodies.pop(uid, None)
         # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
         if previous == seen or (previous is None and not opted and not seen[1]):
             return
@@ -589,6 +603,43 @@ class ReloadTriggers:
         # The workloads keep what they run: nothing rolls.
         self._digests.pop((kind, namespace, name), None)
         self._described.pop((kind, namespace, name), None)
+
+    def watched_workloads(self, namespace: str) -> list[tuple[str, JSON]] | None:
+        """The watch's copies of the namespace's interested workloads, when they are all a
+        pass needs; None when it must LIST (any thread).
+
+        Only where the watches saw no ConfigProfile or SealedSecret and no
+        source targets or lists a workload, and every interested workload
+        follows only plain sources the ConfigMap/Secret watch has described
+        (not owned by a kstrata source) and records nothing else: then the
+        lists could add nothing.  The pass writes with the copies'
+        resourceVersion, so a copy older than its object writes nothing.
+        """
+        if (
+            self._kstrata_sources.get(namespace)
+            or self._targets.get(namespace)
+            or self._listing.get(namespace)
+        ):
+            return None
+        found = list(self._bodies.get(namespace, {}).items())
+        result: list[tuple[str, JSON]] = []
+        for uid, (kind, body) in found:
+            previous = self._workloads.get(uid)
+            followed = previous[2] if previous is not None else frozenset()
+            for source_kind, source_name in followed:
+                seen = self._described.get((source_kind, namespace, source_name))
+                if seen is None or seen.owner is not None:
+                    return None
+            annotations = (body.get("metadata") or {}).get("annotations") or {}
+            record = annotations.get("kstrata.dev/revisions") or ""
+            keys = [entry.partition("=")[0].strip() for entry in str(record).split(",") if entry]
+            if any(not key.startswith(("configmap/", "secret/")) for key in keys):
+                return None
+            request = reload_request(body, reloader_compatible=self.reloader_compatible)
+            if request.names:
+                return None
+            result.append((kind, body))
+        return result
 
     def described(self, kind: str, namespace: str, name: str) -> PlainSource | None:
         """The watch's description of a followed source, for a pass (any thread)."""
@@ -647,9 +698,16 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
     window = min(max(settings.reload_coalesce_seconds, 0.0), MAX_COALESCE_SECONDS)
     in_flight: dict[str, set[tuple[str, str]]] = {}
+
+    def read_ahead(namespace: str) -> NamespaceState:
+        workloads = watched.watched_workloads(namespace)
+        if workloads is not None:
+            return reconciler.state_from_watch(namespace, workloads)
+        return reconciler.read_namespace(namespace)
+
     coalescer = NamespaceCoalescer(
         run_pass,
-        read_ahead=reconciler.read_namespace,
+        read_ahead=read_ahead,
         window=window,
         quiet=min(max(settings.reload_quiet_seconds, 0.0), MAX_QUIET_SECONDS),
         retry_delay=min(max(settings.retry_backoff, 0.1), MAX_RETRY_SECONDS),

@@ -4,6 +4,7 @@ templates, keyed source fingerprints and the watch filter for plain sources."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 from kstrata.app.reloads import (
+    PlainSource,
+    ReloadReconciler,
     Sources,
     decide,
     dependencies,
@@ -22,6 +25,7 @@ from kstrata.app.reloads import (
 from kstrata.controller.reloads import ReloadTriggers
 from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
 from kstrata.domain import reload_annotations as ra
+from kstrata.errors import ConflictError
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -286,3 +290,62 @@ def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
     triggers.workload_deleted("ns", "u1")
     triggers.source_deleted("ConfigProfile", "ns", "p")
     assert triggers.workload_kinds("ns") == frozenset()
+
+
+class GuardedApi:
+    """Enough of KubeApi for one Deployment: merge patches honour a resourceVersion."""
+
+    def __init__(self, deployment: dict[str, Any]) -> None:
+        self.deployment = deployment
+        self.patches: list[dict[str, Any]] = []
+        self.conflicts = 0
+
+    def list(self, resource: Any, namespace: str | None = None, **_: Any) -> list[Any]:
+        return [copy.deepcopy(self.deployment)] if resource.kind == "Deployment" else []
+
+    def get_or_none(self, resource: Any, namespace: str | None, name: str) -> Any:
+        return None
+
+    def patch(self, resource: Any, namespace: str | None, name: str, patch: Any, **_: Any) -> Any:
+        if resource.kind != "Deployment":
+            return {}
+        meta = self.deployment["metadata"]
+        wanted = patch.get("metadata", {}).get("resourceVersion")
+        if wanted is not None and wanted != meta["resourceVersion"]:
+            self.conflicts += 1
+            raise ConflictError("conflict")
+        self.patches.append(patch)
+        meta["annotations"].update(patch["metadata"]["annotations"])
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        return {}
+
+    def create(self, resource: Any, namespace: str | None, body: Any) -> Any:
+        return body
+
+
+def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_lists() -> None:
+    w = workload({"kstrata.dev/reload": "auto-configmaps"}, secrets=())
+    w["metadata"].update(namespace="ns", resourceVersion="7")
+    w["metadata"]["annotations"]["kstrata.dev/revisions"] = "configmap/cfg=cfgFingerPr1"
+    api = GuardedApi(copy.deepcopy(w))
+    described = PlainSource(owner=None, fingerprint="cfgFingerPr2", ignored=False, matching=False)
+    reconciler = ReloadReconciler(
+        api,  # type: ignore[arg-type]
+        watched=lambda kind, namespace, name: described if name == "cfg" else None,
+    )
+    stale = copy.deepcopy(w)
+    stale["metadata"]["resourceVersion"] = "6"
+    outcome = reconciler.reconcile_namespace(
+        "ns", state=reconciler.state_from_watch("ns", [("Deployment", stale)])
+    )
+    assert api.conflicts == 1
+    assert outcome.rolled == ("Deployment/w",)
+    assert len(api.patches) == 1  # one rollout, decided on the list's copy
+    fresh = ReloadReconciler(
+        GuardedApi(copy.deepcopy(w)),  # type: ignore[arg-type]
+        watched=lambda kind, namespace, name: described,
+    )
+    state = fresh.state_from_watch("ns", [("Deployment", w)])
+    fresh.reconcile_namespace("ns", state=state)
+    sent = fresh.api.patches[0]  # type: ignore[attr-defined]
+    assert sent["metadata"]["resourceVersion"] == "7"  # a watched copy's write is guarded
