@@ -31,10 +31,14 @@ module only has to make sure a pass runs soon after anything that may matter:
   nobody follows after a dictionary lookup, and for followed ones keeps only
   a digest of the data under a per-process random key, to tell a data change
   from a metadata-only write.  Memory is therefore bounded by the followed
-  sources, not by the cluster's ConfigMaps and Secrets.  The pass itself
-  reads the followed sources by name and records keyed fingerprints (the
-  operator's fingerprint key), so a restart compares like with like and
-  rolls nothing.
+  sources, not by the cluster's ConfigMaps and Secrets (kopf's own
+  per-object memory aside: docs/architecture.md).  A followed source's
+  description (owner, keyed fingerprint under the operator's fingerprint
+  key, opt-outs; never its data) is kept for the passes, which read by name
+  only what the watch has not described, so a restart compares like with
+  like and rolls nothing.  Where no kstrata source is in play, a pass takes
+  the workloads from their watch too (``ReloadTriggers.watched_workloads``)
+  and writes with their resourceVersion: one PATCH after the event.
 
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
