@@ -68,6 +68,37 @@ def test_a_foreground_operator_removes_its_webhook_configuration_when_it_stops(
     assert not cluster.exists(read, name)
 
 
+def test_a_shipped_webhook_configuration_is_updated_but_never_removed(
+    cluster: TestCluster, namespace: str
+) -> None:
+    """The object manifests/ ships belongs to the cluster: a foreground operator only updates it."""
+    name = f"kstrata-shipped-{namespace}"
+    shipped = yaml.safe_load(
+        (controlplane.REPO_ROOT / "manifests" / "base" / "webhook.yaml").read_text()
+    )
+    shipped["metadata"]["name"] = name
+    port = controlplane.free_port()
+    read = configurations(cluster).read_validating_webhook_configuration
+    with removed_afterwards(cluster, name):
+        configurations(cluster).create_validating_webhook_configuration(shipped)
+        with running_operator(
+            cluster,
+            namespaces=(namespace,),
+            webhook_address=f"127.0.0.1:{port}",
+            webhook_url=f"https://127.0.0.1:{port}",
+            webhook_configuration=name,
+        ):
+            wait_for(
+                lambda: (read(name).webhooks[0].client_config.url or "").startswith(
+                    f"https://127.0.0.1:{port}/"
+                ),
+                timeout=30,
+                what="the operator to point the shipped configuration at itself",
+            )
+        assert cluster.exists(read, name)
+        assert "kstrata.dev/registered-by" not in (read(name).metadata.annotations or {})
+
+
 def test_a_stale_webhook_is_named_with_the_command_that_removes_it(
     cluster: TestCluster, namespace: str
 ) -> None:

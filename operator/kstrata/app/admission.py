@@ -37,6 +37,10 @@ VALIDATING_WEBHOOKS: Final = Resource(
 PROFILE_WEBHOOK_ID: Final = "validate-configprofile"
 #: The apiserver waits at most this long; a slow webhook must not stall applies.
 WEBHOOK_TIMEOUT_SECONDS: Final = 5
+#: On a webhook configuration a foreground operator (``--webhook-url``) created:
+#: it is that operator's to remove when it stops.
+REGISTERED_BY_ANNOTATION: Final = "kstrata.dev/registered-by"
+FOREGROUND_OPERATOR: Final = "foreground-operator"
 #: One review's validation, at most: below the timeout, with room for the reads.
 REVIEW_BUDGET_SECONDS: Final = 2.0
 

@@ -233,6 +233,13 @@ def register(
             admission.client_config(settings, setup.certificate.ca_pem, setup.port),
             settings.namespaces,
         )
+        if settings.webhook_url:
+            # Marks an object this foreground operator creates (never the one
+            # manifests/ ships, which an update leaves unmarked) as its own to
+            # remove when it stops, or when a later one stops after a crash.
+            desired["metadata"]["annotations"] = {
+                admission.REGISTERED_BY_ANNOTATION: admission.FOREGROUND_OPERATOR
+            }
         try:
             admission.ensure_webhook_configuration(api, settings.webhook_configuration, desired)
         except ForbiddenError as error:
@@ -274,7 +281,7 @@ def register(
 
 
 def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
-    """Delete the configuration ``name`` if every webhook in it calls ``url``; True if deleted.
+    """Delete configuration ``name`` if a foreground operator made it and it calls ``url`` only.
 
     Why: with ``failurePolicy: Fail`` a configuration whose server has stopped
     refuses every later write to kstrata resources.  A foreground operator
@@ -283,6 +290,11 @@ def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
     """
     existing = api.get_or_none(admission.VALIDATING_WEBHOOKS, None, name)
     if existing is None:
+        return False
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(admission.REGISTERED_BY_ANNOTATION) != admission.FOREGROUND_OPERATOR:
+        # Shipped by manifests/ (or Helm) and only updated by us: the cluster's
+        # object, not ours to delete (and the installed RBAC cannot).
         return False
     urls = {
         ((w or {}).get("clientConfig") or {}).get("url") for w in existing.get("webhooks") or []
