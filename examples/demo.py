@@ -205,6 +205,74 @@ def wait_pods_serving(demo: Demo, namespace: str, count: int) -> None:
     demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments")
 
 
+# A second reader of the payments config that re-reads its file instead of
+# restarting: `kstrata watch` runs the command below once the kubelet has
+# swapped in a complete new version that parses.
+HOT_READER = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: payments-reader
+  annotations:
+    kstrata.dev/reload: payments
+    kstrata.dev/reload-strategy: hot
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: payments-reader}
+  template:
+    metadata:
+      labels: {app: payments-reader}
+    spec:
+      terminationGracePeriodSeconds: 2
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+        - name: reader
+          image: kstrata-toolbox:dev
+          command: [kstrata, watch, /etc/payments, --exec,
+                    "grep -h timeoutSeconds /etc/payments/config.yaml"]
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+          volumeMounts:
+            - {name: config, mountPath: /etc/payments, readOnly: true}
+      volumes:
+        - name: config
+          configMap: {name: payments-config}
+"""
+
+
+def hot_reload(demo: Demo, namespace: str, kstrata: list[str]) -> None:
+    """A `reload-strategy: hot` reader gets a change in seconds, in the same pod."""
+    step("Hot reload: a workload that re-reads its file gets the change in seconds, no restart")
+    print(f"$ kubectl apply -n {namespace} -f payments-reader.yaml"
+          "   # reload-strategy: hot, kstrata watch --exec 'grep timeoutSeconds ...'")  # fmt: skip
+    demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=HOT_READER)
+    demo.run("kubectl", "rollout", "status", "deployment/payments-reader", "-n", namespace,
+             "--timeout=120s")  # fmt: skip
+    pod = demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments-reader",
+                   "-o", "jsonpath={.items[0].metadata.name}", show=False)  # fmt: skip
+    started = time.monotonic()
+    demo.run(*kstrata, "set", "payments", "-n", namespace, "--env", "prod",
+             "http.timeoutSeconds=45")  # fmt: skip
+    deadline = started + 60
+    while "timeoutSeconds: 45" not in demo.run("kubectl", "logs", "-n", namespace, pod, show=False):
+        if time.monotonic() > deadline:
+            raise SystemExit("the hot reader did not see the change")
+        time.sleep(0.2)
+    print(f"The running pod read the new file {time.monotonic() - started:.1f} s after"
+          " `kstrata set` (kstrata told the kubelet to sync it; no restart):")  # fmt: skip
+    demo.run("kubectl", "logs", "-n", namespace, pod)
+    demo.run("kubectl", "get", "pods", "-n", namespace, "-l", "app=payments-reader")
+    demo.run("kubectl", "get", "pod", pod, "-n", namespace,
+             "-o", "jsonpath={.metadata.annotations.kstrata\\.dev/revisions}")  # fmt: skip
+    print()
+    print("(The rolling payments Deployment rolled for the same change, as before.)")
+
+
 def main() -> int:
     with_node = os.environ.get("KSTRATA_DEMO_NODE", "1" if os.geteuid() == 0 else "0") == "1"
     existing = os.environ.get("KSTRATA_DEMO_KUBECONFIG")
@@ -348,6 +416,9 @@ def main() -> int:
         demo.run(*kstrata, "history", "payments", "-n", namespace)
         print("The rollback is a change like any other: the Deployment rolls again.")
         wait_replica_sets(demo, namespace, 3)
+
+        if with_node:
+            hot_reload(demo, namespace, kstrata)
 
         if metrics_url.startswith("/"):
             pods = demo.run("kubectl", "get", "pods", "-n", "kstrata-system", "-l",

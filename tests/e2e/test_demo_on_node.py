@@ -11,11 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support.cluster import TestCluster
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
 
 
+# The whole story, pods included, runs for about a minute on a quiet machine;
+# the node fixture's set-up counts too.  As long as the script's own limit.
+@pytest.mark.timeout(600)
 def test_demo_runs_on_the_node(node_cluster: TestCluster) -> None:
     env = dict(
         os.environ, KSTRATA_DEMO_KUBECONFIG=str(node_cluster.kubeconfig), KSTRATA_DEMO_NODE="1"
@@ -32,6 +37,8 @@ def test_demo_runs_on_the_node(node_cluster: TestCluster) -> None:
         "started with the new config",
         "payments started as user payments",  # and the new pods print the new one
         "History, diff and rollback",
+        "Hot reload: a workload that re-reads its file",
+        "timeoutSeconds: 45",  # printed by the hot reader, in the same pod
         "Done",
     ]
     position = 0
