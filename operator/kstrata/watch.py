@@ -203,6 +203,12 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return joined
 
 
+def _is_low_surrogate(digits: str) -> bool:
+    return (
+        all(c in "0123456789abcdefABCDEF" for c in digits) and 0xDC00 <= int(digits, 16) <= 0xDFFF
+    )
+
+
 def _unescape_property(text: str, source: str, number: int) -> str:
     out: list[str] = []
     index = 0
@@ -217,7 +223,14 @@ def _unescape_property(text: str, source: str, number: int) -> str:
             digits = text[index + 2 : index + 6]
             if len(digits) != 4 or not all(c in "0123456789abcdefABCDEF" for c in digits):
                 raise DocumentError(f"{source}:{number}: malformed \\uXXXX escape")
-            out.append(chr(int(digits, 16)))
+            code = int(digits, 16)
+            low = text[index + 8 : index + 12] if text[index + 6 : index + 8] == "\\u" else ""
+            if 0xD800 <= code <= 0xDBFF and len(low) == 4 and _is_low_surrogate(low):
+                # A pair, as kstrata's renderer and Java's Properties.store write
+                # a character above U+FFFF: one character, not two halves.
+                code = 0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+                index += 6
+            out.append(chr(code))
             index += 6
             continue
         out.append(_PROPERTY_ESCAPES.get(escaped, escaped))

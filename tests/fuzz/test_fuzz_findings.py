@@ -44,12 +44,6 @@ def test_unprintable_character_is_the_same_error_with_libyaml() -> None:
         load_yaml_documents(b"[[[[[[[[[[1]]]]\x03[[[[[[]]]]][[]\n[[1", source="in.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fuzz finding in app/profile_commands.py (_nest_properties asserts the empty "
-    "tree is a dict; it is []): reported to the lead, not fixed here",
-)
 def test_properties_file_with_only_comments_imports_as_an_empty_configuration() -> None:
     # Found by the env_properties target: `kstrata import -f x.properties`
     # on a file with no keys (only comments, or empty) reads as an empty map.
@@ -85,11 +79,6 @@ _ENTRY_YEAR_0195 = b"""{
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding in crypto/_strict.py: format_time writes year 195 as '195', "
-    "which parse_time refuses; reported to the lead, not fixed here",
-)
 def test_a_key_entry_that_reads_writes_back_as_one_that_reads() -> None:
     # Found by the token target: parse_time takes "0195-01-01T00:00:00Z"
     # (strptime's %Y), format_time writes it back as "195-01-01T00:00:00Z".
@@ -97,11 +86,6 @@ def test_a_key_entry_that_reads_writes_back_as_one_that_reads() -> None:
     assert KeyPair.from_secret_entry(pair.to_secret_entry()).key_id == pair.key_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fuzz finding in watch.py: _unescape_property turns a \\uD83D\\uDE00 pair into "
-    "two lone surrogates instead of one character; reported to the lead, not fixed here",
-)
 def test_properties_reader_joins_the_surrogate_pairs_the_renderer_writes() -> None:
     # Found by the env_properties target: kstrata renders U+1F600 as
     # "\\uD83D\\uDE00" (java.util.Properties.store does the same), and Java

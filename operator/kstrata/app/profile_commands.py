@@ -1081,6 +1081,8 @@ def _nest_properties(flat: dict[str, str]) -> JSONObject:
             raise _NotNestable
         return {str(k): build(v) for k, v in node.items()}
 
+    if not root:
+        return {}  # no keys at all (an empty file, or only comments): an empty map
     tree = build(root)
     assert isinstance(tree, dict)
     return tree

@@ -85,8 +85,13 @@ def b64_decode(text: str) -> bytes:
 
 
 def format_time(when: datetime) -> str:
-    """RFC 3339 in UTC with second precision, the one spelling we write."""
-    return when.astimezone(UTC).strftime(_TIME_FORMAT)
+    """RFC 3339 in UTC with second precision, the one spelling we write.
+
+    Written field by field: ``strftime("%Y")`` gives years before 1000 fewer
+    than four digits, which ``parse_time`` (and RFC 3339) refuse.
+    """
+    t = when.astimezone(UTC)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
 
 
 def parse_time(text: str) -> datetime:
