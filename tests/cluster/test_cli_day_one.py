@@ -261,3 +261,25 @@ def test_type_name_arguments_and_sealed_secrets_in_list(
     # history takes TYPE/NAME too, and says which kind it found.
     code, out, _ = kstrata(cluster, "history", "cfp/payments", "-n", namespace)
     assert (code, out.splitlines()[0]) == (0, "configprofile.kstrata.dev/payments")
+
+
+def test_list_takes_a_label_selector_as_kubectl_does(cluster: TestCluster, namespace: str) -> None:
+    payments(cluster, namespace)
+    apply(cluster, namespace, "ConfigProfile", "billing", {"base": {"replicas": 1}})
+    apply(cluster, namespace, "SealedSecret", "db", {"encryptedData": {"password": "kss1:AAAA"}})
+    cluster.kubectl("label", "-n", namespace, "configprofile/payments", "team=payments")
+    cluster.kubectl("label", "-n", namespace, "sealedsecret.kstrata.dev/db", "team=payments")
+
+    assert kstrata(cluster, "list", "-n", namespace, "-l", "team=payments", "-o", "name") == (
+        0,
+        "configprofile.kstrata.dev/payments\nsealedsecret.kstrata.dev/db\n",
+        "",
+    )
+    code, out, _ = kstrata(cluster, "list", "-n", namespace, "--selector", "team!=payments")
+    assert code == 0
+    # One kind found: one table, plain names (as kubectl get prints them).
+    assert [line.split()[0] for line in out.splitlines()] == ["NAME", "billing"]
+    # The API server checks the selector and says what is wrong with it.
+    code, _, err = kstrata(cluster, "list", "-n", namespace, "-l", "team in (payments")
+    assert code != 0
+    assert "unable to parse requirement" in err

@@ -275,9 +275,16 @@ def summary(obj: JSON, kind: str = PROFILE_KIND) -> ProfileSummary:
 
 
 def list_profiles(
-    api: KubeApi, namespace: str | None, *, sealed_secrets: bool = False
+    api: KubeApi,
+    namespace: str | None,
+    *,
+    sealed_secrets: bool = False,
+    label_selector: str | None = None,
 ) -> list[ProfileSummary]:
     """ConfigProfiles (and SealedSecrets) in ``namespace`` (``None``: every namespace).
+
+    ``label_selector``: kubectl's ``-l``, passed to the API server as it is
+    (which checks it and says what is wrong with it).
 
     Sorted by kind, namespace, name.  A cluster without the CRDs is told
     apart from an empty one: ``NotFoundError`` names the next step.  A user
@@ -291,7 +298,7 @@ def list_profiles(
     rows: list[ProfileSummary] = []
     for kind, resource in kinds:
         try:
-            items = api.list(resource, namespace)
+            items = api.list(resource, namespace, label_selector=label_selector or None)
         except NotFoundError:
             raise NotFoundError(
                 f"the {kind} resource type is not installed on this cluster (no CRD "

@@ -52,6 +52,13 @@ def register(commands: Any) -> None:
     scope.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     listing.add_argument(
+        "-l",
+        "--selector",
+        default=None,
+        metavar="SELECTOR",
+        help="only objects whose labels match, as kubectl's -l (e.g. team=payments,tier!=dev)",
+    )
+    listing.add_argument(
         "-o",
         "--output",
         choices=LIST_FORMATS,
@@ -181,7 +188,12 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import list_profiles
 
     api, namespace = _connect(args)
-    rows = list_profiles(api, None if args.all_namespaces else namespace, sealed_secrets=True)
+    rows = list_profiles(
+        api,
+        None if args.all_namespaces else namespace,
+        sealed_secrets=True,
+        label_selector=args.selector,
+    )
     if args.output in DATA_FORMATS:
         print_data(kubernetes_list([row.obj for row in rows]), args.output, out)
         return EXIT_OK
