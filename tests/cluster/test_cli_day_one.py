@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from kstrata.cli.main import main
 from support.cluster import TestCluster
 from support.operator import running_operator
+from support.serviceaccount import mint_kubeconfig
 from support.waiting import wait_for
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
@@ -283,3 +285,57 @@ def test_list_takes_a_label_selector_as_kubectl_does(cluster: TestCluster, names
     code, _, err = kstrata(cluster, "list", "-n", namespace, "-l", "team in (payments")
     assert code != 0
     assert "unable to parse requirement" in err
+
+
+def test_set_dry_run_server_is_judged_by_the_api_server_and_stores_nothing(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    payments(cluster, namespace)
+    before = cluster.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "configprofiles", "payments"
+    )
+    args = ("set", "payments", "-n", namespace, "--no-wait", "replicas=9")
+    code, out, err = kstrata(cluster, *args, "--dry-run=server")
+    assert code == 0, err
+    assert yaml.safe_load(out)["spec"]["base"]["replicas"] == 9
+    after = cluster.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "configprofiles", "payments"
+    )
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+    # Who may read but not write passes kstrata's own checks (client), and is
+    # refused by the API server (server): the server really judged the write.
+    cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    cluster.kubectl(
+        "create", "role", "reader", "-n", namespace,
+        "--verb=get,list", "--resource=configprofiles.kstrata.dev",
+    )  # fmt: skip
+    cluster.kubectl(
+        "create", "rolebinding", "reader", "-n", namespace,
+        "--role=reader", f"--serviceaccount={namespace}:reader",
+    )  # fmt: skip
+    # kstrata's own checks read the namespace's environment label.
+    cluster.kubectl("create", "clusterrole", namespace, "--verb=get", "--resource=namespaces")
+    cluster.kubectl(
+        "create", "clusterrolebinding", namespace,
+        f"--clusterrole={namespace}", f"--serviceaccount={namespace}:reader",
+    )  # fmt: skip
+    reader = mint_kubeconfig(cluster, namespace, "reader", tmp_path / "reader.kubeconfig")
+
+    def as_reader(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main([*argv, "--kubeconfig", str(reader)], out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    try:
+        code, _, err = wait_for(
+            lambda: (result := as_reader(*args, "--dry-run"))[0] == 0 and result,
+            timeout=15,
+            what="the reader's rights to take effect",
+        )
+        code, _, err = as_reader(*args, "--dry-run=server")
+        assert code == 3, err
+        assert "forbidden" in err.lower()
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", namespace)

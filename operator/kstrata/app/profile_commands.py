@@ -924,6 +924,7 @@ def set_values(
     *,
     environment: str | None = None,
     dry_run: bool = False,
+    server_dry_run: bool = False,
     create: bool = False,
     wait: bool = False,
     timeout: float = 30.0,
@@ -943,6 +944,10 @@ def set_values(
     profile does not declare, is refused with the closest known name
     (``UsageError``: ``databse.pool``, did you mean ``database.pool``?)
     unless ``create`` says the new key or overlay is meant.
+
+    ``dry_run`` stops after kstrata's own checks; ``server_dry_run`` also
+    sends the write as a dry run, so the API server and the admission webhook
+    judge it (kubectl's ``--dry-run=server``), and nothing is stored.
 
     With ``wait`` it returns once the operator has handled the change (see
     :func:`await_operator`): the write is the user's, applying it is the
@@ -990,7 +995,7 @@ def set_values(
         meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE: cause}
         body = {**profile, "metadata": meta, "spec": spec}
         try:
-            written = api.replace(CONFIG_PROFILES, namespace, body)
+            written = api.replace(CONFIG_PROFILES, namespace, body, dry_run=server_dry_run)
         except TransientClusterError as error:
             raise explain_refused_write(api, error) from None
         except ConflictError:
@@ -1000,6 +1005,8 @@ def set_values(
                     "twice; nothing was written, run the command again"
                 ) from None
             continue
+        if server_dry_run:
+            return SetResult(namespace, name, view, cause, changed=True, written=False)
         revision = None
         if wait:
             revision = await_operator(

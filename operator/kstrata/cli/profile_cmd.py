@@ -120,7 +120,13 @@ def register(commands: Any) -> None:
         "(otherwise refused, with the closest known name)",
     )
     set_.add_argument(
-        "--dry-run", action="store_true", help="validate and print the result; write nothing"
+        "--dry-run",
+        nargs="?",
+        const="client",
+        choices=("client", "server"),
+        default=None,
+        help="print the result and write nothing: client (the default) checks it here, "
+        "server also has the API server and the admission webhook judge the write",
     )
     set_.add_argument(
         "-o", "--output", choices=DATA_FORMATS, default="yaml", help="--dry-run output"
@@ -332,7 +338,8 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
         name,
         args.assignments,
         environment=args.env,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run == "client",
+        server_dry_run=args.dry_run == "server",
         create=args.create,
         wait=args.wait,
         timeout=args.timeout,

@@ -198,11 +198,18 @@ class KubeApi:
         what = f"create {resource.kind} {_where(namespace, name)}"
         return self._call("POST", resource.path(namespace), what, body=body, query=_MANAGER)
 
-    def replace(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
-        """PUT with the body's ``resourceVersion``: a stale one raises ``ConflictError``."""
+    def replace(
+        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
+    ) -> JSON:
+        """PUT with the body's ``resourceVersion``: a stale one raises ``ConflictError``.
+
+        ``dry_run``: the API server validates and admits the write (webhooks
+        included) and answers with the object it would store, storing nothing.
+        """
         name = body["metadata"]["name"]
         what = f"update {resource.kind} {_where(namespace, name)}"
-        return self._call("PUT", resource.path(namespace, name), what, body=body, query=_MANAGER)
+        query = [*_MANAGER, ("dryRun", "All")] if dry_run else _MANAGER
+        return self._call("PUT", resource.path(namespace, name), what, body=body, query=query)
 
     def patch(
         self,
