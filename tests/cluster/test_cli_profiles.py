@@ -479,14 +479,16 @@ def _race(
     original = kube_api.KubeApi.replace
     seen: list[str] = []
 
-    def racing(self: kube_api.KubeApi, resource: Any, ns: str | None, body: Any) -> Any:
+    def racing(
+        self: kube_api.KubeApi, resource: Any, ns: str | None, body: Any, **options: Any
+    ) -> Any:
         seen.append(body["metadata"]["resourceVersion"])
         if len(seen) <= races:
             cluster.kubectl(
                 "label", "configprofile", "api", "-n", namespace, f"race={len(seen)}",
                 "--overwrite",
             )  # fmt: skip
-        return original(self, resource, ns, body)
+        return original(self, resource, ns, body, **options)
 
     monkeypatch.setattr(kube_api.KubeApi, "replace", racing)
     return seen
