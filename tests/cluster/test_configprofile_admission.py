@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 from collections.abc import Iterator
 
@@ -177,6 +178,17 @@ def test_metadata_only_updates_are_not_reviewed(cluster: TestCluster, namespace:
             )
             applied = kubectl_apply(cluster, namespace, manifest("profile", {"prod": {"port": 1}}))
             assert applied.returncode == 0, applied.stderr
+            registered = json.loads(
+                cluster.kubectl(
+                    "get", "validatingwebhookconfiguration",
+                    webhook_configuration(namespace), "-o", "json",
+                ).stdout
+            )  # fmt: skip
+        # A stopping operator removes what it registered; one that crashed
+        # leaves it behind, pointing at nothing.  Put it back as a crash would.
+        for field in ("resourceVersion", "uid", "creationTimestamp", "generation"):
+            registered["metadata"].pop(field, None)
+        cluster.kubectl("create", "-f", "-", input=json.dumps(registered))
 
         def spec_change_refused() -> bool:
             result = cluster.kubectl(
