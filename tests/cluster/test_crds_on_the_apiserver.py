@@ -235,12 +235,19 @@ def test_printer_columns_show_the_status_the_operator_writes(
         )  # fmt: skip
         assert read(cluster, namespace, resource, name)["status"] == status
 
+    # Why a profile is (not) Ready, and whether the status speaks for the
+    # current spec (Generation against Observed: the operator stopped or behind).
     header, row = _table(cluster, namespace, "cfp")
-    assert header == ["NAME", "ENVIRONMENT", "REVISION", "READY", "AGE"]
-    assert row[:4] == ["app", "prod", "3", "True"]
+    assert header == [
+        "NAME", "ENVIRONMENT", "REVISION", "READY", "REASON", "GENERATION", "OBSERVED", "AGE",
+    ]  # fmt: skip
+    assert row[:7] == ["app", "prod", "3", "True", "Rendered", "1", "1"]
     header, row = _table(cluster, namespace, "kss")
-    assert header == ["NAME", "SCOPE", "ENVIRONMENT", "REVISION", "READY", "AGE"]
-    assert row[:5] == ["db", "namespace", "prod", "2", "True"]
+    assert header == [
+        "NAME", "SCOPE", "ENVIRONMENT", "REVISION", "READY", "REASON", "GENERATION",
+        "OBSERVED", "AGE",
+    ]  # fmt: skip
+    assert row[:8] == ["db", "namespace", "prod", "2", "True", "Unsealed", "1", "1"]
 
 
 def test_status_is_validated_too(cluster: TestCluster, namespace: str) -> None:
