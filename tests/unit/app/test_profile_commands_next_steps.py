@@ -23,7 +23,10 @@ class ListingApi:
     def __init__(self, listings: dict[str, Any]) -> None:
         self.listings = listings
 
-    def list(self, resource: Resource, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        assert label_selector is None  # these tests list without -l
         found = self.listings.get(resource.plural)
         if found is None:
             raise NotFoundError(f"list {resource.plural}: not found")
