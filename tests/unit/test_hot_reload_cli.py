@@ -16,17 +16,18 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hot_reload_kubelet import KubeletVolume
 
 from kstrata.cli import watch_cmd
 from kstrata.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Parser
 from kstrata.cli.main import exit_code_for
 from kstrata.errors import KstrataError
+from support.kubelet_volume import KubeletVolume
 from support.waiting import wait_for
 
 CANARY = "CANARY-2b8e41"
@@ -120,6 +121,14 @@ def child(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         process.wait(timeout=10)
 
 
+def hups_reach(marker: Path, count: int) -> bool:
+    return hups(marker) == count
+
+
+def marked(marker: Path, count: int) -> bool:
+    return marker.exists() and len(marker.read_text()) == count
+
+
 def hups(marker: Path) -> int:
     return marker.read_text().count("HUP") if marker.exists() else 0
 
@@ -179,7 +188,7 @@ def test_the_command_as_a_process_signals_by_pid_and_ends_cleanly_on_sigterm(
         wait_for(lambda: "watching " in log.read_text(), timeout=20, what="kstrata watch")
         for expected in (1, 2):
             volume.project({"config.yaml": f"port: {expected + 10}\n"})
-            wait_for(lambda n=expected: hups(marker) == n, timeout=10, what=f"SIGHUP {expected}")
+            wait_for(partial(hups_reach, marker, expected), timeout=10, what=f"SIGHUP {expected}")
         assert watcher.poll() is None, "it keeps running after a reload"
         watcher.send_signal(signal.SIGTERM)
         assert watcher.wait(timeout=10) == EXIT_OK
@@ -313,7 +322,7 @@ def test_without_once_it_keeps_reloading_until_stopped(
     for count in (1, 2, 3):
         volume.project({"config.yaml": f"port: {count + 1}\n"})
         wait_for(
-            lambda n=count: marker.exists() and len(marker.read_text()) == n,
+            partial(marked, marker, count),
             timeout=10,
             what=f"reload {count}",
         )

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hot_reload_kubelet import KubeletVolume
 
 from kstrata import watch as watch_module
 from kstrata.errors import (
@@ -27,6 +28,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.watch import Watcher, parse_auto, parse_env, parse_properties, watch
+from support.kubelet_volume import KubeletVolume
 from support.waiting import wait_for
 
 CANARY = "CANARY-7f3a9c"
@@ -97,6 +99,16 @@ def stepped(path: Path, rec: Recorder, clock: FakeClock, **options: Any) -> Watc
     watcher = Watcher(path, rec.callback, on_error=rec.on_error, clock=clock, **options)
     watcher.load()
     return watcher
+
+
+def polled(watcher: Watcher, more: int) -> Callable[[], bool]:
+    """A probe for `more` further looks by the watcher, counted from now."""
+    target = watcher.polls + more
+    return lambda: watcher.polls >= target
+
+
+def delivered(rec: Recorder, count: int) -> bool:
+    return len(rec.configs) == count
 
 
 def settle(watcher: Watcher, clock: FakeClock) -> bool:
@@ -179,12 +191,11 @@ def test_partial_writes_race_a_running_watcher_and_it_only_ever_sees_whole_files
                 handle.write(text[: len(text) // 3])
                 handle.flush()
                 # The watcher gets many looks at the half-written directory.
-                polls = watcher.polls
-                wait_for(lambda p=polls: watcher.polls >= p + 10, timeout=5, what="polls")
+                wait_for(polled(watcher, 10), timeout=5, what="polls")
                 handle.write(text[len(text) // 3 :])
             assert len(rec.configs) == number - 1, "nothing may fire before the swap"
             volume.swap(staged)
-            wait_for(lambda n=number: len(rec.configs) == n, timeout=5, what=f"round {number}")
+            wait_for(partial(delivered, rec, number), timeout=5, what=f"round {number}")
     assert [config["round"] for config in rec.configs] == list(range(1, rounds + 1))
     assert all(config["tail"] == "end" and len(config["padding"]) == 500 for config in rec.configs)
     assert rec.errors == []
@@ -391,8 +402,7 @@ def test_a_burst_of_swaps_with_the_real_thread(volume: KubeletVolume, rec: Recor
         for port in range(2, 6):
             volume.project({"config.yaml": f"port: {port}\n"})
             # Make sure the watcher has seen this intermediate version.
-            polls = watcher.polls
-            wait_for(lambda p=polls: watcher.polls >= p + 2, timeout=5, interval=0.005)
+            wait_for(polled(watcher, 2), timeout=5, interval=0.005)
         # The first callback must already be the last version: an intermediate
         # one would have come first.  (No swaps follow, so no later one can.)
         wait_for(lambda: rec.configs, timeout=5, what="the reload")

@@ -130,6 +130,7 @@ def test_few_aliases_to_one_big_anchor_are_counted_by_size() -> None:
 def test_alias_expansion_within_the_bound_is_fine() -> None:
     loaded = load_yaml(billion_laughs(levels=3))
     assert isinstance(loaded, dict)
+    assert isinstance(loaded["l3"], list)
     assert len(loaded["l3"]) == 10
 
 

@@ -104,7 +104,9 @@ def test_resolution_does_not_mutate_the_specs() -> None:
     base = spec({"a": {"b": 1}}, {"prod": {"a": {"c": 2}}})
     lookup = Lookup({"base": base})
     layered = resolve_layers("app", spec({"a": {"d": 3}}, extends=("base",)), "prod", lookup)
-    layered.config["a"]["b"] = "changed"
+    inner = layered.config["a"]
+    assert isinstance(inner, dict)
+    inner["b"] = "changed"
     assert base.base == {"a": {"b": 1}}
     assert base.environments == {"prod": {"a": {"c": 2}}}
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from kstrata.domain.merge import merge_layers, merge_patch
 from kstrata.errors import InputLimitError, MergeError
+from kstrata.domain.jsonvalue import JSONObject
 
 # RFC 7386, Appendix A, every row: (original, patch, result).
 APPENDIX_A: list[tuple[Any, Any, Any]] = [
@@ -38,13 +39,13 @@ def test_rfc7386_appendix_a(original: Any, patch: Any, expected: Any) -> None:
 
 
 def test_rfc7386_section_3_example() -> None:
-    target = {
+    target: JSONObject = {
         "title": "Goodbye!",
         "author": {"givenName": "John", "familyName": "Doe"},
         "tags": ["example", "sample"],
         "content": "This will be unchanged",
     }
-    patch = {
+    patch: JSONObject = {
         "title": "Hello!",
         "phoneNumber": "+01-123-456-7890",
         "author": {"familyName": None},

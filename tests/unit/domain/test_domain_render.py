@@ -22,6 +22,7 @@ from kstrata.domain.render import (
     render_text,
 )
 from kstrata.errors import RenderError
+from kstrata.domain.jsonvalue import JSONObject
 
 CONFIG: dict[str, Any] = {
     "server": {"port": 8080, "host": "0.0.0.0", "tls": {"enabled": True}},
@@ -140,14 +141,14 @@ def test_yaml_and_json_output_round_trips() -> None:
 
 
 def test_yaml_quotes_strings_that_would_read_back_as_other_types() -> None:
-    config = {"a": "yes", "b": "2024-01-01", "c": "123", "d": "null", "e": "ünï"}
+    config: JSONObject = {"a": "yes", "b": "2024-01-01", "c": "123", "d": "null", "e": "ünï"}
     text = render_text(config, "yaml")
     assert text == "a: 'yes'\nb: '2024-01-01'\nc: '123'\nd: 'null'\ne: ünï\n"
     assert yaml.safe_load(text) == config
 
 
 def test_yaml_never_folds_long_lines_nor_emits_anchors() -> None:
-    shared = {"k": "v"}
+    shared: JSONObject = {"k": "v"}
     text = render_text({"long": "word " * 100, "x": shared, "y": shared}, "yaml")
     assert "\n" not in text.split("long: ")[1].split("\nx:")[0]
     assert "&" not in text
@@ -184,7 +185,7 @@ def test_env_rejects_control_characters_by_path_not_value() -> None:
 
 
 def test_env_keys_are_upper_cased_and_sanitised() -> None:
-    config = {"log-level": "info", "9lives": 1, "é": {"x.y": [True]}, "": 2}
+    config: JSONObject = {"log-level": "info", "9lives": 1, "é": {"x.y": [True]}, "": 2}
     assert render_text(config, "env") == "_=2\n_9LIVES=1\nLOG_LEVEL=info\n__X_Y_0=true\n"
 
 
@@ -194,7 +195,7 @@ def test_empty_objects_and_arrays_produce_no_lines() -> None:
 
 
 def test_floats_render_canonically() -> None:
-    config = {"a": 1.0, "b": 1e20, "c": -0.5, "d": 10, "e": 2.5e-7}
+    config: JSONObject = {"a": 1.0, "b": 1e20, "c": -0.5, "d": 10, "e": 2.5e-7}
     assert render_text(config, "env") == "A=1.0\nB=1e+20\nC=-0.5\nD=10\nE=2.5e-07\n"
 
 
@@ -249,7 +250,7 @@ def test_flatten_keys_adds_env_style_entries() -> None:
 
 @pytest.mark.parametrize("fmt", ["env", "yaml"])
 def test_flattened_collision_names_both_paths(fmt: Any) -> None:
-    config = {"a_b": "SECRET1", "a": {"b": "SECRET2"}}
+    config: JSONObject = {"a_b": "SECRET1", "a": {"b": "SECRET2"}}
     with pytest.raises(RenderError) as caught:
         render(config, OutputSpec(format=fmt, flatten_keys=True))
     message = str(caught.value)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kstrata.domain import schema as schema_module
+from kstrata.domain.jsonvalue import JSONObject
 from kstrata.domain.schema import check, compile_schema, schema_digest, sort_violations, validate
 from kstrata.errors import InvalidSchemaError, SchemaViolationError, Violation
 
@@ -49,7 +50,7 @@ SERVER_SCHEMA: dict[str, Any] = {
 
 
 def test_paths_and_rules() -> None:
-    config = {
+    config: JSONObject = {
         "server": {"port": 70000},
         "items": ["ok", "x", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", 5, "long"],
         "extra": True,
@@ -64,7 +65,7 @@ def test_paths_and_rules() -> None:
 
 
 def test_valid_config_has_no_violations_and_check_passes() -> None:
-    config = {"server": {"port": 8080}, "name": "x", "items": ["a"]}
+    config: JSONObject = {"server": {"port": 8080}, "name": "x", "items": ["a"]}
     assert validate(SERVER_SCHEMA, config) == []
     check(SERVER_SCHEMA, config)
 
@@ -82,7 +83,7 @@ def test_check_raises_with_environment_on_every_violation() -> None:
 
 
 def test_every_missing_required_property_is_its_own_violation() -> None:
-    schema = {"required": ["b", "a", "c"]}
+    schema: JSONObject = {"required": ["b", "a", "c"]}
     assert [v.message for v in validate(schema, {"c": 1})] == [
         "missing required property 'a'",
         "missing required property 'b'",
@@ -90,13 +91,15 @@ def test_every_missing_required_property_is_its_own_violation() -> None:
 
 
 def test_keys_needing_brackets_in_paths() -> None:
-    schema = {"properties": {"a.b": {"properties": {"it's": {"type": "integer"}}}}}
+    schema: JSONObject = {"properties": {"a.b": {"properties": {"it's": {"type": "integer"}}}}}
     [violation] = validate(schema, {"a.b": {"it's": "x"}})
     assert violation.path == "$['a.b']['it\\'s']"
 
 
 def test_violations_from_many_environments_sort_by_environment_keeping_path_order() -> None:
-    make = lambda env, path: Violation(env, path, "type", "m")  # noqa: E731
+    def make(env: str, path: str) -> Violation:
+        return Violation(env, path, "type", "m")
+
     ordered = sort_violations(
         [make("prod", "$.b"), make("dev", "$.z"), make("prod", "$.a"), make("dev", "$.a")]
     )
@@ -211,7 +214,7 @@ def test_no_instance_value_in_any_message() -> None:
     ),
 )
 def test_random_secret_strings_never_appear(secret: str, rule: dict[str, Any]) -> None:
-    schema = {"properties": {"deep": {"items": {"properties": {"v": rule}}}}}
+    schema: JSONObject = {"properties": {"deep": {"items": {"properties": {"v": rule}}}}}
     violations = validate(schema, {"deep": [{"v": secret}]})
     assert violations
     for violation in violations:
@@ -233,7 +236,7 @@ def test_random_secret_strings_never_appear(secret: str, rule: dict[str, Any]) -
     ],
 )
 def test_non_local_refs_are_refused_at_compile_time(ref: str) -> None:
-    schema = {"properties": {"a": {"$ref": ref}}}
+    schema: JSONObject = {"properties": {"a": {"$ref": ref}}}
     with pytest.raises(InvalidSchemaError, match=r"\$\.properties\.a\['\$ref'\]: only local"):
         validate(schema, {"a": 1})
 
@@ -241,13 +244,13 @@ def test_non_local_refs_are_refused_at_compile_time(ref: str) -> None:
 @pytest.mark.usefixtures("no_network")
 def test_registry_refuses_retrieval_as_second_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(schema_module, "_check_static", lambda _schema: None)
-    schema = {"properties": {"a": {"$ref": "https://example.com/never-fetched.json"}}}
+    schema: JSONObject = {"properties": {"a": {"$ref": "https://example.com/never-fetched.json"}}}
     with pytest.raises(InvalidSchemaError, match="unresolvable reference"):
         validate(schema, {"a": 1})
 
 
 def test_local_refs_and_anchors_work() -> None:
-    schema = {
+    schema: JSONObject = {
         "properties": {"a": {"$ref": "#/$defs/port"}, "b": {"$ref": "#name"}},
         "$defs": {"port": {"type": "integer"}, "n": {"$anchor": "name", "type": "string"}},
     }
@@ -263,7 +266,7 @@ def test_dangling_local_ref_is_an_invalid_schema() -> None:
 
 
 def test_ref_like_data_is_not_a_reference() -> None:
-    schema = {
+    schema: JSONObject = {
         "properties": {
             "$ref": {"type": "string"},
             "a": {"const": {"$ref": "https://example.com/x"}},
@@ -299,8 +302,11 @@ def test_explicit_2020_12_dialect_is_accepted() -> None:
 
 
 def test_compiled_validators_are_cached_by_content() -> None:
-    first = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
-    same_content = {
+    first: JSONObject = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+    }
+    same_content: JSONObject = {
         "properties": {"b": {"type": "string"}, "a": {"type": "integer"}},
         "type": "object",
     }

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kstrata.domain import regex, schema_keywords
+from kstrata.domain.jsonvalue import JSONObject
 from kstrata.domain.schema import check_schema, compile_schema, validate
 from kstrata.errors import InvalidSchemaError
 
@@ -74,7 +75,7 @@ def test_a_catastrophic_pattern_is_decided_at_once(schema: dict[str, Any]) -> No
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("schema", PATTERN_PROPERTY_SCHEMAS)
 def test_a_catastrophic_property_pattern_is_decided_at_once(schema: dict[str, Any]) -> None:
-    config = {EVIL_TEXT: "x", "aaaa": 1}
+    config: JSONObject = {EVIL_TEXT: "x", "aaaa": 1}
     violations, seconds = timed(lambda: validate(schema, config))
     assert seconds < BUDGET_SECONDS
     # The key with the '!' does not match, so the pattern's subschema never applies to it.
@@ -259,7 +260,7 @@ def test_a_reference_loop_is_an_invalid_schema(schema: dict[str, Any], config: A
 
 
 def test_a_recursive_schema_over_a_deep_configuration_still_validates() -> None:
-    tree = {
+    tree: JSONObject = {
         "$defs": {
             "node": {
                 "type": "object",
@@ -274,12 +275,12 @@ def test_a_recursive_schema_over_a_deep_configuration_still_validates() -> None:
     for _ in range(30):  # 61 levels: within the document loader's 64
         config = {"children": [config], "n": 1}
     assert validate(tree, config) == []
-    broken = {"children": [{"children": [{"n": "x"}]}]}
+    broken: JSONObject = {"children": [{"children": [{"n": "x"}]}]}
     assert [v.path for v in validate(tree, broken)] == ["$.children[0].children[0].n"]
 
 
 def test_the_compiled_validator_is_still_cached() -> None:
-    schema = {"allOf": [{"pattern": "^a"}]}
+    schema: JSONObject = {"allOf": [{"pattern": "^a"}]}
     assert compile_schema(schema) is compile_schema(dict(schema))
 
 
