@@ -546,6 +546,7 @@ def test_the_argo_cd_example_ignores_exactly_what_kstrata_writes() -> None:
 
 def _metrics() -> dict[str, Any]:
     from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client.core import GaugeMetricFamily
 
     import kstrata.metrics
 
@@ -556,6 +557,7 @@ def _metrics() -> dict[str, Any]:
             found[value._name + suffix] = value
     # Counted at scrape by a collector of its own: its family says type and labels.
     (family,) = kstrata.metrics.OBJECTS.describe()
+    assert isinstance(family, GaugeMetricFamily)
     found[family.name] = _Described(family.type, tuple(family._labelnames))
     return found
 

@@ -158,7 +158,14 @@ def test_label_selector_is_exact_and_never_everything() -> None:
         )
         == "app=web,tier in (a,b),canary notin (yes),team,!legacy"
     )
-    for unusable in (None, {}, {"matchLabels": {}}, {"matchExpressions": [{"key": "x"}]}, "x"):
+    unusables: list[object] = [
+        None,
+        {},
+        {"matchLabels": {}},
+        {"matchExpressions": [{"key": "x"}]},
+        "x",
+    ]
+    for unusable in unusables:
         assert label_selector(unusable) is None
 
 

@@ -62,7 +62,8 @@ def test_parse_targets_keeps_well_formed_entries_only() -> None:
         Target("Deployment", name="web"),
         Target("DaemonSet", match_labels={"tier": "edge"}),
     )
-    for empty in (None, {}, {"reload": None}, {"reload": {"targets": "web"}}, []):
+    empties: list[object] = [None, {}, {"reload": None}, {"reload": {"targets": "web"}}, []]
+    for empty in empties:
         assert parse_targets(empty) == ()
 
 
