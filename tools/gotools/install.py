@@ -14,7 +14,11 @@ module carries ``replace`` directives (which ``go install PACKAGE@VERSION``
 refuses) are built with ``go build PACKAGE`` inside a small wrapper module of
 ours under tools/gotools/ (kind ``gomod``: its go.mod pins the version and
 mirrors the replaces, its go.sum is committed); the binary's build info must
-then name the pinned module version.  Debian packages are
+then name the pinned module version.  Go modules needed for their files
+only (kind ``gosource``: a CRD a test installs) are fetched with ``go mod
+download -json MODULE@VERSION`` into the Go module cache, checked against
+the Go checksum database, and their path is the module's directory there;
+``files`` named in the manifest must be in it.  Debian packages are
 installed with ``apt-get install PACKAGE=VERSION`` (needs root) unless that
 version is installed already.  Every tool is then run once (``version_args``)
 and must report the pinned version.  Concurrent installs of one tool wait for
@@ -56,7 +60,7 @@ class ToolError(Exception):
 @dataclass(frozen=True)
 class Tool:
     name: str
-    kind: str  # "go", "gomod" or "apt"
+    kind: str  # "go", "gomod", "gosource" or "apt"
     package: str
     version: str
     binary: str
@@ -66,6 +70,8 @@ class Tool:
     version_match: str = ""
     #: kind "gomod": the wrapper module's directory, relative to tools/gotools/.
     module_dir: str = ""
+    #: kind "gosource": files (relative to the module) that must be there.
+    files: list[str] = field(default_factory=list)
 
     def expand(self, text: str) -> str:
         return text.format(
@@ -88,8 +94,8 @@ def load_tools(manifest: Path = MANIFEST) -> dict[str, Tool]:
     tools = {}
     for name, entry in data.items():
         kind = entry["kind"]
-        if kind not in ("go", "gomod", "apt"):
-            raise ToolError(f"{manifest}: tool {name}: kind must be go, gomod or apt")
+        if kind not in ("go", "gomod", "gosource", "apt"):
+            raise ToolError(f"{manifest}: tool {name}: kind must be go, gomod, gosource or apt")
         if kind == "gomod" and not entry.get("module_dir"):
             raise ToolError(f"{manifest}: tool {name}: kind gomod needs module_dir")
         binary = entry.get("binary") or entry["package"].rstrip("/").rsplit("/", 1)[-1]
@@ -104,6 +110,7 @@ def load_tools(manifest: Path = MANIFEST) -> dict[str, Tool]:
             version_args=list(entry.get("version_args", [])),
             version_match=entry.get("version_match", ""),
             module_dir=entry.get("module_dir", ""),
+            files=list(entry.get("files", [])),
         )
     return tools
 
@@ -120,9 +127,62 @@ def tool_dir(tool: Tool) -> Path:
 
 
 def tool_path(tool: Tool) -> Path:
+    if tool.kind == "gosource":
+        return _module_cache() / f"{_escape_module(tool.package)}@{tool.version}"
     if tool.kind in ("go", "gomod"):
         return tool_dir(tool) / tool.binary
     return Path("/usr/bin") / tool.binary
+
+
+def _module_cache() -> Path:
+    result = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise ToolError("go env GOMODCACHE failed (Go >= 1.25 is needed):\n" + result.stderr)
+    return Path(result.stdout.strip())
+
+
+def _escape_module(path: str) -> str:
+    """The module cache's case encoding: each capital letter as ``!`` and its lower case."""
+    return "".join(f"!{c.lower()}" if c.isupper() else c for c in path)
+
+
+def _download_module(tool: Tool) -> Path:
+    """``go mod download -json MODULE@VERSION``; its directory in the module cache.
+
+    Run outside any module (a temporary directory), with this machine's Go:
+    the go command checks the download against the Go checksum database and
+    refuses a module whose go.mod needs a newer Go.  Nothing is built.
+    """
+    started = time.monotonic()
+    present = tool_path(tool).is_dir()
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN", "local"))
+    target = f"{tool.package}@{tool.version}"
+    with tempfile.TemporaryDirectory(prefix="kstrata-gosource-") as scratch:
+        result = subprocess.run(
+            ["go", "mod", "download", "-json", target],
+            env=env,
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=GO_BUILD_TIMEOUT,
+        )
+    try:
+        info = json.loads(result.stdout)
+    except ValueError:
+        info = {}
+    if result.returncode != 0 or info.get("Error") or not info.get("Dir"):
+        said = info.get("Error") or _tail(result.stdout + result.stderr)
+        raise ToolError(f"go mod download {target} failed:\n{said}")
+    if info.get("Version") != tool.version:
+        raise ToolError(f"go mod download {target} gave version {info.get('Version')}")
+    directory = Path(info["Dir"])
+    missing = [name for name in tool.files if not (directory / name).is_file()]
+    if missing:
+        raise ToolError(f"{target} has no {', '.join(missing)} in {directory}")
+    seconds = time.monotonic() - started
+    if not present:
+        _log(f"installed {tool.name} {tool.version} (source) in {seconds:.1f} s: {directory}")
+    return directory
 
 
 def _log(message: str) -> None:
@@ -338,6 +398,8 @@ def install(name: str, tools: dict[str, Tool] | None = None) -> Path:
     if name not in tools:
         raise ToolError(f"unknown tool {name!r}; known: {', '.join(sorted(tools))}")
     tool = tools[name]
+    if tool.kind == "gosource":
+        return _download_module(tool)
     path = _install_apt(tool) if tool.kind == "apt" else _install_go(tool)
     verify(tool, path)
     return path
