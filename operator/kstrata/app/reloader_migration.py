@@ -2,7 +2,7 @@
 
 Why this exists: a team moving off Reloader has its annotations on many
 workloads and sources.  This lists every workload (Deployments, StatefulSets,
-DaemonSets, CronJobs) and every ConfigMap/Secret carrying them, in one
+DaemonSets, CronJobs, Argo Rollouts) and every ConfigMap/Secret carrying them, in one
 namespace or all, with the ``kstrata.dev/reload`` value that asks kstrata for
 the same thing (the translation is ``kstrata.domain.reload_annotations``, the
 code the operator itself runs in Reloader-compatible mode).  With ``apply``
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from kstrata.app.reloads import RELOADABLE, pod_template, referenced_objects
 from kstrata.domain import reload_annotations as ra
+from kstrata.errors import NotFoundError
 from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi, Resource
 
 
@@ -47,7 +48,11 @@ def _annotations(obj: JSON) -> dict[str, str]:
 
 
 def _list(api: KubeApi, resource: Resource, namespace: str | None) -> list[JSON]:
-    return api.list(resource, namespace)
+    # A kind whose CRD is not installed (Argo Rollouts) has no workloads to migrate.
+    try:
+        return api.list(resource, namespace)
+    except NotFoundError:
+        return []
 
 
 def _matching(

@@ -101,9 +101,19 @@ WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
 #: makes the next Job run with the new configuration (running Jobs finish as
 #: they started).
 CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
-RELOADABLE: Final = (*WORKLOADS, CRON_JOBS)
-#: Kinds ``spec.reload.targets`` may name (the CRD's enum; CronJobs opt in by annotation).
-WORKLOAD_KINDS: Final = frozenset(r.kind for r in WORKLOADS)
+#: Argo Rollouts (a CRD that may be absent: listing it then finds none).  The
+#: pod template is ``spec.template``, as a Deployment's; rolling it starts the
+#: Rollout's own canary or blue-green update.  A Rollout that takes its
+#: template from a Deployment (``spec.workloadRef``) has none to patch: kstrata
+#: sets ``spec.restartAt`` instead, Argo Rollouts' own restart (it replaces
+#: the pods one at a time, without the canary steps).  ``auto`` finds nothing
+#: to follow on such a Rollout (its references are in the Deployment's
+#: template): annotate the referenced Deployment instead, whose template
+#: change Argo Rollouts then rolls out as a new version.
+ROLLOUTS: Final = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
+RELOADABLE: Final = (*WORKLOADS, CRON_JOBS, ROLLOUTS)
+#: Kinds ``spec.reload.targets`` may name (the CRD's enum).
+WORKLOAD_KINDS: Final = frozenset(r.kind for r in RELOADABLE)
 CONFIG_MAP_KIND: Final = ra.CONFIG_MAP
 SECRET_KIND: Final = ra.SECRET
 #: The key Secret entry with the operator's fingerprint key (app.sealing_keys).
@@ -308,8 +318,25 @@ def pod_template(workload: JSON) -> JSON:
     return template if isinstance(template, dict) else {}
 
 
-def template_patch(workload: JSON, annotations: JSON) -> JSON:
-    """A merge patch that sets ``annotations`` on the workload's pod template."""
+def restarts_by_time(workload: JSON) -> bool:
+    """A Rollout with ``spec.workloadRef`` and no template of its own: rolled by ``restartAt``."""
+    spec = workload.get("spec") or {}
+    return bool(
+        workload.get("kind") == ROLLOUTS.kind
+        and spec.get("workloadRef")
+        and not isinstance(spec.get("template"), dict)
+    )
+
+
+def template_patch(workload: JSON, annotations: JSON, *, now: str | None = None) -> JSON:
+    """A merge patch that sets ``annotations`` on the workload's pod template.
+
+    For a Rollout without a template (``restarts_by_time``) it sets
+    ``spec.restartAt`` to ``now`` (RFC 3339; the current time if None): a
+    template would make the Rollout invalid next to its ``workloadRef``.
+    """
+    if restarts_by_time(workload):
+        return {"spec": {"restartAt": now or _now()}}
     template: JSON = {"template": {"metadata": {"annotations": annotations}}}
     if workload.get("kind") == CRON_JOBS.kind:
         return {"spec": {"jobTemplate": {"spec": template}}}
@@ -1048,15 +1075,20 @@ def owned_pod(workload: JSON, pod: JSON) -> bool:
     StatefulSets and DaemonSets own their pods directly.  A Deployment's pods
     are owned by a ReplicaSet the Deployment names ``<name>-<pod-template-hash>``
     and whose hash its pods carry as a label: checking that needs no read of
-    ReplicaSets (and so no permission for them).
+    ReplicaSets (and so no permission for them).  An Argo Rollout's are
+    named alike, with the hash in ``rollouts-pod-template-hash``.
     """
     meta = workload.get("metadata") or {}
     pod_meta = pod.get("metadata") or {}
     owner = next((r for r in pod_meta.get("ownerReferences") or [] if r.get("controller")), None)
     if owner is None:
         return False
-    if workload.get("kind") == DEPLOYMENTS.kind:
-        template_hash = (pod_meta.get("labels") or {}).get("pod-template-hash")
+    if workload.get("kind") in (DEPLOYMENTS.kind, ROLLOUTS.kind):
+        # Argo Rollouts names its ReplicaSets the same way, with its own label.
+        label = "pod-template-hash"
+        if workload.get("kind") == ROLLOUTS.kind:
+            label = "rollouts-pod-template-hash"
+        template_hash = (pod_meta.get("labels") or {}).get(label)
         # The hash has no dash, so "web-api-<hash>" can never pass for "web".
         return bool(
             isinstance(template_hash, str)

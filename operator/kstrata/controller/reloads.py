@@ -88,6 +88,7 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.reloads import (
+    RELOADABLE,
     FingerprintKeySource,
     NamespaceState,
     PlainSource,
@@ -760,15 +761,17 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
         return handler
 
-    for group, plural, kind in (
-        ("apps", "deployments", "Deployment"),
-        ("apps", "statefulsets", "StatefulSet"),
-        ("apps", "daemonsets", "DaemonSet"),
-        ("batch", "cronjobs", "CronJob"),
-    ):
-        kopf.on.event(group, "v1", plural, id=f"reload_{plural}", registry=registry)(
-            workload_event(kind)
-        )
+    # Rollouts (argoproj.io) may have no CRD: kopf then logs one warning
+    # ("Unresolved resources cannot be served"), repeated only when a CRD
+    # changes, and starts the watch once the CRD appears (it watches CRDs).
+    for resource in RELOADABLE:
+        kopf.on.event(
+            resource.group,
+            resource.version,
+            resource.plural,
+            id=f"reload_{resource.plural}",
+            registry=registry,
+        )(workload_event(resource.kind))
 
     def plain_event(kind: str) -> Callable[..., Any]:
         async def handler(

@@ -71,7 +71,9 @@ MAX_TEMPLATE_LABELS: Final = 64
 MAX_TOKEN_CHARS: Final = 1_399_644
 
 SCOPES: Final = ("strict", "namespace", "cluster")
-RELOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet")
+#: Workload kinds a reload target may name; a unit test pins them to
+#: ``kstrata.app.reloads.RELOADABLE`` (Rollout: Argo Rollouts, argoproj.io).
+RELOAD_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Rollout")
 FORBIDDEN_SECRET_TYPES: Final = (
     "kubernetes.io/service-account-token",
     "bootstrap.kubernetes.io/token",
@@ -213,7 +215,9 @@ def _reload(what: str) -> Schema:
         "One workload to restart. Set exactly one of name and selector.",
         {
             "kind": _string(
-                "Kind of the workload (apps/v1, in the same namespace).",
+                "Kind of the workload, in the same namespace: Deployment, StatefulSet, "
+                "DaemonSet (apps/v1), CronJob (batch/v1: its job template) or Rollout "
+                "(argoproj.io/v1alpha1).",
                 enum=list(RELOAD_KINDS),
             ),
             "name": _object_name("Name of the workload."),
@@ -609,8 +613,9 @@ def _encrypted_data(description: str) -> Schema:
     return _string_map(
         description,
         _string(
-            "A sealed token (kss1:...), made by kstrata seal for this item key, scope and "
-            "location.",
+            "A sealed token, made by kstrata seal for this item key, scope and location: "
+            "kss1:... (one recipient) or kss2:... (several clusters or keys, each opening "
+            "its own copy).",
             maxLength=MAX_TOKEN_CHARS,
             pattern=TOKEN,
         ),

@@ -48,7 +48,8 @@ def test_parse_targets_keeps_well_formed_entries_only() -> None:
             "targets": [
                 {"kind": "Deployment", "name": "web"},
                 {"kind": "DaemonSet", "selector": {"matchLabels": {"tier": "edge"}}},
-                {"kind": "CronJob", "name": "nightly"},  # not a workload kstrata rolls
+                {"kind": "CronJob", "name": "nightly"},
+                {"kind": "ReplicaSet", "name": "rs"},  # not a workload kstrata rolls
                 {"name": "kindless"},
                 {"kind": "Deployment"},  # neither name nor selector
                 {"kind": "Deployment", "name": "both", "selector": {"matchLabels": {"a": "b"}}},
@@ -61,6 +62,7 @@ def test_parse_targets_keeps_well_formed_entries_only() -> None:
     assert parse_targets(spec) == (
         Target("Deployment", name="web"),
         Target("DaemonSet", match_labels={"tier": "edge"}),
+        Target("CronJob", name="nightly"),
     )
     empties: list[object] = [None, {}, {"reload": None}, {"reload": {"targets": "web"}}, []]
     for empty in empties:

@@ -560,7 +560,7 @@ def test_wrong_types_are_reported_per_field() -> None:
             (
                 "spec.reload.targets[0].kind",
                 "enum",
-                "must be one of: Deployment, StatefulSet, DaemonSet",
+                "must be one of: Deployment, StatefulSet, DaemonSet, CronJob, Rollout",
             ),
         ),
         (
