@@ -45,6 +45,38 @@ class UsageError(KstrataError):
     reason = "UsageError"
 
 
+class UnknownContextError(UsageError):
+    """``--context`` (or ``current-context``) names no context of the kubeconfig.
+
+    Said the same on every path that reads a kubeconfig (the CLI's own reader,
+    the client's loader for exec plugins, ``seal``'s namespace lookup): the
+    file, the name, the contexts it has and the closest one.  Context names
+    are no secret (``kubectl config get-contexts`` prints them).
+    """
+
+    reason = "UnknownContext"
+
+    def __init__(
+        self, kubeconfig: str, name: str, available: list[str], *, current: bool = False
+    ) -> None:
+        import difflib  # here: only this error needs it
+
+        what = f"its current-context {name!r}" if current else f"context {name!r}"
+        if not available:
+            message = f"kubeconfig {kubeconfig}: {what} does not exist, and it has no contexts"
+        else:
+            message = (
+                f"kubeconfig {kubeconfig}: {what} does not exist; its contexts: "
+                + ", ".join(available)
+            )
+            close = difflib.get_close_matches(name, available, n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+        super().__init__(
+            message + "; pick one with --context NAME (kubectl config get-contexts lists them)"
+        )
+
+
 class SettingsError(KstrataError):
     """The operator's own settings (config/) are invalid; start-up stops."""
 
@@ -137,6 +169,17 @@ class SchemaViolationError(InvalidInputError):
         if more > 0:
             shown += f" (and {more} more)"
         super().__init__(f"schema validation failed: {shown}")
+
+
+class TemplateError(InvalidInputError):
+    """A SealedSecret's ``spec.template.data`` entry cannot be parsed or rendered.
+
+    Raised by ``kstrata.domain.secret_template``; the message names the
+    template key, the position and, for a missing reference, the item key:
+    never an item's value.
+    """
+
+    reason = "InvalidTemplate"
 
 
 class InvalidSchemaError(InvalidInputError):

@@ -78,7 +78,7 @@ def wait_revision(
 def history_times(cluster: TestCluster, namespace: str, name: str) -> list[str]:
     code, out, _ = kstrata(cluster, "history", name, "-n", namespace, "-o", "json")
     assert code == 0
-    return [row["created"] for row in json.loads(out)]
+    return [row["created"] for row in json.loads(out)["items"]]
 
 
 # --- ConfigProfiles ------------------------------------------------------------------

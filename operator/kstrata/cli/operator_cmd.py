@@ -53,6 +53,9 @@ def register(commands: Any) -> None:
     operator_commands.required = True
     run = operator_commands.add_parser("run", help="run the operator (kopf) in the foreground")
     _add_settings_flags(run)
+    # SUPPRESS: when absent here, the value given before the subcommand survives.
+    run.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
+    run.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
     run.set_defaults(handler=_operator_run)
 
     show = operator_commands.add_parser(
