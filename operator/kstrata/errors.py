@@ -65,10 +65,8 @@ class UnknownContextError(UsageError):
         if not available:
             message = f"kubeconfig {kubeconfig}: {what} does not exist, and it has no contexts"
         else:
-            message = (
-                f"kubeconfig {kubeconfig}: {what} does not exist; its contexts: "
-                + ", ".join(available)
-            )
+            listed = ", ".join(available)
+            message = f"kubeconfig {kubeconfig}: {what} does not exist; its contexts: {listed}"
             close = difflib.get_close_matches(name, available, n=1)
             if close:
                 message += f" (did you mean {close[0]!r}?)"

@@ -55,6 +55,7 @@ from kstrata.errors import (
     InvalidInputError,
     NotFoundError,
     SealingError,
+    UnknownContextError,
     UnknownKeyError,
     UsageError,
 )
@@ -361,7 +362,12 @@ def kubeconfig_namespace(path: Path | None, context: str | None) -> str | None:
             namespace = body.get("namespace") if isinstance(body, dict) else None
             return namespace if isinstance(namespace, str) and namespace else "default"
     if context is not None:
-        raise UsageError(f"kubeconfig {path} has no context {context}")
+        names = [
+            str(entry["name"])
+            for entry in data.get("contexts") or []
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+        ]
+        raise UnknownContextError(str(path), context, names)
     return None
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kstrata.errors import UsageError
+from kstrata.errors import UnknownContextError, UsageError
 from kstrata.kube.transport import TokenSource, Transport
 
 _SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -145,6 +145,11 @@ def _from_kubeconfig(path: Path, context_name: str | None) -> Cluster:
     name = context_name or document.get("current-context")
     if not name:
         raise UsageError(f"{where}: no context given and no current-context set")
+    names = context_names(document)
+    if name not in names:
+        # Before any user is looked at: the same message whether that user
+        # would have been read here or by the client's loader (exec plugins).
+        raise UnknownContextError(str(path), str(name), names, current=context_name is None)
     context = _named(document, "contexts", "context", name, where)
     cluster = _named(document, "clusters", "cluster", context.get("cluster"), where)
     user = (
@@ -168,6 +173,15 @@ def _from_kubeconfig(path: Path, context_name: str | None) -> Cluster:
         token_path=str(base / user["tokenFile"]) if user.get("tokenFile") and not token else None,
     )
     return Cluster(credentials=credentials, default_namespace=context.get("namespace") or "default")
+
+
+def context_names(document: dict[str, Any]) -> list[str]:
+    """The names of a kubeconfig's contexts, in file order."""
+    return [
+        str(entry["name"])
+        for entry in document.get("contexts") or []
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    ]
 
 
 def _named(document: dict[str, Any], section: str, key: str, name: Any, where: str) -> Any:

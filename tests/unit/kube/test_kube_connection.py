@@ -115,7 +115,7 @@ def test_insecure_skip_tls_verify(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: c.update({"current-context": "missing"}), "no context named 'missing'"),
+        (lambda c: c.update({"current-context": "missing"}), "current-context 'missing' does not"),
         (lambda c: c.pop("current-context"), "no context given and no current-context set"),
         (lambda c: c["clusters"][0]["cluster"].pop("server"), "cluster 'c' has no server"),
         (
