@@ -452,6 +452,8 @@ def history_and_diff(flows: Flows, app: Path) -> dict[str, int | None]:
         "diff revisions": ["diff", *where, "--revision", "1", "--to-revision", "3"],
         "diff environments": ["diff", *where, "--env", "dev", "--to-env", "prod"],
         "diff -f": ["diff", "-n", ns, "-f", str(app)],
+        "diff -o json": ["diff", *where, "--revision", "1", "--to-revision", "3", "-o", "json"],
+        "diff -f -o yaml": ["diff", "-n", ns, "-f", str(app), "-o", "yaml"],
         "rollback --dry-run": ["rollback", *where, "--to-revision", "1", "--dry-run"],
         "rollback -o yaml": ["rollback", *where, "--to-revision", "1", "-o", "yaml"],
     }

@@ -242,7 +242,7 @@ def test_rotation_keeps_old_tokens_opening_and_new_seals_use_the_newest_key(
     code, out, _ = kstrata(
         cluster, "keys", "list", "-o", "json", "--operator-namespace", keys_namespace
     )
-    assert [(k["keyId"], k["newest"]) for k in json.loads(out)] == [
+    assert [(k["keyId"], k["newest"]) for k in json.loads(out)["items"]] == [
         (old_key, False),
         (new_key, True),
     ]

@@ -77,6 +77,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {_without_values(message)}")
 
+    def format_help(self) -> str:
+        # Imported here: only --help pays for the examples' text.
+        from kstrata.cli.examples import section
+
+        return super().format_help() + section(self.prog)
+
 
 #: An option name as argparse's prefix matching sees it.
 _OPTION_NAME = re.compile(r"--[A-Za-z][A-Za-z0-9-]*|-[A-Za-z]")

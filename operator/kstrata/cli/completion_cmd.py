@@ -32,13 +32,6 @@ KUBECTL_FLAG: str = "--kubectl"
 _KUBECTL_DIRECTIVES = {"words": 4, "files": 0, "dirs": 16}
 
 _EPILOG = """\
-examples:
-  source <(kstrata completion bash)       # bash, this shell only
-  kstrata completion bash > ~/.local/share/bash-completion/completions/kstrata
-  source <(kstrata completion zsh)        # zsh, after compinit
-  kstrata completion zsh > "${fpath[1]}/_kstrata"
-  kstrata completion fish > ~/.config/fish/completions/kstrata.fish
-
 Commands, flags and choices are completed from the installed kstrata, names
 of ConfigProfiles, SealedSecrets and namespaces from the cluster of the
 current kubeconfig context (or --kubeconfig/--context/-n on the line) when it

@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from kstrata.cli.common import EXIT_INVALID, EXIT_OK, FilesAction, expand_files
+from kstrata.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    FilesAction,
+    expand_files,
+    kubernetes_list,
+    print_data,
+)
 
 FORMATS = ("yaml", "json", "env", "properties")
 
@@ -35,6 +42,13 @@ def register(commands: Any) -> None:
     )
     _files_flag(validate)
     validate.add_argument("--env", default=None, help="check only this environment")
+    validate.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default=None,
+        help="the problems as data: a Kubernetes List (empty when valid)",
+    )
     validate.set_defaults(handler=_validate)
 
 
@@ -63,6 +77,19 @@ def _validate(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.offline import validate_files
 
     problems = validate_files(expand_files(args.files), args.env)
+    if args.output:
+        items = [
+            {
+                "source": problem.source,
+                "profile": problem.profile,
+                "environment": problem.environment,
+                "path": problem.path,
+                "message": problem.message,
+            }
+            for problem in problems
+        ]
+        print_data(kubernetes_list(items), args.output, out)
+        return EXIT_INVALID if problems else EXIT_OK
     for problem in problems:
         print(problem.describe(), file=out)
     return EXIT_INVALID if problems else EXIT_OK

@@ -48,6 +48,7 @@ from kstrata.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     connect_from,
+    kubernetes_list,
     print_data,
     split_type_name,
 )
@@ -78,7 +79,9 @@ def register(commands: Any) -> None:
     )
     history.add_argument("name", metavar="NAME")
     _common_flags(history)
-    history.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    history.add_argument(
+        "-o", "--output", choices=DATA_FORMATS, default=None, help="as data: a Kubernetes List"
+    )
     history.set_defaults(handler=_history)
 
     diff = commands.add_parser(
@@ -115,6 +118,13 @@ def register(commands: Any) -> None:
     )
     diff.add_argument(
         "-f", "--filename", type=Path, default=None, help="compare this file with the cluster"
+    )
+    diff.add_argument(
+        "-o",
+        "--output",
+        choices=DATA_FORMATS,
+        default=None,
+        help="as data: each changed key and how (never a SealedSecret's value)",
     )
     diff.set_defaults(handler=_diff)
 
@@ -209,7 +219,7 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     api, default_namespace = _connect(args)
     found = revision_history(api, args.namespace or default_namespace, name, kind=kind)
     if args.output:
-        print_data([row.as_data() for row in found.rows], args.output, out)
+        print_data(kubernetes_list([row.as_data() for row in found.rows]), args.output, out)
     else:
         out.write(format_history(found))
     return EXIT_OK
@@ -257,7 +267,10 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
     request.check()
     api, default_namespace = _connect(args)
     found = compute_diff(api, args.namespace, default_namespace, request)
-    out.write(format_diff(found))
+    if args.output:
+        print_data(diff_data(found), args.output, out)
+    else:
+        out.write(format_diff(found))
     return EXIT_INVALID if found.differs else EXIT_OK
 
 
@@ -268,6 +281,57 @@ def format_diff(diff: Diff) -> str:
     if isinstance(diff, ConfigDiff):
         return format_config_diff(diff)
     return format_secret_diff(diff)
+
+
+def diff_data(diff: Diff) -> dict[str, Any]:
+    """``diff -o yaml|json``: what changed, key by key, in the order the text shows it.
+
+    A ConfigProfile's keys carry their unified diff (ConfigMap data, not
+    secret); a SealedSecret's carry only the key and what happened to it.
+    """
+    from kstrata.app.history_commands import ConfigDiff
+
+    data: dict[str, Any] = {
+        "kind": "ConfigProfile" if isinstance(diff, ConfigDiff) else "SealedSecret",
+        "name": diff.name,
+        "from": diff.old_label,
+        "to": diff.new_label,
+        "differs": diff.differs,
+    }
+    if isinstance(diff, ConfigDiff):
+        changes = []
+        for key in sorted(set(diff.old) | set(diff.new)):
+            old, new = diff.old.get(key), diff.new.get(key)
+            if old == new:
+                continue
+            change = "added" if old is None else "removed" if new is None else "changed"
+            one = ConfigDiff(
+                diff.name,
+                diff.old_label,
+                diff.new_label,
+                _only(diff.old, key),
+                _only(diff.new, key),
+            )
+            changes.append({"key": key, "change": change, "diff": format_config_diff(one)})
+        data["changes"] = changes
+        return data
+    data["changes"] = [
+        {"key": key, "change": verb}
+        for verb, keys in (
+            ("added", diff.added),
+            ("removed", diff.removed),
+            ("changed", diff.changed),
+            ("re-sealed", diff.resealed),
+            ("differs", diff.undetermined),
+        )
+        for key in keys
+    ]
+    data["specFields"] = list(diff.spec_fields)
+    return data
+
+
+def _only(data: Any, key: str) -> dict[str, str]:
+    return {key: data[key]} if key in data else {}
 
 
 def _lines(text: str) -> list[str]:

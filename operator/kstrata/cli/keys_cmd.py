@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from, print_data
+from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,9 @@ def register(commands: Any) -> None:
     keys_commands.required = True
 
     listing = keys_commands.add_parser("list", help="list the published sealing keys")
-    listing.add_argument("-o", "--output", choices=DATA_FORMATS, default=None, help="as data")
+    listing.add_argument(
+        "-o", "--output", choices=DATA_FORMATS, default=None, help="as data: a Kubernetes List"
+    )
     _common_flags(listing)
     listing.set_defaults(handler=_list)
 
@@ -82,6 +84,9 @@ def register(commands: Any) -> None:
         default=None,
         help="suite of the new key (default: the suite of the current newest key)",
     )
+    rotate.add_argument(
+        "-o", "--output", choices=DATA_FORMATS, default=None, help="print the new key as data"
+    )
     _common_flags(rotate)
     rotate.set_defaults(handler=_rotate)
 
@@ -108,7 +113,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
     rows = list_keys(_api(args), args.operator_namespace)
     if args.output:
-        print_data([row.as_data() for row in rows], args.output, out)
+        print_data(kubernetes_list([row.as_data() for row in rows]), args.output, out)
         return EXIT_OK
     out.write(format_table(rows))
     return EXIT_OK
@@ -172,5 +177,8 @@ def _rotate(args: argparse.Namespace, out: TextIO) -> int:
     info = rotate_keys(
         _api(args), args.operator_namespace, dt.datetime.now(dt.UTC), suite=args.suite
     )
+    if args.output:
+        print_data(info.as_data(), args.output, out)
+        return EXIT_OK
     print(f"new newest sealing key {info.key_id} ({info.suite}, created {info.created})", file=out)
     return EXIT_OK

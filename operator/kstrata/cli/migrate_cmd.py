@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from
+from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
 
 if TYPE_CHECKING:
     from kstrata.app.reloader_migration import MigrationReport
@@ -42,6 +42,13 @@ def register(commands: Any) -> None:
         "-A", "--all-namespaces", action="store_true", help="every namespace of the cluster"
     )
     reloader.add_argument("--apply", action="store_true", help="write the changes")
+    reloader.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "json"),
+        default=None,
+        help="as data: a Kubernetes List of the workloads and sources, with what changes",
+    )
     reloader.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, help="kubeconfig")
     reloader.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
     reloader.set_defaults(handler=_reloader)
@@ -54,8 +61,45 @@ def _reloader(args: argparse.Namespace, out: TextIO) -> int:
     cluster = connect_from(args)
     namespace = None if args.all_namespaces else (args.namespace or cluster.default_namespace)
     report = migrate_reloader(KubeApi(cluster), namespace, apply=args.apply)
-    out.write(format_report(report))
+    if args.output:
+        print_data(report_data(report), args.output, out)
+    else:
+        out.write(format_report(report))
     return EXIT_OK
+
+
+def report_data(report: MigrationReport) -> dict[str, Any]:
+    """``-o yaml|json``: one item per object, shaped as Kubernetes names it.
+
+    ``migration`` says what Reloader annotation was found and what replaces
+    it; ``applied`` whether it was written (``--apply``) or only shown.
+    """
+    items: list[dict[str, Any]] = [
+        {
+            "kind": m.kind,
+            "metadata": {"namespace": m.namespace, "name": m.name},
+            "migration": {
+                "reloader": dict(sorted(m.found.items())),
+                "annotations": {"kstrata.dev/reload": m.reload} if m.reload else {},
+                "notes": list(m.notes),
+                "applied": report.applied,
+            },
+        }
+        for m in report.workloads
+    ]
+    items += [
+        {
+            "apiVersion": "v1",
+            "kind": s.kind,
+            "metadata": {"namespace": s.namespace, "name": s.name},
+            "migration": {
+                "annotations": {"kstrata.dev/reload-ignore": "true"},
+                "applied": report.applied,
+            },
+        }
+        for s in report.sources
+    ]
+    return kubernetes_list(items)
 
 
 def format_report(report: MigrationReport) -> str:

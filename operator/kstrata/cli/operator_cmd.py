@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from kstrata import __version__
-from kstrata.cli.common import EXIT_OK, add_output_flag, kubeconfig_path
+from kstrata.cli.common import EXIT_OK, add_output_flag, kubeconfig_path, print_data
 from kstrata.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ _VALUE_FLAGS: Final = (
 
 def register(commands: Any) -> None:
     version = commands.add_parser("version", help="print the kstrata version")
+    version.add_argument(
+        "-o", "--output", choices=("yaml", "json"), default=None, help="as data (kubectl's shape)"
+    )
     version.set_defaults(handler=_version)
 
     operator = commands.add_parser("operator", help="run the operator")
@@ -123,6 +126,13 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _version(args: argparse.Namespace, out: TextIO) -> int:
+    if args.output:
+        import platform
+
+        # As `kubectl version -o json` nests it: scripts read .clientVersion.gitVersion.
+        version = {"gitVersion": __version__, "pythonVersion": platform.python_version()}
+        print_data({"clientVersion": version}, args.output, out)
+        return EXIT_OK
     print(f"kstrata {__version__}", file=out)
     return EXIT_OK
 

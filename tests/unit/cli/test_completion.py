@@ -235,8 +235,8 @@ def test_completion_prints_the_script(shell: str) -> None:
 def test_completion_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["completion", "--help"]) == 0
     shown = capsys.readouterr().out
-    assert "examples:" in shown
-    assert "source <(kstrata completion bash)" in shown
+    assert "Examples:" in shown
+    assert "  source <(kstrata completion bash)\n" in shown
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:

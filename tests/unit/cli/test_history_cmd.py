@@ -261,7 +261,12 @@ def test_history_as_table_and_as_data(
     assert calls[-1] == ("history", ("from-context", "payments", None))
     code, out, _ = run("history", "payments", "-n", "shop", "--kind", "profile", "-o", "json")
     assert code == 0
-    assert json.loads(out) == [row.as_data() for row in HISTORY.rows]
+    assert json.loads(out) == {
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {},
+        "items": [row.as_data() for row in HISTORY.rows],
+    }
     assert calls[-1] == ("history", ("shop", "payments", "profile"))
 
 
