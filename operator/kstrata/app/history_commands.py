@@ -796,6 +796,7 @@ def rollback(
     store: RevisionSource | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] | None = None,
 ) -> RollbackResult:
     """Restore revision ``to_revision``'s spec (default: the last good revision).
 
@@ -807,7 +808,8 @@ def rollback(
     (``ConflictError`` if the resource changed meanwhile; nothing is retried,
     since the user decided on the state they saw) with the change cause
     ``rollback to N``; with ``wait`` this returns once the operator reports
-    the result, and raises if it refused the restored spec.
+    the result, and raises if it refused the restored spec; ``progress``
+    hears about that wait (the CLI shows it on a terminal).
     """
     found_kind, obj = find_resource(api, namespace, name, kind)
     source = _store(api, store)
@@ -877,6 +879,7 @@ def rollback(
             timeout=timeout,
             sleep=sleep,
             clock=clock,
+            progress=progress,
         )
     return RollbackResult(
         found_kind,
@@ -905,6 +908,7 @@ def _await_operator(
     timeout: float,
     sleep: Callable[[float], None],
     clock: Callable[[], float],
+    progress: Callable[[str], None] | None = None,
 ) -> int | None:
     """The revision the operator reports once it has handled ``generation``.
 
@@ -912,8 +916,14 @@ def _await_operator(
     if it refused the restored spec, ``ClusterError`` on timeout; the
     rollback stays written either way.
     """
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
     while True:
+        if progress is not None:
+            progress(
+                f"waiting for the operator to apply {kind} {namespace}/{name} at revision "
+                f"{target}: {clock() - start:.0f}s of {timeout:g}s (Ctrl-C stops waiting)"
+            )
         obj = api.get(RESOURCES[kind], namespace, name)
         status = obj.get("status") or {}
         observed = status.get("observedGeneration")

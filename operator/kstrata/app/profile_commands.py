@@ -661,16 +661,24 @@ def await_operator(
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] | None = None,
 ) -> int | None:
     """The revision the operator reports once it has handled ``generation`` of the profile.
 
     ``ClusterError`` (reason ``Timeout``) when it does not within ``timeout``
     (stopped or busy); ``InvalidInputError`` with the operator's own
     (value-free) reason when it refused the change.  The change stays
-    written either way, and the message says so.
+    written either way, and the message says so.  ``progress`` hears about
+    the wait (the CLI shows it on a terminal).
     """
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
     while True:
+        if progress is not None:
+            progress(
+                f"waiting for the operator to apply {what}: "
+                f"{clock() - start:.0f}s of {timeout:g}s (Ctrl-C stops waiting)"
+            )
         obj = api.get(CONFIG_PROFILES, namespace, name)
         state = summary(obj)
         if state.observed_generation is not None and state.observed_generation >= generation:
@@ -931,6 +939,7 @@ def set_values(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     default_environment: str = DEFAULT_ENVIRONMENT,
+    progress: Callable[[str], None] | None = None,
 ) -> SetResult:
     """Write ``KEY=VALUE`` pairs into ``spec.base`` (or ``spec.environments.<environment>``).
 
@@ -1018,6 +1027,7 @@ def set_values(
                 timeout=timeout,
                 sleep=sleep,
                 clock=clock,
+                progress=progress,
             )
         return SetResult(
             namespace, name, view, cause, changed=True, written=True, revision=revision

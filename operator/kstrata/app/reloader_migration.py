@@ -17,7 +17,7 @@ Only annotations are ever read from ConfigMaps and Secrets here, never data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kstrata.app.reloads import RELOADABLE, pod_template, referenced_objects
@@ -73,8 +73,18 @@ def _matching(
     return matching(ra.CONFIG_MAP, config_maps), matching(ra.SECRET, secrets)
 
 
-def migrate_reloader(api: KubeApi, namespace: str | None, *, apply: bool) -> MigrationReport:
-    """Translate (and with ``apply`` write) Reloader's annotations in ``namespace`` (None: all)."""
+def migrate_reloader(
+    api: KubeApi,
+    namespace: str | None,
+    *,
+    apply: bool,
+    progress: Callable[[str], None] | None = None,
+) -> MigrationReport:
+    """Translate (and with ``apply`` write) Reloader's annotations in ``namespace`` (None: all).
+
+    ``progress`` hears about each object written (the CLI shows it on a terminal).
+    """
+    report = progress or (lambda _message: None)
     sources: dict[tuple[str, str, str], JSON] = {}
     for resource in (CONFIG_MAPS, SECRETS):
         for obj in _list(api, resource, namespace):
@@ -108,12 +118,17 @@ def migrate_reloader(api: KubeApi, namespace: str | None, *, apply: bool) -> Mig
             continue
         already = ra.source_ignored(annotations, reloader_compatible=False)
         if apply and not already:
+            report(f"writing {kind} {ns}/{name}")
             resource = CONFIG_MAPS if kind == ra.CONFIG_MAP else SECRETS
             patch: JSON = {"metadata": {"annotations": {ra.IGNORE: "true"}}}
             api.patch(resource, ns, name, patch)
         done_sources.append(SourceMigration(kind, ns, name, done=apply or already))
     if apply:
-        for resource, migration in writes:
+        for number, (resource, migration) in enumerate(writes, 1):
+            report(
+                f"writing {number}/{len(writes)}: "
+                f"{migration.kind} {migration.namespace}/{migration.name}"
+            )
             changes: dict[str, str | None] = dict.fromkeys(migration.found)
             if migration.reload:
                 changes[ra.RELOAD] = migration.reload

@@ -15,8 +15,10 @@ Safety rules enforced here, in this order:
   item that fails leaves the Secret exactly as it was (or absent), and the
   status and ONE Warning event say which items and which key ids, never a
   value;
-* a Secret that exists and is not ours is left alone unless annotated
-  ``kstrata.dev/adopt: "true"``; service-account and bootstrap token types
+* a Secret that exists and is not ours is left alone unless labelled
+  ``app.kubernetes.io/managed-by: kstrata`` (the label of every Secret kstrata
+  manages, and the label selector of the operator's Secret watch: a Secret
+  without it never reaches the operator); service-account and bootstrap token types
   are refused even if the CRD's CEL rule was bypassed (an older CRD, a
   direct etcd write), because such a Secret hands out cluster credentials;
 * plaintext exists only in memory and in the written Secret's ``data``: it
@@ -56,9 +58,9 @@ from typing import Final
 
 from kstrata import metrics
 from kstrata.app.profiles import (
+    ADOPT_ANNOTATION,
     MANAGED_BY,
     REVISION_LABEL,
-    check_ownership,
     is_ours,
     now_rfc3339,
     patch_status_if_changed,
@@ -102,6 +104,9 @@ logger = logging.getLogger(__name__)
 
 KIND: Final = SEALED_SECRET_KIND
 SEALED_SECRET_LABEL: Final = "kstrata.dev/sealed-secret"  # noqa: S105 (a label key)
+#: The label selector of the operator's (kopf's) Secret watch: the Secrets kstrata
+#: manages, and those labelled to be adopted (adopting one means kstrata manages it).
+MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY}=kstrata"
 #: SHA-256 of the sealed tokens in effect (public ciphertext, never plaintext).
 DIGEST_ANNOTATION: Final = "kstrata.dev/sealed-digest"
 DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
@@ -331,9 +336,25 @@ def unseal_failure(failures: list[ItemFailure], *, total: int) -> SealingError:
     return UnknownKeyError(message)
 
 
+def secret_adoptable(secret: JSON) -> bool:
+    """Whether a Secret asks to be adopted: it carries the label the operator's watch selects."""
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == "kstrata"
+
+
 def _check_existing(existing: JSON | None, owner_uid: str, name: str) -> None:
-    """Refuse a Secret that is not ours (unless adoptable) or of a type we never write."""
-    check_ownership(existing, owner_uid, f"Secret {name}")
+    """Refuse a Secret that is not ours (unless labelled for adoption) or of a type we never write.
+
+    The ``kstrata.dev/adopt`` annotation that adopts a ConfigMap does not adopt a
+    Secret: the operator's Secret watch selects by label, so an unlabelled Secret's
+    changes never reach it, and a refusal must name what does work.
+    """
+    if existing is not None and not is_ours(existing, owner_uid) and not secret_adoptable(existing):
+        raise OwnershipError(
+            f"Secret {name} exists and is not managed by kstrata; label it "
+            f"{MANAGED_BY}=kstrata to adopt it (the {ADOPT_ANNOTATION} annotation alone "
+            "does not adopt a Secret)"
+        )
     if existing is not None:
         check_secret_type(
             existing.get("type") or DEFAULT_SECRET_TYPE, where=f"existing Secret {name}"
@@ -849,11 +870,20 @@ class SealedSecretReconciler:
             raise
 
     def _check_not_reserved(self, namespace: str, name: str) -> None:
-        # Ownership already protects the key Secret (it is not ours to adopt), but
-        # refusing by name does not depend on nobody ever annotating it.
-        if namespace == self.settings.operator_namespace and name == KEY_SECRET_NAME:
+        # The operator's own Secrets carry the managed-by label that marks a Secret
+        # for adoption: they are refused by name.  (The webhook certificate's name
+        # is controller.webhook.tls_secret_name's.)
+        if namespace != self.settings.operator_namespace:
+            return
+        if name == KEY_SECRET_NAME:
             raise InvalidInputError(
                 f"Secret {name} in the operator namespace holds the sealing keys; "
+                "a SealedSecret cannot write it",
+                reason="ReservedName",
+            )
+        if name == f"{self.settings.webhook_service}-tls":
+            raise InvalidInputError(
+                f"Secret {name} in the operator namespace holds the webhook's certificate; "
                 "a SealedSecret cannot write it",
                 reason="ReservedName",
             )

@@ -52,6 +52,7 @@ from kstrata.cli.common import (
     print_data,
     split_type_name,
 )
+from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -389,7 +390,8 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--timeout must be positive")
     kind, name = _kind_and_name(args)
     api, default_namespace = _connect(args)
-    result = rollback(
+    # A line on stderr while it waits for the operator, on a terminal only.
+    result = with_progress(rollback)(
         api,
         args.namespace or default_namespace,
         name,

@@ -27,6 +27,7 @@ from kstrata.cli.common import (
     print_data,
     split_type_name,
 )
+from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -160,7 +161,10 @@ def register(commands: Any) -> None:
         "files), nothing is printed and the exit code is 1.",
     )
     import_.add_argument("source", metavar="configmap/NAME", nargs="?", default=None)
-    import_.add_argument("-f", "--filename", type=Path, default=None, help="the base file")
+    # Repeatable for the secret imports (files and directories); a ConfigProfile has one base.
+    import_.add_argument(
+        "-f", "--filename", type=Path, action="append", default=[], help="the base file"
+    )
     import_.add_argument(
         "--env",
         dest="environments",
@@ -183,6 +187,9 @@ def register(commands: Any) -> None:
         default=None,
         help="yaml (default: the proven manifest as text) or json",
     )
+    from kstrata.cli import import_secrets_cmd
+
+    import_secrets_cmd.add_arguments(import_)
     _cluster_flags(import_)
     import_.set_defaults(handler=_import)
 
@@ -343,7 +350,8 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     api, namespace = _connect(args)
-    result = set_values(
+    # A line on stderr while it waits for the operator, on a terminal only.
+    result = with_progress(set_values)(
         api,
         namespace,
         name,
@@ -387,6 +395,13 @@ def _environment_file(text: str) -> tuple[str, Path]:
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.cli import import_secrets_cmd
+
+    if import_secrets_cmd.wants_secret_import(args):
+        return import_secrets_cmd.run(args, out)
+    if len(args.filename) > 1:
+        raise UsageError("import: one base file with -f (environments with --env ENV=FILE)")
+    args.filename = args.filename[0] if args.filename else None
     if (args.source is None) == (args.filename is None):
         raise UsageError("import: give either configmap/NAME or -f FILE")
     if args.source is not None:
