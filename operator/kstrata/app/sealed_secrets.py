@@ -25,7 +25,12 @@ Safety rules enforced here, in this order:
   is compared in memory with the existing Secret's data, and never logged,
   put into an event, the status, a label, an annotation, a metric or an
   exception.  The status carries keyed fingerprints (HMAC with the operator's
-  fingerprint key) so a reader can tell "value changed" from "re-sealed".
+  fingerprint key) so a reader can tell "value changed" from "re-sealed";
+* ``spec.template.data`` (``kstrata.domain.secret_template``) is rendered
+  from the opened items in memory, straight into the Secret's data: its
+  references are checked before any key work, a key there replaces the item
+  of the same key (Bitnami's rule), and the result is never fingerprinted
+  or recorded (the template text and the items' fingerprints determine it).
 
 ``status.revision`` grows by one each time the set of sealed tokens in effect
 changes (a re-seal counts, even with the same values), and only then: a
@@ -78,6 +83,13 @@ from kstrata.domain.environments import (
     select_environment,
 )
 from kstrata.domain.revisions import Snapshot, parse_revision
+from kstrata.domain.secret_template import (
+    TemplateData,
+    check_references,
+    parse_template_data,
+    render_data,
+)
+from kstrata.domain.secret_template import canonical as canonical_templates
 from kstrata.errors import (
     ClusterError,
     ConflictError,
@@ -136,6 +148,9 @@ class SecretTemplate:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     immutable: bool = False
+    #: ``spec.template.data``: values rendered from the opened items
+    #: (``kstrata.domain.secret_template``); a key there replaces an item.
+    data: TemplateData = field(default_factory=lambda: TemplateData({}))
 
 
 @dataclass(frozen=True)
@@ -212,8 +227,13 @@ def parse_sealed_spec(spec: object) -> SealedSpec:
         labels=_string_map(template_raw.get("labels"), "spec.template.labels"),
         annotations=_string_map(template_raw.get("annotations"), "spec.template.annotations"),
         immutable=immutable,
+        data=parse_template_data(template_raw.get("data")),
     )
     return SealedSpec(scope, encrypted, environments, environment, template)
+
+
+def _template_data(sealed: JSON) -> object:
+    return ((sealed.get("spec") or {}).get("template") or {}).get("data")
 
 
 def check_secret_type(secret_type: str, *, where: str) -> None:
@@ -233,10 +253,30 @@ def effective_tokens(spec: SealedSpec, environment: str) -> dict[str, str]:
     return dict(sorted(tokens.items()))
 
 
-def tokens_digest(tokens: Mapping[str, str]) -> str:
-    """Digest of the token set in effect: changes when a token is added, removed or re-sealed."""
-    canonical = json.dumps(sorted(tokens.items()), separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+def checked_tokens(spec: SealedSpec, environment: str) -> dict[str, str]:
+    """``effective_tokens``, and every template's references found among them.
+
+    Checked before any key work: a template naming an item that is not there
+    can never render.  Admission refuses it at apply time; this is for a
+    spec that bypassed the webhook, or a namespace label that changed since.
+    """
+    tokens = effective_tokens(spec, environment)
+    check_references(spec.template.data, tokens.keys(), environment=environment)
+    return tokens
+
+
+def tokens_digest(tokens: Mapping[str, str], templates: object = None) -> str:
+    """Digest of the token set in effect: changes when a token is added, removed or re-sealed.
+
+    ``templates`` (``spec.template.data``, public text) count too when there
+    are any, so a changed template is a new revision; without templates the
+    digest is what it always was (no new revision, no rollout on upgrade).
+    """
+    canonical: object = sorted(tokens.items())
+    if templates:
+        canonical = {"tokens": canonical, "templates": canonical_templates(templates)}
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -542,14 +582,19 @@ class SealedSecretReconciler:
             check_secret_type(spec.template.type, where="spec.template.type")
             labels = namespace_labels(namespace)
             choice = select_environment(spec.environment, labels, self.settings.default_environment)
-            tokens = effective_tokens(spec, choice.name)
+            tokens = checked_tokens(spec, choice.name)
             # First reconcile: create without reading first (see app.profiles).
             first = not reconciled_before(sealed)
             existing = None if first else self.api.get_or_none(SECRETS, namespace, name)
             _check_existing(existing, meta["uid"], name)
             keys, plaintext = self._unseal(keys, tokens, spec.scope, namespace, name)
-            digest = tokens_digest(tokens)
+            digest = tokens_digest(tokens, _template_data(sealed))
+            secret_data: dict[str, bytes] = {}
             try:
+                # Rendered in memory only, straight into the Secret's data: the
+                # status, the snapshot and the digest hold the public template
+                # text and the items' keyed fingerprints, never the result.
+                secret_data = render_data(spec.template.data, plaintext)
                 items = self._status_items(keys, tokens, plaintext, namespace=namespace, name=name)
                 # The snapshot is stored before the Secret is written (crash safety).
                 settled = self._settle_revision(sealed, choice, digest, items, existing)
@@ -557,13 +602,14 @@ class SealedSecretReconciler:
                 written = self._write(
                     sealed,
                     template=spec.template,
-                    plaintext=plaintext,
+                    plaintext=secret_data,
                     digest=digest,
                     existing=existing,
                     settled=settled,
                 )
             finally:
                 plaintext.clear()
+                secret_data.clear()
         except (InvalidInputError, OwnershipError, SealingError) as error:
             self._set_blocked(namespace, name, error.reason)
             if isinstance(error, UnknownKeyError):

@@ -43,6 +43,7 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.profile import KIND as CONFIG_PROFILE_KIND
 from kstrata.domain.render import FORMATS, MAX_CONFIGMAP_KEY_LENGTH
+from kstrata.domain.secret_template import MAX_TEMPLATE_CHARS, MAX_TEMPLATES
 from kstrata.errors import DocumentError, Violation
 
 Schema = dict[str, Any]
@@ -620,17 +621,17 @@ def _encrypted_data(description: str) -> Schema:
             pattern=TOKEN,
         ),
         maxProperties=MAX_SEALED_ITEMS,
-        **{
-            "x-kubernetes-validations": [
-                _cel(
-                    f"self.all(k, size(k) <= 253 && k.matches({_cel_string(DATA_KEY)}) "
-                    "&& k != '.' && !k.startsWith('..'))",
-                    "item keys must be valid Secret keys: letters, digits, '-', '_' and '.', "
-                    "at most 253 characters, not '.' and not starting with '..'",
-                    reason="FieldValueInvalid",
-                )
-            ]
-        },
+        **{"x-kubernetes-validations": [_secret_keys_rule()]},
+    )
+
+
+def _secret_keys_rule() -> Schema:
+    return _cel(
+        f"self.all(k, size(k) <= 253 && k.matches({_cel_string(DATA_KEY)}) "
+        "&& k != '.' && !k.startsWith('..'))",
+        "item keys must be valid Secret keys: letters, digits, '-', '_' and '.', "
+        "at most 253 characters, not '.' and not starting with '..'",
+        reason="FieldValueInvalid",
     )
 
 
@@ -669,6 +670,20 @@ def sealedsecret_crd() -> Schema:
                 "description": "Write the Secret as immutable (each revision a new Secret).",
                 "type": "boolean",
             },
+            "data": _string_map(
+                "Secret items rendered from the opened items, by Secret item key: literal text "
+                'with {{ .key }} or {{ index . "key" }} for an item\'s value (no functions, '
+                "conditions or loops; docs/config-management-guide.md). A key here replaces the "
+                "item of the same key; null leaves that item out of the Secret. The text is "
+                "public: never put a secret value in it.",
+                _string(
+                    "A template, or null to leave the item of this key out.",
+                    maxLength=MAX_TEMPLATE_CHARS,
+                    nullable=True,
+                ),
+                maxProperties=MAX_TEMPLATES,
+                **{"x-kubernetes-validations": [_secret_keys_rule()]},
+            ),
         },
     )
     spec = _object(
