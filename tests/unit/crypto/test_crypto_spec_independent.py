@@ -423,6 +423,33 @@ def test_the_vectors_cover_both_suites_both_versions_and_every_error_class() -> 
     assert len(NEGATIVE) == 36
 
 
+@pytest.mark.parametrize(
+    "bundle", [VECTORS_V1["publicKeyBundle"], VECTORS_V2["otherClusterBundle"]]
+)
+def test_public_bundles_follow_the_documented_encoding(bundle: str) -> None:
+    # §7: what `kstrata seal --cert` reads; every keyId is §2's derivation of its key.
+    doc = json.loads(bundle)
+    assert set(doc) == {"format", "keys"}
+    assert doc["format"] == "kstrata.dev/sealing-public-keys/v1"
+    for entry in doc["keys"]:
+        assert set(entry) == {"keyId", "suite", "created", "publicKey"}
+        raw = base64.b64decode(entry["publicKey"], validate=True)
+        assert base64.b64encode(raw).decode("ascii") == entry["publicKey"]
+        assert len(raw) == SUITES[WIRE_ID[entry["suite"]]][3]
+        digest = hashlib.sha256(
+            lp(b"kstrata.dev/key-id/v1") + bytes([WIRE_ID[entry["suite"]]]) + raw
+        ).digest()
+        assert digest[:16].hex() == entry["keyId"]
+
+
+def test_the_v1_bundle_holds_the_public_halves_of_the_test_keys() -> None:
+    published = {
+        k["keyId"]: base64.b64decode(k["publicKey"])
+        for k in json.loads(VECTORS_V1["publicKeyBundle"])["keys"]
+    }
+    assert published == {k.key_id.hex(): k.public for k in _ring(VECTORS_V1).values()}
+
+
 def test_max_token_chars_is_the_documented_number() -> None:
     assert MAX_TOKEN_CHARS == 1_399_644
     assert "1 399 644" in CRYPTO_MD.read_text()
