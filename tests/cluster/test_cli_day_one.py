@@ -62,10 +62,7 @@ def payments(cluster: TestCluster, namespace: str) -> None:
 
 
 def profile(cluster: TestCluster, namespace: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "configprofiles", "payments"
-    )
-    return found
+    return cluster.kstrata_object("configprofiles", namespace, "payments")
 
 
 def settled(cluster: TestCluster, namespace: str, *, ready: str) -> dict[str, Any]:
@@ -330,7 +327,7 @@ def test_set_dry_run_server_is_judged_by_the_api_server_and_stores_nothing(
 
     try:
         code, _, err = wait_for(
-            lambda: (result := as_reader(*args, "--dry-run"))[0] == 0 and result,
+            lambda: ((result := as_reader(*args, "--dry-run"))[0] == 0 and result) or None,
             timeout=15,
             what="the reader's rights to take effect",
         )

@@ -51,10 +51,7 @@ def resource(kind: str, name: str, spec: dict[str, Any], cause: str | None = Non
 
 
 def get(cluster: TestCluster, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return found
+    return cluster.kstrata_object(plural, namespace, name)
 
 
 def wait_revision(

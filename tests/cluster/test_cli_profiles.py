@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from kstrata.cli.main import main
 from kstrata.kube import api as kube_api
@@ -64,10 +65,7 @@ def apply(cluster: TestCluster, namespace: str, body: dict[str, Any] | str) -> N
 
 
 def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return found
+    return cluster.kstrata_object(PLURAL, namespace, name)
 
 
 def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
@@ -92,7 +90,7 @@ def resource_version(cluster: TestCluster, namespace: str, name: str) -> str:
 
 def create_config_map(cluster: TestCluster, namespace: str, name: str, data: dict[str, str]) -> Any:
     return cluster.core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": name}, "data": data}
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data=data)
     )
 
 
@@ -566,10 +564,10 @@ def test_import_configmap_round_trip_adopts_without_writing_data(
     body = wait_ready(cluster, namespace, "legacy", revision=1)
     cm = cluster.core.read_namespaced_config_map("legacy", namespace)
     assert cm.data == data
-    (owner,) = cm.metadata.owner_references
+    (owner,) = cm.metadata.owner_references or []
     assert (owner.kind, owner.uid) == ("ConfigProfile", body["metadata"]["uid"])
     # kstrata wrote labels and the ownerReference, never data.
-    ours = [m for m in cm.metadata.managed_fields if m.manager == "kstrata"]
+    ours = [m for m in cm.metadata.managed_fields or [] if m.manager == "kstrata"]
     assert ours
     assert all("f:data" not in (m.fields_v1 or {}) for m in ours)
 

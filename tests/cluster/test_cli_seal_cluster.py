@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from kstrata.app.seal_commands import PUBLIC_KEYS_CONFIGMAP, PUBLIC_KEYS_ITEM
 from kstrata.cli.main import main
@@ -39,7 +40,8 @@ def keypairs() -> tuple[KeyPair, KeyPair]:
 
 def publish(cluster: TestCluster, namespace: str, data: dict[str, str]) -> None:
     cluster.core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": PUBLIC_KEYS_CONFIGMAP}, "data": data}
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name=PUBLIC_KEYS_CONFIGMAP), data=data),
     )
 
 

@@ -117,7 +117,7 @@ def test_the_webhook_is_scoped_strict_and_quick(
         timeout=30,
         what="the webhook configuration",
     )
-    (webhook,) = configuration.webhooks
+    (webhook,) = configuration.webhooks or []
     assert webhook.failure_policy == "Fail"
     assert webhook.timeout_seconds == 5
     assert webhook.side_effects == "None"

@@ -39,10 +39,7 @@ def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
 
 
 def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return found
+    return cluster.kstrata_object(PLURAL, namespace, name)
 
 
 def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
@@ -196,12 +193,12 @@ def test_missing_base_and_cycles_are_conditions_not_crashes(
 ) -> None:
     apply(cluster, namespace, profile("orphan", {"extends": ["nowhere"], "base": {}}))
     body = wait_not_ready(cluster, namespace, "orphan", "InvalidExtends")
-    assert "nowhere" in condition(body)["message"]  # type: ignore[index]
+    assert "nowhere" in condition(body)["message"]
 
     apply(cluster, namespace, profile("ping", {"extends": ["pong"], "base": {}}))
     apply(cluster, namespace, profile("pong", {"extends": ["ping"], "base": {}}))
     body = wait_not_ready(cluster, namespace, "pong", "InvalidExtends")
-    assert "cycle" in condition(body)["message"]  # type: ignore[index]
+    assert "cycle" in condition(body)["message"]
     assert not cluster.exists(cluster.core.read_namespaced_config_map, "pong", namespace)
 
     # Creating the missing base heals the dependent.
@@ -226,7 +223,7 @@ def test_invalid_change_keeps_the_last_good_config_map(
     apply(cluster, namespace, profile("api", {"schema": schema, "base": {"port": canary}}))
     body = wait_not_ready(cluster, namespace, "api", "SchemaViolation")
     assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
-    message = condition(body)["message"]  # type: ignore[index]
+    message = condition(body)["message"]
     assert "$.port" in message
     assert canary not in message
     after = config_map(cluster, namespace, "api")
@@ -250,7 +247,7 @@ def test_a_config_map_that_is_not_ours_is_never_overwritten(
     before = config_map(cluster, namespace, "legacy")
     apply(cluster, namespace, profile("legacy", {"base": {"a": 2}}))
     body = wait_not_ready(cluster, namespace, "legacy", "NotOwned")
-    assert "kstrata.dev/adopt" in condition(body)["message"]  # type: ignore[index]
+    assert "kstrata.dev/adopt" in condition(body)["message"]
     after = config_map(cluster, namespace, "legacy")
     assert after.metadata.resource_version == before.metadata.resource_version
     assert after.data == {"a": "1"}
@@ -332,7 +329,7 @@ def test_a_multiplying_schema_is_abandoned_and_others_keep_being_served(
     # Applied right behind it: served while (or after) the bad one is abandoned.
     apply(cluster, namespace, profile("honest", {"base": {"port": 8080}}))
     body = wait_not_ready(cluster, namespace, "evil", "BudgetExceeded")
-    assert "took longer than its 2 s budget" in condition(body)["message"]  # type: ignore[index]
+    assert "took longer than its 2 s budget" in condition(body)["message"]
     wait_ready(cluster, namespace, "honest", revision=1)
     assert rendered(cluster, namespace, "honest") == {"port": 8080}
     after = config_map(cluster, namespace, "evil")

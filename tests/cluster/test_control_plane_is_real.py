@@ -67,11 +67,11 @@ def test_custom_resource_is_created_validated_and_watched(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.test.kstrata.dev"
     )
     events: queue.Queue[tuple[str, str]] = queue.Queue()
-    watcher = watch.Watch()
+    watcher = watch.Watch()  # type: ignore[no-untyped-call]
     started = threading.Event()
 
     def follow() -> None:
-        stream = watcher.stream(
+        stream = watcher.stream(  # type: ignore[no-untyped-call]
             cluster.custom.list_namespaced_custom_object,
             "test.kstrata.dev",
             "v1",
@@ -101,7 +101,7 @@ def test_custom_resource_is_created_validated_and_watched(
     )
     seen = wait_for(lambda: _drain_until(events, ("ADDED", "w1")), timeout=30, what="ADDED w1")
     assert seen == ("ADDED", "w1")
-    watcher.stop()
+    watcher.stop()  # type: ignore[no-untyped-call]
 
     # The structural schema is enforced by the apiserver itself.
     invalid = dict(body, metadata={"name": "w2"}, spec={"size": 0})
@@ -193,7 +193,7 @@ def test_dependents_are_garbage_collected_with_their_owner(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
     )
     reference = client.V1OwnerReference(
-        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
+        api_version="v1", kind="ConfigMap", name="owner", uid=str(owner.metadata.uid)
     )
     cluster.core.create_namespaced_config_map(
         namespace,

@@ -77,10 +77,7 @@ def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
 
 
 def get(cluster: TestCluster, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return found
+    return cluster.kstrata_object(plural, namespace, name)
 
 
 def wait_ready(

@@ -34,13 +34,15 @@ sys.path.insert(0, str(REPO_ROOT / "tools" / "node"))
 
 import node  # noqa: E402
 
+import controlplane  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
     existing = os.environ.get("KSTRATA_E2E_KUBECONFIG")
     if existing:
         kubeconfig = Path(existing).expanduser().resolve()
-        kubectl = str(node.controlplane.bin_dir() / "kubectl")
+        kubectl = str(controlplane.bin_dir() / "kubectl")
         yield TestCluster(kubeconfig, kubectl, connect(kubeconfig))
         return
     if os.geteuid() != 0:

@@ -50,7 +50,8 @@ def active_operator(cluster: Any) -> str:
         if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
     }
     peers = {k: v for k, v in (peering.get("status") or {}).items() if k in running}
-    return max(peers, key=lambda name: int(peers[name]["priority"]))
+    leader: str = max(peers, key=lambda name: int(peers[name]["priority"]))
+    return leader
 
 
 def test_standby_takes_over_mid_burst(kstrata: Installed, e2e_namespace: str) -> None:

@@ -14,6 +14,8 @@ read here with ``kubectl exec``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,18 @@ def example_workload() -> list[dict[str, Any]]:
     return [schema, scripts, workload]
 
 
+def serves(cluster: Any, namespace: str, greeting: str) -> bool:
+    return bool(yaml.safe_load(served(cluster, namespace))["greeting"] == greeting)
+
+
+def signalled(cluster: Any, namespace: str, name: str, times: int) -> bool:
+    return logs(cluster, namespace, name, "reload").count("reloaded: sent SIGHUP") >= times
+
+
+def equals(read: Callable[[], object], expected: object) -> bool:
+    return read() == expected
+
+
 def served(cluster: Any, namespace: str) -> str:
     return str(cluster.core.read_namespaced_config_map("app-config", namespace).data["config.yaml"])
 
@@ -98,7 +112,7 @@ def test_hot_reload_signals_once_per_change_and_never_restarts(
         started = time.monotonic()
         apply(cluster, ns, profile(greeting, port))
         wait_for(
-            lambda g=greeting: yaml.safe_load(served(cluster, ns))["greeting"] == g,
+            partial(serves, cluster, ns, greeting),
             timeout=30,
             what="the ConfigMap rendered",
         )
@@ -107,19 +121,19 @@ def test_hot_reload_signals_once_per_change_and_never_restarts(
         # itself), so the file swaps now rather than at the kubelet's next
         # periodic sync; bench_node.py measures how much sooner.
         wait_for(
-            lambda c=change: pod_annotation(name) == f"app={c + 1}",
+            partial(equals, partial(pod_annotation, name), f"app={change + 1}"),
             timeout=30,
             what=f"the pod told to sync to change {change}",
         )
         wait_for(
-            lambda e=expected: status_file() == e,
+            partial(equals, status_file, expected),
             timeout=40,
             interval=0.5,
             what=f"change {change} loaded by the app",
         )
         print(f"change {change} reached the app in {time.monotonic() - started:.1f} s")
         wait_for(
-            lambda c=change: logs(cluster, ns, name, "reload").count("reloaded: sent SIGHUP") >= c,
+            partial(signalled, cluster, ns, name, change),
             timeout=10,
             what="the sidecar's report",
         )

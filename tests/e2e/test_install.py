@@ -26,7 +26,7 @@ def test_two_operator_pods_run_from_the_local_image(kstrata: Installed) -> None:
         (container,) = pod.spec.containers
         assert container.image == OPERATOR_IMAGE
         assert container.security_context.read_only_root_filesystem is True
-        (status,) = pod.status.container_statuses
+        (status,) = pod.status.container_statuses or []
         assert status.ready is True
         assert status.image.endswith(OPERATOR_IMAGE)
         # The namespace enforces "restricted": admitted pods meet it.

@@ -115,7 +115,7 @@ def test_replayed_sealed_secret_opens_nowhere(kstrata: Installed, e2e_namespace:
         def kubelet_found_no_secret() -> bool:
             events = cluster.core.list_namespaced_event(other).items
             return any(
-                event.reason == "FailedMount" and 'secret "db" not found' in event.message
+                event.reason == "FailedMount" and 'secret "db" not found' in (event.message or "")
                 for event in events
             )
 

@@ -49,9 +49,7 @@ def test_every_example_applies_and_reaches_ready(cluster: TestCluster, namespace
                 name = profile["metadata"]["name"]
 
                 def ready(name: str = name) -> dict[str, Any] | None:
-                    body = cluster.custom.get_namespaced_custom_object(
-                        "kstrata.dev", "v1alpha1", namespace, "configprofiles", name
-                    )
+                    body = cluster.kstrata_object("configprofiles", namespace, name)
                     conditions = (body.get("status") or {}).get("conditions") or []
                     ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
                     return body if ok else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +121,14 @@ def sealed_secret(name: str, password: str) -> dict[str, Any]:
 
 
 def get(cluster: TestCluster, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return found
+    return cluster.kstrata_object(plural, namespace, name)
+
+
+def reaches(
+    cluster: TestCluster, namespace: str, plural: str, name: str, outcome: str
+) -> dict[str, Any] | None:
+    obj = get(cluster, namespace, plural, name)
+    return obj if ready(obj) == outcome else None
 
 
 def ready(obj: dict[str, Any]) -> str | None:
@@ -179,9 +184,7 @@ def live_objects(cluster: TestCluster, kstrata_crds: None) -> Any:
             }
             for (plural, name), outcome in expected.items():
                 found[name] = wait_for(
-                    lambda p=plural, n=name, o=outcome: (
-                        obj if ready(obj := get(cluster, namespace, p, n)) == o else None
-                    ),
+                    partial(reaches, cluster, namespace, plural, name, outcome),
                     timeout=30,
                     what=f"{name} Ready={outcome}",
                 )

@@ -252,8 +252,8 @@ def test_helm_install_upgrade_and_uninstall(
                 assert "kstrata" not in listed.stdout, listed.stdout
             assert live(cluster, "crd", "configprofiles.kstrata.dev") is not None
             assert live(cluster, "namespace", operator_namespace) is not None
-            listed = chart.run("list", "--all", "-q", *release, kubeconfig=kubeconfig).stdout
-            assert not listed.strip(), "the release record is gone too"
+            releases = chart.run("list", "--all", "-q", *release, kubeconfig=kubeconfig).stdout
+            assert not releases.strip(), "the release record is gone too"
             # Installing again takes the kept namespace back (it still carries
             # the release's ownership labels and annotations).
             chart.run(

@@ -42,9 +42,7 @@ def profile(name: str, replicas: Any) -> dict[str, Any]:
 
 
 def ready_status(cluster: TestCluster, namespace: str, name: str) -> str | None:
-    body = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "configprofiles", name
-    )
+    body = cluster.kstrata_object("configprofiles", namespace, name)
     for condition in (body.get("status") or {}).get("conditions") or []:
         if condition["type"] == "Ready":
             return str(condition["status"])

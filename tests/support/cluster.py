@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kstrata.domain.crds import GROUP, VERSION
 from kstrata.kube.connection import Cluster, connect
 from support.waiting import wait_for
 
@@ -42,6 +43,12 @@ class TestCluster:
     @property
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
+
+    def kstrata_object(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """One of kstrata's own objects, as the JSON the API server holds."""
+        found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        assert isinstance(found, dict), found  # the client types custom objects as `object`
+        return found
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True

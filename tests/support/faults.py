@@ -326,7 +326,8 @@ class Fleet:
     def create(self, tmp: Path) -> None:
         """Every source at value 0 (one ``kubectl apply -f dir/``), then ``web`` following all."""
         self.apply_together(self.names, 0, tmp)
-        body = {
+        # Plain JSON, which the client sends as is (its signature names V1Deployment).
+        body: Any = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {
@@ -405,7 +406,7 @@ class Fleet:
 
     def replica_sets(self) -> list[tuple[int, dict[str, int] | None]]:
         """(deployment revision, record) of ``web``'s ReplicaSets, oldest rollout first."""
-        found = []
+        found: list[tuple[int, dict[str, int] | None]] = []
         for rs in self.cluster.apps.list_namespaced_replica_set(
             self.namespace, _request_timeout=10
         ).items:
@@ -416,13 +417,23 @@ class Fleet:
                 continue
             number = int((rs.metadata.annotations or {})["deployment.kubernetes.io/revision"])
             record = (rs.spec.template.metadata.annotations or {}).get(RECORD)
-            found.append((number, None if record is None else parse_revisions(record)))
+            # The fleet's sources are kstrata's own: revision numbers, never fingerprints.
+            numbers = (
+                {
+                    source: revision
+                    for source, revision in parse_revisions(record).items()
+                    if isinstance(revision, int)
+                }
+                if record is not None
+                else None
+            )
+            found.append((number, numbers))
         return sorted(found, key=lambda pair: pair[0])
 
     def rollout_events(self) -> list[str]:
         events = self.cluster.core.list_namespaced_event(self.namespace, _request_timeout=10).items
         return [
-            e.message
+            e.message or ""
             for e in events
             if e.involved_object.name == self.deployment and e.reason == "RollingRestart"
         ]
@@ -620,7 +631,7 @@ class Burst:
         fleet: Fleet,
         rounds: Sequence[int],
         *,
-        gate: Callable[[int], None] | None = None,
+        gate: Callable[[int], object] | None = None,
     ) -> None:
         self.fleet = fleet
         self.rounds = list(rounds)
