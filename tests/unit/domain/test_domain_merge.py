@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kstrata.domain.jsonvalue import JSONObject
 from kstrata.domain.merge import merge_layers, merge_patch
 from kstrata.errors import InputLimitError, MergeError
-from kstrata.domain.jsonvalue import JSONObject
 
 # RFC 7386, Appendix A, every row: (original, patch, result).
 APPENDIX_A: list[tuple[Any, Any, Any]] = [

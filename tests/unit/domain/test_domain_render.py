@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kstrata.domain.documents import load_json, load_yaml
+from kstrata.domain.jsonvalue import JSONObject
 from kstrata.domain.render import (
     MAX_CONFIGMAP_BYTES,
     OutputSpec,
@@ -22,7 +23,6 @@ from kstrata.domain.render import (
     render_text,
 )
 from kstrata.errors import RenderError
-from kstrata.domain.jsonvalue import JSONObject
 
 CONFIG: dict[str, Any] = {
     "server": {"port": 8080, "host": "0.0.0.0", "tls": {"enabled": True}},
