@@ -1,0 +1,149 @@
+"""``kstrata import sealedsecret --bitnami-keys`` and ``kstrata import --sops``: the shell.
+
+The ``import`` command itself is registered by :mod:`kstrata.cli.profile_cmd`
+(it also imports ConfigMaps and files as ConfigProfiles); this module adds the
+flags of the two secret imports to it and runs them: flags become one call of
+:mod:`kstrata.app.secret_imports`, whose manifests (ciphertext only) are
+printed, or written to ``--output-dir``.  Nothing here is imported by
+registration but argparse; with ``--cert`` neither kopf nor the Kubernetes
+client is ever loaded (a test checks ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from kstrata.cli.common import EXIT_OK, connect_from, kubeconfig_path
+from kstrata.errors import UsageError
+
+SCOPE_CHOICES = ("strict", "namespace", "cluster")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the secret imports, on the ``import`` command."""
+    parser.add_argument(
+        "--bitnami-keys",
+        type=Path,
+        default=None,
+        metavar="BACKUP",
+        help="import Bitnami SealedSecrets opened with this backup of their controller's keys",
+    )
+    parser.add_argument(
+        "--sops", action="store_true", help="import SOPS-encrypted files through 'sops -d'"
+    )
+    parser.add_argument(
+        "--sops-binary", default=None, metavar="PATH", help="the sops command (default: sops)"
+    )
+    parser.add_argument(
+        "--cert",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="secret imports: seal offline to this public key bundle (repeatable)",
+    )
+    parser.add_argument(
+        "--operator-namespace",
+        default=None,
+        metavar="NS",
+        help="secret imports: namespace of kstrata's public keys (default: kstrata-system)",
+    )
+    parser.add_argument(
+        "--scope",
+        choices=SCOPE_CHOICES,
+        default=None,
+        help="--sops: what the values are bound to (default: strict)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="secret imports: write one file per SealedSecret into DIR instead of printing",
+    )
+
+
+def wants_secret_import(args: argparse.Namespace) -> bool:
+    return args.bitnami_keys is not None or bool(args.sops)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    from kstrata.app.secret_imports import import_bitnami, import_sops, load_bitnami_keys
+
+    if args.bitnami_keys is not None and args.sops:
+        raise UsageError("import: give either --bitnami-keys or --sops")
+    if not args.filename:
+        raise UsageError("import: give the files with -f FILE (files or directories)")
+    if args.environments or args.full:
+        raise UsageError("import: --env and --full are for ConfigProfiles")
+    keys, context_namespace = _key_source(args)
+    if args.bitnami_keys is not None:
+        if args.source not in (None, "sealedsecret", "sealedsecrets"):
+            raise UsageError("import --bitnami-keys: the source is 'sealedsecret'")
+        if args.name is not None or args.scope is not None:
+            raise UsageError("import --bitnami-keys: --name and --scope come from each object")
+        bitnami_keys = load_bitnami_keys(args.bitnami_keys)
+        imported = import_bitnami(
+            args.filename,
+            bitnami_keys,
+            keys,
+            namespace=args.namespace,
+            context_namespace=context_namespace,
+        )
+    else:
+        if args.source is not None:
+            raise UsageError("import --sops: give the files with -f, no source")
+        from kstrata.app.secret_imports import SopsRequest
+
+        imported = import_sops(
+            SopsRequest(
+                paths=args.filename,
+                sops=args.sops_binary or "sops",
+                name=args.name,
+                namespace=args.namespace,
+                scope=args.scope,
+                context_namespace=context_namespace,
+            ),
+            keys,
+        )
+    for item in imported:
+        for note in item.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if args.output_dir is not None:
+        from kstrata.app.secret_imports import write_manifests
+
+        written = write_manifests(imported, args.output_dir)
+        print(f"{len(written)} SealedSecret(s) written to {args.output_dir}", file=out)
+        return EXIT_OK
+    from kstrata.app.secret_imports import manifests_text
+
+    out.write(manifests_text(imported, getattr(args, "output", None) or "yaml"))
+    print(f"imported {len(imported)} SealedSecret(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _key_source(args: argparse.Namespace) -> tuple[Any, Any]:
+    """kstrata's public keys (``--cert``, else the cluster's) and the context's namespace."""
+    from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
+
+    if args.cert:
+        return list(args.cert), lambda: kubeconfig_namespace(
+            kubeconfig_path(args), getattr(args, "context", None)
+        )
+
+    state: dict[str, Any] = {}
+
+    def cluster() -> Any:
+        if "cluster" not in state:
+            state["cluster"] = connect_from(args)
+        return state["cluster"]
+
+    def api() -> Any:
+        from kstrata.kube.api import KubeApi
+
+        return KubeApi(cluster())
+
+    return ClusterKeys(api, args.operator_namespace), lambda: cluster().default_namespace

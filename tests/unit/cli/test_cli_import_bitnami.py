@@ -1,0 +1,367 @@
+"""``kstrata import sealedsecret --bitnami-keys``: Bitnami SealedSecrets made by the real kubeseal.
+
+Every Bitnami SealedSecret here is sealed by the pinned ``kubeseal``
+(``--cert``, offline) to a key pair in the form Bitnami's controller stores
+it (tests/support/secret_tools.py); every imported value is checked by
+opening it with kstrata's private key in the context the operator would use,
+never by looking at the ciphertext.  No value may appear anywhere else: in
+the output, on stderr, in an error, or in a file (a canary scan over every
+encoded form, tests/support/leaks.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kstrata.cli.main import main
+from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
+from kstrata.crypto.bitnami import BitnamiScope, encryption_label, load_private_key, open_value
+from kstrata.errors import TokenFormatError, UnsealError
+from support.leaks import Canary, report, scan
+from support.secret_tools import (
+    BitnamiKey,
+    bitnami_key,
+    install,
+    kubeseal,
+    secret_manifest,
+    write_backup,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def kubeseal_binary() -> Path:
+    return install("kubeseal")
+
+
+@pytest.fixture(scope="module")
+def old_key() -> BitnamiKey:
+    return bitnami_key("sealed-secrets-keyold01")
+
+
+@pytest.fixture(scope="module")
+def new_key() -> BitnamiKey:
+    return bitnami_key("sealed-secrets-keynew02")
+
+
+@pytest.fixture(scope="module")
+def kstrata_key() -> KeyPair:
+    return generate_keypair(created=T0)
+
+
+@pytest.fixture
+def work(
+    tmp_path: Path, old_key: BitnamiKey, new_key: BitnamiKey, kstrata_key: KeyPair
+) -> dict[str, Path]:
+    (tmp_path / "old.pem").write_bytes(old_key.cert_pem)
+    (tmp_path / "new.pem").write_bytes(new_key.cert_pem)
+    (tmp_path / "bundle.json").write_text(PublicKeyBundle.of([kstrata_key]).serialize())
+    write_backup(tmp_path / "backup.yaml", old_key, new_key)
+    (tmp_path / "sealed").mkdir()
+    return {
+        "root": tmp_path,
+        "old": tmp_path / "old.pem",
+        "new": tmp_path / "new.pem",
+        "bundle": tmp_path / "bundle.json",
+        "backup": tmp_path / "backup.yaml",
+        "sealed": tmp_path / "sealed",
+    }
+
+
+def opened(manifest: dict[str, Any], key: KeyPair) -> dict[str, bytes]:
+    """Every item of a kstrata SealedSecret, opened as the operator would open it."""
+    spec, metadata = manifest["spec"], manifest["metadata"]
+    ring = KeyRing([key])
+    return {
+        item: ring.open(
+            token,
+            SealingContext.bind(
+                spec["scope"], item=item, namespace=metadata.get("namespace"), name=metadata["name"]
+            ),
+        )
+        for item, token in spec["encryptedData"].items()
+    }
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def write(path: Path, obj: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+# --- the crypto module against kubeseal's own output ------------------------
+
+
+def test_open_value_opens_kubeseal_raw_values_of_every_scope(
+    kubeseal_binary: Path, work: dict[str, Path], new_key: BitnamiKey
+) -> None:
+    key = load_private_key(__import__("base64").b64decode(new_key.secret["data"]["tls.key"]))
+    for scope in BitnamiScope:
+        token = subprocess.run(
+            [
+                str(kubeseal_binary), "--cert", str(work["new"]), "--raw", "--scope", scope.value,
+                "--namespace", "shop", "--name", "db", "--from-file", "/dev/stdin",
+            ],
+            input=b"p\x00ss\xffword",
+            capture_output=True,
+            check=True,
+        ).stdout.decode()  # fmt: skip
+        label = encryption_label(scope, "shop", "db")
+        assert open_value(token, [key], label)[0] == b"p\x00ss\xffword"
+        if scope is not BitnamiScope.CLUSTER_WIDE:
+            # The label binds: another name (strict) or namespace does not open.
+            with pytest.raises(UnsealError):
+                open_value(token, [key], encryption_label(scope, "other", "db"))
+    with pytest.raises(TokenFormatError):
+        open_value("not base64!", [key], b"")
+    with pytest.raises(TokenFormatError):
+        open_value("AAE=", [key], b"")
+
+
+# --- the command -------------------------------------------------------------
+
+
+def test_every_scope_and_the_template_are_imported(
+    kubeseal_binary: Path,
+    work: dict[str, Path],
+    kstrata_key: KeyPair,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    values = {"username": "admin", "password": "pa55-w0rd\n"}
+    mapping = {"strict": "strict", "namespace-wide": "namespace", "cluster-wide": "cluster"}
+    for scope in mapping:
+        secret = secret_manifest(
+            f"db-{scope}",
+            "shop",
+            values,
+            type="kubernetes.io/basic-auth",
+            immutable=True,
+            metadata={"labels": {"app": "shop"}, "annotations": {"team": "payments"}},
+        )
+        write(
+            work["sealed"] / f"{scope}.yaml", kubeseal(kubeseal_binary, work["new"], secret, scope)
+        )
+    code, out, err = run(
+        "import", "sealedsecret", "-f", str(work["sealed"]),
+        "--bitnami-keys", str(work["backup"]), "--cert", str(work["bundle"]),
+    )  # fmt: skip
+    assert code == 0, err
+    imported = {d["metadata"]["name"]: d for d in documents(out)}
+    assert sorted(imported) == sorted(f"db-{s}" for s in mapping)
+    for bitnami_scope, scope in mapping.items():
+        manifest = imported[f"db-{bitnami_scope}"]
+        assert manifest["apiVersion"] == "kstrata.dev/v1alpha1"
+        assert manifest["kind"] == "SealedSecret"
+        assert manifest["metadata"]["namespace"] == "shop"
+        assert manifest["spec"]["scope"] == scope
+        assert manifest["spec"]["template"] == {
+            "type": "kubernetes.io/basic-auth",
+            "labels": {"app": "shop"},
+            "annotations": {"team": "payments"},
+            "immutable": True,
+        }
+        assert opened(manifest, kstrata_key) == {k: v.encode() for k, v in values.items()}
+    assert "imported 3 SealedSecret(s)" in capsys.readouterr().err
+
+
+def test_each_backup_key_is_tried_and_lists_and_nested_directories_are_read(
+    kubeseal_binary: Path, work: dict[str, Path], kstrata_key: KeyPair
+) -> None:
+    nested = work["sealed"] / "apps" / "payments"
+    nested.mkdir(parents=True)
+    items = [
+        kubeseal(kubeseal_binary, work["old"], secret_manifest("a", "pay", {"k": "from-old"})),
+        kubeseal(kubeseal_binary, work["new"], secret_manifest("b", "pay", {"k": "from-new"})),
+    ]
+    write(nested / "list.yaml", {"apiVersion": "v1", "kind": "List", "items": items})
+    # Other objects beside them (a kustomization's files) are skipped.
+    write(work["sealed"] / "configmap.yaml", {"apiVersion": "v1", "kind": "ConfigMap"})
+    out_dir = work["root"] / "out"
+    out_dir.mkdir()
+    code, out, err = run(
+        "import", "sealedsecret", "-f", str(work["sealed"]), "--bitnami-keys", str(work["backup"]),
+        "--cert", str(work["bundle"]), "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2 SealedSecret(s) written" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["pay.a.yaml", "pay.b.yaml"]
+    for name, expected in (("a", b"from-old"), ("b", b"from-new")):
+        manifest = yaml.safe_load((out_dir / f"pay.{name}.yaml").read_text())
+        assert opened(manifest, kstrata_key) == {"k": expected}
+
+
+def test_a_namespace_less_manifest_takes_dash_n_and_strict_binds_it(
+    kubeseal_binary: Path, work: dict[str, Path], kstrata_key: KeyPair
+) -> None:
+    sealed = kubeseal(kubeseal_binary, work["new"], secret_manifest("db", "shop", {"k": "v"}))
+    del sealed["metadata"]["namespace"]
+    path = write(work["sealed"] / "db.yaml", sealed)
+    base = ["import", "sealedsecret", "-f", str(path), "--bitnami-keys", str(work["backup"])]
+    code, out, err = run(*base, "--cert", str(work["bundle"]), "-n", "shop")
+    assert code == 0, err
+    assert opened(documents(out)[0], kstrata_key) == {"k": b"v"}
+    # Strict scope bound shop/db: in another namespace it does not open, and says so.
+    code, out, err = run(*base, "--cert", str(work["bundle"]), "-n", "other")
+    assert code == 1
+    assert out == ""
+    assert "SealedSecret other/db" in err
+    assert "do not open with the 2 backup key(s)" in err
+
+
+def test_templated_data_in_kstrata_forms_is_carried_and_go_functions_are_refused(
+    kubeseal_binary: Path, work: dict[str, Path], kstrata_key: KeyPair
+) -> None:
+    sealed = kubeseal(
+        kubeseal_binary, work["new"], secret_manifest("db", "shop", {"user": "u", "db-pw": "p"})
+    )
+    sealed["spec"]["template"]["data"] = {"url": 'postgres://{{ .user }}:{{ index . "db-pw" }}@db'}
+    path = write(work["sealed"] / "db.yaml", sealed)
+    argv = ["import", "sealedsecret", "-f", str(path), "--bitnami-keys", str(work["backup"])]
+    code, out, err = run(*argv, "--cert", str(work["bundle"]))
+    assert code == 0, err
+    manifest = documents(out)[0]
+    assert manifest["spec"]["template"]["data"] == sealed["spec"]["template"]["data"]
+    from kstrata.domain.secret_template import parse_template_data, render_data
+
+    rendered = render_data(
+        parse_template_data(manifest["spec"]["template"]["data"]), opened(manifest, kstrata_key)
+    )
+    assert rendered["url"] == b"postgres://u:p@db"
+
+    sealed["spec"]["template"]["data"] = {"url": "{{ .user | upper }}"}
+    write(path, sealed)
+    code, out, err = run(*argv, "--cert", str(work["bundle"]))
+    assert code == 1
+    assert out == ""
+    assert "SealedSecret shop/db" in err
+    assert "spec.template.data cannot be imported" in err
+
+
+def test_refusals_name_the_object_and_print_nothing(
+    kubeseal_binary: Path, work: dict[str, Path], tmp_path: Path
+) -> None:
+    good = kubeseal(kubeseal_binary, work["new"], secret_manifest("ok", "shop", {"k": "v"}))
+    write(work["sealed"] / "ok.yaml", good)
+    legacy = json.loads(json.dumps(good))
+    legacy["metadata"]["name"] = "legacy"
+    legacy["spec"] = {"data": "AgBvbGQ="}
+    write(work["sealed"] / "legacy.yaml", legacy)
+    code, out, err = run(
+        "import", "sealedsecret", "-f", str(work["sealed"]),
+        "--bitnami-keys", str(work["backup"]), "--cert", str(work["bundle"]),
+    )  # fmt: skip
+    assert (code, out) == (1, "")
+    assert "SealedSecret shop/legacy uses the deprecated spec.data" in err
+    # A backup without a key, a source that is not sealedsecret, both imports at once.
+    write(
+        tmp_path / "nokey.yaml", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}
+    )
+    code, _, err = run(
+        "import", "sealedsecret", "-f", str(work["sealed"] / "ok.yaml"),
+        "--bitnami-keys", str(tmp_path / "nokey.yaml"), "--cert", str(work["bundle"]),
+    )  # fmt: skip
+    assert code == 1
+    assert "Secret x has no data.tls.key" in err
+    code, _, err = run(
+        "import", "configmap/x", "-f", "a.yaml", "--bitnami-keys", str(work["backup"]),
+    )  # fmt: skip
+    assert code == 2
+    code, _, err = run("import", "-f", "a.yaml", "--bitnami-keys", "k", "--sops")
+    assert code == 2
+
+
+def test_no_value_leaks_into_output_errors_or_files(
+    kubeseal_binary: Path, work: dict[str, Path], kstrata_key: KeyPair, tmp_path: Path
+) -> None:
+    canaries = [Canary.new("bitnami-user"), Canary.new("bitnami-password")]
+    values = {"user": canaries[0].text, "password": canaries[1].text}
+    write(
+        work["sealed"] / "db.yaml",
+        kubeseal(kubeseal_binary, work["new"], secret_manifest("db", "shop", values)),
+    )
+    # A second object sealed to a key the backup does not hold: the run fails.
+    stranger = bitnami_key("stranger", bits=2048)
+    (tmp_path / "stranger.pem").write_bytes(stranger.cert_pem)
+    bad = kubeseal(kubeseal_binary, tmp_path / "stranger.pem", secret_manifest("x", "shop", values))
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    write(bad_dir / "x.yaml", bad)
+    write(bad_dir / "db.yaml", yaml.safe_load((work["sealed"] / "db.yaml").read_text()))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    texts: dict[str, str] = {}
+    env = dict(os.environ, TMPDIR=str(scratch))
+    env.pop("KUBECONFIG", None)
+    for label, argv in {
+        "stdout": ["-f", str(work["sealed"])],
+        "output-dir": ["-f", str(work["sealed"]), "--output-dir", str(out_dir)],
+        "failure": ["-f", str(bad_dir)],
+        "json": ["-f", str(work["sealed"]), "-o", "json"],
+    }.items():
+        # A fresh process: what it leaves in TMPDIR is scanned too.
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kstrata"), "import", "sealedsecret", *argv,
+                "--bitnami-keys", str(work["backup"]), "--cert", str(work["bundle"]),
+            ],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == (1 if label == "failure" else 0), result.stderr
+        texts[f"{label} stdout"] = result.stdout
+        texts[f"{label} stderr"] = result.stderr
+    assert "1 of 2 SealedSecret(s) could not be imported" in texts["failure stderr"]
+    for directory in (scratch, out_dir, work["root"] / "out"):
+        for path in directory.rglob("*") if directory.exists() else ():
+            if path.is_file():
+                texts[str(path)] = path.read_bytes().decode("latin-1")
+    assert list(out_dir.iterdir()), "the output directory was written"
+    hits = scan(texts, canaries)
+    assert not hits, report(hits)
+    # ... and the values are all there, sealed to kstrata's key.
+    manifest = documents(texts["stdout stdout"])[0]
+    assert opened(manifest, kstrata_key) == {k: v.encode() for k, v in values.items()}
+
+
+def test_offline_import_loads_neither_kopf_nor_the_kubernetes_client(
+    kubeseal_binary: Path, work: dict[str, Path]
+) -> None:
+    write(
+        work["sealed"] / "db.yaml",
+        kubeseal(kubeseal_binary, work["new"], secret_manifest("db", "shop", {"k": "v"})),
+    )
+    probe = (
+        "import sys, io\n"
+        "from kstrata.cli.main import main\n"
+        f"argv = ['import', 'sealedsecret', '-f', {str(work['sealed'])!r}, "
+        f"'--bitnami-keys', {str(work['backup'])!r}, '--cert', {str(work['bundle'])!r}]\n"
+        "out = io.StringIO()\n"
+        "assert main(argv, out=out) == 0 and 'kss1:' in out.getvalue()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes')\n"
+        "             or m.startswith(('kstrata.kube', 'kstrata.controller'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.strip() == "[]"
