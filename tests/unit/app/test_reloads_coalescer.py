@@ -243,6 +243,7 @@ def test_what_was_read_while_another_pass_wrote_is_not_used() -> None:
         loop = asyncio.get_running_loop()
         release = asyncio.Event()
         read_done = asyncio.Event()
+        in_action = asyncio.Event()
         reads: list[str] = []
 
         def read(namespace: str) -> str:
@@ -257,13 +258,14 @@ def test_what_was_read_while_another_pass_wrote_is_not_used() -> None:
             nonlocal first
             if first:
                 first = False
+                loop.call_soon_threadsafe(in_action.set)
                 asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
             return action(namespace, changed_at, state, settled)
 
         coalescer = NamespaceCoalescer(blocking, window=60.0, retry_delay=0.1, read_ahead=read)
         coalescer.schedule("ns")
         await asyncio.wait_for(read_done.wait(), timeout=10)
-        await asyncio.sleep(0.05)  # the first pass is in its action now
+        await asyncio.wait_for(in_action.wait(), timeout=10)  # the first pass is writing
         read_done.clear()
         coalescer.schedule("ns")  # say, the second source of an apply reconciled
         await asyncio.wait_for(read_done.wait(), timeout=10)  # read while the first writes
