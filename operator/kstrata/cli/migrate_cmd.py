@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
+from kstrata.cli.progress import with_progress
 
 if TYPE_CHECKING:
     from kstrata.app.reloader_migration import MigrationReport
@@ -60,7 +61,8 @@ def _reloader(args: argparse.Namespace, out: TextIO) -> int:
 
     cluster = connect_from(args)
     namespace = None if args.all_namespaces else (args.namespace or cluster.default_namespace)
-    report = migrate_reloader(KubeApi(cluster), namespace, apply=args.apply)
+    # A line on stderr per object written, on a terminal only.
+    report = with_progress(migrate_reloader)(KubeApi(cluster), namespace, apply=args.apply)
     if args.output:
         print_data(report_data(report), args.output, out)
     else:

@@ -676,3 +676,35 @@ def test_secret_rollback_lists_keys_and_restores_ciphertext(db: FakeApi) -> None
         resealed=("db-url",),
         spec_fields=("template",),
     )
+
+
+def test_rollback_reports_its_wait_through_the_progress_callback(payments: FakeApi) -> None:
+    # The app layer never writes to a terminal: it tells the callback, the CLI decides.
+    now = [0.0]
+    heard: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(ClusterError):
+        rollback(
+            as_api(payments),
+            NS,
+            "payments",
+            timeout=1,
+            sleep=sleep,
+            clock=lambda: now[0],
+            progress=heard.append,
+        )
+    assert heard[0] == (
+        "waiting for the operator to apply ConfigProfile shop/payments at revision 2: "
+        "0s of 1s (Ctrl-C stops waiting)"
+    )
+    assert len(heard) >= 5  # once per poll
+    assert heard[-1].endswith("1s of 1s (Ctrl-C stops waiting)")
+    operator = Operator(payments, CONFIG_PROFILES, "payments")
+    heard.clear()
+    rollback(
+        as_api(payments), NS, "payments", to_revision=1, sleep=operator.sleep, progress=heard.append
+    )
+    assert len(heard) == operator.steps + 1  # each look at the status, the last one included

@@ -219,7 +219,7 @@ def test_migrate_reloader_as_a_kubernetes_list(fmt: str, monkeypatch: pytest.Mon
     monkeypatch.setattr("kstrata.kube.api.KubeApi", lambda _cluster: object())
     seen: list[tuple[str | None, bool]] = []
 
-    def migrate(_api: object, namespace: str | None, *, apply: bool) -> MigrationReport:
+    def migrate(_api: object, namespace: str | None, *, apply: bool, **_: Any) -> MigrationReport:
         seen.append((namespace, apply))
         return REPORT
 

@@ -276,6 +276,7 @@ def test_rollback_flags_and_output(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def rollback(_api: object, namespace: str, name: str, **options: Any) -> RollbackResult:
+        assert callable(options.pop("progress"))  # tests/unit/cli/test_cli_progress.py
         calls.append(("rollback", (namespace, name, options)))
         written = options["write"]
         return rollback_result(
