@@ -791,6 +791,7 @@ def rollback(
     kind: str | None = None,
     to_revision: int | None = None,
     write: bool = True,
+    server_dry_run: bool = False,
     wait: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     store: RevisionSource | None = None,
@@ -804,6 +805,9 @@ def rollback(
     handled yet), else the one before it; ``chosen`` in the result says which.
 
     With ``write`` false nothing is written (``--dry-run``, ``-o yaml``).
+    ``server_dry_run`` sends the write with ``dryRun=All``: the API server,
+    its RBAC and the admission webhook judge it (a refusal raises with their
+    message, as a real write would) and nothing is stored or waited for.
     Otherwise the spec is written with PUT and the resourceVersion read
     (``ConflictError`` if the resource changed meanwhile; nothing is retried,
     since the user decided on the state they saw) with the change cause
@@ -858,7 +862,7 @@ def rollback(
     body.pop("status", None)
     resource = RESOURCES[found_kind]
     try:
-        written = api.replace(resource, namespace, body)
+        written = api.replace(resource, namespace, body, dry_run=server_dry_run)
     except TransientClusterError as error:
         raise explain_refused_write(api, error) from None
     except ConflictError:
@@ -866,6 +870,8 @@ def rollback(
             f"{found_kind} {namespace}/{name} changed while kstrata rollback was writing; "
             "nothing was written: look at it again (kstrata diff) and re-run"
         ) from None
+    if server_dry_run:
+        return result
     revision = None
     if wait:
         generation = int((written.get("metadata") or {}).get("generation") or 0)

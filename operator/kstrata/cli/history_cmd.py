@@ -147,7 +147,13 @@ def register(commands: Any) -> None:
         help="the revision to restore (default: the last good one)",
     )
     rollback.add_argument(
-        "--dry-run", action="store_true", help="print what would change; write nothing"
+        "--dry-run",
+        nargs="?",
+        const="client",
+        choices=("client", "server"),
+        default=None,
+        help="print what would change and write nothing: client (the default) computes it "
+        "here, server also has the API server and the admission webhook judge the write",
     )
     rollback.add_argument(
         "-o",
@@ -397,7 +403,9 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> int:
         name,
         kind=kind,
         to_revision=args.to_revision,
-        write=not (args.dry_run or args.output),
+        # -o alone prints instead of writing; with --dry-run=server the server judges it first.
+        write=args.dry_run == "server" or not (args.dry_run or args.output),
+        server_dry_run=args.dry_run == "server",
         wait=args.wait,
         timeout=args.timeout,
     )
@@ -416,13 +424,14 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def format_rollback(result: RollbackResult, *, dry_run: bool) -> str:
-    """The one summary line, ``kubectl rollout undo``-style."""
+def format_rollback(result: RollbackResult, *, dry_run: bool | str | None) -> str:
+    """The one summary line, ``kubectl rollout undo``-style (``(server dry run)`` as kubectl)."""
     what = resource_id(result.kind, result.name)
     if not result.changed:
         return f"{what} skipped rollback (the spec already is revision {result.target}'s)\n"
     if dry_run:
-        return f"{what} rolled back to revision {result.target} (dry run)\n"
+        kind = "server dry run" if dry_run == "server" else "dry run"
+        return f"{what} rolled back to revision {result.target} ({kind})\n"
     if result.revision is None:
         return f"{what} rolled back to revision {result.target}\n"
     return f"{what} rolled back to revision {result.target} (now revision {result.revision})\n"

@@ -109,7 +109,12 @@ class FakeApi:
         return copy.deepcopy(self.objects[key])
 
     def replace(
-        self, resource: Resource, namespace: str | None, body: dict[str, Any]
+        self,
+        resource: Resource,
+        namespace: str | None,
+        body: dict[str, Any],
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         key = self._key(resource, namespace, body["metadata"]["name"])
         current = self.objects.get(key)
@@ -117,6 +122,9 @@ class FakeApi:
             raise NotFoundError("gone")
         if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
             raise ConflictError("stale")
+        if dry_run:  # the API server's dryRun=All: judged, not stored
+            self.writes.append(f"dry-run replace {resource.plural}")
+            return copy.deepcopy(body)
         stored = copy.deepcopy(body)
         generation = current["metadata"].get("generation", 1)
         if stored.get("spec") != current.get("spec"):
