@@ -117,13 +117,19 @@ def test_the_webhook_is_scoped_strict_and_quick(
         timeout=30,
         what="the webhook configuration",
     )
-    (webhook,) = configuration.webhooks or []
-    assert webhook.failure_policy == "Fail"
-    assert webhook.timeout_seconds == 5
-    assert webhook.side_effects == "None"
-    assert [rule.api_groups for rule in webhook.rules] == [["kstrata.dev"]]
-    assert webhook.namespace_selector.match_expressions[0].values == [namespace]
-    assert webhook.client_config.ca_bundle
+    # ConfigProfiles, and SealedSecrets with templates (test_sealedsecret_templates.py).
+    webhooks = configuration.webhooks or []
+    assert [[r.resources for r in w.rules] for w in webhooks] == [
+        [["configprofiles"]],
+        [["sealedsecrets"]],
+    ]
+    for webhook in webhooks:
+        assert webhook.failure_policy == "Fail"
+        assert webhook.timeout_seconds == 5
+        assert webhook.side_effects == "None"
+        assert [rule.api_groups for rule in webhook.rules] == [["kstrata.dev"]]
+        assert webhook.namespace_selector.match_expressions[0].values == [namespace]
+        assert webhook.client_config.ca_bundle
 
 
 def test_a_profile_whose_base_is_not_there_yet_is_admitted(

@@ -6,6 +6,13 @@ declared environment, its pinned ``spec.environment``, the namespace's label
 and the operator's default.  The message names the environment and the JSON
 path, never a value.
 
+SealedSecrets with ``spec.template.data`` are reviewed too: every template
+must parse and name only items the SealedSecret has, for the same set of
+environments.  Only the spec is read (the templates and the item keys), so
+admission never opens a token; a SealedSecret without templates is not sent
+to the webhook at all (a match condition), so sealing keeps working while no
+operator replica is ready.
+
 This module also keeps the ValidatingWebhookConfiguration current: scoped to
 kstrata.dev only, ``failurePolicy: Fail``, ``timeoutSeconds`` 5,
 ``sideEffects: None``.
@@ -17,7 +24,9 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from kstrata.app.sealed_secrets import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.domain.budget import time_budget
+from kstrata.domain.environments import select_environment
 from kstrata.domain.profile import (
     ProfileSpec,
     parse_profile_spec,
@@ -35,6 +44,7 @@ VALIDATING_WEBHOOKS: Final = Resource(
     namespaced=False,
 )
 PROFILE_WEBHOOK_ID: Final = "validate-configprofile"
+SEALED_SECRET_WEBHOOK_ID: Final = "validate-sealedsecret"  # noqa: S105 (a path, not a secret)
 #: The apiserver waits at most this long; a slow webhook must not stall applies.
 WEBHOOK_TIMEOUT_SECONDS: Final = 5
 #: On a webhook configuration a foreground operator (``--webhook-url``) created:
@@ -50,6 +60,47 @@ SPEC_CHANGED: Final = (
     "request.operation != 'UPDATE' || !has(object.spec) || !has(oldObject.spec)"
     " || object.spec != oldObject.spec"
 )
+#: CEL: only SealedSecrets with templates need the webhook (the CRD checks the rest).
+HAS_TEMPLATE_DATA: Final = (
+    "has(object.spec) && has(object.spec.template) && has(object.spec.template.data)"
+)
+
+
+def _namespace_labels(
+    api: KubeApi,
+    namespace: str,
+    namespace_labels: Callable[[str], Mapping[str, str] | None] | None,
+) -> Mapping[str, str]:
+    labels = namespace_labels(namespace) if namespace_labels is not None else None
+    if labels is None:
+        try:
+            found = api.get(NAMESPACES, None, namespace)
+            labels = (found.get("metadata") or {}).get("labels") or {}
+        except NotFoundError:
+            labels = {}
+    return labels
+
+
+def review_sealed_secret(
+    api: KubeApi,
+    settings: Settings,
+    sealed: JSON,
+    namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
+) -> None:
+    """Raise ``InvalidInputError`` (``TemplateError`` for templates) if not admissible.
+
+    Checks what the spec alone decides: the Secret type and that every
+    template parses and names items the SealedSecret has, in each declared
+    environment and the one it would unseal for now.  No token is opened.
+    """
+    meta = sealed.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    spec = parse_sealed_spec(sealed.get("spec"))
+    check_secret_type(spec.template.type, where="spec.template.type")
+    labels = _namespace_labels(api, namespace, namespace_labels)
+    chosen = select_environment(spec.environment, labels, settings.default_environment).name
+    for environment in sorted({chosen, *spec.environments}):
+        checked_tokens(spec, environment)
 
 
 def review_profile(
@@ -73,13 +124,7 @@ def review_profile(
         return parse_profile_spec(found.get("spec")) if found else None
 
     extra = [settings.default_environment]
-    labels = namespace_labels(namespace) if namespace_labels is not None else None
-    if labels is None:
-        try:
-            found = api.get(NAMESPACES, None, namespace)
-            labels = (found.get("metadata") or {}).get("labels") or {}
-        except NotFoundError:
-            labels = {}
+    labels = _namespace_labels(api, namespace, namespace_labels)
     label = labels.get("kstrata.dev/environment")
     if label:
         extra.append(label)
@@ -143,9 +188,43 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
                 ],
                 "namespaceSelector": selector,
                 "clientConfig": client_config,
-            }
+            },
+            {
+                "name": "sealedsecrets.kstrata.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "matchPolicy": "Equivalent",
+                "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+                "matchConditions": [
+                    {"name": "spec-changed", "expression": SPEC_CHANGED},
+                    {"name": "has-template-data", "expression": HAS_TEMPLATE_DATA},
+                ],
+                "rules": [
+                    {
+                        "apiGroups": ["kstrata.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["sealedsecrets"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": selector,
+                "clientConfig": for_webhook(client_config, SEALED_SECRET_WEBHOOK_ID),
+            },
         ],
     }
+
+
+def for_webhook(client_config: JSON, webhook_id: str) -> JSON:
+    """``client_config`` (the ConfigProfile webhook's) pointed at another of our webhooks."""
+    config = dict(client_config)
+    if "url" in config:
+        base, _, _ = str(config["url"]).rpartition("/")
+        config["url"] = f"{base}/{webhook_id}"
+    if "service" in config:
+        config["service"] = dict(config["service"], path=f"/{webhook_id}")
+    return config
 
 
 def client_config(settings: Settings, ca_pem: bytes, port: int) -> JSON:

@@ -224,6 +224,23 @@ def register(
         except InvalidInputError as error:
             raise kopf.AdmissionError(str(error), code=422) from error
 
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "sealedsecrets",
+        id=admission.SEALED_SECRET_WEBHOOK_ID,
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    def validate_sealed_secret(*, body: kopf.Body, **indexes: Any) -> None:
+        # Templates and item keys only: no token is opened here.  The message
+        # names template and item keys (never a value: none is known here).
+        labels = labels_reader(indexes) if INDEX_ID in indexes else None
+        try:
+            admission.review_sealed_secret(api, settings, dict(body), labels)
+        except InvalidInputError as error:
+            raise kopf.AdmissionError(str(error), code=422) from error
+
     @kopf.on.startup(id="webhook-configuration", registry=registry)
     def configure_webhook(**_: Any) -> None:
         if not settings.webhook_configuration:
@@ -281,7 +298,9 @@ def register(
 
 
 def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
-    """Delete configuration ``name`` if a foreground operator made it and it calls ``url`` only.
+    """Delete configuration ``name`` if a foreground operator made it and it calls only its URLs.
+
+    ``url`` is the ConfigProfile webhook's; the SealedSecret webhook's is its sibling path.
 
     Why: with ``failurePolicy: Fail`` a configuration whose server has stopped
     refuses every later write to kstrata resources.  A foreground operator
@@ -299,7 +318,8 @@ def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
     urls = {
         ((w or {}).get("clientConfig") or {}).get("url") for w in existing.get("webhooks") or []
     }
-    if urls != {url}:
+    ours = {url, admission.for_webhook({"url": url}, admission.SEALED_SECRET_WEBHOOK_ID)["url"]}
+    if not urls or not urls <= ours:
         return False
     api.delete(admission.VALIDATING_WEBHOOKS, None, name)  # gone already: fine
     return True
