@@ -297,7 +297,14 @@ def test_rollback_flags_and_output(
         (
             "from-context",
             "payments",
-            {"kind": None, "to_revision": 2, "write": True, "wait": True, "timeout": 60.0},
+            {
+                "kind": None,
+                "to_revision": 2,
+                "write": True,
+                "server_dry_run": False,
+                "wait": True,
+                "timeout": 60.0,
+            },
         ),
     )
 
@@ -309,6 +316,22 @@ def test_rollback_flags_and_output(
         "configprofile.kstrata.dev/payments rolled back to revision 2 (dry run)\n"
     )
     assert calls[-1][1][2]["write"] is False
+    assert run("rollback", "payments", "--dry-run=client", "--no-wait")[1] == out
+
+    # As kubectl: the server is sent the write with dryRun=All and judges it.
+    code, out, _ = run("rollback", "payments", "--dry-run=server")
+    assert code == 0
+    assert out.endswith(
+        "configprofile.kstrata.dev/payments rolled back to revision 2 (server dry run)\n"
+    )
+    assert calls[-1][1][2]["write"] is True
+    assert calls[-1][1][2]["server_dry_run"] is True
+    code, out, _ = run("rollback", "payments", "--dry-run=server", "-o", "yaml")
+    assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
+    assert calls[-1][1][2]["server_dry_run"] is True
+    code, _, err = run("rollback", "payments", "--dry-run=none")
+    assert code == 2
+    assert "--dry-run: invalid choice (choose from client, server)" in err
 
     code, out, _ = run("rollback", "payments", "-o", "yaml", "--kind", "profile")
     assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
