@@ -209,6 +209,16 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
             "--env prod=examples/migration/checkout/config.prod.yaml --full --name checkout",
         ),
         ("The same manifest as JSON", "kstrata import configmap/orders-config -n shop -o json"),
+        (
+            "Bitnami SealedSecrets, opened with their controller's key backup, sealed for kstrata",
+            "kstrata import sealedsecret --bitnami-keys bitnami-keys-backup.yaml -f bitnami/ "
+            "--output-dir sealed/",
+        ),
+        (
+            "A SOPS-encrypted Secret (decrypted by 'sops -d'), sealed offline",
+            "kstrata import --sops -f payments-db.enc.yaml -n shop --name payments-db "
+            "--cert sealing-keys.json",
+        ),
     ),
     "seal": (
         (
