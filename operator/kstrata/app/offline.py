@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kstrata.domain.crds import SEALED_SECRET_KIND
 from kstrata.domain.documents import load_documents
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.profile import (
@@ -24,6 +25,7 @@ from kstrata.domain.profile import (
     validate_all_environments,
 )
 from kstrata.domain.render import FORMATS, render_text
+from kstrata.domain.secret_template import check_sealed_spec
 from kstrata.errors import DocumentError, InvalidInputError, UsageError
 from kstrata.files import describe, read_bounded
 
@@ -66,6 +68,26 @@ def _is_profile(document: object) -> bool:
     )
 
 
+def _is_sealed_secret(document: object) -> bool:
+    return (
+        isinstance(document, dict)
+        and document.get("kind") == SEALED_SECRET_KIND
+        and document.get("apiVersion") == API_VERSION
+    )
+
+
+def _sealed_problems(document: object, where: str, environment: str | None) -> list[Problem]:
+    """A SealedSecret's ``spec.template.data`` checked as admission checks it (no token opened)."""
+    assert isinstance(document, dict)
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    try:
+        check_sealed_spec(document.get("spec"), [environment or DEFAULT_ENVIRONMENT])
+    except InvalidInputError as error:
+        return [Problem(where, None, None, None, f"SealedSecret {name}: {error}")]
+    return []
+
+
 def load_profiles(paths: list[Path]) -> list[tuple[str, ProfileManifest]]:
     """Every ConfigProfile in the files, in order, with the file it came from."""
     found = []
@@ -103,7 +125,11 @@ def render_files(paths: list[Path], environment: str | None, fmt: str | None) ->
 
 
 def validate_files(paths: list[Path], environment: str | None) -> list[Problem]:
-    """Every problem in every profile of the files: structure, overlays, extends, schema."""
+    """Every problem in every profile of the files: structure, overlays, extends, schema.
+
+    SealedSecrets in the files have their ``spec.template.data`` checked as
+    admission checks it (syntax, and references to items they have).
+    """
     problems: list[Problem] = []
     manifests: list[tuple[str, ProfileManifest]] = []
     for path in paths:
@@ -113,9 +139,11 @@ def validate_files(paths: list[Path], environment: str | None) -> list[Problem]:
             problems.append(Problem(str(path), None, None, None, str(error)))
             continue
         for index, document in enumerate(documents):
+            where = str(path) if index == 0 else f"{path} (document {index + 1})"
+            if _is_sealed_secret(document):
+                problems.extend(_sealed_problems(document, where, environment))
             if not _is_profile(document):
                 continue
-            where = str(path) if index == 0 else f"{path} (document {index + 1})"
             try:
                 manifests.append((str(path), parse_profile_manifest(document, where=where)))
             except InvalidInputError as error:

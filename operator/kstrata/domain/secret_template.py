@@ -336,6 +336,38 @@ def check_references(
         )
 
 
+def _item_keys(encrypted: object) -> frozenset[str]:
+    return (
+        frozenset(k for k in encrypted if isinstance(k, str))
+        if isinstance(encrypted, Mapping)
+        else frozenset()
+    )
+
+
+def check_sealed_spec(spec: object, environments: Collection[str]) -> None:
+    """A SealedSecret spec's templates against its items, offline (``kstrata validate``).
+
+    Checked for the pinned ``spec.environment`` (else each of
+    ``environments``) and every declared environment, as admission does;
+    a spec without templates passes.  Only keys are read, never a token.
+    """
+    if not isinstance(spec, Mapping):
+        return
+    template = spec.get("template")
+    if not isinstance(template, Mapping) or template.get("data") is None:
+        return
+    data = parse_template_data(template.get("data"))
+    declared = spec.get("environments")
+    declared = declared if isinstance(declared, Mapping) else {}
+    pinned = spec.get("environment")
+    names = {pinned} if isinstance(pinned, str) else set(environments)
+    base = _item_keys(spec.get("encryptedData"))
+    for environment in sorted(names | {k for k in declared if isinstance(k, str)}):
+        overlay = declared.get(environment)
+        extra = _item_keys(overlay.get("encryptedData")) if isinstance(overlay, Mapping) else set()
+        check_references(data, base | extra, environment=environment)
+
+
 def render_data(data: TemplateData, items: Mapping[str, bytes]) -> dict[str, bytes]:
     """The Secret data: ``items``, with each template's output replacing or adding its key.
 
@@ -386,6 +418,7 @@ __all__ = [
     "TemplateData",
     "canonical",
     "check_references",
+    "check_sealed_spec",
     "parse_template",
     "parse_template_data",
     "render_data",

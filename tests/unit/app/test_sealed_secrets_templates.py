@@ -1,10 +1,15 @@
-"""spec.template.data in the SealedSecret use case: parsed with the spec, counted in the digest."""
+"""spec.template.data in the use cases: parsed with the spec, in the digest, offline validate."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from kstrata.app.offline import validate_files
 from kstrata.app.sealed_secrets import parse_sealed_spec, tokens_digest
+from kstrata.domain.secret_template import check_sealed_spec
 from kstrata.errors import TemplateError
 
 TOKENS = {"password": "kss1:p", "user": "kss1:u"}
@@ -36,3 +41,41 @@ def test_the_spec_parser_parses_templates() -> None:
     assert spec.template.data.omitted == frozenset({"user"})
     with pytest.raises(TemplateError, match=r"spec.template.data.URL: at character 4"):
         parse_sealed_spec({"template": {"data": {"URL": "{{ if .user }}"}}})
+
+
+def test_offline_validate_checks_templates_per_environment(tmp_path: Path) -> None:
+    manifest = tmp_path / "db.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kstrata.dev/v1alpha1",
+                "kind": "SealedSecret",
+                "metadata": {"name": "db"},
+                "spec": {
+                    "encryptedData": {"user": "kss1:u"},
+                    "environments": {"prod": {"encryptedData": {"password": "kss1:p"}}},
+                    "template": {"data": {"URL": "{{ .user }}:{{ .password }}"}},
+                },
+            }
+        )
+    )
+    (problem,) = validate_files([manifest], None)
+    assert problem.describe() == (
+        f"{manifest}: SealedSecret db: spec.template.data.URL references item(s) password: "
+        "no such item in this SealedSecret for environment dev (items: user)"
+    )
+    assert validate_files([manifest], "prod") == []
+
+
+def test_check_sealed_spec_follows_a_pinned_environment() -> None:
+    spec = {
+        "encryptedData": {"user": "kss1:u"},
+        "environment": "prod",
+        "environments": {"prod": {"encryptedData": {"password": "kss1:p"}}},
+        "template": {"data": {"URL": "{{ .user }}:{{ .password }}"}},
+    }
+    check_sealed_spec(spec, ["dev"])  # pinned to prod: dev never applies
+    del spec["environment"]
+    with pytest.raises(TemplateError, match="for environment dev"):
+        check_sealed_spec(spec, ["dev"])
+    check_sealed_spec({"encryptedData": {"a": "kss1:a"}}, ["dev"])  # no templates: nothing to check
