@@ -15,7 +15,10 @@ the command starts fast and works offline.
 
 Several ``--cert`` bundles seal each item once for every recipient cluster
 (a ``kss2:`` token, docs/crypto.md §4a); :func:`seal_raw` seals one value
-and returns the bare token, for editors and pipelines.
+and returns the bare token, for editors and pipelines.  :func:`seal_secrets`
+seals many Secret manifests (files, directories, multi-document streams) in
+one process: a repository of Secrets costs one interpreter start and one key
+bundle parse, not one per manifest.
 
 The one promise that shapes every line: plaintext never leaves this module
 except as ciphertext.  No message quotes a literal, a file's content, a
@@ -68,12 +71,14 @@ __all__ = [
     "DEFAULT_CONTROLLER_NAMESPACE",
     "DEFAULT_OPERATOR_NAMESPACE",
     "LAST_APPLIED_ANNOTATION",
+    "MANIFEST_SUFFIXES",
     "MAX_SEALED_ITEMS",
     "PUBLIC_KEYS_CONFIGMAP",
     "PUBLIC_KEYS_ITEM",
     "SCOPES",
     "SEALED_SECRET_API_VERSION",
     "SEALED_SECRET_KIND",
+    "BulkSealRequest",
     "ClusterKeys",
     "RawSealRequest",
     "RawSealResult",
@@ -85,6 +90,9 @@ __all__ = [
     "load_recipients",
     "seal_manifest",
     "seal_raw",
+    "seal_secrets",
+    "secret_documents",
+    "write_sealed",
 ]
 
 # The SealedSecret's identity and item bound, restated from kstrata.domain.crds
@@ -110,6 +118,9 @@ DEFAULT_CONTROLLER_NAMESPACE: Final = DEFAULT_OPERATOR_NAMESPACE
 #: kubectl's copy of the whole applied object, ``data`` included: copying it
 #: into the template would publish the plaintext next to the ciphertext.
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+#: The files a directory given to ``-f`` contributes, as kubectl's ``-f DIR``.
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 _DEFAULT_SCOPE: Final = "strict"
 _SECRET_TYPE_MAX: Final = 253
@@ -140,6 +151,23 @@ class SealRequest:
     merge_into: Path | None = None
     #: The kubeconfig context's namespace, asked for only when no other source
     #: states one and the scope binds a namespace (as every other command does).
+    context_namespace: Callable[[], str | None] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class BulkSealRequest:
+    """Seal every Secret in ``paths``: files, directories (recursively) and ``-`` (stdin).
+
+    Each document becomes one SealedSecret with the Secret's own name and
+    namespace; ``namespace`` is for Secrets that state none (and must agree
+    with those that do), ``name`` only for a single Secret.
+    """
+
+    paths: Sequence[Path]
+    namespace: str | None = None
+    name: str | None = None
+    scope: str | None = None
+    environment: str | None = None
     context_namespace: Callable[[], str | None] | None = field(default=None, repr=False)
 
 
@@ -261,6 +289,131 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
         written=written,
         key_ids=tuple(r.key_id for r in recipients),
     )
+
+
+def seal_secrets(request: BulkSealRequest, keys: KeySource) -> list[SealResult]:
+    """One SealedSecret per Secret document in ``request.paths``, in the order read.
+
+    All or nothing: every document is read and checked, and every location
+    worked out, before the keys are loaded and anything is sealed, so a bad
+    document among a thousand costs no cluster round trip and prints nothing.
+    """
+    environment = (
+        None
+        if request.environment is None
+        else check_environment_name(request.environment, where="--env")
+    )
+    documents = secret_documents(request.paths)
+    if request.name is not None and len(documents) > 1:
+        raise UsageError(
+            f"--name names one SealedSecret, but -f gave {len(documents)} Secrets: "
+            "each keeps its own metadata.name"
+        )
+    context_namespace = _asked_once(request.context_namespace)
+    planned: list[tuple[_Items, str, str | None, str]] = []
+    seen: dict[tuple[str | None, str], str] = {}
+    for source, document in documents:
+        items = _secret_items(document, source)
+        scope, namespace, name = _coordinates(
+            SealRequest(
+                namespace=request.namespace,
+                name=request.name,
+                scope=request.scope,
+                context_namespace=context_namespace,
+            ),
+            items,
+            None,
+        )
+        earlier = seen.get((namespace, name))
+        if earlier is not None:
+            # Two Secrets for one SealedSecret: one would silently replace the other.
+            raise InvalidInputError(f"{source}: the same namespace and name as {earlier}")
+        seen[(namespace, name)] = source
+        planned.append((items, scope, namespace, name))
+    recipients = load_recipients(keys)
+    key_ids = tuple(r.key_id for r in recipients)
+    results: list[SealResult] = []
+    for items, scope, namespace, name in planned:
+        sealed = _seal_items(items.values, recipients, scope, namespace, name)
+        manifest = _new_manifest(
+            namespace=namespace,
+            name=name,
+            scope=scope,
+            environment=environment,
+            sealed=sealed,
+            template=items.template,
+        )
+        results.append(
+            SealResult(
+                manifest=manifest,
+                name=name,
+                namespace=namespace,
+                items=tuple(sorted(sealed)),
+                key_id=key_ids[0],
+                key_ids=key_ids,
+            )
+        )
+    return results
+
+
+def secret_documents(paths: Sequence[Path]) -> list[tuple[str, JSONObject]]:
+    """Every document of the given files, directories and ``-``, each with its name.
+
+    A directory contributes its ``.yaml``, ``.yml`` and ``.json`` files,
+    recursively, in sorted order, without following symbolic links to
+    directories (no loops).  A document is named by its file, and by its
+    position when the file holds several (``a.yaml (document 2)``).
+    """
+    # Imported here: the --from-literal/--from-file path parses no documents.
+    from kstrata.domain.documents import load_documents
+
+    files = _expanded(paths)
+    if sum(1 for path in files if str(path) == "-") > 1:
+        raise UsageError("-f - (standard input) can be given only once")
+    found: list[tuple[str, JSONObject]] = []
+    for path in files:
+        source = "<stdin>" if str(path) == "-" else str(path)
+        data = _read_bounded(path, DEFAULT_LIMITS.max_bytes, what="-f")
+        documents = [d for d in load_documents(data, source=source) if d is not None]
+        for index, document in enumerate(documents, 1):
+            where = source if len(documents) == 1 else f"{source} (document {index})"
+            if not isinstance(document, dict):
+                raise InvalidInputError(f"{where}: expected an object (a Secret manifest)")
+            found.append((where, document))
+    if not found:
+        raise InvalidInputError("-f: no Secret manifest found in the given files")
+    return found
+
+
+def _expanded(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; a directory as its manifest files, recursively and sorted."""
+    files: list[Path] = []
+    for path in paths:
+        if str(path) == "-" or not path.is_dir():
+            files.append(path)
+            continue
+        found: list[Path] = []
+        for directory, subdirectories, names in os.walk(path):
+            subdirectories.sort()
+            found += (Path(directory) / n for n in names if n.endswith(MANIFEST_SUFFIXES))
+        files += sorted(found)
+    return files
+
+
+def _asked_once(
+    lookup: Callable[[], str | None] | None,
+) -> Callable[[], str | None] | None:
+    """``lookup`` called at most once: a thousand Secrets read the kubeconfig once."""
+    if lookup is None:
+        return None
+    answers: list[str | None] = []
+
+    def once() -> str | None:
+        if not answers:
+            answers.append(lookup())
+        return answers[0]
+
+    return once
 
 
 def seal_raw(
@@ -599,7 +752,11 @@ def _object(obj: JSONObject, key: str, where: str) -> JSONObject:
 def _read_secret_manifest(path: Path) -> _Items:
     """Items and template of a Kubernetes Secret manifest; identity metadata is dropped."""
     source = "<stdin>" if str(path) == "-" else str(path)
-    secret = _only_document(path, "-f")
+    return _secret_items(_only_document(path, "-f"), source)
+
+
+def _secret_items(secret: JSONObject, source: str) -> _Items:
+    """Items and template of one Secret document; ``source`` names it in every message."""
     if secret.get("apiVersion") != "v1" or secret.get("kind") != "Secret":
         raise InvalidInputError(f"{source}: expected a Secret (apiVersion v1, kind Secret)")
     metadata = _object(secret, "metadata", f"{source}: ")
@@ -796,6 +953,30 @@ def _dump(manifest: JSONObject, fmt: str) -> str:
     import yaml
 
     return yaml.safe_dump(manifest, sort_keys=True, allow_unicode=True, default_flow_style=False)
+
+
+def write_sealed(results: Sequence[SealResult], directory: Path, fmt: str) -> list[Path]:
+    """Write each SealedSecret to ``DIRECTORY/NAMESPACE/NAME.yaml`` (``.json``); return the paths.
+
+    Namespaces and names cannot contain ``/``, so no two SealedSecrets share a
+    file; one without a namespace (cluster scope) goes to ``DIRECTORY/NAME``.
+    The files hold ciphertext only and are meant to be committed, so they get
+    the usual mode; an existing file of the same name is replaced.
+    """
+    suffix = ".json" if fmt == "json" else ".yaml"
+    written: list[Path] = []
+    for result in results:
+        folder = directory if result.namespace is None else directory / result.namespace
+        path = folder / f"{result.name}{suffix}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(_dump(result.manifest, fmt), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"--output-dir {directory}: cannot write {path}: {exc.strerror}"
+            ) from None
+        written.append(path)
+    return written
 
 
 def _write_private(path: Path, text: str) -> None:

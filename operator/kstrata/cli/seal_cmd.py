@@ -37,6 +37,11 @@ values come from exactly one kind of source:
   -f FILE                    a Kubernetes Secret manifest ('-' reads stdin): its data and
                              stringData, type, labels and annotations; identity
                              metadata and kubectl's last-applied copy are dropped
+  -f FILE|DIR|- (repeatable) many Secrets in one run: every document of every file,
+                             directories recursively (.yaml, .yml, .json), '---'
+                             streams on stdin; one SealedSecret each, printed as a
+                             YAML stream (-o json: a List) or written with
+                             --output-dir DIR to DIR/NAMESPACE/NAME.yaml
 
 Each value is sealed to the newest key of the bundle (--cert FILE, the output of
 'kstrata keys export'; else the ConfigMap kstrata-sealing-public-keys in the
@@ -105,7 +110,20 @@ def register(commands: Any) -> None:
         "--from-file", dest="files", action="append", default=[], metavar="[KEY=]PATH"
     )
     seal.add_argument(
-        "-f", "--filename", type=Path, default=None, metavar="FILE", help="a Secret manifest"
+        "-f",
+        "--filename",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Secret manifests: files, directories or '-' (stdin); repeatable",
+    )
+    seal.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with -f: write each SealedSecret to DIR/NAMESPACE/NAME.yaml instead of stdout",
     )
     seal.add_argument(
         "--merge-into", type=Path, default=None, metavar="FILE", help="update this file in place"
@@ -206,6 +224,12 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
         return _seal_raw(args, out)
     if args.key is not None:
         raise UsageError("--key is for --raw (one bare token); use --from-file KEY=PATH")
+    if args.filename and args.merge_into is None:
+        return _seal_secrets(args, out)
+    if args.output_dir is not None:
+        raise UsageError("--output-dir is for -f (Secret manifests)")
+    if len(args.filename) > 1:
+        raise UsageError("--merge-into takes one Secret manifest: give -f once")
     from kstrata.app.seal_commands import SealRequest, seal_manifest
 
     keys, context_namespace = _sources(args)
@@ -216,7 +240,7 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
         environment=args.env,
         literals=tuple(args.literals),
         files=tuple(args.files),
-        secret_file=args.filename,
+        secret_file=args.filename[0] if args.filename else None,
         merge_into=args.merge_into,
         context_namespace=context_namespace,
     )
@@ -233,12 +257,53 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
+    """``-f`` without ``--merge-into``: every Secret given, one SealedSecret each."""
+    if args.literals or args.files:
+        raise UsageError("-f cannot be combined with --from-literal or --from-file")
+    from kstrata.app.seal_commands import BulkSealRequest, seal_secrets, write_sealed
+
+    keys, context_namespace = _sources(args)
+    results = seal_secrets(
+        BulkSealRequest(
+            paths=tuple(args.filename),
+            namespace=args.namespace,
+            name=args.name,
+            scope=args.scope,
+            environment=args.env,
+            context_namespace=context_namespace,
+        ),
+        keys,
+    )
+    if args.output_dir is not None:
+        paths = write_sealed(results, args.output_dir, args.output)
+        for result, path in zip(results, paths, strict=True):
+            print(
+                f"sealedsecret.kstrata.dev/{result.name} sealed into {path}: "
+                f"{', '.join(result.items)}",
+                file=out,
+            )
+        return EXIT_OK
+    manifests = [result.manifest for result in results]
+    if len(manifests) == 1:
+        print_data(manifests[0], args.output, out)
+    elif args.output == "json":
+        print_data({"apiVersion": "v1", "kind": "List", "items": manifests}, "json", out)
+    else:
+        for index, manifest in enumerate(manifests):
+            if index:
+                out.write("---\n")
+            print_data(manifest, "yaml", out)
+    return EXIT_OK
+
+
 def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
     refused = [
         flag
         for flag, given in (
             ("--from-literal", args.literals),
-            ("-f", args.filename is not None),
+            ("-f", bool(args.filename)),
+            ("--output-dir", args.output_dir is not None),
             ("--merge-into", args.merge_into is not None),
             ("--env", args.env is not None),
         )
