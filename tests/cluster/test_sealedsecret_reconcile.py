@@ -578,7 +578,7 @@ def test_an_existing_secret_that_is_not_ours_is_untouched_until_adopted(
     token = seal_for(bundle, value, namespace=namespace, name="legacy", item="a")
     apply(cluster, namespace, sealed_secret("legacy", {"encryptedData": {"a": token}}))
     body = wait_not_ready(cluster, namespace, "legacy", "NotOwned")
-    assert "kstrata.dev/adopt" in condition(body)["message"]  # type: ignore[index]
+    assert "app.kubernetes.io/managed-by=kstrata" in condition(body)["message"]  # type: ignore[index]
     after = read_secret(cluster, namespace, "legacy")
     assert after.metadata.resource_version == before.metadata.resource_version
     assert secret_data(cluster, namespace, "legacy") == {"a": b"1"}
@@ -586,7 +586,29 @@ def test_an_existing_secret_that_is_not_ours_is_untouched_until_adopted(
     revisions = cluster.kubectl("get", "controllerrevisions", "-n", namespace, "-o", "name")
     assert revisions.stdout.strip() == ""
 
+    # The annotation that adopts a ConfigMap does not adopt a Secret (the operator's
+    # Secret watch selects by label): a spec change makes it look again, and refuse.
     cluster.kubectl("annotate", "secret", "legacy", "-n", namespace, "kstrata.dev/adopt=true")
+    patch = {"spec": {"template": {"annotations": {"look": "again"}}}}
+    cluster.kubectl(
+        "patch", "sealedsecret", "legacy", "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    body = wait_not_ready(cluster, namespace, "legacy", "NotOwned")
+    wait_for(
+        lambda: (
+            cluster.kstrata_object("sealedsecrets", namespace, "legacy")["status"].get(
+                "observedGeneration"
+            )
+            == 2
+        ),
+        what="the refusal of the annotated Secret",
+    )
+    assert secret_data(cluster, namespace, "legacy") == {"a": b"1"}
+
+    # The label adopts it, at once (the metadata watch reports the relabelling).
+    cluster.kubectl(
+        "label", "secret", "legacy", "-n", namespace, "app.kubernetes.io/managed-by=kstrata"
+    )
     wait_ready(cluster, namespace, "legacy", revision=1)
     assert secret_data(cluster, namespace, "legacy") == {"a": value}
     assert read_secret(cluster, namespace, "legacy").metadata.owner_references[0].name == "legacy"
@@ -626,7 +648,9 @@ def test_credential_secret_types_are_refused(
             "--type=bootstrap.kubernetes.io/token",
             "--from-literal=token-id=abcdef",
         )
-        cluster.kubectl("annotate", "secret", "boot", "-n", namespace, "kstrata.dev/adopt=true")
+        cluster.kubectl(
+            "label", "secret", "boot", "-n", namespace, "app.kubernetes.io/managed-by=kstrata"
+        )
         before = read_secret(cluster, namespace, "boot")
         token = seal_for(bundle, canary("boot"), namespace=namespace, name="boot", item="token-id")
         apply(cluster, namespace, sealed_secret("boot", {"encryptedData": {"token-id": token}}))

@@ -256,8 +256,13 @@ class KeyStore:
                 FingerprintKey.generate(created=now).to_secret_entry()
             )
             logger.info("key Secret holds no fingerprint key; adding one")
-        if not additions:
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        if not additions and all(labels.get(k) == v for k, v in _LABELS.items()):
             return False
+        if not additions:
+            # The operator's Secret watch selects by these labels (a key Secret made
+            # before they existed, or restored without them, would go unseen).
+            logger.info("labelling the key Secret so the operator's Secret watch sees it")
         self._add_entries(secret, additions)
         return True
 

@@ -25,10 +25,12 @@ module only has to make sure a pass runs soon after anything that may matter:
 * the data of a ConfigMap or Secret that kstrata does not produce changed,
   and a workload follows it (``kstrata.dev/reload: auto``, ``configmap/NAME``,
   ``secret/NAME``, or Reloader's annotations with
-  ``settings.reloader_compatible``).  Every ConfigMap and Secret event
-  arrives (kopf filters client-side, and there is no server-side way to
-  select "the ones some workload references"), but the handler drops one
-  nobody follows after a dictionary lookup, and for followed ones keeps only
+  ``settings.reloader_compatible``).  Every ConfigMap event arrives (kopf
+  filters client-side, and there is no server-side way to select "the ones
+  some workload references"); Secrets come from a metadata-only watch
+  (``controller.followed_secrets``), which reads a followed one by name when
+  its resourceVersion moves and never reads the others.  The handler drops
+  one nobody follows after a dictionary lookup, and for followed ones keeps only
   a digest of the data under a per-process random key, to tell a data change
   from a metadata-only write.  Memory is therefore bounded by the followed
   sources, not by the cluster's ConfigMaps and Secrets (kopf's own
@@ -89,6 +91,7 @@ import kopf
 from kstrata import metrics
 from kstrata.app.reloads import (
     RELOADABLE,
+    SECRET_KIND,
     FingerprintKeySource,
     NamespaceState,
     PlainSource,
@@ -100,6 +103,7 @@ from kstrata.app.reloads import (
     reload_request,
     wanted_plain,
 )
+from kstrata.controller.followed_secrets import FollowedSecrets, Interest
 from kstrata.domain.reload_annotations import opted_in
 from kstrata.errors import KstrataError
 from kstrata.kube.api import JSON, KubeApi
@@ -369,6 +373,8 @@ class ReloadTriggers:
         self._reported: dict[tuple[str, str, str], int] = {}
         #: kopf's event loop, once running: reconcile threads reach it through this.
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Told the kind of every ConfigMap or Secret that gains its first follower.
+        self.on_follow: Callable[[str], None] | None = None
 
     def needs_pass(self, namespace: str) -> bool:
         """Whether a pass over ``namespace`` could write anything at all.
@@ -505,6 +511,8 @@ class ReloadTriggers:
                 self._described.pop(key, None)
         for kind, name in after - before:
             self._followers.setdefault((kind, namespace, name), set()).add(uid)
+            if self.on_follow is not None:
+                self.on_follow(kind)
 
     def workload_kinds(self, namespace: str) -> frozenset[str] | None:
         """Workload kinds a pass over ``namespace`` must list (any thread).
@@ -646,6 +654,14 @@ class ReloadTriggers:
             result.append((kind, body))
         return result
 
+    def follows(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether a workload follows this ConfigMap or Secret (one lookup)."""
+        return (kind, namespace, name) in self._followers
+
+    def followed(self, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every followed source of ``kind``."""
+        return [(ns, name) for k, ns, name in list(self._followers) if k == kind]
+
     def described(self, kind: str, namespace: str, name: str) -> PlainSource | None:
         """The watch's description of a followed source, for a pass (any thread)."""
         return self._described.get((kind, namespace, name))
@@ -667,8 +683,17 @@ def status_reporter(
     return report
 
 
-def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) -> SourceReconciled:
-    """Register the reload handlers; returns what reconcilers call after writing a status."""
+def register(
+    registry: kopf.OperatorRegistry,
+    api: KubeApi,
+    settings: Settings,
+    followed_secrets: FollowedSecrets | None = None,
+) -> SourceReconciled:
+    """Register the reload handlers; returns what reconcilers call after writing a status.
+
+    ``followed_secrets`` follows the Secrets workloads reload on (kopf's Secret watch
+    sees only the ones kstrata manages); without it, no plain Secret is followed.
+    """
     compatible = settings.reloader_compatible
     fingerprint_key = FingerprintKeySource(api, settings.operator_namespace)
     reconciler = ReloadReconciler(
@@ -786,14 +811,11 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
 
         return handler
 
-    # Secrets are watched already (controller.sealed_secrets): this handler
-    # shares that one watch stream.  ConfigMaps get their own.
     kopf.on.event("", "v1", "configmaps", id="reload_configmaps", registry=registry)(
         plain_event("ConfigMap")
     )
-    kopf.on.event("", "v1", "secrets", id="reload_secrets", registry=registry)(
-        plain_event("Secret")
-    )
+    if followed_secrets is not None:
+        _follow_secrets(watched, followed_secrets)
 
     @kopf.on.cleanup(id="reload_timers", registry=registry)
     async def stop_timers(**_: Any) -> None:
@@ -801,3 +823,28 @@ def register(registry: kopf.OperatorRegistry, api: KubeApi, settings: Settings) 
         await coalescer.close()
 
     return watched.source_reconciled
+
+
+def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) -> None:
+    """Followed Secrets from the metadata watch, not kopf's (it sees only what kstrata manages).
+
+    The metadata watch reads a followed Secret by name when it changes; it
+    starts when the first workload follows a Secret.
+    """
+
+    def changed(namespace: str, name: str, body: JSON | None) -> None:
+        if body is None:
+            watched.plain_deleted(SECRET_KIND, namespace, name)
+        else:
+            watched.plain_seen(SECRET_KIND, namespace, name, body)
+
+    followed_secrets.add(
+        Interest(
+            wants=lambda namespace, name: watched.follows(SECRET_KIND, namespace, name),
+            keys=lambda: watched.followed(SECRET_KIND),
+            changed=changed,
+            fetch=True,
+        )
+    )
+    demand = followed_secrets.demand
+    watched.on_follow = lambda kind: demand() if kind == SECRET_KIND else None

@@ -21,7 +21,15 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
-from kstrata.controller import namespaces, profiles, reloads, sealed_secrets, webhook
+from kstrata.app.sealed_secrets import MANAGED_SECRETS_SELECTOR
+from kstrata.controller import (
+    followed_secrets,
+    namespaces,
+    profiles,
+    reloads,
+    sealed_secrets,
+    webhook,
+)
 from kstrata.errors import ConflictError, ForbiddenError, KstrataError, SettingsError
 from kstrata.kube.api import KubeApi, Resource
 from kstrata.kube.connection import Cluster
@@ -67,6 +75,11 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     operator.watching.server_timeout = 300
     operator.watching.client_timeout = 330
     operator.queueing.error_delays = (1, 1, 2, 5, 10)
+    # Only Secrets kstrata manages (or is asked to adopt) reach kopf: its one
+    # watch of Secrets serves every Secret handler, and without a selector it
+    # received (and kept per-object state for) every Secret in the cluster.
+    # Others that matter are followed by metadata (controller.followed_secrets).
+    operator.watching.label_selectors["v1", "secrets"] = MANAGED_SECRETS_SELECTOR
     operator.persistence.diffbase_storage = essence_storage()
     # Reconciles spend most of their time waiting for the API server; Python's
     # default pool (CPU count + 4 = 6 threads here) left the CPUs idle between
@@ -179,9 +192,10 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     if not context.settings.standalone:
         _register_peering(registry, api, context.settings)
     namespaces.register(registry)
-    reconciled = reloads.register(registry, api, context.settings)
+    secrets = followed_secrets.register(registry, api, context.cluster, context.settings)
+    reconciled = reloads.register(registry, api, context.settings, secrets)
     profiles.register(registry, api, ProfileReconciler(api, context.settings), reconciled)
-    sealed_secrets.register(registry, api, context.settings, reconciled)
+    sealed_secrets.register(registry, api, context.settings, reconciled, secrets)
 
     @kopf.on.startup(id="metrics", registry=registry)
     def start_metrics(**_: Any) -> None:

@@ -8,15 +8,18 @@ What lives here is only the wiring kopf needs:
   tasks rotate the keys when ``settings.key_rotation_days`` says so and, as a
   safety net, re-check SealedSecrets blocked by something outside their spec;
 * Secrets are **followed, never handled**: ``kopf.on.event`` stores nothing on
-  them (no finalizer, no annotations, no change-tracking).  Events of the key
-  Secret (filtered by name and namespace) republish the public keys and retry
-  the SealedSecrets that failed only because a key was missing, so a key
-  Secret deleted and later restored from a backup is used at once, without a
-  restart.  Events of a Secret that kept its SealedSecret from unsealing (not
-  ours, a credential type) retry it, so adoption takes effect at once; a
-  deleted Secret that we wrote is written again.  No
-  create/update/resume handler is attached to Secrets: kopf would write its
-  bookkeeping onto every Secret in the cluster;
+  them (no finalizer, no annotations, no change-tracking), and kopf's Secret
+  watch carries a label selector (``runner.kopf_settings``), so only Secrets
+  kstrata manages reach it.  Events of the key Secret (filtered by name and
+  namespace) republish the public keys and retry the SealedSecrets that
+  failed only because a key was missing, so a key Secret deleted and later
+  restored from a backup is used at once, without a restart.  A deleted
+  Secret that we wrote is written again.  A Secret that kept its
+  SealedSecret from unsealing (not ours, a credential type) is outside the
+  selector: the metadata watch (``controller.followed_secrets``) reports its
+  deletion or relabelling (adoption), which retries the SealedSecret at
+  once.  No create/update/resume handler is attached to Secrets: kopf would
+  write its bookkeeping onto them;
 * namespaces are followed by an index and ``kopf.on.event`` only, and which
   SealedSecrets live where is kept in memory (``Members``), so a relabelled
   namespace (``kstrata.dev/environment``) re-unseals its objects;
@@ -43,6 +46,7 @@ from kstrata import metrics
 from kstrata.app.profiles import MANAGED_BY
 from kstrata.app.sealed_secrets import KIND, SEALED_SECRET_LABEL, SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
+from kstrata.controller.followed_secrets import FollowedSecrets, Interest
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
 from kstrata.controller.reloads import SourceReconciled, status_reporter
@@ -94,16 +98,18 @@ def register(
     api: KubeApi,
     settings: Settings,
     reconciled: SourceReconciled | None = None,
+    followed_secrets: FollowedSecrets | None = None,
 ) -> None:
     """Register every SealedSecret and sealing-key handler on ``registry``.
 
-    ``reconciled`` hears of every status the unseal handler writes.
+    ``reconciled`` hears of every status the unseal handler writes;
+    ``followed_secrets`` reports Secrets in the way of a SealedSecret.
     """
     store = KeyStore(api, settings)
     reconciler = SealedSecretReconciler(api, settings, store)
     _register_keys(registry, api, store, reconciler)
     _register_key_watch(registry, api, store, reconciler)
-    _register_sealed_secrets(registry, api, reconciler, reconciled)
+    _register_sealed_secrets(registry, api, reconciler, reconciled, followed_secrets)
 
 
 def _reconcile_quietly(
@@ -276,6 +282,7 @@ def _register_sealed_secrets(
     api: KubeApi,
     reconciler: SealedSecretReconciler,
     reconciled: SourceReconciled | None,
+    followed_secrets: FollowedSecrets | None = None,
 ) -> None:
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
@@ -298,6 +305,11 @@ def _register_sealed_secrets(
                 status_reported=status_reporter(reconciled, KIND, sealed),
             )
         except KstrataError as error:
+            meta = sealed["metadata"]
+            if followed_secrets is not None and reconciler.blocked_by_secret(
+                meta["namespace"], meta["name"]
+            ):
+                followed_secrets.demand()  # to hear when that Secret goes or is labelled
             raise to_kopf_error(error) from error
 
     # Which SealedSecrets live where (see controller.namespaces.Members), and
@@ -320,18 +332,23 @@ def _register_sealed_secrets(
             members.seen(namespace, name)
             metrics.OBJECTS.observe(KIND, body)
 
-    def is_in_the_way(namespace: str | None, name: str, **_: Any) -> bool:
-        # Decided in memory: every other Secret event is dropped before any work.
-        return reconciler.blocked_by_secret(namespace, name)
-
-    @kopf.on.event(
-        "", "v1", "secrets", id="blocking_secret_changed", registry=registry, when=is_in_the_way
-    )
-    def blocking_secret_changed(*, namespace: str | None, name: str, **indexes: Any) -> None:
-        # A Secret that kept a SealedSecret from unsealing was deleted, annotated for
+    def blocking_secret_changed(namespace: str, name: str, _: JSON | None) -> None:
+        # A Secret that kept a SealedSecret from unsealing was deleted, labelled for
         # adoption or otherwise changed: look again now rather than at the next retry.
-        if namespace:
-            _reconcile_quietly(api, reconciler, [(namespace, name)], indexes)
+        # (On the event loop: the reconcile goes to a thread.)
+        asyncio.get_running_loop().run_in_executor(
+            None, _reconcile_quietly, api, reconciler, [(namespace, name)], None
+        )
+
+    if followed_secrets is not None:
+        # Decided in memory: every other Secret's event is dropped before any work.
+        followed_secrets.add(
+            Interest(
+                wants=reconciler.blocked_by_secret,
+                keys=lambda: [p for p in reconciler.blocked() if reconciler.blocked_by_secret(*p)],
+                changed=blocking_secret_changed,
+            )
+        )
 
     @kopf.on.event(
         "",

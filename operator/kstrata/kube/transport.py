@@ -154,19 +154,11 @@ class Transport:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> Response:
         """Send one request; the body (a JSON value) is serialised here."""
-        url = self._server + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": content_type,
-            "User-Agent": USER_AGENT,
-        }
-        token = self._tokens.current()
-        if token:
-            headers["Authorization"] = f"{self._scheme} {token}"
+        url = self._url(path, query)
+        headers = self._headers(accept, content_type)
         payload = None if body is None else json.dumps(body).encode()
         response = self._pool_manager().request(
             method,
@@ -177,6 +169,46 @@ class Transport:
             redirect=False,
         )
         return Response(response.status, response.reason or "", response.data)
+
+    def stream(
+        self,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        accept: str = "application/json",
+        connect_timeout: float = 30.0,
+        read_timeout: float | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """GET ``path`` without reading the body: a watch, read as it arrives.
+
+        The caller reads (``stream()``) and must ``release_conn()`` or
+        ``shutdown()`` the response; ``read_timeout`` bounds each read, so a
+        connection that went silent is noticed.
+        """
+        return self._pool_manager().request(
+            "GET",
+            self._url(path, query),
+            headers=self._headers(accept, None),
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            redirect=False,
+            preload_content=False,
+            retries=False,
+        )
+
+    def _url(self, path: str, query: list[tuple[str, str]] | None) -> str:
+        url = self._server + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        return url
+
+    def _headers(self, accept: str, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        token = self._tokens.current()
+        if token:
+            headers["Authorization"] = f"{self._scheme} {token}"
+        return headers
 
     def close(self) -> None:
         with self._lock:
