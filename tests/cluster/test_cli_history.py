@@ -167,7 +167,8 @@ def test_profile_history_and_diffs_as_text(
     # A usage error (2), so scripts cannot mistake it for "differences found" (1).
     assert (code, err) == (
         2,
-        f"error: ConfigProfile {namespace}/payments: revision 9 is not in the retained history\n",
+        f"error: ConfigProfile {namespace}/payments: revision 9 is not in the retained history; "
+        f"kstrata history payments -n {namespace} lists the retained ones\n",
     )
 
     edited = resource("ConfigProfile", "payments", {**SPEC_3, "base": {"port": 9090}})

@@ -468,7 +468,7 @@ def _diff_revisions(
         if new_number is None:
             raise RevisionNotFoundError(
                 f"{found_kind} {namespace}/{name} has no revision yet (the operator has not "
-                "rendered it)"
+                f"rendered it): kstrata list -n {namespace} shows its status"
             )
     if old_number is None:
         old_number = _previous(source.history(obj), new_number)
@@ -778,7 +778,8 @@ def _default_target(
     previous = _previous(source.history(obj), current)
     if previous is None:
         raise RevisionNotFoundError(
-            f"{kind} {namespace}/{name} keeps no revision before {current} to roll back to"
+            f"{kind} {namespace}/{name} keeps no revision before {current} to roll back to; "
+            f"kstrata history {name} -n {namespace} lists the retained ones"
         )
     return previous, f"the last revision before the one serving ({current})"
 
@@ -824,7 +825,8 @@ def rollback(
     if to_revision is None:
         if current is None:
             raise RevisionNotFoundError(
-                f"{found_kind} {namespace}/{name} has no revision yet; nothing to roll back to"
+                f"{found_kind} {namespace}/{name} has no revision yet; nothing to roll back to "
+                f"(the operator has not rendered it: kstrata list -n {namespace} shows its status)"
             )
         to_revision, chosen = _default_target(
             found_kind, namespace, name, obj, current=current, source=source

@@ -193,7 +193,8 @@ class RevisionStore:
             meta = _meta(owner)
             raise RevisionNotFoundError(
                 f"{owner.get('kind')} {meta.get('namespace')}/{meta.get('name')}: "
-                f"revision {number} is not in the retained history"
+                f"revision {number} is not in the retained history; kstrata history "
+                f"{meta.get('name')} -n {meta.get('namespace')} lists the retained ones"
             )
         return decode_snapshot(found.get("data"), number)
 

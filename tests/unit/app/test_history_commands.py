@@ -369,7 +369,8 @@ def test_profile_diff_defaults_to_the_previous_revision_against_the_current(
 
 
 def test_profile_diff_of_a_revision_not_retained(payments: FakeApi) -> None:
-    with pytest.raises(RevisionNotFoundError, match="revision 7 is not in the retained history"):
+    retained = "revision 7 is not in the retained history; kstrata history payments -n shop lists"
+    with pytest.raises(RevisionNotFoundError, match=retained):
         compute_diff(as_api(payments), NS, NS, DiffRequest(name="payments", revision=7))
     with pytest.raises(RevisionNotFoundError, match="keeps no revision before 1"):
         compute_diff(as_api(payments), NS, NS, DiffRequest(name="payments", to_revision=1))
@@ -663,7 +664,9 @@ def test_rollback_warns_when_a_base_profile_changed_since(api: FakeApi) -> None:
 
 def test_rollback_with_nothing_to_go_back_to(api: FakeApi) -> None:
     profile_revision(api, "solo", 1, SPEC_1)
-    with pytest.raises(RevisionNotFoundError, match="keeps no revision before 1"):
+    # The error names the object and the next step.
+    kept = "keeps no revision before 1 to roll back to; kstrata history solo -n shop lists"
+    with pytest.raises(RevisionNotFoundError, match=kept):
         rollback(as_api(api), NS, "solo")
     with pytest.raises(RevisionNotFoundError, match="revision 5 is not in the retained"):
         rollback(as_api(api), NS, "solo", to_revision=5)
