@@ -37,6 +37,8 @@ def test_every_tool_is_pinned_to_an_exact_version() -> None:
         "flux-source-controller",
         "flux-kustomize-controller",
         "argo-rollouts",
+        "sops",
+        "age-keygen",
     }
     for name, kind, package, version in listed:
         assert kind in {"go", "gomod", "gosource", "apt"}, name
