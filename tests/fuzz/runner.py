@@ -30,7 +30,14 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 DICTS = HERE / "dicts"
 HARNESS = HERE / "harness.py"
-TARGET_NAMES = ("token", "documents", "merge_render", "schema", "env_properties")
+TARGET_NAMES = (
+    "token",
+    "documents",
+    "merge_render",
+    "schema",
+    "env_properties",
+    "secret_template",
+)
 #: Seconds one input may take before libFuzzer calls it a hang.
 UNIT_TIMEOUT = 10
 #: Inputs longer than this are not generated (documents get their own size limit).

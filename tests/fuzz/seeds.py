@@ -76,6 +76,13 @@ _PROPERTIES = [
 ]
 
 
+_TEMPLATES = [
+    b'postgres://{{ .user }}:{{ index . "db-password" }}@db:5432/app',
+    b'a {{- /* c */ -}} b {{ `raw` }} {{ "q\\"" }} }}',
+    b"{{ if .user }}x{{ end }}{{ .a.b }}{{ printf",
+]
+
+
 def _write(target: str, name: str, data: bytes) -> None:
     directory = CORPUS / target
     directory.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,9 @@ def main() -> None:
     _many("env_properties", "auto", 2, _ENV + _PROPERTIES)
     _many("env_properties", "import", 3, _ENV[:1] + _PROPERTIES[:1])
     _many("env_properties", "roundtrip", 4, [b"a.b=1\x00KEY=v w\x00x y=\\t#!"])
+
+    for index, item in enumerate(_TEMPLATES):
+        _write("secret_template", f"seed-template-{index}", item)
 
 
 if __name__ == "__main__":

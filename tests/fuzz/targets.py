@@ -43,11 +43,18 @@ from kstrata.domain.documents import load_json, load_yaml_documents
 from kstrata.domain.jsonvalue import JSONValue, Limits
 from kstrata.domain.merge import merge_diff, merge_layers, merge_patch, null_member, same_json
 from kstrata.domain.render import FORMATS, OutputFormat, OutputSpec, env_key, render, render_text
+from kstrata.domain.secret_template import (
+    Reference,
+    check_references,
+    parse_template_data,
+    render_data,
+)
 from kstrata.errors import (
     InputLimitError,
     InvalidInputError,
     InvalidSchemaError,
     SealingError,
+    TemplateError,
     UnsealError,
 )
 from kstrata.watch import parse_auto, parse_env, parse_properties
@@ -355,10 +362,60 @@ def _flat_round_trip(payload: bytes) -> None:
         assert parse_env(env.encode("utf-8"), "rt.env") == expected
 
 
+# --- templated Secret data ---------------------------------------------------
+
+#: A value no message may ever show.
+_TEMPLATE_CANARY: Final = b"kstrata-fuzz-canary"
+
+
+def fuzz_secret_template(data: bytes) -> None:
+    """``spec.template.data``: any text parses or is a TemplateError naming its key.
+
+    What parses renders exactly its literal text and each referenced item's
+    bytes, in order; a missing item is a TemplateError without any value.
+    """
+    text = _text(data)
+    try:
+        parsed = parse_template_data({"K": text})
+    except TemplateError as error:
+        message = str(error)
+    except InputLimitError:
+        return
+    else:
+        message = ""
+    if message:
+        assert message.startswith("spec.template.data.K"), "an error without the key"
+        return
+    (template,) = parsed.templates.values()
+    refs = sorted(template.references)
+    items = {key: _TEMPLATE_CANARY + bytes([i % 256]) for i, key in enumerate(refs)}
+    expected = b"".join(
+        items[s.key] if isinstance(s, Reference) else s.encode("utf-8", "surrogateescape")
+        for s in template.segments
+    )
+    try:
+        check_references(parsed, items)
+        rendered = render_data(parsed, items)["K"]
+    except UnicodeEncodeError:
+        return  # a lone surrogate in the literal text: never valid JSON from the API server
+    except InputLimitError:
+        return
+    assert rendered == expected, "rendered bytes differ from the segments"
+    if refs:
+        short = dict(list(items.items())[1:])
+        try:
+            check_references(parsed, short)
+        except TemplateError as error:
+            message = str(error)
+        assert message, "a missing item was not reported"
+        assert _TEMPLATE_CANARY.decode() not in message, "a value in the message"
+
+
 TARGETS: Final[dict[str, Target]] = {
     "token": fuzz_token,
     "documents": fuzz_documents,
     "merge_render": fuzz_merge_render,
     "schema": fuzz_schema,
     "env_properties": fuzz_env_properties,
+    "secret_template": fuzz_secret_template,
 }
