@@ -123,7 +123,7 @@ MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY}=kstrata"
 DIGEST_ANNOTATION: Final = "kstrata.dev/sealed-digest"
 DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
 KEY_MISSING: Final = UnknownKeyError.reason
-#: Failures caused by an existing Secret: its change (deleted, annotated for
+#: Failures caused by an existing Secret: its change (deleted, labelled for
 #: adoption) is worth an immediate retry.
 _SECRET_IN_THE_WAY: Final = frozenset({OwnershipError.reason, "ForbiddenSecretType"})
 _RETRIED_ON_EVENTS: Final = _SECRET_IN_THE_WAY | {KEY_MISSING}
