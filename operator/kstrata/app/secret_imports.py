@@ -195,8 +195,11 @@ def import_bitnami(
     *,
     namespace: str | None = None,
     context_namespace: Callable[[], str | None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Imported]:
     """Every Bitnami SealedSecret in ``paths``, opened and sealed again for kstrata.
+
+    ``progress`` hears about each one (the CLI shows it on a terminal).
 
     ``namespace`` (``-n``) stands for ``metadata.namespace`` where a manifest
     has none (the namespace it is applied to is what its scope bound), then
@@ -223,7 +226,9 @@ def import_bitnami(
     asked = False
     imported: list[Imported] = []
     failures: list[str] = []
-    for source, obj in found:
+    for number, (source, obj) in enumerate(found, 1):
+        if progress is not None:
+            progress(f"importing {number}/{len(found)}: {source}")
         metadata = obj.get("metadata")
         stated = metadata.get("namespace") if isinstance(metadata, dict) else None
         if default_namespace is None and not asked and not stated:
@@ -523,7 +528,11 @@ def _sops_items(
         for key, text in (document.get("stringData") or {}).items():
             _check_key(key, path, "stringData")
             if not isinstance(text, str):
-                raise InvalidInputError(f"{path}: stringData.{key} must be a string")
+                # sops (YAML 1.2) reads an unquoted 0018 or true as a number or a boolean.
+                raise InvalidInputError(
+                    f"{path}: stringData.{key} must be a string (sops read a number or a "
+                    "boolean there: quote the value in the file)"
+                )
             values[key] = text.encode("utf-8", "surrogatepass")
         namespace = metadata.get("namespace")
         name = metadata.get("name")
@@ -555,8 +564,14 @@ def _check_key(key: Any, path: Path, where: str) -> None:
         ) from None
 
 
-def import_sops(request: SopsRequest, keys: KeySource) -> list[Imported]:
-    """Decrypt every file with ``sops -d`` and seal what it holds; all of them, or an error."""
+def import_sops(
+    request: SopsRequest, keys: KeySource, *, progress: Callable[[str], None] | None = None
+) -> list[Imported]:
+    """Decrypt every file with ``sops -d`` and seal what it holds; all of them, or an error.
+
+    ``progress`` hears about each file (the CLI shows it on a terminal).
+    """
+    report = progress or (lambda _message: None)
     files = _expanded(request.paths, _SOPS_SUFFIXES)
     if request.name is not None and len(files) > 1:
         raise UsageError("--name names one SealedSecret: give one -f file with it")
@@ -571,7 +586,11 @@ def import_sops(request: SopsRequest, keys: KeySource) -> list[Imported]:
             asked.append(request.context_namespace() if request.context_namespace else None)
         return asked[0]
 
-    return [_sops_one(path, request, recipients, context_namespace) for path in files]
+    imported: list[Imported] = []
+    for number, path in enumerate(files, 1):
+        report(f"importing {number}/{len(files)}: {path}")
+        imported.append(_sops_one(path, request, recipients, context_namespace))
+    return imported
 
 
 def _sops_one(
