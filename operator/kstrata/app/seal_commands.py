@@ -291,8 +291,15 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
     )
 
 
-def seal_secrets(request: BulkSealRequest, keys: KeySource) -> list[SealResult]:
+def seal_secrets(
+    request: BulkSealRequest,
+    keys: KeySource,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[SealResult]:
     """One SealedSecret per Secret document in ``request.paths``, in the order read.
+
+    ``progress`` hears about each one sealed (the CLI shows it on a terminal).
 
     All or nothing: every document is read and checked, and every location
     worked out, before the keys are loaded and anything is sealed, so a bad
@@ -333,7 +340,9 @@ def seal_secrets(request: BulkSealRequest, keys: KeySource) -> list[SealResult]:
     recipients = load_recipients(keys)
     key_ids = tuple(r.key_id for r in recipients)
     results: list[SealResult] = []
-    for items, scope, namespace, name in planned:
+    for number, (items, scope, namespace, name) in enumerate(planned, 1):
+        if progress is not None:
+            progress(f"sealing {number}/{len(planned)}: {namespace}/{name}")
         sealed = _seal_items(items.values, recipients, scope, namespace, name)
         manifest = _new_manifest(
             namespace=namespace,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kstrata.cli.common import EXIT_OK, connect_from, kubeconfig_path
+from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 
 SCOPE_CHOICES = ("strict", "namespace", "cluster")
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         if args.name is not None or args.scope is not None:
             raise UsageError("import --bitnami-keys: --name and --scope come from each object")
         bitnami_keys = load_bitnami_keys(args.bitnami_keys)
-        imported = import_bitnami(
+        # A line on stderr per object or file imported, on a terminal only.
+        imported = with_progress(import_bitnami)(
             args.filename,
             bitnami_keys,
             keys,
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError("import --sops: give the files with -f, no source")
         from kstrata.app.secret_imports import SopsRequest
 
-        imported = import_sops(
+        imported = with_progress(import_sops)(
             SopsRequest(
                 paths=args.filename,
                 sops=args.sops_binary or "sops",

@@ -40,7 +40,8 @@ class Progress:
         # Pad over the longer line it replaces: no escape codes needed.
         self._stream.write("\r" + line.ljust(self._width))
         self._stream.flush()
-        self._width = len(line)
+        # What the terminal now shows: this line, or the padding over a longer one.
+        self._width = max(self._width, len(line))
 
     def done(self) -> None:
         """Erase the line, so whatever is printed next starts at column 0."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, kubeconfig_path, print_data
+from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.seal_commands import BulkSealRequest, seal_secrets, write_sealed
 
     keys, context_namespace = _sources(args)
-    results = seal_secrets(
+    # A line on stderr per Secret sealed, on a terminal only.
+    results = with_progress(seal_secrets)(
         BulkSealRequest(
             paths=tuple(args.filename),
             namespace=args.namespace,

@@ -17,18 +17,29 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
+import yaml
 
-from kstrata.app import history_commands, profile_commands, reloader_migration
+from kstrata.app import (
+    history_commands,
+    profile_commands,
+    reloader_migration,
+    seal_commands,
+    secret_imports,
+)
 from kstrata.app.history_commands import ConfigDiff, RollbackResult
 from kstrata.app.profile_commands import SetResult
 from kstrata.app.reloader_migration import MigrationReport
 from kstrata.cli import history_cmd, migrate_cmd, profile_cmd
 from kstrata.cli.main import main
 from kstrata.cli.progress import Progress
+from kstrata.crypto import PublicKeyBundle, generate_keypair
 from kstrata.errors import ClusterError
+from support.leaks import Canary, report, scan
 
 SENTINEL = "<end-of-test-output>"
 
@@ -83,7 +94,7 @@ def test_progress_rewrites_one_line_on_a_terminal_and_erases_it() -> None:
             assert progress.live
             progress("waiting 10s")
             progress("waiting 9")
-        assert read() == "\rwaiting 10s\rwaiting 9  \r         \r"
+        assert read() == "\rwaiting 10s\rwaiting 9  \r           \r"
 
 
 def test_progress_writes_nothing_to_a_pipe_or_a_string() -> None:
@@ -137,12 +148,21 @@ STDERR = {
     "rollback": "rolling back to revision 2: named with --to-revision\nwarning: a warning\n",
     "set": "",
     "migrate reloader --apply": "",
+    "seal -f": "",
+    "import --sops": "imported 0 SealedSecret(s)\n",
+    "import --bitnami-keys": "imported 0 SealedSecret(s)\n",
 }
 COMMANDS = {
     "rollback": ["rollback", "payments"],
     "set": ["set", "payments", "replicas=3"],
     "migrate reloader --apply": ["migrate", "reloader", "--apply"],
-}
+    "seal -f": ["seal", "-f", "secrets/", "--cert", "sealing-keys.json", "-n", "shop"],
+    "import --sops": ["import", "--sops", "-f", "db.enc.yaml", "--cert", "sealing-keys.json"],
+    "import --bitnami-keys": [
+        "import", "sealedsecret", "--bitnami-keys", "backup.yaml", "-f", "bitnami/",
+        "--cert", "sealing-keys.json",
+    ],
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -157,6 +177,10 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
         monkeypatch.setattr(profile_commands, "set_values", reporting(written, fail=fail))
         report = MigrationReport((), (), applied=True)
         monkeypatch.setattr(reloader_migration, "migrate_reloader", reporting(report, fail=fail))
+        monkeypatch.setattr(seal_commands, "seal_secrets", reporting([], fail=fail))
+        monkeypatch.setattr(secret_imports, "load_bitnami_keys", lambda _path: [])
+        monkeypatch.setattr(secret_imports, "import_bitnami", reporting([], fail=fail))
+        monkeypatch.setattr(secret_imports, "import_sops", reporting([], fail=fail))
 
     return install
 
@@ -195,3 +219,38 @@ def test_an_error_starts_on_a_clean_line(
         monkeypatch.setattr(sys, "stderr", stream)
         assert main(COMMANDS[command], out=io.StringIO(), err=stream) == 3
         assert read() == "error: the operator did not report\n"
+
+
+def test_sealing_many_secrets_reports_each_on_a_terminal_and_never_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real seal_secrets, offline: two Secrets, each reported by namespace/name only.
+    canary = Canary.new("progress")
+    cert = tmp_path / "sealing-keys.json"
+    keypair = generate_keypair(created=datetime(2026, 1, 1, tzinfo=UTC))
+    cert.write_text(PublicKeyBundle.of([keypair]).serialize())
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("api", "db"):
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": "shop"},
+            "stringData": {"password": canary.text},
+        }
+        (secrets / f"{name}.yaml").write_text(yaml.safe_dump(secret))
+    argv = ["seal", "-f", str(secrets), "--cert", str(cert)]
+    with terminal() as (stream, read):
+        monkeypatch.setattr(sys, "stderr", stream)
+        out = io.StringIO()
+        assert main(argv, out=out, err=stream) == 0
+        shown = read()
+    assert shown.startswith("\rsealing 1/2: shop/api\rsealing 2/2: shop/db \r")
+    assert shown.endswith("\r" + " " * len("sealing 1/2: shop/api") + "\r")
+    assert len(list(yaml.safe_load_all(out.getvalue()))) == 2
+    hits = scan({"terminal": shown, "stdout": out.getvalue()}, [canary])
+    assert hits == [], report(hits)
+    with pipe() as (stream, read):
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert main(argv, out=io.StringIO(), err=stream) == 0
+        assert read() == ""
