@@ -299,8 +299,9 @@ def unowned_and_forbidden_secrets(flows: Flows, base: Canary) -> None:
     wait_not_ready(cluster, ns, "legacy", "NotOwned")
     assert secret_data(cluster, ns, "legacy") == {"a": b"not-the-canary"}
     flows.kubectl(
-        "adopt legacy", "annotate", "secret", "legacy", "-n", ns, "kstrata.dev/adopt=true"
-    )
+        "adopt legacy", "label", "secret", "legacy", "-n", ns,
+        "app.kubernetes.io/managed-by=kstrata",
+    )  # fmt: skip
     wait_ready(cluster, ns, "legacy", revision=1)
     assert secret_data(cluster, ns, "legacy") == {"a": base.value}
 
@@ -318,7 +319,9 @@ def unowned_and_forbidden_secrets(flows: Flows, base: Canary) -> None:
         "create boot", "create", "secret", "generic", "boot", "-n", ns,
         "--type=bootstrap.kubernetes.io/token", "--from-literal=token-id=abcdef",
     )  # fmt: skip
-    flows.kubectl("adopt boot", "annotate", "secret", "boot", "-n", ns, "kstrata.dev/adopt=true")
+    flows.kubectl(
+        "adopt boot", "label", "secret", "boot", "-n", ns, "app.kubernetes.io/managed-by=kstrata"
+    )
     boot = flows.seal(
         "boot",
         "--cert",
@@ -681,8 +684,8 @@ def test_an_adopted_secret_keeps_no_kubectl_copy_of_its_values(
         flows.kubectl("apply migrated", "apply", "-n", namespace, "-f", "-", input=sealed)
         wait_not_ready(cluster, namespace, "migrated", "NotOwned")
         flows.kubectl(
-            "adopt migrated", "annotate", "secret", "migrated", "-n", namespace,
-            "kstrata.dev/adopt=true",
+            "adopt migrated", "label", "secret", "migrated", "-n", namespace,
+            "app.kubernetes.io/managed-by=kstrata",
         )  # fmt: skip
         wait_ready(cluster, namespace, "migrated", revision=1)
     dump = cluster_texts(cluster, [namespace])

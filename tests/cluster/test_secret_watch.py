@@ -194,3 +194,71 @@ def test_a_foreign_secret_in_the_way_is_noticed_when_deleted(
         cluster.kubectl("delete", "secret", "legacy", "-n", ns)
         wait_ready(cluster, ns, "legacy", revision=1)
         assert secret_data(cluster, ns, "legacy") == {"a": value.value}
+
+
+def test_an_unlabelled_key_secret_is_labelled_at_start_up(
+    cluster: TestCluster, namespace: str, keys_namespace: str
+) -> None:
+    # A key Secret made before the selector (or restored without its labels)
+    # would never reach kopf's Secret watch: start-up labels it.
+    settings = {"namespaces": (namespace, keys_namespace), "operator_namespace": keys_namespace}
+    seen: list[tuple[str, str]] = []
+    with operator_with_probe(cluster, seen, **settings):
+        wait_for(lambda: (keys_namespace, "kstrata-sealing-keys") in seen, what="the key Secret")
+    cluster.kubectl(
+        "label", "secret", "kstrata-sealing-keys", "-n", keys_namespace,
+        "app.kubernetes.io/managed-by-", "app.kubernetes.io/component-",
+    )  # fmt: skip
+    before = cluster.core.read_namespaced_secret("kstrata-sealing-keys", keys_namespace)
+    seen.clear()
+    with operator_with_probe(cluster, seen, **settings):
+        wait_for(lambda: (keys_namespace, "kstrata-sealing-keys") in seen, what="the key")
+    after = cluster.core.read_namespaced_secret("kstrata-sealing-keys", keys_namespace)
+    assert after.metadata.labels["app.kubernetes.io/managed-by"] == "kstrata"
+    assert after.metadata.labels["app.kubernetes.io/component"] == "sealing-keys"
+    assert after.data == before.data  # labels only: no key was added or replaced
+
+
+def test_a_key_secret_restored_without_labels_is_noticed_and_used(
+    cluster: TestCluster, namespace: str, keys_namespace: str
+) -> None:
+    from test_sealedsecret_reconcile import (
+        published_bundle,
+        seal_for,
+        sealed_secret,
+        wait_not_ready,
+        wait_ready,
+    )
+
+    ns = namespace
+    seen: list[tuple[str, str]] = []
+    settings = {
+        "namespaces": (ns, keys_namespace),
+        "operator_namespace": keys_namespace,
+        "blocked_retry_seconds": 3600.0,  # only the watches can be this quick
+    }
+    with operator_with_probe(cluster, seen, **settings):
+        bundle = published_bundle(cluster, keys_namespace)
+        backup = cluster.core.read_namespaced_secret("kstrata-sealing-keys", keys_namespace)
+        # Deleted once kopf's watch has it (its deletion is what the operator hears).
+        key = (keys_namespace, "kstrata-sealing-keys")
+        wait_for(lambda: key in seen, what="the key Secret on kopf's watch")
+        cluster.kubectl("delete", "secret", "kstrata-sealing-keys", "-n", keys_namespace)
+        value = Canary.new("restored-keys")
+        token = seal_for(bundle, value.value, namespace=ns, name="waiting", item="a")
+        apply(cluster, ns, sealed_secret("waiting", {"encryptedData": {"a": token}}))
+        wait_not_ready(cluster, ns, "waiting", "SealingKeyMissing")
+        # Restored without its labels: outside kopf's selection.
+        restored = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kstrata-sealing-keys", "namespace": keys_namespace},
+            "type": "Opaque",
+            "data": backup.data,
+        }
+        cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(restored))
+        wait_ready(cluster, ns, "waiting", revision=1)
+        labels = cluster.core.read_namespaced_secret(
+            "kstrata-sealing-keys", keys_namespace
+        ).metadata.labels
+        assert labels["app.kubernetes.io/managed-by"] == "kstrata"

@@ -91,6 +91,11 @@ class SealingKeys:
 _MISSING: Final = SealingKeys(KeyRing(), None, present=False)
 
 
+def _labelled(secret: JSON) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in _LABELS.items())
+
+
 def suite_from(text: str) -> Suite:
     try:
         return Suite(text)
@@ -256,14 +261,26 @@ class KeyStore:
                 FingerprintKey.generate(created=now).to_secret_entry()
             )
             logger.info("key Secret holds no fingerprint key; adding one")
-        labels = (secret.get("metadata") or {}).get("labels") or {}
-        if not additions and all(labels.get(k) == v for k, v in _LABELS.items()):
+        if not additions and _labelled(secret):
             return False
         if not additions:
             # The operator's Secret watch selects by these labels (a key Secret made
             # before they existed, or restored without them, would go unseen).
             logger.info("labelling the key Secret so the operator's Secret watch sees it")
         self._add_entries(secret, additions)
+        return True
+
+    def ensure_labels(self) -> bool:
+        """Label the key Secret if it lacks the labels; True when it wrote.
+
+        The operator's Secret watch selects by them: a key Secret restored
+        without them would otherwise go unseen until the next restart.
+        """
+        secret = self.read_secret()
+        if secret is None or _labelled(secret):
+            return False
+        self._add_entries(secret, {})
+        logger.info("labelled the key Secret so the operator's Secret watch sees it")
         return True
 
     def rotate(self, now: dt.datetime, suite: Suite | None = None) -> KeyPair:

@@ -12,7 +12,9 @@ matter, by name:
   fingerprint changes and the workload rolls;
 * a Secret in the way of a SealedSecret (not ours, not labelled for
   adoption; ``controller.sealed_secrets``): once it is deleted or labelled,
-  the SealedSecret is unsealed at once.
+  the SealedSecret is unsealed at once;
+* the sealing-key Secret after it was deleted: restored without its labels,
+  it would be outside kopf's selection, so it is labelled when it comes back.
 
 Both are followed here through :class:`kstrata.kube.metadata_watch.MetadataWatch`
 (name, uid and resourceVersion of every Secret; no data).  An event of a
@@ -21,8 +23,8 @@ read.  When a followed Secret's resourceVersion moves, an *interest* that
 needs its content gets it by one GET (one at a time per Secret, so an older
 read never lands after a newer one); an interest that only needs to know
 gets told.  The watch starts on first demand (the first followed or
-blocking Secret), so an operator whose workloads follow no plain Secret
-never lists Secrets at all, and it runs until the operator stops.
+blocking Secret, or the key Secret's deletion), so an operator that needs
+none of these never lists Secrets at all; it runs until the operator stops.
 
 Everything here runs on kopf's event loop, apart from the watch threads
 (which hand their events over with ``call_soon_threadsafe``) and the GETs

@@ -108,7 +108,7 @@ def register(
     store = KeyStore(api, settings)
     reconciler = SealedSecretReconciler(api, settings, store)
     _register_keys(registry, api, store, reconciler)
-    _register_key_watch(registry, api, store, reconciler)
+    _register_key_watch(registry, api, store, reconciler, followed_secrets)
     _register_sealed_secrets(registry, api, reconciler, reconciled, followed_secrets)
 
 
@@ -237,6 +237,7 @@ def _register_key_watch(
     api: KubeApi,
     store: KeyStore,
     reconciler: SealedSecretReconciler,
+    followed_secrets: FollowedSecrets | None = None,
 ) -> None:
     settings = store.settings
 
@@ -263,6 +264,8 @@ def _register_key_watch(
                 KEY_SECRET_NAME,
             )
             store.observe(None)
+            if followed_secrets is not None:
+                followed_secrets.demand()  # to see a restore that lacks the labels
             return
         keys = store.observe(_plain(body))
         if not keys.present:
@@ -275,6 +278,27 @@ def _register_key_watch(
         if waiting:
             logger.info("sealing keys changed; retrying %d SealedSecret(s)", len(waiting))
             _reconcile_quietly(api, reconciler, waiting, indexes)
+
+    def label_key_secret() -> None:
+        try:
+            store.ensure_labels()
+        except KstrataError as error:
+            logger.warning("labelling the key Secret: %s", error.reason)
+
+    def key_secret_seen(_namespace: str, _name: str, _body: JSON | None) -> None:
+        # Restored without its labels, the key Secret is outside kopf's selection:
+        # once labelled, kopf's watch reports it and the handler above takes over.
+        asyncio.get_running_loop().run_in_executor(None, label_key_secret)
+
+    if followed_secrets is not None:
+        where = (settings.operator_namespace, KEY_SECRET_NAME)
+        followed_secrets.add(
+            Interest(
+                wants=lambda namespace, name: (namespace, name) == where,
+                keys=lambda: [where],
+                changed=key_secret_seen,
+            )
+        )
 
 
 def _register_sealed_secrets(
