@@ -79,6 +79,11 @@ def check_private_target(path: Path) -> None:
     """Refuse, before any key is read, a target ``write_new_private_file`` would refuse."""
     if str(path) == "-":
         raise UsageError("refusing to write private keys to standard output: give -o FILE")
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a directory: give the new backup file's name "
+            f"(for example -o {path / 'kstrata-keys-backup.yaml'})"
+        )
     if path.exists() or path.is_symlink():
         if not path.is_file():
             raise UsageError(
@@ -167,7 +172,10 @@ def _secrets_in(document: Any, source: str) -> list[dict[str, Any]]:
     if document.get("kind") == "List" and isinstance(document.get("items"), list):
         return [s for item in document["items"] for s in _secrets_in(item, source)]
     if document.get("apiVersion") != "v1" or document.get("kind") != "Secret":
-        raise InvalidInputError(f"{source}: expected a Secret (apiVersion v1, kind Secret)")
+        raise InvalidInputError(
+            f"{source}: expected a Secret (apiVersion v1, kind Secret): --recovery-keys takes "
+            "the file 'kstrata keys backup -o FILE' wrote"
+        )
     return [document]
 
 

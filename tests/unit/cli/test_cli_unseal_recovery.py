@@ -257,3 +257,22 @@ def test_keys_backup_refuses_stdout_before_asking_the_cluster(tmp_path: Path) ->
     code, _, err = run("keys", "backup", "-o", str(existing), "--kubeconfig", missing)
     assert code == 2
     assert "never overwritten" in err
+
+
+def test_wrong_targets_and_inputs_name_the_next_step(tmp_path: Path, cluster_key: KeyPair) -> None:
+    # A directory as the backup target: the message says what to give instead.
+    missing = str(tmp_path / "no-kubeconfig")
+    code, out, err = run("keys", "backup", "-o", str(tmp_path), "--kubeconfig", missing)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {tmp_path} is a directory: give the new backup file's name "
+        f"(for example -o {tmp_path / 'kstrata-keys-backup.yaml'})\n"
+    )
+    # A manifest that is not a key backup given as --recovery-keys: which file it takes.
+    sealed = sealed_file(tmp_path, cluster_key)
+    code, out, err = run("unseal", "--recovery-keys", str(sealed), "-f", str(sealed))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {sealed}: expected a Secret (apiVersion v1, kind Secret): --recovery-keys "
+        "takes the file 'kstrata keys backup -o FILE' wrote\n"
+    )
