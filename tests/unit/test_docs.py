@@ -5,8 +5,12 @@
 * every CLI command registered in the real parser has a section in the
   guide's CLI reference that names each of its flags;
 * every ``kstrata ...`` line in a fenced shell block of README.md and
-  docs/*.md parses with the real parser; the README's offline ones (render,
-  validate) run in a shell, exactly as printed, and succeed;
+  docs/*.md parses with the real parser; every offline one (render,
+  validate, seal --cert, completion, import -f, unseal, version, operator
+  settings, --help) runs in a shell, exactly as printed, in a temporary copy
+  of the clone, with the exit code and the output the docs show; every
+  other one names the test that runs it (COVERED_ELSEWHERE), so a new
+  documented command is either run or accounted for;
 * every fenced YAML block holding a kstrata manifest either validates offline
   or is a byte-identical copy of a file under examples/ (the block is
   preceded by ``<!-- from examples/PATH -->``);
@@ -24,8 +28,10 @@ import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +273,7 @@ def test_the_global_flags_and_exit_codes_are_documented() -> None:
 
 # --- command lines in the docs ---------------------------------------------
 
-_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "&", "2>", "(", ")"}
+_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "&", "2>", "(", ")", "<("}
 
 
 def kstrata_command_lines(block: Block) -> Iterator[str]:
@@ -348,40 +354,392 @@ def test_every_documented_command_line_parses(argv: list[str]) -> None:
     assert callable(args.handler)
 
 
-#: kstrata commands that need no cluster: the README's are run exactly as printed.
-OFFLINE_COMMANDS = ("render", "validate")
-README = REPO / "README.md"
-README_OFFLINE_LINES = [
-    line
-    for block in fenced_blocks(README)
-    if block.language in SHELL_LANGUAGES
-    for line in kstrata_command_lines(block)
-    if (argvs := list(kstrata_invocations(line)))
-    and all(argv and argv[0] in OFFLINE_COMMANDS for argv in argvs)
+# --- every offline command in the docs runs, as printed ----------------------
+
+#: Documented kstrata commands not run here, each with the test that runs it
+#: (against a cluster, or, for ``watch``, a projected volume).  Keyed by the
+#: argv as the docs print it: a new documented command that is neither
+#: offline (run below) nor listed here fails
+#: test_every_documented_command_is_run_or_covered.
+COVERED_ELSEWHERE: dict[str, str] = {
+    # README's Quick start, run line by line in a fresh clone on the real node.
+    "operator run --config-dir config --environment dev": "tests/e2e/test_readme_walk.py",
+    "list -n shop": "tests/e2e/test_readme_walk.py",
+    "get payments -n shop --key replicas": "tests/e2e/test_readme_walk.py",
+    "set payments -n shop --env prod replicas=8": "tests/e2e/test_readme_walk.py",
+    "history payments -n shop": "tests/e2e/test_readme_walk.py",
+    "rollback payments -n shop": "tests/e2e/test_readme_walk.py",
+    "seal -n hello --name greeting --from-literal message=hello-from-a-sealed-secret": (
+        "tests/e2e/test_readme_walk.py"
+    ),
+    # The operator itself.
+    "operator run": "tests/cluster/test_operator_runs.py (python -m kstrata operator run)",
+    "operator run -n team-a -n team-b --standalone": (
+        "tests/unit/cli/test_operator_cmd.py (the flags' settings); "
+        "tests/cluster/test_operator_runs.py (the process)"
+    ),
+    # Profiles on a cluster.
+    "list -n payments": (
+        "tests/cluster/test_cli_profiles.py::test_list_shows_what_the_operator_reported"
+    ),
+    "get payments -n payments": "tests/cluster/test_cli_profiles.py",
+    "get payments -n payments --env staging -o json": (
+        "tests/cluster/test_cli_profiles.py::test_get_environment_precedence"
+    ),
+    "get payments -n payments --key database.host": (
+        "tests/cluster/test_cli_profiles.py::test_get_key_prints_scalars_plain_and_subtrees_as_data"
+    ),
+    "set payments replicas=8 -n payments --env prod --dry-run": (
+        "tests/cluster/test_cli_profiles.py::test_set_dry_run_prints_the_result_and_writes_nothing"
+    ),
+    "set payments database.pool=30 -n payments --env prod": (
+        "tests/cluster/test_cli_profiles.py::test_set_writes_typed_values_and_a_change_cause_without_values"
+    ),
+    "import configmap/orders-config -n shop --name orders": (
+        "tests/cluster/test_cli_profiles.py::test_import_configmap_round_trip_adopts_without_writing_data"
+    ),
+    "migrate reloader -n shop --apply": "tests/cluster/test_reload_parity.py",
+    "migrate reloader -A": "tests/cluster/test_reload_parity.py",
+    # Keys and sealing against the cluster's keys.
+    "keys export --out keys.json": "tests/cluster/test_sealing_keys.py",
+    "keys list": "tests/cluster/test_sealing_keys.py",
+    "keys rotate": "tests/cluster/test_sealing_keys.py",
+    "keys backup -o kstrata-keys.backup.yaml": "tests/cluster/test_sealing_keys.py",
+    # Offline, but piped from kubectl (not part of the unit tier).
+    "seal --cert keys.json -f -": (
+        "tests/cluster/test_cli_seal_cluster.py::test_the_namespace_comes_from_the_kubeconfig_context"
+    ),
+    # Offline, but reads a Bitnami controller's key backup and its SealedSecrets.
+    "import sealedsecret -f sealed/ --bitnami-keys bitnami-keys.yaml --cert keys.json "
+    "--output-dir kss/": "tests/unit/cli/test_cli_import_bitnami.py",
+    # History, diff and rollback.
+    "history payments -n payments": "tests/cluster/test_cli_history.py",
+    "diff payments -n payments": "tests/cluster/test_cli_history.py",
+    "diff payments -n payments --revision 1 --to-revision 3": "tests/cluster/test_cli_history.py",
+    "diff payments -n payments --env staging --to-env prod": "tests/cluster/test_cli_history.py",
+    "diff -f examples/config/payments.yaml -n payments": "tests/cluster/test_cli_history.py",
+    "diff payments-db -n payments": (
+        "tests/cluster/test_cli_history.py::test_sealed_secret_history_diff_and_rollback_never_show_values"
+    ),
+    "rollback payments -n payments --dry-run": "tests/cluster/test_cli_history.py",
+    "rollback payments -n payments": "tests/cluster/test_cli_history.py",
+    "rollback payments -n payments --to-revision 1 -o yaml": "tests/cluster/test_cli_history.py",
+    "rollback payments -n payments -o yaml": "tests/cluster/test_cli_history.py",
+    # Long-running: follows a mounted directory until stopped.
+    "watch /etc/payments --file config.yaml --signal HUP --pidfile /run/app/app.pid": (
+        "tests/unit/test_hot_reload_cli.py"
+    ),
+    "watch /etc/payments --http-post http://127.0.0.1:9090/-/reload": (
+        "tests/unit/test_hot_reload_cli.py::test_http_post_reaches_a_local_endpoint"
+    ),
+}
+
+#: What a command in an ``sh`` block prints, where the docs show it in the
+#: block after it (a copy of this file, checked by the YAML-block test).
+SHOWN_AS_FILE = {
+    "import -f examples/migration/checkout/config.yaml --env "
+    "staging=examples/migration/checkout/config.staging.yaml --env "
+    "prod=examples/migration/checkout/config.prod.yaml --full --name checkout": (
+        "examples/config/checkout.yaml"
+    ),
+}
+
+
+def runs_offline(argv: list[str]) -> bool:
+    """Needs no cluster: kstrata answers from files, flags and its own code."""
+    if not argv or "-h" in argv or "--help" in argv:
+        return True
+    if argv[0] in ("render", "validate", "completion", "version", "unseal"):
+        return True
+    if argv[:2] == ["operator", "settings"]:
+        return True
+    if argv[0] == "seal":
+        return any(word == "--cert" or word.startswith("--cert=") for word in argv)
+    if argv[0] == "import":
+        return "-f" in argv or "--filename" in argv
+    return False
+
+
+@dataclass(frozen=True)
+class DocLine:
+    """One shell line of the docs that runs kstrata, and what the docs say it does."""
+
+    block: Block
+    line: str
+    argvs: tuple[tuple[str, ...], ...]
+    #: The output a console block shows under it (None: not shown).
+    shown: str | None
+    exit_code: int
+
+    @property
+    def offline(self) -> bool:
+        return all(
+            runs_offline(list(argv)) and shlex.join(argv) not in COVERED_ELSEWHERE
+            for argv in self.argvs
+        )
+
+
+def console_steps(block: Block) -> list[tuple[str, str]]:
+    """A console block's ``$ `` lines (continuations joined) and the output under each."""
+    steps: list[tuple[str, str]] = []
+    pending: str | None = None
+    for raw in block.text.splitlines():
+        if pending is not None:
+            if raw.endswith("\\"):
+                pending += raw[:-1] + " "
+                continue
+            steps.append((pending + raw, ""))
+            pending = None
+            continue
+        if raw.startswith("$ "):
+            if raw.endswith("\\"):
+                pending = raw[2:-1] + " "
+                continue
+            steps.append((raw[2:], ""))
+        elif steps:
+            line, output = steps[-1]
+            steps[-1] = (line, output + raw + "\n")
+    return steps
+
+
+def doc_lines(path: Path) -> list[DocLine]:
+    found: list[DocLine] = []
+    for block in fenced_blocks(path):
+        if block.language not in SHELL_LANGUAGES:
+            continue
+        if block.language == "console":
+            steps: list[tuple[str, str | None]] = list(console_steps(block))
+        else:
+            steps = [(line, None) for line in kstrata_command_lines(block)]
+        for index, (line, shown) in enumerate(steps):
+            argvs = tuple(tuple(argv) for argv in kstrata_invocations(line))
+            if not argvs:
+                continue
+            code = 0
+            after = steps[index + 1] if index + 1 < len(steps) else None
+            if after is not None and after[0].strip() == "echo $?":
+                code = int(str(after[1]).strip())
+            found.append(DocLine(block, line, argvs, shown, code))
+    return found
+
+
+DOC_LINES = {path: doc_lines(path) for path in MARKDOWN}
+
+
+def test_the_docs_have_offline_and_cluster_commands() -> None:
+    lines = [line for found in DOC_LINES.values() for line in found]
+    offline = [line for line in lines if line.offline]
+    assert len(offline) >= 15
+    assert {line.argvs[0][0] for line in offline} >= {
+        "render", "validate", "seal", "completion", "import", "version", "unseal", "operator",
+    }  # fmt: skip
+    assert any(line.shown for line in offline)
+    assert any(line.exit_code == 1 for line in offline)
+    assert any("*" in line.line for line in offline)  # a shell glob, as users type
+
+
+def test_every_documented_command_is_run_or_covered() -> None:
+    """A kstrata command in the docs runs below, or names the test that runs it."""
+    unaccounted = sorted(
+        {
+            f"{line.block.where}: kstrata {shlex.join(argv)}"
+            for found in DOC_LINES.values()
+            for line in found
+            for argv in line.argvs
+            if not runs_offline(list(argv)) and shlex.join(argv) not in COVERED_ELSEWHERE
+        }
+    )
+    assert not unaccounted, (
+        "run these in a test and add them to COVERED_ELSEWHERE with its name:\n"
+        + "\n".join(unaccounted)
+    )
+
+
+def test_every_covered_elsewhere_entry_is_in_the_docs_and_its_test_exists() -> None:
+    documented = {
+        shlex.join(argv) for found in DOC_LINES.values() for line in found for argv in line.argvs
+    }
+    stale = sorted(set(COVERED_ELSEWHERE) - documented)
+    assert not stale, f"no longer in the docs: {stale}"
+    for where in COVERED_ELSEWHERE.values():
+        for reference in re.findall(r"tests/\S+\.py(?:::\w+)?", where):
+            file, _, function = reference.partition("::")
+            assert (REPO / file).is_file(), reference
+            if function:
+                assert f"def {function}(" in (REPO / file).read_text(encoding="utf-8"), reference
+
+
+def _canaries() -> dict[str, str]:
+    """File contents the docs' commands read; none may appear in what they print."""
+    return {
+        name: f"canary-{name}-{uuid.uuid4().hex}"
+        for name in ("password.txt", "db-password.txt", "api-key.txt", "prod.crt", "prod.key")
+    }
+
+
+def _workspace(root: Path, canaries: dict[str, str]) -> dict[str, str]:
+    """A temporary copy of what the docs' offline commands read, plus what a user has at hand.
+
+    The examples and the operator's settings as in the repository; the
+    operator's public keys (``keys.json``, as ``kstrata keys export`` writes
+    them) and its key backup (as ``kstrata keys backup`` writes it); the
+    files the docs seal; SealedSecrets to recover; a fish completions
+    directory in a temporary ``$HOME``.  Returns the environment to run in.
+    """
+    import base64
+    from datetime import UTC, datetime
+
+    from kstrata.crypto import FingerprintKey, KeyRing, PublicKeyBundle, generate_keypair
+
+    shutil.copytree(EXAMPLES, root / "examples")
+    shutil.copytree(REPO / "config", root / "config")
+    created = datetime.now(UTC)
+    keypair = generate_keypair(created=created)
+    (root / "keys.json").write_text(PublicKeyBundle.of([keypair]).serialize(), encoding="utf-8")
+    data = {
+        name: base64.b64encode(entry).decode()
+        for name, entry in KeyRing((keypair,)).to_secret_data().items()
+    }
+    data["fingerprint-key.json"] = base64.b64encode(
+        FingerprintKey.generate(created=created).to_secret_entry()
+    ).decode()
+    backup = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kstrata-sealing-keys", "namespace": "kstrata-system"},
+        "type": "Opaque",
+        "data": data,
+    }
+    (root / "kstrata-keys.backup.yaml").write_text(yaml.safe_dump(backup), encoding="utf-8")
+    for name, value in canaries.items():
+        (root / name).write_text(value, encoding="utf-8")
+    tls = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "payments-tls", "labels": {"app": "payments"}},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": canaries["prod.crt"], "tls.key": canaries["prod.key"]},
+    }
+    (root / "tls-secret.yaml").write_text(yaml.safe_dump(tls), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent  # where the installed kstrata script is
+    home = root / "home"
+    (home / ".config" / "fish" / "completions").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("KUBECONFIG", None)
+    secrets = root / "deploy" / "secrets"
+    secrets.mkdir(parents=True)
+    for name, source in (("sealed.yaml", root), ("db.yaml", secrets)):
+        sealed = subprocess.run(
+            ["kstrata", "seal", "--cert", "keys.json", "-n", "payments", "--name", "db",
+             "--from-file", "password=./db-password.txt"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        (source / name).write_text(sealed, encoding="utf-8")
+    return env
+
+
+def _shell_for(line: str) -> list[str]:
+    """bash, or zsh where the line's comment says it is for zsh (after compinit, as it says)."""
+    comment = re.search(r"\s#\s*(.*)$", line)
+    if comment and re.match(r"zsh\b", comment.group(1)):
+        zsh = _installed("zsh")
+        return [str(zsh), "-c", f"autoload -U compinit && compinit -u\n{line}"]
+    return ["bash", "-c", line]
+
+
+def _installed(name: str) -> Path:
+    """A pinned package from tools/gotools/tools.toml (apt, as root), installed if missing."""
+    installer = REPO / "tools" / "gotools" / "install.py"
+    result = subprocess.run(
+        [sys.executable, str(installer), name], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"tools/gotools/install.py {name}: {result.stderr}"
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _without_leading_comment_lines(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "".join(lines)
+
+
+DOCS_WITH_OFFLINE_LINES = [
+    pytest.param(path, id=str(path.relative_to(REPO)))
+    for path, found in DOC_LINES.items()
+    if any(line.offline for line in found)
 ]
 
 
-def test_the_readme_shows_offline_commands_to_run() -> None:
-    assert len(README_OFFLINE_LINES) >= 3
-    assert any("*" in line for line in README_OFFLINE_LINES)  # a shell glob, as users type
+@pytest.mark.parametrize("path", DOCS_WITH_OFFLINE_LINES)
+def test_offline_doc_commands_run_as_printed(path: Path, tmp_path: Path) -> None:
+    """Each offline line, pasted into a shell in a copy of the clone, in the doc's order.
+
+    It must exit as the doc says (0, or what a following ``$ echo $?``
+    shows) and print what a console block shows under it, byte for byte;
+    nothing it prints may hold a value it sealed.
+    """
+    canaries = _canaries()
+    env = _workspace(tmp_path, canaries)
+    failures: list[str] = []
+    printed: dict[str, str] = {}
+    for line in DOC_LINES[path]:
+        if not line.offline:
+            continue
+        result = subprocess.run(
+            _shell_for(line.line),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        where = f"{line.block.where}: {line.line}"
+        printed[where] = result.stdout
+        if result.returncode != line.exit_code:
+            failures.append(f"{where}\n  exit {result.returncode}, not {line.exit_code}:\n"
+                            f"{result.stdout[-2000:]}")  # fmt: skip
+            continue
+        if line.shown is not None and result.stdout != line.shown:
+            failures.append(f"{where}\n  printed:\n{result.stdout}  the doc shows:\n{line.shown}")
+        key = shlex.join(line.argvs[0])
+        if key in SHOWN_AS_FILE:
+            expected = (REPO / SHOWN_AS_FILE[key]).read_text(encoding="utf-8")
+            if result.stdout != _without_leading_comment_lines(expected):
+                failures.append(f"{where}\n  does not print {SHOWN_AS_FILE[key]}")
+    assert not failures, "\n\n".join(failures)
+    leaked = [where for where, out in printed.items() if any(v in out for v in canaries.values())]
+    assert not leaked, f"a sealed value was printed by: {leaked}"
 
 
-@pytest.mark.parametrize("line", README_OFFLINE_LINES)
-def test_offline_readme_commands_run_as_printed(line: str) -> None:
-    """A reader pastes the line into a shell in the clone: it must work (exit 0)."""
-    bin_dir = Path(sys.executable).parent  # where the installed kstrata script is
-    assert (bin_dir / "kstrata").is_file()
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(
-        ["bash", "-c", line],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_offline_runs_would_catch_a_wrong_exit_code_or_output(tmp_path: Path) -> None:
+    """The checks above can fail: a line whose shown output or exit code is wrong."""
+    block = Block(
+        REPO / "README.md",
+        1,
+        "console",
+        "$ kstrata version\nkstrata 0.0.0-not-this\n$ echo $?\n0\n",
+        None,
     )
-    assert result.returncode == 0, f"{line}: exit {result.returncode}: {result.stderr}"
+    (line,) = [
+        DocLine(block, text, tuple(tuple(a) for a in kstrata_invocations(text)), shown, 0)
+        for text, shown in console_steps(block)
+        if text != "echo $?"
+    ]
+    env = _workspace(tmp_path, _canaries())
+    result = subprocess.run(
+        _shell_for(line.line), cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == line.exit_code
+    assert result.stdout != line.shown
+    assert line.offline
+    assert not DocLine(block, "kstrata list", (("list",),), None, 0).offline
 
 
 def test_the_command_line_extraction_finds_what_it_should() -> None:
@@ -393,6 +751,9 @@ def test_the_command_line_extraction_finds_what_it_should() -> None:
     # KEY=VALUE words after the command are arguments, not environment settings.
     assert list(kstrata_invocations("A=1 kstrata set app x=1 -n b")) == [
         ["set", "app", "x=1", "-n", "b"]
+    ]
+    assert list(kstrata_invocations("source <(kstrata completion bash)  # bash")) == [
+        ["completion", "bash"]
     ]
     assert list(kstrata_invocations("kubectl kstrata list -A && python -m kstrata version")) == [
         ["list", "-A"],

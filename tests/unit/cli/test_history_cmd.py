@@ -316,23 +316,6 @@ def test_rollback_flags_and_output(
         "configprofile.kstrata.dev/payments rolled back to revision 2 (dry run)\n"
     )
     assert calls[-1][1][2]["write"] is False
-    assert run("rollback", "payments", "--dry-run=client", "--no-wait")[1] == out
-
-    # As kubectl: the server is sent the write with dryRun=All and judges it.
-    code, out, _ = run("rollback", "payments", "--dry-run=server")
-    assert code == 0
-    assert out.endswith(
-        "configprofile.kstrata.dev/payments rolled back to revision 2 (server dry run)\n"
-    )
-    assert calls[-1][1][2]["write"] is True
-    assert calls[-1][1][2]["server_dry_run"] is True
-    code, out, _ = run("rollback", "payments", "--dry-run=server", "-o", "yaml")
-    assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
-    assert calls[-1][1][2]["server_dry_run"] is True
-    code, _, err = run("rollback", "payments", "--dry-run=none")
-    assert code == 2
-    assert "--dry-run: invalid choice (choose from client, server)" in err
-
     code, out, _ = run("rollback", "payments", "-o", "yaml", "--kind", "profile")
     assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
     assert calls[-1][1][2]["write"] is False
@@ -340,6 +323,38 @@ def test_rollback_flags_and_output(
 
     code, _, err = run("rollback", "payments", "--timeout", "0")
     assert (code, err) == (2, "error: --timeout must be positive\n")
+
+
+def test_rollback_dry_run_is_client_or_server_as_kubectl(
+    calls: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def rollback(_api: object, namespace: str, name: str, **options: Any) -> RollbackResult:
+        options.pop("progress")
+        calls.append(("rollback", (namespace, name, options)))
+        return rollback_result(written=False)
+
+    monkeypatch.setattr(history_commands, "rollback", rollback)
+    code, out, _ = run("rollback", "payments", "--dry-run", "--no-wait")
+    assert code == 0
+    # A bare --dry-run is client, as kubectl still takes it.
+    assert run("rollback", "payments", "--dry-run=client", "--no-wait") == (code, out, "")
+    options: dict[str, Any] = calls[-1][1][2]
+    assert (options["write"], options["server_dry_run"]) == (False, False)
+
+    # The server is sent the write with dryRun=All and judges it.
+    code, out, _ = run("rollback", "payments", "--dry-run=server")
+    assert code == 0
+    assert out.endswith(
+        "configprofile.kstrata.dev/payments rolled back to revision 2 (server dry run)\n"
+    )
+    options = calls[-1][1][2]
+    assert (options["write"], options["server_dry_run"]) == (True, True)
+    code, out, _ = run("rollback", "payments", "--dry-run=server", "-o", "yaml")
+    assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
+    assert calls[-1][1][2]["server_dry_run"] is True
+    code, _, err = run("rollback", "payments", "--dry-run=none")
+    assert code == 2
+    assert "--dry-run: invalid choice (choose from client, server)" in err
 
 
 def test_rollback_help_tells_gitops_users_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
