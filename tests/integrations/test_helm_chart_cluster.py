@@ -189,9 +189,10 @@ def test_helm_install_upgrade_and_uninstall(
                     [
                         {
                             "op": "add",
-                            "path": "/webhooks/0/clientConfig/caBundle",
+                            "path": f"/webhooks/{index}/clientConfig/caBundle",
                             "value": ca_bundle,
                         }
+                        for index in (0, 1)
                     ]
                 ),
             )
@@ -205,11 +206,13 @@ def test_helm_install_upgrade_and_uninstall(
                 f"replicas=3,watchNamespaces={{{release_namespace}}}",
                 kubeconfig=kubeconfig,
             )
-            (webhook,) = live(cluster, "validatingwebhookconfiguration", "kstrata.dev")["webhooks"]
-            assert webhook["clientConfig"]["caBundle"] == ca_bundle
-            assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
-                release_namespace
-            ]
+            webhooks = live(cluster, "validatingwebhookconfiguration", "kstrata.dev")["webhooks"]
+            assert len(webhooks) == 2  # ConfigProfiles, SealedSecrets with templates
+            for webhook in webhooks:
+                assert webhook["clientConfig"]["caBundle"] == ca_bundle
+                assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
+                    release_namespace
+                ]
             assert live(cluster, "clusterrolebinding", "kstrata:app") is None
             assert live(cluster, "rolebinding", "kstrata:app", release_namespace) is not None
             assert (
