@@ -29,7 +29,7 @@ import base64
 import binascii
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -231,6 +231,7 @@ def recover(
     *,
     environment: str | None = None,
     namespace: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Recovered]:
     """Open every item of every SealedSecret in ``paths``; all of them, or an error.
 
@@ -238,7 +239,8 @@ def recover(
     namespace it was applied to decides where strict and namespace scopes
     bind).  The environment's overlay is used when ``environment`` (else
     ``spec.environment``) names one; a SealedSecret with environments and no
-    choice is a usage error, not a guess.
+    choice is a usage error, not a guess.  ``progress`` hears about each file
+    (the CLI shows it on a terminal).
     """
     if environment is not None:
         environment = check_environment_name(environment, where="--env")
@@ -246,8 +248,11 @@ def recover(
     from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 
     recovered: list[Recovered] = []
-    for path in _expanded(paths):
+    files = _expanded(paths)
+    for number, path in enumerate(files, 1):
         source = "<stdin>" if str(path) == "-" else str(path)
+        if progress is not None:
+            progress(f"opening {number}/{len(files)}: {source}")
         data = read_bounded(path, DEFAULT_LIMITS.max_bytes, what="-f", stdin=True)
         for document in load_documents(data, source=source):
             for sealed in _sealed_secrets_in(document, source):

@@ -342,7 +342,10 @@ def _unseal(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.recovery import PRINT_SECRETS_FLAG, load_recovery_keys, recover
 
     ring = load_recovery_keys(args.recovery_keys)
-    recovered = recover(args.filename, ring, environment=args.env, namespace=args.namespace)
+    # A line on stderr per file opened, on a terminal only.
+    recovered = with_progress(recover)(
+        args.filename, ring, environment=args.env, namespace=args.namespace
+    )
     if not args.print_secrets:
         # Nothing secret without the flag: which items open, with which key.
         for item in recovered:

@@ -27,6 +27,7 @@ import yaml
 from kstrata.app import (
     history_commands,
     profile_commands,
+    recovery,
     reloader_migration,
     seal_commands,
     secret_imports,
@@ -151,6 +152,8 @@ STDERR = {
     "seal -f": "",
     "import --sops": "imported 0 SealedSecret(s)\n",
     "import --bitnami-keys": "imported 0 SealedSecret(s)\n",
+    "unseal": "values not printed; add --i-know-this-prints-secrets to print the Secret "
+    "manifest(s)\n",
 }
 COMMANDS = {
     "rollback": ["rollback", "payments"],
@@ -162,6 +165,7 @@ COMMANDS = {
         "import", "sealedsecret", "--bitnami-keys", "backup.yaml", "-f", "bitnami/",
         "--cert", "sealing-keys.json",
     ],
+    "unseal": ["unseal", "--recovery-keys", "backup.yaml", "-f", "sealed/"],
 }  # fmt: skip
 
 
@@ -181,6 +185,8 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
         monkeypatch.setattr(secret_imports, "load_bitnami_keys", lambda _path: [])
         monkeypatch.setattr(secret_imports, "import_bitnami", reporting([], fail=fail))
         monkeypatch.setattr(secret_imports, "import_sops", reporting([], fail=fail))
+        monkeypatch.setattr(recovery, "load_recovery_keys", lambda _path: None)
+        monkeypatch.setattr(recovery, "recover", reporting([], fail=fail))
 
     return install
 

@@ -276,3 +276,19 @@ def test_wrong_targets_and_inputs_name_the_next_step(tmp_path: Path, cluster_key
         f"error: {sealed}: expected a Secret (apiVersion v1, kind Secret): --recovery-keys "
         "takes the file 'kstrata keys backup -o FILE' wrote\n"
     )
+
+
+def test_recover_reports_each_file_through_the_progress_callback(
+    tmp_path: Path, cluster_key: KeyPair
+) -> None:
+    from kstrata.app.recovery import recover
+
+    files = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        files.append(sealed_file(tmp_path / name, cluster_key))
+    heard: list[str] = []
+    opened = recover(files, KeyRing([cluster_key]), progress=heard.append)
+    assert len(opened) == 2
+    assert heard == [f"opening 1/2: {files[0]}", f"opening 2/2: {files[1]}"]
+    assert all(CANARY not in line for line in heard)
