@@ -31,7 +31,8 @@ def register(commands: Any) -> None:
     reloader = tools.add_parser(
         "reloader",
         help="translate stakater/Reloader's annotations into kstrata.dev/reload",
-        description="List Deployments, StatefulSets, DaemonSets and CronJobs that use "
+        description="List Deployments, StatefulSets, DaemonSets, CronJobs and Argo Rollouts "
+        "that use "
         "stakater/Reloader's annotations and print the kstrata.dev/reload value that asks "
         "kstrata for the same reloads. With --apply, write it and remove Reloader's "
         "workload annotations (nothing rolls: kstrata records what a workload runs when "
