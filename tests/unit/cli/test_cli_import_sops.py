@@ -234,3 +234,24 @@ def test_no_value_leaks_into_output_errors_or_files(
     imported = {d["metadata"]["name"]: d for d in documents(texts["stdout stdout"])}
     assert opened(imported["app"], kstrata_key) == {"TOKEN": canaries[0].value}
     assert opened(imported["db"], kstrata_key) == {"password": canaries[1].value}
+
+
+def test_offline_sops_import_loads_neither_kopf_nor_the_kubernetes_client(
+    sops: Path, work: dict[str, Any]
+) -> None:
+    path = encrypt(sops, work, "creds.yaml", "user: u\n")
+    probe = (
+        "import sys, io\n"
+        "from kstrata.cli.main import main\n"
+        f"argv = ['import', '-f', {str(path)!r}, '--sops', '--sops-binary', {str(sops)!r}, "
+        f"'-n', 'shop', '--cert', {str(work['bundle'])!r}]\n"
+        "out = io.StringIO()\n"
+        "assert main(argv, out=out) == 0 and 'kss1:' in out.getvalue()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes')\n"
+        "             or m.startswith(('kstrata.kube', 'kstrata.controller'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.strip() == "[]"
