@@ -325,4 +325,4 @@ def test_an_unknown_context_is_a_usage_error(tmp_path: Path, staging: KeyPair) -
                        str(bundle(tmp_path, "s", staging)), "--name", "db",
                        "--from-literal", "k=v")  # fmt: skip
     assert code == 2
-    assert "no context nope" in err
+    assert "context 'nope' does not exist; its contexts: dev" in err
