@@ -60,6 +60,9 @@ RELOADER_MATCH: Final = "reloader.stakater.com/match"
 RELOADER_CONFIG_MAP_RELOAD: Final = "configmap.reloader.stakater.com/reload"
 RELOADER_SECRET_RELOAD: Final = "secret.reloader.stakater.com/reload"  # noqa: S105
 RELOADER_IGNORE: Final = "reloader.stakater.com/ignore"
+#: On an Argo Rollout: ``restart`` makes Reloader set ``spec.restartAt``; kstrata
+#: rolls the template (``spec.restartAt`` only for a Rollout with a workloadRef).
+RELOADER_ROLLOUT_STRATEGY: Final = "reloader.stakater.com/rollout-strategy"
 
 #: Reloader's workload annotations, in the order ``migrate`` reports them.
 RELOADER_WORKLOAD_ANNOTATIONS: Final = (
@@ -252,6 +255,11 @@ def migrate(
         notes.append(
             "reloader.stakater.com/search: the sources matching today are named; "
             "a source given reloader.stakater.com/match later must be added by name"
+        )
+    if str(annotations.get(RELOADER_ROLLOUT_STRATEGY, "")).strip() == "restart":
+        notes.append(
+            f"{RELOADER_ROLLOUT_STRATEGY}=restart is not honoured: kstrata rolls the pod "
+            "template, so the Rollout's canary or blue-green steps run"
         )
     existing = annotations.get(RELOAD)
     if isinstance(existing, str) and existing.strip():

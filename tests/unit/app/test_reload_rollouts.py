@@ -86,3 +86,18 @@ def test_targets_and_the_crds_take_every_reloadable_kind() -> None:
         assert target["items"]["properties"]["kind"]["enum"] == list(crds.RELOAD_KINDS)
         workloads = schema["properties"]["status"]["properties"]["workloads"]
         assert workloads["items"]["properties"]["kind"]["enum"] == list(crds.RELOAD_KINDS)
+
+
+def test_migration_says_reloaders_restart_strategy_is_not_honoured() -> None:
+    annotations = {
+        "reloader.stakater.com/auto": "true",
+        "reloader.stakater.com/rollout-strategy": "restart",
+    }
+    migration = ra.migrate("Rollout", "ns", "web", annotations)
+    assert migration.reload == "auto"
+    assert any("rollout-strategy=restart is not honoured" in note for note in migration.notes)
+    # The annotation is left on the Rollout (not one migrate removes), and without it
+    # there is nothing to say.
+    assert "reloader.stakater.com/rollout-strategy" not in migration.found
+    plain = ra.migrate("Rollout", "ns", "web", {"reloader.stakater.com/auto": "true"})
+    assert plain.notes == ()
