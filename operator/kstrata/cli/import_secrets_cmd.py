@@ -67,8 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Flags that only the secret imports take (their dest names).
+_SECRET_ONLY = ("sops_binary", "cert", "operator_namespace", "scope", "output_dir")
+
+
 def wants_secret_import(args: argparse.Namespace) -> bool:
-    return args.bitnami_keys is not None or bool(args.sops)
+    """A secret import, or a secret import's flag (refused by :func:`run` without one)."""
+    return (
+        args.bitnami_keys is not None
+        or bool(args.sops)
+        or any(getattr(args, dest) not in (None, []) for dest in _SECRET_ONLY)
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -76,6 +85,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.bitnami_keys is not None and args.sops:
         raise UsageError("import: give either --bitnami-keys or --sops")
+    if args.bitnami_keys is None and not args.sops:
+        given = [f"--{dest.replace('_', '-')}" for dest in _SECRET_ONLY if getattr(args, dest)]
+        raise UsageError(
+            f"import: {', '.join(given)} are for the secret imports: "
+            "add --bitnami-keys BACKUP or --sops"
+        )
     if not args.filename:
         raise UsageError("import: give the files with -f FILE (files or directories)")
     if args.environments or args.full:

@@ -287,6 +287,34 @@ def test_refusals_name_the_object_and_print_nothing(
     assert code == 2
     code, _, err = run("import", "-f", "a.yaml", "--bitnami-keys", "k", "--sops")
     assert code == 2
+    # A secret import's flag on a ConfigProfile import is refused, not ignored.
+    code, _, err = run("import", "-f", "a.yaml", "--cert", "keys.json")
+    assert code == 2
+    assert "--cert are for the secret imports" in err
+
+
+def test_tampered_truncated_and_foreign_values_do_not_open(
+    kubeseal_binary: Path, work: dict[str, Path], new_key: BitnamiKey, old_key: BitnamiKey
+) -> None:
+    import base64
+
+    sealed = kubeseal(kubeseal_binary, work["new"], secret_manifest("db", "shop", {"k": "v"}))
+    token = sealed["spec"]["encryptedData"]["k"]
+    keys = [
+        load_private_key(base64.b64decode(k.secret["data"]["tls.key"])) for k in (old_key, new_key)
+    ]
+    label = encryption_label(BitnamiScope.STRICT, "shop", "db")
+    assert open_value(token, keys, label) == (b"v", keys[1].key_id)
+    raw = bytearray(base64.b64decode(token))
+    for index in (3, len(raw) - 1):  # the RSA block, the GCM tag
+        tampered = bytearray(raw)
+        tampered[index] ^= 1
+        with pytest.raises(UnsealError):
+            open_value(base64.b64encode(bytes(tampered)).decode(), keys, label)
+    with pytest.raises(TokenFormatError):
+        open_value(base64.b64encode(bytes(raw[:520])).decode(), keys, label)  # no GCM tag
+    with pytest.raises(UnsealError):
+        open_value(token, keys[:1], label)  # only the key it was not sealed to
 
 
 def test_no_value_leaks_into_output_errors_or_files(
