@@ -7,10 +7,10 @@ offline commands that must start in well under 200 ms.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -77,11 +77,32 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {_without_values(message)}")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse builds a formatter for every add_argument, and without a width it
+        # asks shutil, whose import (bz2, lzma) is ~2 ms of an offline command's start.
+        # (Every formatter_class here is a HelpFormatter, which takes a width.)
+        width = _terminal_columns() - 2
+        return self.formatter_class(prog=self.prog, width=width)  # type: ignore[call-arg]
+
     def format_help(self) -> str:
         # Imported here: only --help pays for the examples' text.
         from kstrata.cli.examples import section
 
         return super().format_help() + section(self.prog)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil: COLUMNS, the tty, 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 #: An option name as argparse's prefix matching sees it.
@@ -99,6 +120,8 @@ def _unrecognized(extras: Sequence[str], known: Sequence[str]) -> str:
     The arguments themselves are never shown, not even those that look like
     options: ``--hunter2`` may be a password typed after a flag that takes none.
     """
+    import difflib  # only for a mistyped command line
+
     count = len(extras)
     message = (
         f"{count} unrecognized argument{'s' if count > 1 else ''} "
@@ -197,6 +220,8 @@ def split_type_name(text: str) -> tuple[str | None, str]:
     for kind, spellings in TYPE_NAMES.items():
         if kind_text.lower() in spellings:
             return kind, name
+    import difflib  # only for an unknown type
+
     known = sorted(spelling for spellings in TYPE_NAMES.values() for spelling in spellings)
     match = difflib.get_close_matches(kind_text.lower(), known, 1, 0.6)
     hint = f" (did you mean {match[0]}?)" if match else ""
