@@ -37,7 +37,13 @@ Offline CLI, no cluster: one value sealed with ``kubeseal --cert --raw`` and
 ``kstrata seal --cert`` (the console script a user runs), ``--cli-runs``
 fresh processes each, interleaved with ``python -c pass``; and
 ``--bulk`` Secret manifests sealed from a shell loop, 2 in parallel
-(``xargs -P2``), once per tool.
+(``xargs -P2``), once per tool; and the same manifests sealed by one
+``kstrata seal -f DIR --output-dir OUT`` process (``--bulk-runs`` times),
+which is how kstrata seals many manifests.
+
+``--cli-only`` runs only the offline CLI part, with no control plane: the
+kubeseal certificate is then a self-signed RSA-4096 certificate made here
+(what the sealed-secrets controller generates), not one a controller served.
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--json out.json]
 
@@ -579,7 +585,33 @@ def reloads(bench: Bench, samples: int) -> dict[str, Any]:
 # --- offline CLI -------------------------------------------------------------------
 
 
-def cli(kubeseal: Path, kubeseal_cert: Path, runs: int, bulk: int) -> dict[str, Any]:
+def self_signed_cert(path: Path) -> Path:
+    """A self-signed RSA-4096 certificate, as the sealed-secrets controller makes (--cli-only)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kstrata-bench")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 10))
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def cli(
+    kubeseal: Path, kubeseal_cert: Path, runs: int, bulk: int, bulk_runs: int = 3
+) -> dict[str, Any]:
     kstrata = Path(sys.executable).with_name("kstrata")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory(prefix="kstrata-bench-peers-cli-") as scratch_name:
@@ -636,10 +668,24 @@ def cli(kubeseal: Path, kubeseal_cert: Path, runs: int, bulk: int) -> dict[str, 
                 raise SystemExit(f"{label}: not every manifest was sealed")
             for sealed in manifests.glob("*.sealed"):
                 sealed.unlink()
+        # kstrata's way: one process for every manifest (the same files).
+        one_process: list[float] = []
+        for run in range(bulk_runs):
+            out_dir = scratch / f"sealed-{run}"
+            started = time.perf_counter()
+            subprocess.run(
+                [str(kstrata), "seal", "--cert", str(bundle), "-f", str(manifests),
+                 "--output-dir", str(out_dir)],
+                check=True, env=env, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            one_process.append(time.perf_counter() - started)
+            if len(list(out_dir.rglob("*.yaml"))) != bulk:
+                raise SystemExit("kstrata seal -f DIR: not every manifest was sealed")
     return {
         "single_ms": {label: spread(samples) for label, samples in timings.items()},
         "bulk_manifests": bulk,
         "bulk_seconds": bulk_seconds,
+        "bulk_one_process_seconds": spread(one_process, 2),
     }
 
 
@@ -721,11 +767,18 @@ def repetition(
 
 def table(results: dict[str, Any]) -> str:
     reps = results["repetitions"]
+    rows = ["| measure | peer | kstrata | kstrata vs peer |", "|---|---|---|---|"]
+    if reps:
+        rows += _controller_rows(reps)
+    rows += _cli_rows(results["cli"])
+    return "\n".join(rows)
 
+
+def _controller_rows(reps: list[dict[str, Any]]) -> list[str]:
     def col(side: str, key: str) -> list[float]:
         return [float(r[side][key]) for r in reps]
 
-    rows = ["| measure | peer | kstrata | kstrata vs peer |", "|---|---|---|---|"]
+    rows: list[str] = []
     ks_rate, ss_rate = (
         spread(col("kstrata", "objects_per_second")),
         spread(col("sealed-secrets", "objects_per_second")),
@@ -770,7 +823,12 @@ def table(results: dict[str, Any]) -> str:
                 f"| plain ConfigMap changed → pod template patched, p50 | API floor as above | "
                 f"{cell(plain, 'ms')} | {latency_ratio(plain['median'], floor['median'])} |"
             )
-    single = results["cli"]["single_ms"]
+    return rows
+
+
+def _cli_rows(cli_results: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    single = cli_results["single_ms"]
     seal_ratio = ratio(
         single["kstrata"]["median"], single["kubeseal"]["median"], higher_is_better=False
     )
@@ -779,13 +837,22 @@ def table(results: dict[str, Any]) -> str:
         f"{cell(single['kstrata'], 'ms')} (`python -c pass`: {single['python']['median']:g} ms) | "
         f"{seal_ratio} |"
     )
-    bulk = results["cli"]["bulk_seconds"]
+    bulk = cli_results["bulk_seconds"]
+    n = cli_results["bulk_manifests"]
     rows.append(
-        f"| seal {results['cli']['bulk_manifests']} Secret manifests, shell loop, 2 in parallel "
+        f"| seal {n} Secret manifests, shell loop, 2 in parallel "
         f"| kubeseal {bulk['kubeseal']:g} s (n=1) | {bulk['kstrata']:g} s (n=1) | "
         f"{ratio(bulk['kstrata'], bulk['kubeseal'], higher_is_better=False)} |"
     )
-    return "\n".join(rows)
+    one = cli_results.get("bulk_one_process_seconds")
+    if one:
+        rows.append(
+            f"| seal {n} Secret manifests: kstrata in one process (`seal -f DIR --output-dir`) "
+            f"vs kubeseal once per manifest, 2 in parallel | kubeseal {bulk['kubeseal']:g} s "
+            f"(n=1) | {cell(one, 's')} | "
+            f"{ratio(one['median'], bulk['kubeseal'], higher_is_better=False)} |"
+        )
+    return rows
 
 
 def main() -> int:
@@ -799,6 +866,8 @@ def main() -> int:
     parser.add_argument("--reload-samples", type=int)
     parser.add_argument("--cli-runs", type=int, default=20)
     parser.add_argument("--bulk", type=int)
+    parser.add_argument("--bulk-runs", type=int, default=3)
+    parser.add_argument("--cli-only", action="store_true", help="only the offline CLI part")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = {
@@ -814,7 +883,9 @@ def main() -> int:
     if args.quick:
         args.namespaces = min(args.namespaces, 10)
 
-    binaries = {"controller": install("sealed-secrets-controller"), "kubeseal": install("kubeseal")}
+    binaries = {"kubeseal": install("kubeseal")}
+    if not args.cli_only:
+        binaries["controller"] = install("sealed-secrets-controller")
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -825,6 +896,9 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="kstrata-bench-peers-") as scratch_name:
         scratch = Path(scratch_name)
+        if args.cli_only:
+            args.reps = 0
+            self_signed_cert(scratch / "kubeseal-cert.pem")
         for rep in range(args.reps):
             (scratch / f"rep-{rep}").mkdir()
             results["repetitions"].append(
@@ -832,7 +906,11 @@ def main() -> int:
             )
         print("offline CLI", flush=True)
         results["cli"] = cli(
-            binaries["kubeseal"], scratch / "kubeseal-cert.pem", args.cli_runs, args.bulk
+            binaries["kubeseal"],
+            scratch / "kubeseal-cert.pem",
+            args.cli_runs,
+            args.bulk,
+            args.bulk_runs,
         )
     results["load_at_end"] = load()
     results["seconds"] = round(time.monotonic() - started)
