@@ -22,7 +22,14 @@ import pytest
 import yaml
 from kubernetes import client
 from test_reload_rolling import create_deployment, replica_sets, template_annotation
-from test_sealedsecret_reconcile import (
+
+import controlplane
+from kstrata.app.admission import webhook_configuration
+from kstrata.crypto import PublicKeyBundle
+from support.cluster import TestCluster
+from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
+from support.operator import RunningOperator, running_operator
+from support.sealed_secrets import (
     events_about,
     get_sealed,
     published_bundle,
@@ -32,23 +39,11 @@ from test_sealedsecret_reconcile import (
     wait_not_ready,
     wait_ready,
 )
-
-import controlplane
-from kstrata.crypto import PublicKeyBundle
-from support.cluster import TestCluster
-from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
-from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 URL = 'postgres://{{ .user }}:{{ index . "password" }}@db:5432/app'
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
 
 
 @pytest.fixture
@@ -308,3 +303,35 @@ def test_admission_refuses_a_bad_template_naming_its_key(
         looped.stderr,
         admitted.stdout,
     )
+
+
+def test_only_templated_sealed_secrets_depend_on_the_webhook(
+    cluster: TestCluster, namespace: str
+) -> None:
+    """With the webhook down, a SealedSecret without templates still applies (match condition)."""
+    name = f"kstrata-down-{namespace}"
+    dead = {"url": f"https://127.0.0.1:{controlplane.free_port()}/validate-configprofile"}
+    configuration = webhook_configuration(name, dead, (namespace,))
+    token = "kss1:" + "A" * 80  # never opened: no operator runs here
+    plain = sealed_secret("plain", {"encryptedData": {"user": token}})
+    templated = sealed_secret(
+        "templated", {"encryptedData": {"user": token}, "template": {"data": {"U": "{{ .user }}"}}}
+    )
+    api = client.AdmissionregistrationV1Api(cluster.api)
+    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(configuration))
+    try:
+        # The API server picks up a new configuration asynchronously: wait for the refusal.
+        refused = wait_for(
+            lambda: (
+                result
+                if (result := kubectl_apply(cluster, namespace, templated)).returncode != 0
+                else None
+            ),
+            timeout=30,
+            what="the unreachable webhook to refuse the templated SealedSecret",
+        )
+        assert "sealedsecrets.kstrata.dev" in refused.stderr
+        applied = kubectl_apply(cluster, namespace, plain)
+        assert applied.returncode == 0, applied.stderr
+    finally:
+        api.delete_validating_webhook_configuration(name)
