@@ -69,6 +69,8 @@ _SUPPORTED: Final = (
     "with optional {{- and -}}"
 )
 _NAMED_MAX: Final = 40
+#: Template keys, item keys or problems one message lists before "and N more".
+_LISTED_MAX: Final = 8
 
 
 @dataclass(frozen=True)
@@ -327,13 +329,21 @@ def check_references(
     for key, refs in sorted(data.references().items()):
         missing = sorted(refs - have)
         if missing:
-            problems.append(f"{WHERE}.{key} references item(s) {', '.join(missing)}")
+            problems.append(f"{WHERE}.{key} references item(s) {_listed(missing)}")
     if problems:
         where = f" for environment {environment}" if environment else ""
-        known = ", ".join(sorted(have)) if have else "none"
+        known = _listed(sorted(have)) if have else "none"
         raise TemplateError(
-            "; ".join(problems) + f": no such item in this SealedSecret{where} (items: {known})"
+            _listed(problems, sep="; ")
+            + f": no such item in this SealedSecret{where} (items: {known})"
         )
+
+
+def _listed(names: list[str], *, sep: str = ", ") -> str:
+    # Bounded: the message goes into a status condition and an event.
+    shown = sep.join(names[:_LISTED_MAX])
+    more = len(names) - _LISTED_MAX
+    return shown + (f" (and {more} more)" if more > 0 else "")
 
 
 def _item_keys(encrypted: object) -> frozenset[str]:

@@ -113,6 +113,17 @@ def test_a_missing_item_names_template_and_item_keys_never_a_value() -> None:
     assert "CANARY" not in str(at_render.value)
 
 
+def test_messages_list_a_bounded_number_of_keys() -> None:
+    items = [f"item-{i:03}-" + "x" * 240 for i in range(256)]
+    data = parse_template_data({f"T{i:03}": "{{ .missing }}" for i in range(256)})
+    with pytest.raises(TemplateError) as caught:
+        check_references(data, items)
+    message = str(caught.value)
+    assert "(and 248 more)" in message
+    assert message.count("references item(s) missing") == 8
+    assert len(message) < 4096
+
+
 def test_a_template_without_references_is_a_plain_value() -> None:
     data = parse_template_data({"MODE": "read-only"})
     check_references(data, [])
