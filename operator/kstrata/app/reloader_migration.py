@@ -24,6 +24,12 @@ from kstrata.app.reloads import RELOADABLE, pod_template, referenced_objects
 from kstrata.domain import reload_annotations as ra
 from kstrata.errors import NotFoundError
 from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi, Resource
+from kstrata.wellknown import (
+    RELOAD_ANNOTATION,
+    RELOAD_IGNORE_ANNOTATION,
+    RELOADER_IGNORE,
+    RELOADER_MATCH,
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ def migrate_reloader(
         for obj in _list(api, resource, namespace):
             meta = obj.get("metadata") or {}
             annotations = _annotations(obj)
-            if ra.RELOADER_MATCH in annotations or ra.RELOADER_IGNORE in annotations:
+            if RELOADER_MATCH in annotations or RELOADER_IGNORE in annotations:
                 # Annotations only: a Secret's data is dropped at once.
                 sources[(resource.kind, meta["namespace"], meta["name"])] = {"metadata": meta}
     workloads: list[ra.Migration] = []
@@ -120,7 +126,7 @@ def migrate_reloader(
         if apply and not already:
             report(f"writing {kind} {ns}/{name}")
             resource = CONFIG_MAPS if kind == ra.CONFIG_MAP else SECRETS
-            patch: JSON = {"metadata": {"annotations": {ra.IGNORE: "true"}}}
+            patch: JSON = {"metadata": {"annotations": {RELOAD_IGNORE_ANNOTATION: "true"}}}
             api.patch(resource, ns, name, patch)
         done_sources.append(SourceMigration(kind, ns, name, done=apply or already))
     if apply:
@@ -131,7 +137,7 @@ def migrate_reloader(
             )
             changes: dict[str, str | None] = dict.fromkeys(migration.found)
             if migration.reload:
-                changes[ra.RELOAD] = migration.reload
+                changes[RELOAD_ANNOTATION] = migration.reload
             api.patch(
                 resource,
                 migration.namespace,

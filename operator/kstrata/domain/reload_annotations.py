@@ -43,26 +43,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-RELOAD: Final = "kstrata.dev/reload"
-IGNORE: Final = "kstrata.dev/reload-ignore"
+from kstrata.wellknown import (
+    RELOAD_ANNOTATION,
+    RELOAD_IGNORE_ANNOTATION,
+    RELOADER_AUTO,
+    RELOADER_CONFIG_MAP_AUTO,
+    RELOADER_CONFIG_MAP_RELOAD,
+    RELOADER_IGNORE,
+    RELOADER_MATCH,
+    RELOADER_ROLLOUT_STRATEGY,
+    RELOADER_SEARCH,
+    RELOADER_SECRET_AUTO,
+    RELOADER_SECRET_RELOAD,
+)
 
 AUTO: Final = "auto"
 AUTO_CONFIG_MAPS: Final = "auto-configmaps"
 AUTO_SECRETS: Final = "auto-secrets"
 CONFIG_MAP_PREFIX: Final = "configmap/"
 SECRET_PREFIX: Final = "secret/"  # noqa: S105 (a record key prefix)
-
-RELOADER_AUTO: Final = "reloader.stakater.com/auto"
-RELOADER_CONFIG_MAP_AUTO: Final = "configmap.reloader.stakater.com/auto"
-RELOADER_SECRET_AUTO: Final = "secret.reloader.stakater.com/auto"  # noqa: S105 (annotation key)
-RELOADER_SEARCH: Final = "reloader.stakater.com/search"
-RELOADER_MATCH: Final = "reloader.stakater.com/match"
-RELOADER_CONFIG_MAP_RELOAD: Final = "configmap.reloader.stakater.com/reload"
-RELOADER_SECRET_RELOAD: Final = "secret.reloader.stakater.com/reload"  # noqa: S105
-RELOADER_IGNORE: Final = "reloader.stakater.com/ignore"
-#: On an Argo Rollout: ``restart`` makes Reloader set ``spec.restartAt``; kstrata
-#: rolls the template (``spec.restartAt`` only for a Rollout with a workloadRef).
-RELOADER_ROLLOUT_STRATEGY: Final = "reloader.stakater.com/rollout-strategy"
 
 #: Reloader's workload annotations, in the order ``migrate`` reports them.
 RELOADER_WORKLOAD_ANNOTATIONS: Final = (
@@ -167,7 +166,7 @@ def uses_reloader(annotations: Mapping[str, Any]) -> bool:
 
 def request_for(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> ReloadRequest:
     """The workload's request: ``kstrata.dev/reload`` if present, else (opt-in) Reloader's."""
-    value = annotations.get(RELOAD)
+    value = annotations.get(RELOAD_ANNOTATION)
     if isinstance(value, str) and value.strip():
         return parse_kstrata(value)
     if reloader_compatible:
@@ -177,14 +176,14 @@ def request_for(annotations: Mapping[str, Any], *, reloader_compatible: bool) ->
 
 def opted_in(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> bool:
     """Whether the workload asks for reloads by its own annotations (no source lookup)."""
-    if annotations.get(RELOAD) is not None:
+    if annotations.get(RELOAD_ANNOTATION) is not None:
         return True
     return reloader_compatible and not parse_reloader(annotations).is_empty()
 
 
 def source_ignored(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> bool:
     """A ConfigMap's or Secret's own opt-out."""
-    if _is_true(annotations.get(IGNORE)):
+    if _is_true(annotations.get(RELOAD_IGNORE_ANNOTATION)):
         return True
     return reloader_compatible and _is_true(annotations.get(RELOADER_IGNORE))
 
@@ -261,8 +260,8 @@ def migrate(
             f"{RELOADER_ROLLOUT_STRATEGY}=restart is not honoured: kstrata rolls the pod "
             "template, so the Rollout's canary or blue-green steps run"
         )
-    existing = annotations.get(RELOAD)
+    existing = annotations.get(RELOAD_ANNOTATION)
     if isinstance(existing, str) and existing.strip():
-        notes.append(f"already has {RELOAD}; it wins and is left as it is")
+        notes.append(f"already has {RELOAD_ANNOTATION}; it wins and is left as it is")
         return Migration(kind, namespace, name, found, existing.strip(), tuple(notes))
     return Migration(kind, namespace, name, found, format_request(request), tuple(notes))
