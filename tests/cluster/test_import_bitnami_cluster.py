@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import json
 import os
@@ -177,15 +178,27 @@ def test_bitnami_secrets_move_to_kstrata_without_a_gap_or_a_leak(
         for name, body in bitnami_objects.items():
             (sealed_dir / f"{name}.yaml").write_text(yaml.safe_dump(body))
             cluster.kubectl("apply", "-f", str(sealed_dir / f"{name}.yaml"))
+
         # What Bitnami's controller wrote: the bytes the migration must keep.
+        def data_of(name: str) -> dict[str, str] | None:
+            data: dict[str, str] | None = (secret_or_none(cluster, namespace, name) or {}).get(
+                "data"
+            )
+            return data
+
         before = {
             name: wait_for(
-                lambda name=name: (secret_or_none(cluster, namespace, name) or {}).get("data"),
+                functools.partial(data_of, name),
                 timeout=60,
                 what=f"Bitnami's controller to write Secret {name}",
             )
             for name in bitnami_objects
         }
+        uids = {
+            name: (secret_or_none(cluster, namespace, name) or {}).get("metadata", {}).get("uid")
+            for name in before
+        }
+        assert all(uids.values()), uids
 
         # 1. Import against the cluster's kstrata keys (no --cert).
         out, err = io.StringIO(), io.StringIO()
@@ -220,9 +233,11 @@ def test_bitnami_secrets_move_to_kstrata_without_a_gap_or_a_leak(
 
         for name, data in before.items():
             secret = wait_for(
-                lambda name=name: moved(name), timeout=60, what=f"kstrata to own Secret {name}"
+                functools.partial(moved, name), timeout=60, what=f"kstrata to own Secret {name}"
             )
             assert secret["data"] == data, name
+            # The same object all along: never deleted and created again (no gap).
+            assert secret["metadata"]["uid"] == uids[name], name
         assert (secret_or_none(cluster, namespace, "db") or {}).get("type") == (
             "kubernetes.io/basic-auth"
         )
