@@ -9,7 +9,6 @@ are names (environments, key paths), never values.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from kstrata.errors import UsageError
@@ -20,6 +19,8 @@ CUTOFF = 0.6
 
 def closest(word: str, known: Iterable[str]) -> str | None:
     """The known name most like ``word``, if any is close enough."""
+    import difflib  # only on a miss: render checks every --env here, and most are right
+
     matches = difflib.get_close_matches(word, sorted(set(known)), n=1, cutoff=CUTOFF)
     return matches[0] if matches else None
 
