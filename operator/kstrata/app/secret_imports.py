@@ -107,12 +107,24 @@ class Imported:
 # --- reading inputs ----------------------------------------------------------
 
 
-def _expanded(paths: Sequence[Path], suffixes: tuple[str, ...]) -> list[Path]:
-    """Files as given; a directory as its files with these suffixes, recursively, sorted."""
+def _everything(_: Path) -> bool:
+    return True
+
+
+def _expanded(
+    paths: Sequence[Path],
+    suffixes: tuple[str, ...],
+    wanted: Callable[[Path], bool] = _everything,
+) -> list[Path]:
+    """Files as given; a directory as its ``wanted`` files with these suffixes, recursively."""
     files: list[Path] = []
     for path in paths:
         if str(path) != "-" and path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.name.endswith(suffixes) and wanted(p)
+            )
         else:
             files.append(path)
     if not files:
@@ -572,7 +584,7 @@ def import_sops(
     ``progress`` hears about each file (the CLI shows it on a terminal).
     """
     report = progress or (lambda _message: None)
-    files = _expanded(request.paths, _SOPS_SUFFIXES)
+    files = _expanded(request.paths, _SOPS_SUFFIXES, _is_sops_file)
     if request.name is not None and len(files) > 1:
         raise UsageError("--name names one SealedSecret: give one -f file with it")
     if any(str(p) == "-" for p in files):
@@ -647,6 +659,22 @@ def _check_sops_values(values: Mapping[str, bytes], where: str) -> None:
     for item, value in values.items():
         if len(value) > MAX_PLAINTEXT_BYTES:
             raise InputLimitError(f"{where}: item {item} exceeds kstrata's sealing limit")
+
+
+def _is_sops_file(path: Path) -> bool:
+    """In a directory: a file sops encrypted, never ``.sops.yaml`` (sops' own settings).
+
+    Every SOPS file carries its metadata under the key ``sops`` (``sops_`` in
+    dotenv), so a file without the word is a plain file beside them (a
+    kustomization, a README in YAML) and is skipped, as other objects are by
+    the Bitnami import.  A file named on the command line is always decrypted.
+    """
+    if path.name in (".sops.yaml", ".sops.yml"):
+        return False
+    try:
+        return b"sops" in read_bounded(path, MAX_SOPS_OUTPUT_BYTES, what="-f")
+    except InputLimitError:
+        return True  # sops -d reports on it
 
 
 def _name_from(path: Path) -> str:

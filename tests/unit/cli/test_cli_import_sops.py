@@ -118,6 +118,9 @@ def test_secret_manifests_dotenv_and_json_files_are_imported(
             "--encrypted-regex", "^(data|stringData)$")  # fmt: skip
     encrypt(sops, work, "app.env", "API_TOKEN=t0ken\nDEBUG=false\n")
     encrypt(sops, work, "cache.json", json.dumps({"port": 6379, "password": "r3dis"}))
+    # Beside them, as in a repository: sops' settings and a plain file, both skipped.
+    (work["root"] / "enc" / ".sops.yaml").write_text("creation_rules:\n  - age: x\n")
+    (work["root"] / "enc" / "kustomization.yaml").write_text("resources: []\n")
     code, out, err = run(
         "import", "-f", str(work["root"] / "enc"), "--sops", "--sops-binary", str(sops),
         "--cert", str(work["bundle"]), "-n", "shop",
