@@ -54,6 +54,13 @@ def namespace(cluster: TestCluster) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture
+def keys_namespace(cluster: TestCluster) -> Iterator[str]:
+    """The operator namespace of the operator under test: its keys live there."""
+    with cluster.temporary_namespace(prefix="keys") as name:
+        yield name
+
+
 @pytest.fixture(scope="session")
 def kstrata_crds(cluster: TestCluster) -> None:
     """The kstrata CRDs, installed once per session from crds/ (as users install them)."""

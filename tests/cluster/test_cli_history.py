@@ -317,12 +317,6 @@ def test_every_set_shows_its_cause_and_rollback_defaults_to_the_last_good_revisi
 
 
 @pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
-
-
-@pytest.fixture
 def secret_operator(
     cluster: TestCluster, namespace: str, keys_namespace: str
 ) -> Iterator[RunningOperator]:

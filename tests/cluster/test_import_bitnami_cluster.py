@@ -31,11 +31,13 @@ from typing import Any
 
 import pytest
 import yaml
-from test_sealedsecret_reconcile import operator_for
 
 from kstrata.cli.main import main
 from support.cluster import TestCluster
 from support.leaks import Canary, cluster_texts, report, scan
+from support.sealed_secrets import (
+    operator_for,
+)
 from support.secret_tools import KEY_LABEL, install, kubeseal, secret_manifest
 from support.waiting import wait_for
 
@@ -48,13 +50,6 @@ _IN_CLUSTER = (
     'mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && cp "$0"/* '
     '/run/secrets/kubernetes.io/serviceaccount/ && exec "$@"'
 )
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    """Where the kstrata operator under test keeps its keys."""
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
 
 
 def module_dir(version: str) -> Path:

@@ -36,17 +36,6 @@ import pytest
 import yaml
 from kopf._cogs.structs.references import Resource
 from kubernetes import client
-from test_sealedsecret_reconcile import (
-    BAD_TOKENS,
-    apply,
-    published_bundle,
-    read_secret,
-    sealed_secret,
-    secret_data,
-    wait_not_ready,
-    wait_ready,
-)
-from test_sealing_keys import KEY_SECRET, metric, wait_bundle
 
 from kstrata.cli.main import main
 from kstrata.controller.runner import OperatorContext, build_registry
@@ -63,6 +52,19 @@ from support.leaks import (
     scan,
 )
 from support.operator import RunningOperator, running_operator, test_settings
+from support.sealed_secrets import (
+    BAD_TOKENS,
+    KEY_SECRET,
+    apply,
+    metric,
+    published_bundle,
+    read_secret,
+    sealed_secret,
+    secret_data,
+    wait_bundle,
+    wait_not_ready,
+    wait_ready,
+)
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
@@ -148,12 +150,6 @@ def _operator(
 @pytest.fixture
 def other_namespace(cluster: TestCluster) -> Iterator[str]:
     with cluster.temporary_namespace(prefix="replay") as name:
-        yield name
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
         yield name
 
 

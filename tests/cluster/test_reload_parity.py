@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ from support.waiting import wait_for
 RECORD = "kstrata.dev/revisions"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    """Where the operator keeps its keys (and so its fingerprint key) for one test."""
-    with cluster.temporary_namespace("keys") as name:
-        yield name
 
 
 def config_map(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:

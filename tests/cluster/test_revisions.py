@@ -15,7 +15,6 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,12 +25,7 @@ from kstrata.app.profiles import ProfileReconciler
 from kstrata.app.revisions import RevisionStore
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.domain.revisions import (
-    CHANGE_CAUSE_ANNOTATION,
-    HISTORY_ANNOTATION,
     MAX_SNAPSHOT_BYTES,
-    OWNER_KIND_LABEL,
-    OWNER_UID_LABEL,
-    REVISION_ANNOTATION,
     Snapshot,
     decode_history,
     decode_snapshot,
@@ -41,6 +35,13 @@ from kstrata.domain.revisions import (
 )
 from kstrata.errors import ConflictError, SnapshotTooLargeError
 from kstrata.kube.api import CONFIG_PROFILES, SEALED_SECRETS, KubeApi
+from kstrata.wellknown import (
+    CHANGE_CAUSE_ANNOTATION,
+    HISTORY_ANNOTATION,
+    OWNER_KIND_LABEL,
+    OWNER_UID_LABEL,
+    REVISION_ANNOTATION,
+)
 from support.cluster import TestCluster
 from support.operator import running_operator, test_settings
 from support.waiting import wait_for
@@ -52,12 +53,6 @@ pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace() as name:
-        yield name
 
 
 def profile(name: str, spec: dict[str, Any], cause: str | None = None) -> dict[str, Any]:

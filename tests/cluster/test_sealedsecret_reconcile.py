@@ -8,12 +8,9 @@ events) and that no plaintext value appears anywhere but in the Secret's data.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import logging
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,50 +20,38 @@ from prometheus_client import REGISTRY
 from kstrata.app.sealed_secrets import SealedSecretReconciler
 from kstrata.crypto import (
     PublicKeyBundle,
-    Scope,
-    SealingContext,
     generate_keypair,
     parse_token,
-    seal,
 )
 from kstrata.errors import InvalidInputError
 from kstrata.kube.api import KubeApi
 from support.cluster import TestCluster
-from support.operator import RunningOperator, running_operator, test_settings
+from support.operator import RunningOperator, test_settings
+from support.sealed_secrets import (
+    BAD_TOKENS,
+    apply,
+    assert_nowhere_but_in_data,
+    canary,
+    condition,
+    events_about,
+    get_sealed,
+    operator_for,
+    published_bundle,
+    read_secret,
+    seal_for,
+    sealed_secret,
+    secret_data,
+    secret_exists,
+    wait_not_ready,
+    wait_ready,
+)
 from support.waiting import wait_for
 
 GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "sealedsecrets"
-PUBLIC_KEYS = "kstrata-sealing-public-keys"
-
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 
 # --- helpers -------------------------------------------------------------
-
-
-def canary(label: str) -> bytes:
-    """A value that must never show up outside the Secret's data."""
-    return f"canary-{label}-{uuid.uuid4().hex[:12]}".encode()
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    """Where the operator under test keeps its keys (its operator namespace)."""
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
-
-
-@contextlib.contextmanager
-def operator_for(
-    cluster: TestCluster, namespace: str, keys_namespace: str, **overrides: Any
-) -> Iterator[RunningOperator]:
-    with running_operator(
-        cluster,
-        namespaces=(namespace, keys_namespace),
-        operator_namespace=keys_namespace,
-        **overrides,
-    ) as running:
-        yield running
 
 
 @pytest.fixture
@@ -75,127 +60,6 @@ def operator(
 ) -> Iterator[RunningOperator]:
     with operator_for(cluster, namespace, keys_namespace) as running:
         yield running
-
-
-def published_bundle(cluster: TestCluster, keys_namespace: str) -> PublicKeyBundle:
-    def read() -> PublicKeyBundle | None:
-        cm = cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys_namespace)
-        return PublicKeyBundle.parse(cm.data["keys.json"])
-
-    return wait_for(read, timeout=30, what="the published public keys")
-
-
-def seal_for(
-    bundle: PublicKeyBundle,
-    value: bytes,
-    *,
-    namespace: str,
-    name: str,
-    item: str,
-    scope: str = "strict",
-) -> str:
-    context = SealingContext.bind(Scope(scope), item=item, namespace=namespace, name=name)
-    return seal(value, bundle.newest, context)
-
-
-def sealed_secret(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SealedSecret",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
-
-
-def get_sealed(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return found
-
-
-def condition(body: dict[str, Any]) -> dict[str, Any] | None:
-    for item in (body.get("status") or {}).get("conditions") or []:
-        if item.get("type") == "Ready":
-            return dict(item)
-    return None
-
-
-def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        body = get_sealed(cluster, namespace, name)
-        ready_condition = condition(body)
-        if (
-            ready_condition
-            and ready_condition["status"] == "True"
-            and body["status"].get("revision") == revision
-            and ready_condition.get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return body
-        return None
-
-    return wait_for(ready, timeout=30, what=f"{name} Ready at revision {revision}")
-
-
-def wait_not_ready(cluster: TestCluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    def failed() -> dict[str, Any] | None:
-        body = get_sealed(cluster, namespace, name)
-        ready_condition = condition(body)
-        if (
-            ready_condition
-            and (ready_condition["status"], ready_condition["reason"]) == ("False", reason)
-            and ready_condition.get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return body
-        return None
-
-    return wait_for(failed, timeout=30, what=f"{name} Ready=False ({reason})")
-
-
-def read_secret(cluster: TestCluster, namespace: str, name: str) -> Any:
-    return cluster.core.read_namespaced_secret(name, namespace)
-
-
-def secret_data(cluster: TestCluster, namespace: str, name: str) -> dict[str, bytes]:
-    secret = read_secret(cluster, namespace, name)
-    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-
-
-def secret_exists(cluster: TestCluster, namespace: str, name: str) -> bool:
-    return cluster.exists(cluster.core.read_namespaced_secret, name, namespace)
-
-
-def events_about(cluster: TestCluster, namespace: str, name: str, type_: str) -> list[Any]:
-    return [
-        e
-        for e in cluster.core.list_namespaced_event(namespace).items
-        if e.involved_object.name == name and e.type == type_
-    ]
-
-
-def assert_nowhere_but_in_data(
-    cluster: TestCluster, namespace: str, values: list[bytes], *texts: str
-) -> None:
-    """No value in any event, any SealedSecret (status, annotations), Secret metadata or text."""
-    haystack = [e.message or "" for e in cluster.core.list_namespaced_event(namespace).items]
-    for item in cluster.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
-        "items"
-    ]:
-        haystack.append(json.dumps(item))
-    for secret in cluster.core.list_namespaced_secret(namespace).items:
-        haystack.append(json.dumps(secret.metadata.labels or {}))
-        haystack.append(json.dumps(secret.metadata.annotations or {}))
-    haystack.extend(texts)
-    for value in values:
-        text = value.decode()
-        encoded = base64.b64encode(value).decode()
-        for blob in haystack:
-            assert text not in blob
-            assert encoded not in blob
 
 
 # --- the happy path -------------------------------------------------------
@@ -358,94 +222,6 @@ def test_environment_overrides_replace_base_items(
 # --- tokens that must not open --------------------------------------------
 
 
-def _flip_last_byte(token: str) -> str:
-    body = base64.urlsafe_b64decode(token[5:] + "=" * (-len(token[5:]) % 4))
-    altered = body[:-1] + bytes([body[-1] ^ 0x01])
-    return "kss1:" + base64.urlsafe_b64encode(altered).decode().rstrip("=")
-
-
-def _truncate(token: str) -> str:
-    body = base64.urlsafe_b64decode(token[5:] + "=" * (-len(token[5:]) % 4))
-    return "kss1:" + base64.urlsafe_b64encode(body[:-4]).decode().rstrip("=")
-
-
-#: name -> (how to build the bad items, expected reason, items the message must name)
-Tamper = Callable[[PublicKeyBundle, str, str, bytes, bytes], dict[str, str]]
-
-
-def _wrong_key(
-    bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes
-) -> dict[str, str]:
-    unrelated = PublicKeyBundle.of([generate_keypair(created=bundle.newest.created)])
-    return {
-        "user": seal_for(bundle, user, namespace=ns, name=name, item="user"),
-        "password": seal_for(unrelated, pw, namespace=ns, name=name, item="password"),
-    }
-
-
-def _replayed(
-    bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes
-) -> dict[str, str]:
-    # Copied from the same SealedSecret in another namespace.
-    return {
-        "user": seal_for(bundle, user, namespace="another-ns", name=name, item="user"),
-        "password": seal_for(bundle, pw, namespace="another-ns", name=name, item="password"),
-    }
-
-
-def _renamed(bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes) -> dict[str, str]:
-    return {
-        "user": seal_for(bundle, user, namespace=ns, name="other-name", item="user"),
-        "password": seal_for(bundle, pw, namespace=ns, name="other-name", item="password"),
-    }
-
-
-def _swapped(bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes) -> dict[str, str]:
-    return {
-        "user": seal_for(bundle, pw, namespace=ns, name=name, item="password"),
-        "password": seal_for(bundle, user, namespace=ns, name=name, item="user"),
-    }
-
-
-def _tampered(
-    bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes
-) -> dict[str, str]:
-    return {
-        "user": seal_for(bundle, user, namespace=ns, name=name, item="user"),
-        "password": _flip_last_byte(seal_for(bundle, pw, namespace=ns, name=name, item="password")),
-    }
-
-
-def _truncated(
-    bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes
-) -> dict[str, str]:
-    return {
-        "user": seal_for(bundle, user, namespace=ns, name=name, item="user"),
-        "password": _truncate(seal_for(bundle, pw, namespace=ns, name=name, item="password")),
-    }
-
-
-def _unknown_version(
-    bundle: PublicKeyBundle, ns: str, name: str, user: bytes, pw: bytes
-) -> dict[str, str]:
-    token = seal_for(bundle, pw, namespace=ns, name=name, item="password")
-    return {
-        "user": seal_for(bundle, user, namespace=ns, name=name, item="user"),
-        "password": "kss2:" + token[5:],
-    }
-
-
-BAD_TOKENS: dict[str, tuple[Tamper, str, tuple[str, ...]]] = {
-    "wrong-key": (_wrong_key, "SealingKeyMissing", ("password",)),
-    "replayed-into-another-namespace": (_replayed, "DecryptionFailed", ("user", "password")),
-    "another-name-under-strict-scope": (_renamed, "DecryptionFailed", ("user", "password")),
-    "two-items-swapped": (_swapped, "DecryptionFailed", ("user", "password")),
-    "bytes-tampered": (_tampered, "DecryptionFailed", ("password",)),
-    "token-truncated": (_truncated, "DecryptionFailed", ("password",)),
-    "unknown-version": (_unknown_version, "MalformedToken", ("password",)),
-}
-
-
 @pytest.mark.parametrize("case", list(BAD_TOKENS))
 def test_a_token_that_does_not_open_writes_nothing(
     cluster: TestCluster,
@@ -503,7 +279,7 @@ def test_a_token_that_does_not_open_writes_nothing(
     wait_not_ready(cluster, namespace, "fresh", reason)
     assert not secret_exists(cluster, namespace, "fresh")
 
-    message = condition(body)["message"]  # type: ignore[index]
+    message = condition(body)["message"]
     for item in named:
         assert item in message
     if reason != "MalformedToken":
@@ -561,7 +337,7 @@ def test_type_and_immutability_changes_replace_the_secret(
     assert restored.type == "example.com/kind"
     assert secret_data(cluster, namespace, "frozen") == {"v": b"three"}
     assert restored.metadata.labels["kstrata.dev/revision"] == "3"
-    assert condition(body)["message"].startswith("the API server rejected the Secret")  # type: ignore[index]
+    assert condition(body)["message"].startswith("the API server rejected the Secret")
     assert_nowhere_but_in_data(cluster, namespace, [value])
 
 
@@ -578,7 +354,7 @@ def test_an_existing_secret_that_is_not_ours_is_untouched_until_adopted(
     token = seal_for(bundle, value, namespace=namespace, name="legacy", item="a")
     apply(cluster, namespace, sealed_secret("legacy", {"encryptedData": {"a": token}}))
     body = wait_not_ready(cluster, namespace, "legacy", "NotOwned")
-    assert "app.kubernetes.io/managed-by=kstrata" in condition(body)["message"]  # type: ignore[index]
+    assert "app.kubernetes.io/managed-by=kstrata" in condition(body)["message"]
     after = read_secret(cluster, namespace, "legacy")
     assert after.metadata.resource_version == before.metadata.resource_version
     assert secret_data(cluster, namespace, "legacy") == {"a": b"1"}

@@ -22,7 +22,14 @@ import pytest
 import yaml
 from kubernetes import client
 from test_reload_rolling import create_deployment, replica_sets, template_annotation
-from test_sealedsecret_reconcile import (
+
+import controlplane
+from kstrata.app.admission import webhook_configuration
+from kstrata.crypto import PublicKeyBundle
+from support.cluster import TestCluster
+from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
+from support.operator import RunningOperator, running_operator
+from support.sealed_secrets import (
     events_about,
     get_sealed,
     published_bundle,
@@ -32,24 +39,11 @@ from test_sealedsecret_reconcile import (
     wait_not_ready,
     wait_ready,
 )
-
-import controlplane
-from kstrata.app.admission import webhook_configuration
-from kstrata.crypto import PublicKeyBundle
-from support.cluster import TestCluster
-from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
-from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 URL = 'postgres://{{ .user }}:{{ index . "password" }}@db:5432/app'
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
 
 
 @pytest.fixture

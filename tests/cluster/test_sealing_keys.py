@@ -15,7 +15,6 @@ import io
 import json
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +36,20 @@ from kstrata.errors import ConflictError
 from kstrata.kube.api import CONFIG_MAPS, JSON, KubeApi, Resource
 from kstrata.settings import Settings
 from support.cluster import TestCluster
-from support.operator import RunningOperator, running_operator
+from support.operator import running_operator
+from support.sealed_secrets import (
+    KEY_SECRET,
+    bundle_text,
+    metric,
+    wait_bundle,
+)
 from support.waiting import wait_for
 
 GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "sealedsecrets"
-KEY_SECRET = "kstrata-sealing-keys"
 PUBLIC_KEYS = "kstrata-sealing-public-keys"
 FINGERPRINT_ENTRY = "fingerprint-key.json"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
 
 
 def operator_for(
@@ -69,21 +67,6 @@ def kstrata(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main([*argv, "--kubeconfig", str(cluster.kubeconfig)], out=out, err=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def bundle_text(cluster: TestCluster, keys_namespace: str) -> str:
-    text: str = cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys_namespace).data[
-        "keys.json"
-    ]
-    return text
-
-
-def wait_bundle(cluster: TestCluster, keys_namespace: str, *, keys: int) -> PublicKeyBundle:
-    def read() -> PublicKeyBundle | None:
-        bundle = PublicKeyBundle.parse(bundle_text(cluster, keys_namespace))
-        return bundle if len(bundle) == keys else None
-
-    return wait_for(read, timeout=30, what=f"{keys} published key(s)")
 
 
 def key_secret(cluster: TestCluster, keys_namespace: str) -> Any:
@@ -108,7 +91,7 @@ def apply_sealed(cluster: TestCluster, namespace: str, name: str, tokens: dict[s
 
 
 def ready_condition(cluster: TestCluster, namespace: str, name: str) -> tuple[Any, Any]:
-    body = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    body = cluster.kstrata_object(PLURAL, namespace, name)
     for item in (body.get("status") or {}).get("conditions") or []:
         if (
             item["type"] == "Ready"
@@ -133,13 +116,6 @@ def wait_state(
 def secret_data(cluster: TestCluster, namespace: str, name: str) -> dict[str, bytes]:
     secret = cluster.core.read_namespaced_secret(name, namespace)
     return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-
-
-def metric(operator: RunningOperator, name: str) -> float:
-    for line in operator.metrics().splitlines():
-        if line.startswith((name + " ", name + "{")):
-            return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not exported")
 
 
 def test_first_start_creates_keys_and_publishes_them_once(
@@ -381,8 +357,10 @@ class _RacingApi(KubeApi):
         self.races = races
         self.conflicts = 0
 
-    def replace(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
-        if resource is CONFIG_MAPS and self.races > 0:
+    def replace(
+        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
+    ) -> JSON:
+        if resource is CONFIG_MAPS and self.races > 0 and namespace is not None:
             self.races -= 1
             self.cluster.core.patch_namespaced_config_map(
                 body["metadata"]["name"],
@@ -390,11 +368,11 @@ class _RacingApi(KubeApi):
                 {"metadata": {"annotations": {"test/racer": uuid.uuid4().hex}}},
             )
             try:
-                return super().replace(resource, namespace, body)
+                return super().replace(resource, namespace, body, dry_run=dry_run)
             except ConflictError:
                 self.conflicts += 1
                 raise
-        return super().replace(resource, namespace, body)
+        return super().replace(resource, namespace, body, dry_run=dry_run)
 
 
 def _stored_and_published(cluster: TestCluster, keys_namespace: str) -> KeyStore:

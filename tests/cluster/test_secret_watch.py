@@ -25,17 +25,19 @@ from kstrata.controller.runner import OperatorContext, assemble, kopf_cli_args
 from support.cluster import TestCluster
 from support.leaks import Canary, LogCapture, scan
 from support.operator import test_settings
+from support.sealed_secrets import (
+    published_bundle,
+    seal_for,
+    sealed_secret,
+    secret_data,
+    wait_not_ready,
+    wait_ready,
+)
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 RECORD = "kstrata.dev/revisions"
-
-
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace("keys") as name:
-        yield name
 
 
 @contextlib.contextmanager
@@ -167,14 +169,6 @@ def test_foreign_secrets_never_reach_kopf_and_followed_ones_roll_on_data_only(
 def test_a_foreign_secret_in_the_way_is_noticed_when_deleted(
     cluster: TestCluster, namespace: str, keys_namespace: str
 ) -> None:
-    from test_sealedsecret_reconcile import (  # the same helpers as the reconcile tests
-        published_bundle,
-        seal_for,
-        sealed_secret,
-        secret_data,
-        wait_not_ready,
-        wait_ready,
-    )
 
     ns = namespace
     cluster.kubectl("create", "secret", "generic", "legacy", "-n", ns, "--from-literal=a=1")
@@ -222,13 +216,6 @@ def test_an_unlabelled_key_secret_is_labelled_at_start_up(
 def test_a_key_secret_restored_without_labels_is_noticed_and_used(
     cluster: TestCluster, namespace: str, keys_namespace: str
 ) -> None:
-    from test_sealedsecret_reconcile import (
-        published_bundle,
-        seal_for,
-        sealed_secret,
-        wait_not_ready,
-        wait_ready,
-    )
 
     ns = namespace
     seen: list[tuple[str, str]] = []

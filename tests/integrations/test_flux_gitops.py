@@ -497,12 +497,6 @@ def flux_objects(namespace: str, url: str) -> list[dict[str, Any]]:
 # --- the test ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def keys_namespace(cluster: TestCluster) -> Iterator[str]:
-    with cluster.temporary_namespace(prefix="keys") as name:
-        yield name
-
-
 def test_flux_delivers_kstrata_objects_without_drift_and_owns_rollbacks(
     cluster: TestCluster,
     namespace: str,
