@@ -9,34 +9,11 @@ time it took.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-INSTALLER = REPO / "tools" / "gotools" / "install.py"
-
-
-def install_tool(config: pytest.Config, name: str) -> Path:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, str(INSTALLER), name],
-        capture_output=True,
-        text=True,
-        timeout=1900,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"tools/gotools/install.py {name} failed:\n{result.stderr}", pytrace=False)
-    if "installed" in result.stderr:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"tools/gotools: installed {name} in {time.monotonic() - started:.0f} s"
-            )
-    return Path(result.stdout.strip().splitlines()[-1])
+from support.gotools import install_tool
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
 from prometheus_client import REGISTRY
 
 from kstrata import metrics
+from support.gotools import CHART, REPO, Helm, Object, documents
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kstrata"
+# Running the real helm is shared with tests/e2e (support.gotools); re-exported here.
+__all__ = ["CHART", "REPO", "Helm", "Object", "documents"]
+
 MONITORING = REPO / "monitoring"
 ARGOCD = REPO / "integrations" / "argocd"
 
@@ -25,63 +19,6 @@ HELM_LABELS = frozenset(
     {"helm.sh/chart", "app.kubernetes.io/instance", "app.kubernetes.io/version"}
 )
 HELM_ANNOTATIONS = ("meta.helm.sh/", "helm.sh/resource-policy")
-
-Object = dict[str, Any]
-
-
-@dataclass
-class Helm:
-    path: Path
-    #: Helm's config, cache and data directories: never the user's own.
-    home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kstrata-helm-")))
-
-    def env(self) -> dict[str, str]:
-        import os
-
-        return dict(
-            os.environ,
-            HELM_CONFIG_HOME=str(self.home / "config"),
-            HELM_CACHE_HOME=str(self.home / "cache"),
-            HELM_DATA_HOME=str(self.home / "data"),
-        )
-
-    def run(
-        self, *args: str, kubeconfig: Path | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        command = [str(self.path), *args]
-        if kubeconfig is not None:
-            command += ["--kubeconfig", str(kubeconfig)]
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=self.env(), timeout=180
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
-        return result
-
-    def values_file(self, values: Object) -> Path:
-        with tempfile.NamedTemporaryFile(
-            "w", suffix=".yaml", dir=self.home, delete=False, encoding="utf-8"
-        ) as handle:
-            json.dump(values, handle)
-        return Path(handle.name)
-
-    def template_text(self, values: Object | None = None, *, include_crds: bool = True) -> str:
-        args = ["template", "kstrata", str(CHART)]
-        if include_crds:
-            args.append("--include-crds")
-        if values:
-            args += ["--values", str(self.values_file(values))]
-        return self.run(*args).stdout
-
-    def template(self, values: Object | None = None, *, include_crds: bool = True) -> list[Object]:
-        return documents(self.template_text(values, include_crds=include_crds))
-
-
-def documents(text: str) -> list[Object]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def key(obj: Object) -> tuple[str, str, str | None, str]:

@@ -78,6 +78,23 @@ def pods_of(cluster: TestCluster, namespace: str, deployment: str) -> list[Any]:
 def install_kstrata(cluster: TestCluster) -> Installed:
     """``kubectl apply -k manifests/overlays/local``; both operator replicas Ready."""
     cluster.kubectl("apply", "-k", str(OVERLAY))
+    return Installed(cluster, wait_serving(cluster))
+
+
+def uninstall_kstrata(cluster: TestCluster) -> None:
+    """``kubectl delete -k manifests/overlays/local`` (CRDs and namespace too), if installed."""
+    cluster.kubectl(
+        "delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=true", "--timeout=120s"
+    )
+    wait_for(
+        lambda: not cluster.exists(cluster.core.read_namespace, OPERATOR_NAMESPACE),
+        timeout=120,
+        what="the operator namespace gone",
+    )
+
+
+def wait_serving(cluster: TestCluster) -> tuple[str, ...]:
+    """However installed: every operator replica Ready and the webhook answering; pod names."""
     wait_rolled_out(cluster, OPERATOR_NAMESPACE, "kstrata", timeout=180)
     # The webhook answers only once a replica has written the caBundle and
     # listens; until then failurePolicy: Fail refuses every ConfigProfile write.
@@ -95,7 +112,7 @@ def install_kstrata(cluster: TestCluster) -> Installed:
         what="the webhook to answer through its Service",
     )
     pods = cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=OPERATOR_SELECTOR)
-    return Installed(cluster, tuple(sorted(p.metadata.name for p in pods.items)))
+    return tuple(sorted(p.metadata.name for p in pods.items))
 
 
 def _webhook_ca_written(cluster: TestCluster) -> bool:
