@@ -78,7 +78,7 @@ test-cluster: build-controlplane
 # a fresh machine) and, as root, the node's images (debootstrap, buildah).
 # Each is a no-op when its cache is current.
 test-deps: $(STAMP)
-	$(BIN)/python tools/gotools/install.py helm promtool krew flux-source-controller flux-kustomize-controller argo-rollouts kubeseal sops age-keygen
+	$(BIN)/python tools/gotools/install.py helm promtool krew flux-source-controller flux-kustomize-controller argo-rollouts kubeseal sealed-secrets-controller sops age-keygen
 	if [ "$$(id -u)" = 0 ]; then \
 	  $(BIN)/python tools/gotools/install.py lua5.1 zsh fish && $(BIN)/python tools/images/images.py build; \
 	fi
