@@ -393,3 +393,24 @@ def test_offline_import_loads_neither_kopf_nor_the_kubernetes_client(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_one_key_secret_or_a_bare_pem_key_is_a_backup_too(
+    kubeseal_binary: Path, work: dict[str, Path], new_key: BitnamiKey, kstrata_key: KeyPair
+) -> None:
+    import base64
+
+    path = write(
+        work["sealed"] / "db.yaml",
+        kubeseal(kubeseal_binary, work["new"], secret_manifest("db", "shop", {"k": "v"})),
+    )
+    one_secret = write(work["root"] / "one.yaml", new_key.secret)
+    pem = work["root"] / "tls.key"
+    pem.write_bytes(base64.b64decode(new_key.secret["data"]["tls.key"]))
+    for backup in (one_secret, pem):
+        code, out, err = run(
+            "import", "sealedsecret", "-f", str(path), "--bitnami-keys", str(backup),
+            "--cert", str(work["bundle"]),
+        )  # fmt: skip
+        assert code == 0, err
+        assert opened(documents(out)[0], kstrata_key) == {"k": b"v"}

@@ -258,3 +258,15 @@ def test_offline_sops_import_loads_neither_kopf_nor_the_kubernetes_client(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_sops_is_found_on_path(
+    sops: Path, work: dict[str, Any], kstrata_key: KeyPair, monkeypatch: Any
+) -> None:
+    path = encrypt(sops, work, "creds.yaml", "user: u\n")
+    monkeypatch.setenv("PATH", f"{sops.parent}{os.pathsep}{os.environ['PATH']}")
+    code, out, err = run(
+        "import", "-f", str(path), "--sops", "-n", "shop", "--cert", str(work["bundle"])
+    )
+    assert code == 0, err
+    assert opened(documents(out)[0], kstrata_key) == {"user": b"u"}
