@@ -237,6 +237,10 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
             "--dry-run=client -o yaml | kstrata seal -n shop -f -",
         ),
         (
+            "Every Secret manifest under a directory, in one run, one file each",
+            "kstrata seal --cert sealing-keys.json -f secrets/ --output-dir sealed/",
+        ),
+        (
             "Add or replace one item in a committed file",
             "kstrata seal --merge-into payments-db.yaml --from-file api-token=token.txt",
         ),
