@@ -61,6 +61,13 @@ def keys_namespace(cluster: TestCluster) -> Iterator[str]:
         yield name
 
 
+@pytest.fixture
+def other_namespace(cluster: TestCluster) -> Iterator[str]:
+    """A second fresh namespace, for what must not cross namespaces."""
+    with cluster.temporary_namespace("other") as name:
+        yield name
+
+
 @pytest.fixture(scope="session")
 def kstrata_crds(cluster: TestCluster) -> None:
     """The kstrata CRDs, installed once per session from crds/ (as users install them)."""

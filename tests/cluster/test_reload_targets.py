@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from test_reload_rolling import (
-    GROUP,
-    VERSION,
+
+from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
+from kstrata.domain.crds import GROUP, VERSION
+from support.cluster import TestCluster
+from support.operator import running_operator
+from support.reloads import (
     annotation,
     apply_profile,
     apps,
@@ -27,7 +30,6 @@ from test_reload_rolling import (
     create_deployment,
     custom,
     deployment,
-    other_namespace,
     replica_sets,
     rollout_events,
     status_workloads,
@@ -35,15 +37,11 @@ from test_reload_rolling import (
     wait_count,
     wait_recorded,
     wait_revision,
+    wait_template,
 )
-
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
-from support.cluster import TestCluster
-from support.operator import running_operator
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-__all__ = ["other_namespace"]  # a fixture, used by name
 
 
 def test_targets_by_name_roll_in_their_namespace_only(
@@ -92,13 +90,7 @@ def test_targets_by_name_roll_in_their_namespace_only(
                 {"base": {"port": port}, "reload": {"targets": targets}},
             )
             wait_revision(cluster, namespace, "payments", port)
-            wait_for(
-                lambda p=port: (
-                    template_annotation(deployment(cluster, namespace, "web")) == f"payments={p}"
-                ),
-                timeout=30,
-                what=f"web to roll to payments={port}",
-            )
+            wait_template(cluster, namespace, "web", f"payments={port}")
             wait_count(lambda: replica_sets(cluster, namespace, "web"), port, "web RS")
             wait_count(
                 lambda: controller_revisions(cluster, namespace, "agent", "DaemonSet"),
@@ -269,11 +261,7 @@ def test_sealed_secret_targets_by_selector(
         apply_sealed(b"three", bundle)
         wait_sealed_revision(3)
         for name in ("orders", "frontend"):
-            wait_for(
-                lambda n=name: template_annotation(deployment(cluster, namespace, n)) == "db=3",
-                timeout=30,
-                what=f"{name} to roll to db=3",
-            )
+            wait_template(cluster, namespace, name, "db=3")
         wait_count(lambda: replica_sets(cluster, namespace, "orders"), 3, "orders RS")
         wait_count(lambda: replica_sets(cluster, namespace, "frontend"), 2, "frontend RS")
         wait_for(

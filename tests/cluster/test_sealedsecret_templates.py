@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from test_reload_rolling import create_deployment, replica_sets, template_annotation
 
 import controlplane
 from kstrata.app.admission import webhook_configuration
@@ -29,6 +28,11 @@ from kstrata.crypto import PublicKeyBundle
 from support.cluster import TestCluster
 from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
 from support.operator import RunningOperator, running_operator
+from support.reloads import (
+    create_deployment,
+    replica_sets,
+    template_annotation,
+)
 from support.sealed_secrets import (
     events_about,
     get_sealed,

@@ -1,0 +1,234 @@
+"""Workloads, profiles and rollouts on the real control plane: what the reload tests share.
+
+Creating Deployments, StatefulSets and DaemonSets that mount a profile's
+ConfigMap, applying profiles, and reading the ground truth of a rollout
+(ReplicaSets, ControllerRevisions, the recorded annotation, reload passes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+from prometheus_client import REGISTRY
+
+from kstrata.domain.crds import GROUP, VERSION
+from support.cluster import TestCluster
+from support.waiting import wait_for
+
+PLURAL = "configprofiles"
+RECORD = "kstrata.dev/revisions"
+
+
+def apps(cluster: TestCluster) -> Any:
+    """Untyped handles: the tests treat API objects as loosely as the client does."""
+    return cluster.apps
+
+
+def custom(cluster: TestCluster) -> Any:
+    return cluster.custom
+
+
+def core(cluster: TestCluster) -> Any:
+    return cluster.core
+
+
+def apply_profile(cluster: TestCluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ConfigProfile",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+
+def profile_status(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
+    body = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return dict(body.get("status") or {})
+
+
+def wait_revision(cluster: TestCluster, namespace: str, name: str, revision: int) -> None:
+    def ready() -> bool:
+        status = profile_status(cluster, namespace, name)
+        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+        return status.get("revision") == revision and bool(ready) and ready[0]["status"] == "True"
+
+    wait_for(ready, timeout=30, what=f"{namespace}/{name} at revision {revision}")
+
+
+def pod_template(config_map: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+            "volumes": [{"name": "config", "configMap": {"name": config_map, "optional": True}}],
+        },
+    }
+
+
+def create_deployment(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str], app: str = "x"
+) -> None:
+    template = pod_template("payments")
+    template["metadata"]["labels"]["app"] = app
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": app}},
+            "template": template,
+        },
+    }
+    apps(cluster).create_namespaced_deployment(namespace, body)
+
+
+def pod_revisions(cluster: TestCluster, namespace: str, deployment: str) -> list[str | None]:
+    """``kstrata.dev/revisions`` on each pod of one Deployment (its ReplicaSets' pods)."""
+    pods = cluster.core.list_namespaced_pod(namespace).items
+    return [
+        (p.metadata.annotations or {}).get("kstrata.dev/revisions")
+        for p in pods
+        if any(
+            r.kind == "ReplicaSet" and r.name.rsplit("-", 1)[0] == deployment
+            for r in p.metadata.owner_references or []
+        )
+    ]
+
+
+def create_stateful_set(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 0,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": pod_template("payments"),
+        },
+    }
+    apps(cluster).create_namespaced_stateful_set(namespace, body)
+
+
+def create_daemon_set(
+    cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str]
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": pod_template("payments"),
+        },
+    }
+    apps(cluster).create_namespaced_daemon_set(namespace, body)
+
+
+def deployment(cluster: TestCluster, namespace: str, name: str) -> Any:
+    return apps(cluster).read_namespaced_deployment(name, namespace)
+
+
+def annotation(obj: Any, key: str = RECORD) -> str | None:
+    found = (obj.metadata.annotations or {}).get(key)
+    return None if found is None else str(found)
+
+
+def template_annotation(obj: Any) -> str | None:
+    found = (obj.spec.template.metadata.annotations or {}).get(RECORD)
+    return None if found is None else str(found)
+
+
+def wait_template(cluster: TestCluster, namespace: str, name: str, expected: str) -> None:
+    """Wait for the Deployment's pod template to carry ``expected`` as its revisions record."""
+    wait_for(
+        lambda: template_annotation(deployment(cluster, namespace, name)) == expected,
+        timeout=30,
+        what=f"{name} to roll to {expected}",
+    )
+
+
+def replica_sets(cluster: TestCluster, namespace: str, name: str) -> int:
+    items = apps(cluster).list_namespaced_replica_set(namespace).items
+    return len(
+        [
+            rs
+            for rs in items
+            if any(
+                o.kind == "Deployment" and o.name == name
+                for o in rs.metadata.owner_references or []
+            )
+        ]
+    )
+
+
+def controller_revisions(
+    cluster: TestCluster, namespace: str, name: str, kind: str = "StatefulSet"
+) -> int:
+    """ControllerRevisions of a StatefulSet or DaemonSet: one per pod-template change."""
+    items = apps(cluster).list_namespaced_controller_revision(namespace).items
+    return len(
+        [
+            cr
+            for cr in items
+            if any(o.kind == kind and o.name == name for o in cr.metadata.owner_references or [])
+        ]
+    )
+
+
+def status_workloads(
+    cluster: TestCluster, namespace: str, name: str, plural: str = PLURAL
+) -> list[dict[str, Any]]:
+    body = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    return list((body.get("status") or {}).get("workloads") or [])
+
+
+def wait_count(count: Any, expected: int, what: str) -> None:
+    wait_for(lambda: count() == expected, timeout=30, what=f"{what} == {expected}")
+
+
+def wait_recorded(cluster: TestCluster, namespace: str, name: str, value: str) -> None:
+    wait_for(
+        lambda: annotation(deployment(cluster, namespace, name)) == value,
+        timeout=30,
+        what=f"{name} to record {value}",
+    )
+
+
+def passes() -> float:
+    return REGISTRY.get_sample_value("kstrata_reload_passes_total", {"result": "ok"}) or 0.0
+
+
+def wait_passes_after(before: float) -> None:
+    wait_for(lambda: passes() > before, timeout=30, what="a reload pass")
+
+
+def rollout_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]:
+    events = core(cluster).list_namespaced_event(namespace).items
+    return [e for e in events if e.involved_object.name == name and e.reason == "RollingRestart"]
+
+
+@contextlib.contextmanager
+def cpu_burners(enabled: bool) -> Iterator[None]:
+    """One busy loop per core for the duration, as on a loaded CI machine; always killed."""
+    burners: list[subprocess.Popen[bytes]] = []
+    try:
+        if enabled:
+            for _ in range(os.cpu_count() or 1):
+                burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+        for burner in burners:
+            burner.wait()
