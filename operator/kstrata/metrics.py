@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from kstrata.errors import ClusterError, KstrataError
+from kstrata.wellknown import READY_CONDITION
 
 RECONCILES = Counter(
     "kstrata_reconcile_total",
@@ -131,7 +132,11 @@ class ObjectStates:
         status = body.get("status") or {}
         conditions = status.get("conditions") if isinstance(status, Mapping) else None
         ready = next(
-            (c for c in conditions or [] if isinstance(c, Mapping) and c.get("type") == "Ready"),
+            (
+                c
+                for c in conditions or []
+                if isinstance(c, Mapping) and c.get("type") == READY_CONDITION
+            ),
             None,
         )
         if ready is None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kstrata.errors import SettingsError
+from kstrata.wellknown import GROUP, MANAGER
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Settings:
     #: True runs without kopf peering (a single replica, or tests).
     standalone: bool = False
     #: kopf peering object name when not standalone.
-    peering_name: str = "kstrata"
+    peering_name: str = MANAGER
     #: ``host:port`` the admission webhook listens on; None disables the webhook.
     webhook_address: str | None = "0.0.0.0:9443"
     #: Base URL the API server calls (local runs); None means the in-cluster Service.
@@ -52,7 +53,7 @@ class Settings:
     #: Service in ``operator_namespace`` that fronts the webhook (port 443).
     webhook_service: str = "kstrata-webhook"
     #: Name of the ValidatingWebhookConfiguration the operator keeps current; None: not managed.
-    webhook_configuration: str | None = "kstrata.dev"
+    webhook_configuration: str | None = GROUP
     #: Directory with tls.crt, tls.key and ca.crt (e.g. from cert-manager); None: self-signed.
     webhook_cert_dir: str | None = None
     #: ``debug`` | ``info`` | ``warning``.  Even at debug, no value is ever logged.

@@ -121,3 +121,9 @@ RELOADER_ROLLOUT_STRATEGY: Final = "reloader.stakater.com/rollout-strategy"
 
 ARGO_ROLLOUTS_GROUP: Final = "argoproj.io"
 ARGO_ROLLOUTS_VERSION: Final = "v1alpha1"
+
+# --- Bitnami Sealed Secrets, whose SealedSecrets ``kstrata import`` reads -----------
+
+BITNAMI_API_VERSION: Final = "bitnami.com/v1alpha1"
+#: The same word as kstrata's kind, in another API group.
+BITNAMI_SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name, not a secret)

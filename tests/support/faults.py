@@ -54,12 +54,10 @@ import controlplane
 from kstrata.app.reloads import format_revisions, parse_revisions
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.domain.revisions import (
-    HISTORY_ANNOTATION,
-    OWNER_UID_LABEL,
-    REVISION_ANNOTATION,
     decode_history,
     decode_snapshot,
 )
+from kstrata.wellknown import HISTORY_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION
 from support.cluster import TestCluster
 from support.waiting import wait_for
 

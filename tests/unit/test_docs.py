@@ -875,8 +875,8 @@ def test_the_invalid_example_fails_exactly_as_the_guide_shows() -> None:
 
 
 def test_the_argo_cd_example_ignores_exactly_what_kstrata_writes() -> None:
-    from kstrata.app.reloads import REVISIONS_ANNOTATION, WORKLOADS
-    from kstrata.domain.revisions import HISTORY_ANNOTATION, REVISION_ANNOTATION
+    from kstrata.app.reloads import WORKLOADS
+    from kstrata.wellknown import HISTORY_ANNOTATION, REVISION_ANNOTATION, REVISIONS_ANNOTATION
 
     def pointer(*parts: str) -> str:
         return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)

@@ -35,6 +35,15 @@ from kstrata.domain.profile import (
 from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
 from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, KubeApi, Resource
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    CONFIG_PROFILE_PLURAL,
+    ENVIRONMENT_LABEL,
+    GROUP,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    SEALED_SECRET_PLURAL,
+    VERSION,
+)
 
 VALIDATING_WEBHOOKS: Final = Resource(
     "admissionregistration.k8s.io",
@@ -49,7 +58,6 @@ SEALED_SECRET_WEBHOOK_ID: Final = "validate-sealedsecret"  # noqa: S105 (a path,
 WEBHOOK_TIMEOUT_SECONDS: Final = 5
 #: On a webhook configuration a foreground operator (``--webhook-url``) created:
 #: it is that operator's to remove when it stops.
-REGISTERED_BY_ANNOTATION: Final = "kstrata.dev/registered-by"
 FOREGROUND_OPERATOR: Final = "foreground-operator"
 #: One review's validation, at most: below the timeout, with room for the reads.
 REVIEW_BUDGET_SECONDS: Final = 2.0
@@ -125,7 +133,7 @@ def review_profile(
 
     extra = [settings.default_environment]
     labels = _namespace_labels(api, namespace, namespace_labels)
-    label = labels.get("kstrata.dev/environment")
+    label = labels.get(ENVIRONMENT_LABEL)
     if label:
         extra.append(label)
     try:
@@ -162,10 +170,10 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kstrata"}},
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGER}},
         "webhooks": [
             {
-                "name": "configprofiles.kstrata.dev",
+                "name": f"{CONFIG_PROFILE_PLURAL}.{GROUP}",
                 "admissionReviewVersions": ["v1"],
                 "sideEffects": "None",
                 "failurePolicy": "Fail",
@@ -179,10 +187,10 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
                 "matchConditions": [{"name": "spec-changed", "expression": SPEC_CHANGED}],
                 "rules": [
                     {
-                        "apiGroups": ["kstrata.dev"],
-                        "apiVersions": ["v1alpha1"],
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["configprofiles"],
+                        "resources": [CONFIG_PROFILE_PLURAL],
                         "scope": "Namespaced",
                     }
                 ],
@@ -190,7 +198,7 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
                 "clientConfig": client_config,
             },
             {
-                "name": "sealedsecrets.kstrata.dev",
+                "name": f"{SEALED_SECRET_PLURAL}.{GROUP}",
                 "admissionReviewVersions": ["v1"],
                 "sideEffects": "None",
                 "failurePolicy": "Fail",
@@ -202,10 +210,10 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
                 ],
                 "rules": [
                     {
-                        "apiGroups": ["kstrata.dev"],
-                        "apiVersions": ["v1alpha1"],
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["sealedsecrets"],
+                        "resources": [SEALED_SECRET_PLURAL],
                         "scope": "Namespaced",
                     }
                 ],

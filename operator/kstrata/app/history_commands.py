@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Final, Protocol, TypedDict
 
 from kstrata.app.offline import DEFAULT_ENVIRONMENT
 from kstrata.app.profile_commands import (
@@ -57,17 +57,12 @@ from kstrata.domain.environments import select_environment
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.merge import same_json
 from kstrata.domain.profile import (
-    API_VERSION,
     ProfileSpec,
     parse_profile_manifest,
     parse_profile_spec,
     render_profile,
 )
 from kstrata.domain.revisions import (
-    CHANGE_CAUSE_ANNOTATION,
-    PROFILE_KIND,
-    REVISION_ANNOTATION,
-    SEALED_SECRET_KIND,
     Snapshot,
     parse_revision,
 )
@@ -84,16 +79,25 @@ from kstrata.errors import (
 )
 from kstrata.files import read_bounded
 from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, SEALED_SECRETS, KubeApi, Resource
+from kstrata.wellknown import (
+    API_VERSION,
+    CHANGE_CAUSE_ANNOTATION,
+    CONFIG_PROFILE_KIND,
+    READY_CONDITION,
+    REVISION_ANNOTATION,
+    SEALED_SECRET_KIND,
+    OwnKind,
+)
 
 if TYPE_CHECKING:
     from kstrata.domain.profile import Lookup
 
-Kind = Literal["ConfigProfile", "SealedSecret"]
+Kind = OwnKind
 
 #: ``--kind`` spellings.
-KIND_FLAGS: Final[dict[str, Kind]] = {"profile": PROFILE_KIND, "secret": SEALED_SECRET_KIND}
+KIND_FLAGS: Final[dict[str, Kind]] = {"profile": CONFIG_PROFILE_KIND, "secret": SEALED_SECRET_KIND}
 RESOURCES: Final[dict[Kind, Resource]] = {
-    PROFILE_KIND: CONFIG_PROFILES,
+    CONFIG_PROFILE_KIND: CONFIG_PROFILES,
     SEALED_SECRET_KIND: SEALED_SECRETS,
 }
 #: Spec fields of a SealedSecret that hold sealed items (compared per item key).
@@ -479,7 +483,7 @@ def _diff_revisions(
             )
     old, new = source.get(obj, old_number), source.get(obj, new_number)
     old_label, new_label = f"revision {old_number}", f"revision {new_number}"
-    if found_kind == PROFILE_KIND:
+    if found_kind == CONFIG_PROFILE_KIND:
         return ConfigDiff(name, old_label, new_label, old.rendered, new.rendered)
     return compare_sealed(name, _snapshot_sealed(old), _snapshot_sealed(new), old_label, new_label)
 
@@ -490,7 +494,7 @@ def _diff_environments(
     old_env, new_env = envs
     found_kind, obj = find_resource(api, namespace, name, kind)
     old_label, new_label = f"environment {old_env}", f"environment {new_env}"
-    if found_kind == PROFILE_KIND:
+    if found_kind == CONFIG_PROFILE_KIND:
         spec = parse_profile_spec(obj.get("spec"))
         served = (obj.get("status") or {}).get("environment")
         declared = known_environments(
@@ -553,7 +557,7 @@ class _FileResource:
 
 @functools.cache
 def _spec_schema(kind: Kind) -> JSON:
-    crd = configprofile_crd() if kind == PROFILE_KIND else sealedsecret_crd()
+    crd = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
     schema: JSON = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return schema
 
@@ -595,11 +599,13 @@ def _read_resource_file(path: Path) -> _FileResource:
             f"({API_VERSION}); the file has {len(documents)}"
         )
     document = documents[0]
-    kind: Kind = PROFILE_KIND if document["kind"] == PROFILE_KIND else SEALED_SECRET_KIND
+    kind: Kind = (
+        CONFIG_PROFILE_KIND if document["kind"] == CONFIG_PROFILE_KIND else SEALED_SECRET_KIND
+    )
     metadata = document.get("metadata")
     if not isinstance(metadata, dict):
         raise DocumentError(f"{path}: metadata must be an object")
-    if kind == PROFILE_KIND:
+    if kind == CONFIG_PROFILE_KIND:
         manifest = parse_profile_manifest(document, where=str(path))
         name, namespace = manifest.name, manifest.namespace
     else:
@@ -626,7 +632,7 @@ def _diff_file(api: KubeApi, namespace: str | None, default_namespace: str, path
     check_name(namespace, "the namespace")
     live = api.get_or_none(RESOURCES[resource.kind], namespace, resource.name)
     old_label, new_label = _live_label(live), str(path)
-    if resource.kind == PROFILE_KIND:
+    if resource.kind == CONFIG_PROFILE_KIND:
         spec = parse_profile_spec(resource.spec)
         environment = operator_environment(api, namespace, spec.environment, live)
         lookup = spec_lookup(api, namespace)
@@ -834,7 +840,7 @@ def rollback(
     target = source.get(obj, to_revision)
     warnings: tuple[str, ...] = ()
     diff: Diff
-    if found_kind == PROFILE_KIND:
+    if found_kind == CONFIG_PROFILE_KIND:
         diff, warnings = _profile_rollback_diff(api, namespace, name, obj, target)
     else:
         diff = _sealed_rollback_diff(api, namespace, name, obj, target)
@@ -949,7 +955,7 @@ def _await_operator(
         (
             c
             for c in status.get("conditions") or []
-            if isinstance(c, dict) and c.get("type") == "Ready"
+            if isinstance(c, dict) and c.get("type") == READY_CONDITION
         ),
         {},
     )

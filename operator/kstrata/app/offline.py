@@ -11,12 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kstrata.domain.crds import SEALED_SECRET_KIND
 from kstrata.domain.documents import load_documents
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.profile import (
-    API_VERSION,
-    KIND,
     ProfileManifest,
     declared_environments,
     lookup_from,
@@ -28,6 +25,7 @@ from kstrata.domain.render import FORMATS, render_text
 from kstrata.domain.secret_template import check_sealed_spec
 from kstrata.errors import DocumentError, InvalidInputError, UsageError
 from kstrata.files import describe, read_bounded
+from kstrata.wellknown import API_VERSION, CONFIG_PROFILE_KIND, SEALED_SECRET_KIND
 
 #: The environment rendered when neither --env nor spec.environment names one
 #: (the operator's own default, so offline output matches a fresh cluster).
@@ -63,7 +61,7 @@ def _read(path: Path) -> list[object]:
 def _is_profile(document: object) -> bool:
     return (
         isinstance(document, dict)
-        and document.get("kind") == KIND
+        and document.get("kind") == CONFIG_PROFILE_KIND
         and document.get("apiVersion") == API_VERSION
     )
 
@@ -103,7 +101,9 @@ def render_files(paths: list[Path], environment: str | None, fmt: str | None) ->
     """Render the first profile of the first file; the other profiles serve as bases."""
     profiles = load_profiles(paths)
     if not profiles:
-        raise UsageError(f"no {KIND} ({API_VERSION}) found in {', '.join(map(str, paths))}")
+        raise UsageError(
+            f"no {CONFIG_PROFILE_KIND} ({API_VERSION}) found in {', '.join(map(str, paths))}"
+        )
     _, target = profiles[0]
     lookup = lookup_from({manifest.name: manifest.spec for _, manifest in profiles})
     chosen = environment or target.spec.environment or DEFAULT_ENVIRONMENT

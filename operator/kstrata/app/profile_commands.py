@@ -39,7 +39,6 @@ from kstrata.app.offline import DEFAULT_ENVIRONMENT
 from kstrata.app.suggest import check_environment_declared, closest, did_you_mean
 from kstrata.domain.documents import load_json, load_yaml
 from kstrata.domain.environments import (
-    ENVIRONMENT_LABEL,
     is_environment_name,
     select_environment,
 )
@@ -54,8 +53,6 @@ from kstrata.domain.jsonvalue import (
 )
 from kstrata.domain.merge import merge_diff, merge_patch, null_member, same_json
 from kstrata.domain.profile import (
-    API_VERSION,
-    KIND,
     ProfileSpec,
     check_all_environments,
     declared_environments,
@@ -94,12 +91,18 @@ from kstrata.kube.api import (
     SEALED_SECRETS,
     KubeApi,
 )
-
-PROFILE_KIND: Final = "ConfigProfile"
-SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
+from kstrata.wellknown import (
+    ADOPT_ANNOTATION,
+    API_VERSION,
+    CHANGE_CAUSE_ANNOTATION,
+    CONFIG_PROFILE_KIND,
+    ENVIRONMENT_LABEL,
+    GROUP,
+    READY_CONDITION,
+    SEALED_SECRET_KIND,
+)
 
 #: Annotation ``kubectl rollout history`` and friends show; ``set`` writes key names there.
-CHANGE_CAUSE: Final = "kubernetes.io/change-cause"
 
 #: File extensions a ConfigMap key or an imported file may have, and their formats.
 EXTENSION_FORMATS: Final[dict[str, OutputFormat]] = {
@@ -195,7 +198,7 @@ class ProfileSummary:
     #: ``metadata.creationTimestamp`` (RFC 3339), for the AGE column.
     created: str | None
     #: ``ConfigProfile`` or ``SealedSecret`` (``list`` shows both kinds).
-    kind: str = "ConfigProfile"
+    kind: str = CONFIG_PROFILE_KIND
     #: The Ready condition's reason (``SchemaViolation``, ...), when there is one.
     reason: str | None = None
     #: ``metadata.generation`` and ``status.observedGeneration``: the status is
@@ -244,11 +247,13 @@ def _integer(value: object) -> int | None:
 def ready_condition(obj: JSON) -> JSON:
     """The Ready condition of ``obj``'s status ({} when there is none yet)."""
     conditions = (obj.get("status") or {}).get("conditions") or []
-    found = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), {})
+    found = next(
+        (c for c in conditions if isinstance(c, dict) and c.get("type") == READY_CONDITION), {}
+    )
     return dict(found)
 
 
-def summary(obj: JSON, kind: str = PROFILE_KIND) -> ProfileSummary:
+def summary(obj: JSON, kind: str = CONFIG_PROFILE_KIND) -> ProfileSummary:
     """What the operator last reported about ``obj``, and whether that is stale."""
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -292,7 +297,7 @@ def list_profiles(
     """
     if namespace is not None:
         check_name(namespace, "the namespace")
-    kinds = [(PROFILE_KIND, CONFIG_PROFILES)]
+    kinds = [(CONFIG_PROFILE_KIND, CONFIG_PROFILES)]
     if sealed_secrets:
         kinds.append((SEALED_SECRET_KIND, SEALED_SECRETS))
     rows: list[ProfileSummary] = []
@@ -307,11 +312,11 @@ def list_profiles(
                 reason="CRDMissing",
             ) from None
         except ForbiddenError:
-            if kind == PROFILE_KIND:
+            if kind == CONFIG_PROFILE_KIND:
                 raise
             continue  # may list ConfigProfiles but not SealedSecrets: show what is allowed
         rows += [summary(item, kind) for item in items]
-    order = {PROFILE_KIND: 0, SEALED_SECRET_KIND: 1}
+    order = {CONFIG_PROFILE_KIND: 0, SEALED_SECRET_KIND: 1}
     return sorted(rows, key=lambda row: (order[row.kind], row.namespace, row.name))
 
 
@@ -881,7 +886,7 @@ def kstrata_webhooks(api: KubeApi) -> list[str]:
         for hook in configuration.get("webhooks") or []:
             rules = (hook or {}).get("rules") or []
             groups = {g for rule in rules for g in (rule or {}).get("apiGroups") or []}
-            if groups & {"kstrata.dev", "*"}:
+            if groups & {GROUP, "*"}:
                 names.add(str((configuration.get("metadata") or {}).get("name")))
     return sorted(names)
 
@@ -914,11 +919,11 @@ def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
     meta = profile.get("metadata") or {}
     return {
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": CONFIG_PROFILE_KIND,
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
-            "annotations": {CHANGE_CAUSE: cause},
+            "annotations": {CHANGE_CAUSE_ANNOTATION: cause},
         },
         "spec": spec,
     }
@@ -1001,7 +1006,7 @@ def set_values(
         if dry_run or not changed:
             return SetResult(namespace, name, view, cause, changed=changed, written=False)
         meta = dict(profile["metadata"])
-        meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE: cause}
+        meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE_ANNOTATION: cause}
         body = {**profile, "metadata": meta, "spec": spec}
         try:
             written = api.replace(CONFIG_PROFILES, namespace, body, dry_run=server_dry_run)
@@ -1239,7 +1244,6 @@ def import_config_map(
     ``flattenKeys`` adds, and that file must be in kstrata's canonical
     rendering; otherwise ``InvalidInputError`` says why.
     """
-    from kstrata.app.profiles import ADOPT_ANNOTATION
 
     check_name(namespace, "the namespace")
     check_name(name, "the ConfigMap name")
@@ -1272,7 +1276,7 @@ def import_config_map(
         output["flattenKeys"] = True
     manifest: JSONObject = {
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": CONFIG_PROFILE_KIND,
         "metadata": {"name": profile_name, "namespace": namespace},
         "spec": {"base": config, "output": output},
     }
@@ -1437,7 +1441,7 @@ def import_files(
         metadata["namespace"] = namespace
     manifest: JSONObject = {
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": CONFIG_PROFILE_KIND,
         "metadata": metadata,
         "spec": spec,
     }
@@ -1455,7 +1459,6 @@ def import_files(
 
 
 __all__ = [
-    "CHANGE_CAUSE",
     "Assignment",
     "EffectiveConfig",
     "ImportResult",

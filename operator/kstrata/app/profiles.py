@@ -39,7 +39,6 @@ from kstrata.app.revisions import RevisionStore, Settled
 from kstrata.domain.budget import time_budget
 from kstrata.domain.environments import EnvironmentChoice, select_environment
 from kstrata.domain.profile import (
-    KIND,
     ProfileSpec,
     RenderedProfile,
     parse_profile_spec,
@@ -65,14 +64,19 @@ from kstrata.kube.api import (
     post_event,
 )
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    ADOPT_ANNOTATION,
+    CONFIG_PROFILE_KIND,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    PROFILE_LABEL,
+    READY_CONDITION,
+    RENDERED_REASON,
+    REVISION_LABEL,
+)
 
 logger = logging.getLogger(__name__)
 
-MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-PROFILE_LABEL: Final = "kstrata.dev/profile"
-REVISION_LABEL: Final = "kstrata.dev/revision"
-ADOPT_ANNOTATION: Final = "kstrata.dev/adopt"
-READY: Final = "Ready"
 #: Render and validation of one profile, at most (kstrata.domain.budget).
 RECONCILE_BUDGET_SECONDS: Final = 2.0
 
@@ -139,17 +143,17 @@ def ready_condition(
 ) -> list[JSON]:
     """The conditions list with Ready set; lastTransitionTime moves only on a status change."""
     status = "True" if ok else "False"
-    old = next((c for c in previous if c.get("type") == READY), None)
+    old = next((c for c in previous if c.get("type") == READY_CONDITION), None)
     transition = old["lastTransitionTime"] if old and old.get("status") == status else None
     condition = {
-        "type": READY,
+        "type": READY_CONDITION,
         "status": status,
         "reason": reason,
         "message": message[:1024],
         "observedGeneration": generation,
         "lastTransitionTime": transition or now_rfc3339(),
     }
-    return [c for c in previous if c.get("type") != READY] + [condition]
+    return [c for c in previous if c.get("type") != READY_CONDITION] + [condition]
 
 
 def record_failure(
@@ -176,7 +180,7 @@ def record_failure(
             obj = api.get(resource, meta["namespace"], meta["name"])
     status = obj.get("status") or {}
     conditions = status.get("conditions") or []
-    previous: JSON = next((c for c in conditions if c.get("type") == READY), {})
+    previous: JSON = next((c for c in conditions if c.get("type") == READY_CONDITION), {})
     message = str(error)
     generation = meta.get("generation", 0)
     new_status: dict[str, Any] = {"observedGeneration": generation}
@@ -259,11 +263,13 @@ class ProfileReconciler:
             outcome = self._reconcile(profile, annotate, status_reported)
         except Exception as error:
             result = metrics.reconcile_result(error)
-            metrics.RECONCILES.labels(kind=KIND, result=result).inc()
+            metrics.RECONCILES.labels(kind=CONFIG_PROFILE_KIND, result=result).inc()
             raise
         finally:
-            metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.perf_counter() - started)
-        metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+            metrics.RECONCILE_SECONDS.labels(kind=CONFIG_PROFILE_KIND).observe(
+                time.perf_counter() - started
+            )
+        metrics.RECONCILES.labels(kind=CONFIG_PROFILE_KIND, result="ok").inc()
         return outcome
 
     def _reconcile(
@@ -281,7 +287,9 @@ class ProfileReconciler:
             choice = self.choose_environment(namespace, spec)
             # The budget covers render and validation (and the reads of bases,
             # which are few and fast): what the spec decides the cost of.
-            with time_budget(RECONCILE_BUDGET_SECONDS, f"rendering {KIND} {namespace}/{name}"):
+            with time_budget(
+                RECONCILE_BUDGET_SECONDS, f"rendering {CONFIG_PROFILE_KIND} {namespace}/{name}"
+            ):
                 rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
             # A profile reconciled for the first time creates its ConfigMap
             # without reading first (a cold start of 1,000 profiles saves 1,000
@@ -302,7 +310,9 @@ class ProfileReconciler:
                 written = self._write_over_unexpected(profile, rendered, settled)
         except (InvalidInputError, OwnershipError) as error:
             if isinstance(error, InvalidInputError):
-                metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
+                metrics.VALIDATION_FAILURES.labels(
+                    kind=CONFIG_PROFILE_KIND, reason=error.reason
+                ).inc()
             self._record_failure(profile, error, choice)
             raise
 
@@ -320,7 +330,7 @@ class ProfileReconciler:
         new_status["conditions"] = ready_condition(
             status.get("conditions") or [],
             ok=True,
-            reason="Rendered",
+            reason=RENDERED_REASON,
             message=message,
             generation=meta.get("generation", 0),
         )
@@ -342,7 +352,7 @@ class ProfileReconciler:
                 self.api,
                 profile,
                 type_="Normal",
-                reason="Rendered",
+                reason=RENDERED_REASON,
                 message=f"ConfigMap {rendered.config_map_name}: {message}",
                 now=now_rfc3339(),
             )
@@ -385,7 +395,7 @@ class ProfileReconciler:
 
         def build(number: int, cause: str) -> Snapshot:
             return Snapshot(
-                kind=KIND,
+                kind=CONFIG_PROFILE_KIND,
                 number=number,
                 spec=dict(profile.get("spec") or {}),
                 environment=choice.name,
@@ -427,7 +437,7 @@ class ProfileReconciler:
         meta = profile["metadata"]
         data = rendered.rendered.data
         desired_labels = {
-            MANAGED_BY: "kstrata",
+            MANAGED_BY_LABEL: MANAGER,
             PROFILE_LABEL: meta["name"],
             REVISION_LABEL: str(revision),
         }

@@ -43,6 +43,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import read_bounded
+from kstrata.wellknown import API_VERSION, GROUP, SEALED_SECRET_KIND, SEALED_SECRET_SINGULAR
 
 __all__ = [
     "BACKUP_WARNING",
@@ -67,9 +68,6 @@ Anyone who has this file can open every SealedSecret sealed to these keys,
 including every copy in Git history.  Keep it offline and encrypted (a password
 manager or a hardware-backed vault), never commit it, and delete working copies.
 It is the break-glass path: see docs/operations.md, "Break-glass recovery"."""
-
-SEALED_API_VERSION: Final = "kstrata.dev/v1alpha1"
-SEALED_KIND: Final = "SealedSecret"
 
 
 # --- the key backup file ------------------------------------------------------
@@ -220,7 +218,7 @@ class Recovered:
         env = f", environment {self.environment}" if self.environment else ""
         keys = ", ".join(sorted(set(self.key_ids.values())))
         return (
-            f"sealedsecret.kstrata.dev/{where}{env}: {len(self.key_ids)} item(s) open "
+            f"{SEALED_SECRET_SINGULAR}.{GROUP}/{where}{env}: {len(self.key_ids)} item(s) open "
             f"({', '.join(self.key_ids)}) with recovery key(s) {keys}"
         )
 
@@ -280,7 +278,7 @@ def _sealed_secrets_in(document: Any, source: str) -> list[dict[str, Any]]:
         raise InvalidInputError(f"{source}: expected SealedSecret manifests")
     if document.get("kind") == "List" and isinstance(document.get("items"), list):
         return [s for item in document["items"] for s in _sealed_secrets_in(item, source)]
-    if document.get("apiVersion") == SEALED_API_VERSION and document.get("kind") == SEALED_KIND:
+    if document.get("apiVersion") == API_VERSION and document.get("kind") == SEALED_SECRET_KIND:
         return [document]
     return []  # other objects in a kustomization's files are skipped
 

@@ -76,15 +76,19 @@ from kstrata.kube.api import (
     Resource,
     post_event,
 )
+from kstrata.wellknown import (
+    ARGO_ROLLOUTS_GROUP,
+    ARGO_ROLLOUTS_VERSION,
+    CONFIG_PROFILE_KIND,
+    RELOAD_ANNOTATION,
+    RELOAD_PAUSED_ANNOTATION,
+    RELOAD_STRATEGY_ANNOTATION,
+    REVISIONS_ANNOTATION,
+    SEALED_SECRET_KIND,
+)
 
 logger = logging.getLogger(__name__)
 
-RELOAD_ANNOTATION: Final = "kstrata.dev/reload"
-STRATEGY_ANNOTATION: Final = "kstrata.dev/reload-strategy"
-PAUSED_ANNOTATION: Final = "kstrata.dev/reload-paused"
-REVISIONS_ANNOTATION: Final = "kstrata.dev/revisions"
-PROFILE_LABEL: Final = "kstrata.dev/profile"
-SEALED_SECRET_LABEL: Final = "kstrata.dev/sealed-secret"  # noqa: S105 (a label key)
 AUTO: Final = "auto"
 
 ROLLING: Final = "rolling"
@@ -92,8 +96,6 @@ HOT: Final = "hot"
 NONE: Final = "none"
 STRATEGIES: Final = frozenset({ROLLING, HOT, NONE})
 
-PROFILE_KIND: Final = "ConfigProfile"
-SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
 
 #: Workloads whose pod template is ``spec.template``.
 WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
@@ -110,7 +112,7 @@ CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
 #: to follow on such a Rollout (its references are in the Deployment's
 #: template): annotate the referenced Deployment instead, whose template
 #: change Argo Rollouts then rolls out as a new version.
-ROLLOUTS: Final = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
+ROLLOUTS: Final = Resource(ARGO_ROLLOUTS_GROUP, ARGO_ROLLOUTS_VERSION, "rollouts", "Rollout")
 RELOADABLE: Final = (*WORKLOADS, CRON_JOBS, ROLLOUTS)
 #: Kinds ``spec.reload.targets`` may name (the CRD's enum).
 WORKLOAD_KINDS: Final = frozenset(r.kind for r in RELOADABLE)
@@ -394,7 +396,9 @@ def dependencies(workload: JSON, sources: Sources) -> dict[str, tuple[str, str]]
             profiles.add(name)
         if name in sources.sealed_secrets:
             sealed.add(name)
-    result = {name: (PROFILE_KIND, name) for name in profiles if sources.profiles.get(name, 0) > 0}
+    result = {
+        name: (CONFIG_PROFILE_KIND, name) for name in profiles if sources.profiles.get(name, 0) > 0
+    }
     for name in sealed:
         if sources.sealed_secrets.get(name, 0) > 0:
             result[f"secret:{name}" if name in result else name] = (SEALED_SECRET_KIND, name)
@@ -409,7 +413,7 @@ def current_revisions(workload: JSON, sources: Sources) -> dict[str, Revision] |
         return None
     current: dict[str, Revision] = {}
     for key, (kind, name) in found.items():
-        if kind == PROFILE_KIND:
+        if kind == CONFIG_PROFILE_KIND:
             current[key] = sources.profiles[name]
         elif kind == SEALED_SECRET_KIND:
             current[key] = sources.sealed_secrets[name]
@@ -434,7 +438,7 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     if current is None:
         return Decision("ignore")
     annotations = (workload.get("metadata") or {}).get("annotations") or {}
-    strategy = (annotations.get(STRATEGY_ANNOTATION) or ROLLING).strip().lower()
+    strategy = (annotations.get(RELOAD_STRATEGY_ANNOTATION) or ROLLING).strip().lower()
     if strategy not in STRATEGIES:
         # An unknown strategy is invalid configuration: it never triggers a rollout.
         return Decision("ignore", strategy=strategy)
@@ -459,7 +463,7 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     if strategy == HOT:
         # No restart: the kubelet swaps the files; kstrata only tells it to look now.
         action = "sync-pods"
-    elif (annotations.get(PAUSED_ANNOTATION) or "").strip().lower() == "true":
+    elif (annotations.get(RELOAD_PAUSED_ANNOTATION) or "").strip().lower() == "true":
         action = "paused"
     else:
         action = "rollout"
@@ -525,7 +529,7 @@ def workload_statuses(
         entry_kind = str(workload.get("kind", ""))
         entry_name = str((workload.get("metadata") or {}).get("name", ""))
         for key, source in found.items():
-            if source[0] not in (PROFILE_KIND, SEALED_SECRET_KIND):
+            if source[0] not in (CONFIG_PROFILE_KIND, SEALED_SECRET_KIND):
                 continue  # a plain ConfigMap or Secret has no status to list workloads in
             entry = WorkloadStatus(kind=entry_kind, name=entry_name)
             if isinstance(recorded := revisions.get(key), int):
@@ -592,7 +596,9 @@ def describe_plain(
 ) -> PlainSource:
     """Describe a ConfigMap or Secret as it is read or watched; its data stays here."""
     # Owner references, not label values: label values may be truncated.
-    owner = _controller_owner(obj, PROFILE_KIND if kind == CONFIG_MAP_KIND else SEALED_SECRET_KIND)
+    owner = _controller_owner(
+        obj, CONFIG_PROFILE_KIND if kind == CONFIG_MAP_KIND else SEALED_SECRET_KIND
+    )
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     fingerprint = None
     if owner is None and key is not None:
@@ -1118,5 +1124,5 @@ def _now() -> str:
 
 def needs_attention(annotations: Mapping[str, Any]) -> tuple[str | None, ...]:
     """The annotations whose change on a workload calls for a reload pass."""
-    keys = (RELOAD_ANNOTATION, STRATEGY_ANNOTATION, PAUSED_ANNOTATION)
+    keys = (RELOAD_ANNOTATION, RELOAD_STRATEGY_ANNOTATION, RELOAD_PAUSED_ANNOTATION)
     return tuple(annotations.get(k) for k in (*keys, *ra.RELOADER_WORKLOAD_ANNOTATIONS))

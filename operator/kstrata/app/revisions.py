@@ -78,12 +78,7 @@ from typing import Final
 
 from kstrata.domain.profile import MAX_REVISION_HISTORY_LIMIT, MIN_REVISION_HISTORY_LIMIT
 from kstrata.domain.revisions import (
-    CHANGE_CAUSE_ANNOTATION,
     DEFAULT_HISTORY_LIMIT,
-    HISTORY_ANNOTATION,
-    OWNER_KIND_LABEL,
-    OWNER_UID_LABEL,
-    REVISION_ANNOTATION,
     HistoryEntry,
     Snapshot,
     change_cause_for,
@@ -99,13 +94,21 @@ from kstrata.domain.revisions import (
 )
 from kstrata.errors import ConflictError, DocumentError, RevisionNotFoundError
 from kstrata.kube.api import CONTROLLER_REVISIONS, JSON, KubeApi, Resource, owner_reference
+from kstrata.wellknown import (
+    CHANGE_CAUSE_ANNOTATION,
+    HISTORY_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    OWNER_KIND_LABEL,
+    OWNER_UID_LABEL,
+    REVISION_ANNOTATION,
+)
 
 logger = logging.getLogger(__name__)
 
 MIN_HISTORY_LIMIT: Final = MIN_REVISION_HISTORY_LIMIT
 MAX_HISTORY_LIMIT: Final = MAX_REVISION_HISTORY_LIMIT
 
-MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 
 #: Builds the snapshot of revision ``number`` with ``change_cause`` for the content at hand.
 SnapshotBuilder = Callable[[int, str], Snapshot]
@@ -211,7 +214,7 @@ class RevisionStore:
                 "labels": {
                     OWNER_UID_LABEL: meta["uid"],
                     OWNER_KIND_LABEL: snapshot.kind,
-                    MANAGED_BY: "kstrata",
+                    MANAGED_BY_LABEL: MANAGER,
                 },
                 "ownerReferences": [owner_reference(owner)],
             },

@@ -63,6 +63,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import read_bounded
+from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
     from kstrata.kube.api import KubeApi
@@ -76,8 +77,6 @@ __all__ = [
     "PUBLIC_KEYS_CONFIGMAP",
     "PUBLIC_KEYS_ITEM",
     "SCOPES",
-    "SEALED_SECRET_API_VERSION",
-    "SEALED_SECRET_KIND",
     "BulkSealRequest",
     "ClusterKeys",
     "RawSealRequest",
@@ -95,12 +94,11 @@ __all__ = [
     "write_sealed",
 ]
 
-# The SealedSecret's identity and item bound, restated from kstrata.domain.crds
-# (a unit test pins them equal): importing crds pulls in the ConfigProfile
-# parser and renderer, a tenth of this command's cold start.  The forbidden
+# The SealedSecret's item bound, restated from kstrata.domain.crds (a unit
+# test pins them equal; its apiVersion and kind come from kstrata.wellknown):
+# importing crds pulls in the ConfigProfile parser and renderer, a tenth of
+# this command's cold start.  The forbidden
 # Secret types are imported from there, where only ``-f`` needs them.
-SEALED_SECRET_API_VERSION: Final = "kstrata.dev/v1alpha1"  # noqa: S105 (an API version)
-SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name, not a secret)
 MAX_SEALED_ITEMS: Final = 256
 #: The sealing scopes, owned by the token format (crds.SCOPES lists the same).
 SCOPES: Final = tuple(scope.value for scope in Scope)
@@ -871,7 +869,7 @@ def _new_manifest(
     if template:
         spec["template"] = template
     return {
-        "apiVersion": SEALED_SECRET_API_VERSION,
+        "apiVersion": API_VERSION,
         "kind": SEALED_SECRET_KIND,
         "metadata": metadata,
         "spec": spec,
@@ -881,13 +879,8 @@ def _new_manifest(
 def _load_target(path: Path) -> _Target:
     """An existing SealedSecret file: checked before anything is sealed into it."""
     manifest = _only_document(path, "--merge-into")
-    if (
-        manifest.get("apiVersion") != SEALED_SECRET_API_VERSION
-        or manifest.get("kind") != SEALED_SECRET_KIND
-    ):
-        raise InvalidInputError(
-            f"{path}: expected a {SEALED_SECRET_KIND} ({SEALED_SECRET_API_VERSION})"
-        )
+    if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != SEALED_SECRET_KIND:
+        raise InvalidInputError(f"{path}: expected a {SEALED_SECRET_KIND} ({API_VERSION})")
     metadata = _object(manifest, "metadata", f"{path}: ")
     spec = _object(manifest, "spec", f"{path}: ")
     scope = _optional_str(spec, "scope", f"{path}: spec.") or _DEFAULT_SCOPE

@@ -63,9 +63,6 @@ from typing import Final
 
 from kstrata import metrics
 from kstrata.app.profiles import (
-    ADOPT_ANNOTATION,
-    MANAGED_BY,
-    REVISION_LABEL,
     is_ours,
     now_rfc3339,
     patch_status_if_changed,
@@ -76,7 +73,7 @@ from kstrata.app.profiles import (
 from kstrata.app.revisions import RevisionStore, Settled, history_limit
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
 from kstrata.crypto import KeyRing, Scope, SealingContext, fingerprint, parse_token
-from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES, SEALED_SECRET_KIND
+from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES
 from kstrata.domain.environments import (
     EnvironmentChoice,
     check_environment_name,
@@ -111,16 +108,23 @@ from kstrata.kube.api import (
     post_event,
 )
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    ADOPT_ANNOTATION,
+    DIGEST_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    REVISION_LABEL,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_LABEL,
+    UNSEALED_REASON,
+)
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = SEALED_SECRET_KIND
-SEALED_SECRET_LABEL: Final = "kstrata.dev/sealed-secret"  # noqa: S105 (a label key)
 #: The label selector of the operator's (kopf's) Secret watch: the Secrets kstrata
 #: manages, and those labelled to be adopted (adopting one means kstrata manages it).
-MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY}=kstrata"
+MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
 #: SHA-256 of the sealed tokens in effect (public ciphertext, never plaintext).
-DIGEST_ANNOTATION: Final = "kstrata.dev/sealed-digest"
 DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
 KEY_MISSING: Final = UnknownKeyError.reason
 #: Failures caused by an existing Secret: its change (deleted, labelled for
@@ -379,7 +383,7 @@ def unseal_failure(failures: list[ItemFailure], *, total: int) -> SealingError:
 def secret_adoptable(secret: JSON) -> bool:
     """Whether a Secret asks to be adopted: it carries the label the operator's watch selects."""
     labels = (secret.get("metadata") or {}).get("labels") or {}
-    return labels.get(MANAGED_BY) == "kstrata"
+    return labels.get(MANAGED_BY_LABEL) == MANAGER
 
 
 def _check_existing(existing: JSON | None, owner_uid: str, name: str) -> None:
@@ -392,7 +396,7 @@ def _check_existing(existing: JSON | None, owner_uid: str, name: str) -> None:
     if existing is not None and not is_ours(existing, owner_uid) and not secret_adoptable(existing):
         raise OwnershipError(
             f"Secret {name} exists and is not managed by kstrata; label it "
-            f"{MANAGED_BY}=kstrata to adopt it (the {ADOPT_ANNOTATION} annotation alone "
+            f"{MANAGED_BY_LABEL}={MANAGER} to adopt it (the {ADOPT_ANNOTATION} annotation alone "
             "does not adopt a Secret)"
         )
     if existing is not None:
@@ -558,11 +562,13 @@ class SealedSecretReconciler:
             )
         except Exception as error:
             result = metrics.reconcile_result(error)
-            metrics.RECONCILES.labels(kind=KIND, result=result).inc()
+            metrics.RECONCILES.labels(kind=SEALED_SECRET_KIND, result=result).inc()
             raise
         finally:
-            metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.perf_counter() - started)
-        metrics.RECONCILES.labels(kind=KIND, result="ok").inc()
+            metrics.RECONCILE_SECONDS.labels(kind=SEALED_SECRET_KIND).observe(
+                time.perf_counter() - started
+            )
+        metrics.RECONCILES.labels(kind=SEALED_SECRET_KIND, result="ok").inc()
         return outcome
 
     def _reconcile(
@@ -614,7 +620,7 @@ class SealedSecretReconciler:
             self._set_blocked(namespace, name, error.reason)
             if isinstance(error, UnknownKeyError):
                 metrics.SEALING_KEY_MISSING.inc()
-            metrics.VALIDATION_FAILURES.labels(kind=KIND, reason=error.reason).inc()
+            metrics.VALIDATION_FAILURES.labels(kind=SEALED_SECRET_KIND, reason=error.reason).inc()
             self._record_failure(sealed, error, choice)
             raise
         except ClusterError as error:
@@ -640,7 +646,7 @@ class SealedSecretReconciler:
         new_status["conditions"] = ready_condition(
             status.get("conditions") or [],
             ok=True,
-            reason="Unsealed",
+            reason=UNSEALED_REASON,
             message=message,
             generation=generation,
         )
@@ -658,7 +664,7 @@ class SealedSecretReconciler:
                 self.api,
                 sealed,
                 type_="Normal",
-                reason="Unsealed",
+                reason=UNSEALED_REASON,
                 message=message,
                 now=now_rfc3339(),
             )
@@ -788,7 +794,7 @@ class SealedSecretReconciler:
 
         def build(number: int, cause: str) -> Snapshot:
             return Snapshot(
-                kind=KIND,
+                kind=SEALED_SECRET_KIND,
                 number=number,
                 spec=dict(sealed.get("spec") or {}),
                 environment=choice.name,
@@ -820,7 +826,7 @@ class SealedSecretReconciler:
 
         desired_labels = {
             **template.labels,
-            MANAGED_BY: "kstrata",
+            MANAGED_BY_LABEL: MANAGER,
             SEALED_SECRET_LABEL: label_value(name),
             REVISION_LABEL: str(revision),
         }

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from kstrata import metrics
-from kstrata.app.profiles import MANAGED_BY
 from kstrata.crypto import (
     FingerprintKey,
     KeyPair,
@@ -60,6 +59,7 @@ from kstrata.errors import (
 )
 from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi
 from kstrata.settings import Settings
+from kstrata.wellknown import COMPONENT_LABEL, MANAGED_BY_LABEL, MANAGER
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ PUBLIC_KEYS_DATA_KEY: Final = "keys.json"
 #: The key Secret entry holding the fingerprint (HMAC) key.  Key pair entries
 #: are named ``<keyId>.json``, which can never collide with this name.
 FINGERPRINT_ENTRY: Final = "fingerprint-key.json"
-COMPONENT_LABEL: Final = "app.kubernetes.io/component"
-_LABELS: Final = {MANAGED_BY: "kstrata", COMPONENT_LABEL: "sealing-keys"}
+_LABELS: Final = {MANAGED_BY_LABEL: MANAGER, COMPONENT_LABEL: "sealing-keys"}
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,9 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import read_bounded
+from kstrata.wellknown import BITNAMI_API_VERSION, BITNAMI_SEALED_SECRET_KIND
 
 __all__ = [
-    "BITNAMI_API_VERSION",
     "Imported",
     "import_bitnami",
     "import_sops",
@@ -75,8 +75,6 @@ __all__ = [
     "write_manifests",
 ]
 
-BITNAMI_API_VERSION: Final = "bitnami.com/v1alpha1"
-BITNAMI_KIND: Final = "SealedSecret"
 #: Bitnami's own annotations (scope, managed, patch, skip-set-owner-references):
 #: instructions to its controller, meaningless to kstrata's.
 BITNAMI_ANNOTATION_PREFIX: Final = "sealedsecrets.bitnami.com/"
@@ -227,7 +225,8 @@ def import_bitnami(
             found += [
                 (source, obj)
                 for obj in _objects(document, source)
-                if obj.get("apiVersion") == BITNAMI_API_VERSION and obj.get("kind") == BITNAMI_KIND
+                if obj.get("apiVersion") == BITNAMI_API_VERSION
+                and obj.get("kind") == BITNAMI_SEALED_SECRET_KIND
             ]
     if not found:
         raise InvalidInputError(

@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from kstrata.errors import UsageError
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_PLURAL,
+    CONFIG_PROFILE_SHORT_NAME,
+    CONFIG_PROFILE_SINGULAR,
+    GROUP,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_PLURAL,
+    SEALED_SECRET_SHORT_NAME,
+    SEALED_SECRET_SINGULAR,
+)
 
 if TYPE_CHECKING:
     from kstrata.kube.connection import Cluster
@@ -190,19 +201,19 @@ def print_data(value: Any, fmt: str, out: TextIO) -> None:
 
 #: kubectl's spellings of each kind in ``TYPE/NAME`` arguments.
 TYPE_NAMES = {
-    "ConfigProfile": (
-        "configprofile",
-        "configprofiles",
-        "configprofile.kstrata.dev",
-        "configprofiles.kstrata.dev",
-        "cfp",
+    CONFIG_PROFILE_KIND: (
+        CONFIG_PROFILE_SINGULAR,
+        CONFIG_PROFILE_PLURAL,
+        f"{CONFIG_PROFILE_SINGULAR}.{GROUP}",
+        f"{CONFIG_PROFILE_PLURAL}.{GROUP}",
+        CONFIG_PROFILE_SHORT_NAME,
     ),
-    "SealedSecret": (
-        "sealedsecret",
-        "sealedsecrets",
-        "sealedsecret.kstrata.dev",
-        "sealedsecrets.kstrata.dev",
-        "kss",
+    SEALED_SECRET_KIND: (
+        SEALED_SECRET_SINGULAR,
+        SEALED_SECRET_PLURAL,
+        f"{SEALED_SECRET_SINGULAR}.{GROUP}",
+        f"{SEALED_SECRET_PLURAL}.{GROUP}",
+        SEALED_SECRET_SHORT_NAME,
     ),
 }
 

@@ -54,6 +54,7 @@ from kstrata.cli.common import (
 )
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
+from kstrata.wellknown import CONFIG_PROFILE_KIND, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
     from kstrata.app.history_commands import ConfigDiff, Diff, History, RollbackResult, SecretDiff
@@ -181,7 +182,7 @@ def register(commands: Any) -> None:
 def _kind_and_name(args: argparse.Namespace) -> tuple[str | None, str]:
     """``--kind`` and NAME, NAME possibly TYPE/NAME (``cfp/payments``, ``kss/db``)."""
     kind, name = split_type_name(args.name)
-    flag = {"ConfigProfile": "profile", "SealedSecret": "secret"}.get(kind or "")
+    flag = {CONFIG_PROFILE_KIND: "profile", SEALED_SECRET_KIND: "secret"}.get(kind or "")
     if flag is not None and args.kind is not None and args.kind != flag:
         raise UsageError(f"{args.name} names a {kind}, but --kind says {args.kind}")
     return flag or args.kind, name
@@ -299,7 +300,7 @@ def diff_data(diff: Diff) -> dict[str, Any]:
     from kstrata.app.history_commands import ConfigDiff
 
     data: dict[str, Any] = {
-        "kind": "ConfigProfile" if isinstance(diff, ConfigDiff) else "SealedSecret",
+        "kind": CONFIG_PROFILE_KIND if isinstance(diff, ConfigDiff) else SEALED_SECRET_KIND,
         "name": diff.name,
         "from": diff.old_label,
         "to": diff.new_label,

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from kstrata.cli.common import EXIT_OK, connect_from, kubeconfig_path
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
+from kstrata.wellknown import SEALED_SECRET_PLURAL, SEALED_SECRET_SINGULAR
 
 SCOPE_CHOICES = ("strict", "namespace", "cluster")
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("import: --env and --full are for ConfigProfiles")
     keys, context_namespace = _key_source(args)
     if args.bitnami_keys is not None:
-        if args.source not in (None, "sealedsecret", "sealedsecrets"):
+        if args.source not in (None, SEALED_SECRET_SINGULAR, SEALED_SECRET_PLURAL):
             raise UsageError("import --bitnami-keys: the source is 'sealedsecret'")
         if args.name is not None or args.scope is not None:
             raise UsageError("import --bitnami-keys: --name and --scope come from each object")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
 from kstrata.cli.progress import with_progress
+from kstrata.wellknown import RELOAD_ANNOTATION, RELOAD_IGNORE_ANNOTATION
 
 if TYPE_CHECKING:
     from kstrata.app.reloader_migration import MigrationReport
@@ -83,7 +84,7 @@ def report_data(report: MigrationReport) -> dict[str, Any]:
             "metadata": {"namespace": m.namespace, "name": m.name},
             "migration": {
                 "reloader": dict(sorted(m.found.items())),
-                "annotations": {"kstrata.dev/reload": m.reload} if m.reload else {},
+                "annotations": {RELOAD_ANNOTATION: m.reload} if m.reload else {},
                 "notes": list(m.notes),
                 "applied": report.applied,
             },
@@ -96,7 +97,7 @@ def report_data(report: MigrationReport) -> dict[str, Any]:
             "kind": s.kind,
             "metadata": {"namespace": s.namespace, "name": s.name},
             "migration": {
-                "annotations": {"kstrata.dev/reload-ignore": "true"},
+                "annotations": {RELOAD_IGNORE_ANNOTATION: "true"},
                 "applied": report.applied,
             },
         }
@@ -112,13 +113,13 @@ def format_report(report: MigrationReport) -> str:
         lines.append(f"{m.kind} {m.namespace}/{m.name}")
         for key, value in sorted(m.found.items()):
             lines.append(f"  reloader: {key}={value}")
-        target = f"kstrata.dev/reload={m.reload}" if m.reload else "(nothing to reload)"
+        target = f"{RELOAD_ANNOTATION}={m.reload}" if m.reload else "(nothing to reload)"
         lines.append(f"  {'set' if report.applied else 'kstrata'}: {target}")
         lines.extend(f"  note: {note}" for note in m.notes)
     for s in report.sources:
         verb = "set" if report.applied else "kstrata"
         lines.append(f"{s.kind} {s.namespace}/{s.name}")
-        lines.append(f"  {verb}: kstrata.dev/reload-ignore=true")
+        lines.append(f"  {verb}: {RELOAD_IGNORE_ANNOTATION}=true")
     if not lines:
         lines.append("no workload uses Reloader's annotations")
     elif not report.applied:

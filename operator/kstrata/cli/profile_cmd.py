@@ -29,6 +29,12 @@ from kstrata.cli.common import (
 )
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_SINGULAR,
+    GROUP,
+    SEALED_SECRET_KIND,
+)
 
 if TYPE_CHECKING:
     from kstrata.app.profile_commands import ProfileSummary
@@ -37,7 +43,6 @@ if TYPE_CHECKING:
 DATA_FORMATS = ("yaml", "json")
 LIST_FORMATS = ("yaml", "json", "name", "wide")
 _NONE = "<none>"
-_GROUP = "kstrata.dev"
 
 
 def register(commands: Any) -> None:
@@ -222,7 +227,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
         print_data(kubernetes_list([row.obj for row in rows]), args.output, out)
         return EXIT_OK
     if args.output == "name":
-        out.writelines(f"{row.kind.lower()}.{_GROUP}/{row.name}\n" for row in rows)
+        out.writelines(f"{row.kind.lower()}.{GROUP}/{row.name}\n" for row in rows)
         return EXIT_OK
     if not rows:
         where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
@@ -230,7 +235,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
         print(f"No ConfigProfiles or SealedSecrets found in {where}{hint}.", file=sys.stderr)
         return EXIT_OK
     now = dt.datetime.now(dt.UTC)
-    kinds = sorted({row.kind for row in rows}, key=lambda kind: kind != "ConfigProfile")
+    kinds = sorted({row.kind for row in rows}, key=lambda kind: kind != CONFIG_PROFILE_KIND)
     tables = [
         format_table(
             [row for row in rows if row.kind == kind],
@@ -260,7 +265,7 @@ def format_table(
     ``Current``.  With ``prefix`` (several kinds listed) names are
     ``TYPE/NAME``, as kubectl prints them.
     """
-    target = "SECRET" if rows and rows[0].kind == "SealedSecret" else "CONFIGMAP"
+    target = "SECRET" if rows and rows[0].kind == SEALED_SECRET_KIND else "CONFIGMAP"
     header = ["NAME", "ENVIRONMENT", "REVISION", "READY", "STATUS", target, "AGE"]
     if wide:
         header += ["GENERATION", "OBSERVED"]
@@ -269,7 +274,7 @@ def format_table(
     table = [header]
     for row in rows:
         cells = [
-            f"{row.kind.lower()}.{_GROUP}/{row.name}" if prefix else row.name,
+            f"{row.kind.lower()}.{GROUP}/{row.name}" if prefix else row.name,
             row.environment or _NONE,
             _NONE if row.revision is None else str(row.revision),
             row.ready,
@@ -369,14 +374,14 @@ def _set(args: argparse.Namespace, out: TextIO) -> int:
         outcome = "configured" if result.written else "unchanged"
         if result.revision is not None:
             outcome += f" (serving revision {result.revision})"
-        print(f"configprofile.kstrata.dev/{result.name} {outcome}", file=out)
+        print(f"{CONFIG_PROFILE_SINGULAR}.{GROUP}/{result.name} {outcome}", file=out)
     return EXIT_OK
 
 
 def _profile_name(text: str, command: str) -> str:
     """NAME or TYPE/NAME (``configprofile/payments``, ``cfp/payments``), as kubectl takes it."""
     kind, name = split_type_name(text)
-    if kind == "SealedSecret":
+    if kind == SEALED_SECRET_KIND:
         raise UsageError(
             f"{command} works on ConfigProfiles; {name} is named as a SealedSecret "
             f"(kstrata history {name} and kubectl get sealedsecret {name} show one)"

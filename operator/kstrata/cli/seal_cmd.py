@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, kubeconfig_path, print_data
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
+from kstrata.wellknown import GROUP, SEALED_SECRET_SINGULAR
 
 if TYPE_CHECKING:
     from kstrata.kube.api import KubeApi
@@ -248,7 +249,7 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
     result = seal_manifest(request, keys)
     if result.written is not None:
         print(
-            f"sealedsecret.kstrata.dev/{result.name} sealed into "
+            f"{SEALED_SECRET_SINGULAR}.{GROUP}/{result.name} sealed into "
             f"{result.written}: {', '.join(result.items)} "
             f"(key {', '.join(result.key_ids or (result.key_id,))})",
             file=out,
@@ -281,7 +282,7 @@ def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
         paths = write_sealed(results, args.output_dir, args.output)
         for result, path in zip(results, paths, strict=True):
             print(
-                f"sealedsecret.kstrata.dev/{result.name} sealed into {path}: "
+                f"{SEALED_SECRET_SINGULAR}.{GROUP}/{result.name} sealed into {path}: "
                 f"{', '.join(result.items)}",
                 file=out,
             )

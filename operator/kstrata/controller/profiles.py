@@ -29,8 +29,6 @@ from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.reloads import SourceReconciled, status_reporter
-from kstrata.domain.environments import ENVIRONMENT_LABEL
-from kstrata.domain.profile import KIND
 from kstrata.errors import (
     BudgetExceededError,
     InvalidInputError,
@@ -39,10 +37,16 @@ from kstrata.errors import (
     OwnershipError,
 )
 from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_PLURAL,
+    ENVIRONMENT_LABEL,
+    GROUP,
+    VERSION,
+)
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
 #: How long to wait before looking again at a ConfigMap that is not ours.
 OWNERSHIP_RETRY_SECONDS = 30.0
 #: How long to wait before trying again a profile that ran past its time budget.
@@ -76,7 +80,7 @@ def register(
 
     # async: kopf runs plain functions in its thread pool, where this in-memory
     # update would wait behind every reconcile of a burst.
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="profile_members", registry=registry)
+    @kopf.on.event(GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="profile_members", registry=registry)
     async def profile_seen(
         *,
         type: str | None,
@@ -90,9 +94,9 @@ def register(
             return
         if type == "DELETED":
             members.gone(namespace, name)
-            metrics.OBJECTS.forget(KIND, namespace, name)
+            metrics.OBJECTS.forget(CONFIG_PROFILE_KIND, namespace, name)
         else:
-            metrics.OBJECTS.observe(KIND, body)
+            metrics.OBJECTS.observe(CONFIG_PROFILE_KIND, body)
             extends = spec.get("extends")
             members.seen(namespace, name, extends if isinstance(extends, list) else ())
 
@@ -106,12 +110,22 @@ def register(
             except KstrataError as error:
                 logger.info("re-rendering %s/%s: %s", namespace, other, error.reason)
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff)
+    @kopf.on.resume(
+        GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="reconcile", registry=registry, backoff=backoff
+    )
+    @kopf.on.create(
+        GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="reconcile", registry=registry, backoff=backoff
+    )
     # Updates are handled for spec changes only: metadata edits (including the
     # revision annotations this handler writes) never change the output.
     @kopf.on.update(
-        GROUP, VERSION, PLURAL, id="reconcile", registry=registry, backoff=backoff, field="spec"
+        GROUP,
+        VERSION,
+        CONFIG_PROFILE_PLURAL,
+        id="reconcile",
+        registry=registry,
+        backoff=backoff,
+        field="spec",
     )
     def reconcile_profile(
         *,
@@ -130,7 +144,7 @@ def register(
             with_index.reconcile(
                 profile,
                 annotate=patch.metadata.annotations.update,
-                status_reported=status_reporter(reconciled, KIND, profile),
+                status_reported=status_reporter(reconciled, CONFIG_PROFILE_KIND, profile),
             )
         except KstrataError as error:
             raise to_kopf_error(error) from error
@@ -139,7 +153,9 @@ def register(
             if reason != "resume":
                 reconcile_quietly(namespace, members.referring_to(namespace, name))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="dependents", registry=registry, optional=True)
+    @kopf.on.delete(
+        GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="dependents", registry=registry, optional=True
+    )
     def profile_deleted(*, namespace: str | None, name: str, **indexes: Any) -> None:
         # The ConfigMap goes with its owner (garbage collection); dependents now
         # miss a base and must say so.

@@ -108,10 +108,18 @@ from kstrata.domain.reload_annotations import opted_in
 from kstrata.errors import KstrataError
 from kstrata.kube.api import JSON, KubeApi
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_PLURAL,
+    GROUP,
+    REVISIONS_ANNOTATION,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_PLURAL,
+    VERSION,
+)
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION = "kstrata.dev", "v1alpha1"
 MAX_COALESCE_SECONDS: Final = 2.0
 #: Cap of ``settings.reload_quiet_seconds``.
 MAX_QUIET_SECONDS: Final = 5.0
@@ -644,7 +652,7 @@ class ReloadTriggers:
                 if seen is None or seen.owner is not None:
                     return None
             annotations = (body.get("metadata") or {}).get("annotations") or {}
-            record = annotations.get("kstrata.dev/revisions") or ""
+            record = annotations.get(REVISIONS_ANNOTATION) or ""
             keys = [entry.partition("=")[0].strip() for entry in str(record).split(",") if entry]
             if any(not key.startswith(("configmap/", "secret/")) for key in keys):
                 return None
@@ -766,12 +774,12 @@ def register(
 
         return handler
 
-    kopf.on.event(GROUP, VERSION, "configprofiles", id="reload_profiles", registry=registry)(
-        source_event("ConfigProfile")
+    kopf.on.event(GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="reload_profiles", registry=registry)(
+        source_event(CONFIG_PROFILE_KIND)
     )
-    kopf.on.event(GROUP, VERSION, "sealedsecrets", id="reload_sealed_secrets", registry=registry)(
-        source_event("SealedSecret")
-    )
+    kopf.on.event(
+        GROUP, VERSION, SEALED_SECRET_PLURAL, id="reload_sealed_secrets", registry=registry
+    )(source_event(SEALED_SECRET_KIND))
 
     def workload_event(kind: str) -> Callable[..., Any]:
         async def handler(

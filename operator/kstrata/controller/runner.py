@@ -34,6 +34,7 @@ from kstrata.errors import ConflictError, ForbiddenError, KstrataError, Settings
 from kstrata.kube.api import KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
+from kstrata.wellknown import MANAGER
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # draws its own: of two replicas exactly one (the higher) is active, and the
     # other takes over when its keep-alives stop.
     operator.peering.priority = 1 + secrets.randbelow(2**31 - 1)
-    operator.posting.reporting_component = "kstrata"
+    operator.posting.reporting_component = MANAGER
     # kopf posts every handler log line at this level or above as an event;
     # kstrata posts its own, deliberately worded events instead.
     operator.posting.level = logging.CRITICAL

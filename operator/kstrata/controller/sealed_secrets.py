@@ -43,14 +43,12 @@ from typing import Any
 import kopf
 
 from kstrata import metrics
-from kstrata.app.profiles import MANAGED_BY
-from kstrata.app.sealed_secrets import KIND, SEALED_SECRET_LABEL, SealedSecretReconciler
+from kstrata.app.sealed_secrets import SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
 from kstrata.controller.followed_secrets import FollowedSecrets, Interest
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
 from kstrata.controller.reloads import SourceReconciled, status_reporter
-from kstrata.domain.environments import ENVIRONMENT_LABEL
 from kstrata.errors import (
     InvalidInputError,
     KstrataError,
@@ -60,10 +58,18 @@ from kstrata.errors import (
 )
 from kstrata.kube.api import JSON, SEALED_SECRETS, KubeApi
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    ENVIRONMENT_LABEL,
+    GROUP,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_LABEL,
+    SEALED_SECRET_PLURAL,
+    VERSION,
+)
 
 logger = logging.getLogger(__name__)
-
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "sealedsecrets"
 
 
 def to_kopf_error(error: KstrataError) -> Exception:
@@ -311,12 +317,22 @@ def _register_sealed_secrets(
     backoff = reconciler.settings.retry_backoff
     environment_labels: dict[str, str | None] = {}
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff)
+    @kopf.on.resume(
+        GROUP, VERSION, SEALED_SECRET_PLURAL, id="unseal", registry=registry, backoff=backoff
+    )
+    @kopf.on.create(
+        GROUP, VERSION, SEALED_SECRET_PLURAL, id="unseal", registry=registry, backoff=backoff
+    )
     # Updates are handled for spec changes only: metadata edits (including the
     # revision annotations this handler writes) never change the output.
     @kopf.on.update(
-        GROUP, VERSION, PLURAL, id="unseal", registry=registry, backoff=backoff, field="spec"
+        GROUP,
+        VERSION,
+        SEALED_SECRET_PLURAL,
+        id="unseal",
+        registry=registry,
+        backoff=backoff,
+        field="spec",
     )
     def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
         sealed = _plain(body)
@@ -326,7 +342,7 @@ def _register_sealed_secrets(
                 sealed,
                 labels_reader(indexes),
                 annotate=patch.metadata.annotations.update,
-                status_reported=status_reporter(reconciled, KIND, sealed),
+                status_reported=status_reporter(reconciled, SEALED_SECRET_KIND, sealed),
             )
         except KstrataError as error:
             meta = sealed["metadata"]
@@ -341,7 +357,9 @@ def _register_sealed_secrets(
     # call: kopf runs plain functions in its thread pool, behind every reconcile.
     members = Members()
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="sealed_secret_members", registry=registry)
+    @kopf.on.event(
+        GROUP, VERSION, SEALED_SECRET_PLURAL, id="sealed_secret_members", registry=registry
+    )
     async def sealed_secret_seen(
         *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> None:
@@ -351,10 +369,10 @@ def _register_sealed_secrets(
             # The Secret goes with its owner (garbage collection); only our memory is left.
             members.gone(namespace, name)
             reconciler.forget(namespace, name)
-            metrics.OBJECTS.forget(KIND, namespace, name)
+            metrics.OBJECTS.forget(SEALED_SECRET_KIND, namespace, name)
         else:
             members.seen(namespace, name)
-            metrics.OBJECTS.observe(KIND, body)
+            metrics.OBJECTS.observe(SEALED_SECRET_KIND, body)
 
     def blocking_secret_changed(namespace: str, name: str, _: JSON | None) -> None:
         # A Secret that kept a SealedSecret from unsealing was deleted, labelled for
@@ -380,7 +398,7 @@ def _register_sealed_secrets(
         "secrets",
         id="unsealed_secret_deleted",
         registry=registry,
-        labels={SEALED_SECRET_LABEL: kopf.PRESENT, MANAGED_BY: "kstrata"},
+        labels={SEALED_SECRET_LABEL: kopf.PRESENT, MANAGED_BY_LABEL: MANAGER},
     )
     async def unsealed_secret_deleted(
         *, type: str | None, namespace: str | None, name: str, uid: str | None, **indexes: Any

@@ -58,10 +58,18 @@ from kstrata.errors import (
 )
 from kstrata.kube.api import JSON, SECRETS, KubeApi
 from kstrata.settings import Settings
+from kstrata.wellknown import (
+    CONFIG_PROFILE_PLURAL,
+    GROUP,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    REGISTERED_BY_ANNOTATION,
+    SEALED_SECRET_PLURAL,
+    VERSION,
+)
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
 #: A shared certificate with less than this left is replaced at the next start-up.
 RENEW_BEFORE: Final = dt.timedelta(days=30)
 _FILES: Final = ("tls.crt", "tls.key", "ca.crt")
@@ -183,7 +191,7 @@ def _store(
                 "kind": "Secret",
                 "metadata": {
                     "name": name,
-                    "labels": {"app.kubernetes.io/managed-by": "kstrata"},
+                    "labels": {MANAGED_BY_LABEL: MANAGER},
                 },
                 "type": "Opaque",
                 "data": encoded,
@@ -209,7 +217,7 @@ def register(
     @kopf.on.validate(
         GROUP,
         VERSION,
-        PLURAL,
+        CONFIG_PROFILE_PLURAL,
         id=admission.PROFILE_WEBHOOK_ID,
         operations=["CREATE", "UPDATE"],
         registry=registry,
@@ -227,7 +235,7 @@ def register(
     @kopf.on.validate(
         GROUP,
         VERSION,
-        "sealedsecrets",
+        SEALED_SECRET_PLURAL,
         id=admission.SEALED_SECRET_WEBHOOK_ID,
         operations=["CREATE", "UPDATE"],
         registry=registry,
@@ -255,7 +263,7 @@ def register(
             # manifests/ ships, which an update leaves unmarked) as its own to
             # remove when it stops, or when a later one stops after a crash.
             desired["metadata"]["annotations"] = {
-                admission.REGISTERED_BY_ANNOTATION: admission.FOREGROUND_OPERATOR
+                REGISTERED_BY_ANNOTATION: admission.FOREGROUND_OPERATOR
             }
         try:
             admission.ensure_webhook_configuration(api, settings.webhook_configuration, desired)
@@ -311,7 +319,7 @@ def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
     if existing is None:
         return False
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(admission.REGISTERED_BY_ANNOTATION) != admission.FOREGROUND_OPERATOR:
+    if annotations.get(REGISTERED_BY_ANNOTATION) != admission.FOREGROUND_OPERATOR:
         # Shipped by manifests/ (or Helm) and only updated by us: the cluster's
         # object, not ours to delete (and the installed RBAC cannot).
         return False

@@ -4,7 +4,8 @@
 unit test fails when the committed files drift), so the schema the apiserver
 enforces, the schema ``validate_structure`` checks offline and the constants
 the parsers use cannot disagree: limits and enums are imported from the domain
-modules that own them rather than retyped.
+modules that own them rather than retyped, and the names (group, version,
+kinds, plurals, short names) from ``kstrata.wellknown``.
 
 Boundary: this module is pure data plus one offline check.  It knows nothing
 of the cluster (no kopf, no Kubernetes client) and does not decide what a spec
@@ -36,22 +37,31 @@ from kstrata.domain.environments import EnvironmentSource
 from kstrata.domain.extends import MAX_EXTENDS_DEPTH
 from kstrata.domain.jsonvalue import PathPart, json_path
 from kstrata.domain.profile import (
-    API_VERSION,
     DEFAULT_REVISION_HISTORY_LIMIT,
     MAX_REVISION_HISTORY_LIMIT,
     MIN_REVISION_HISTORY_LIMIT,
 )
-from kstrata.domain.profile import KIND as CONFIG_PROFILE_KIND
 from kstrata.domain.render import FORMATS, MAX_CONFIGMAP_KEY_LENGTH
 from kstrata.domain.secret_template import MAX_TEMPLATE_CHARS, MAX_TEMPLATES
 from kstrata.errors import DocumentError, Violation
+from kstrata.wellknown import (
+    API_VERSION,
+    CATEGORY,
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_PLURAL,
+    CONFIG_PROFILE_SHORT_NAME,
+    GROUP,
+    MANAGER,
+    PART_OF_LABEL,
+    READY_CONDITION,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_PLURAL,
+    SEALED_SECRET_SHORT_NAME,
+    VERSION,
+)
 
 Schema = dict[str, Any]
 
-GROUP: Final = "kstrata.dev"
-VERSION: Final = "v1alpha1"
-CATEGORY: Final = "kstrata"
-SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name, not a secret)
 
 #: ``spec.revisionHistoryLimit`` bounds.  The API keeps at least one old
 #: revision (rollback needs something to roll back to) and at most 100: each
@@ -371,16 +381,16 @@ def _printer_columns(*, scope: bool) -> list[Schema]:
             "jsonPath": ".status.revision",
         },
         {
-            "name": "Ready",
+            "name": READY_CONDITION,
             "type": "string",
             "description": "Whether the last reconcile succeeded.",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            "jsonPath": f'.status.conditions[?(@.type=="{READY_CONDITION}")].status',
         },
         {
             "name": "Reason",
             "type": "string",
             "description": "The Ready condition's reason: why it is or is not Ready.",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+            "jsonPath": f'.status.conditions[?(@.type=="{READY_CONDITION}")].reason',
         },
         # Side by side, these two show a stale status: while Observed lags
         # Generation, Ready describes an older spec (the operator is stopped or
@@ -436,7 +446,7 @@ def _crd(
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "kstrata"},
+            "labels": {PART_OF_LABEL: MANAGER},
         },
         "spec": {
             "group": GROUP,
@@ -585,8 +595,8 @@ def configprofile_crd() -> Schema:
     )
     return _crd(
         kind=CONFIG_PROFILE_KIND,
-        plural="configprofiles",
-        short_name="cfp",
+        plural=CONFIG_PROFILE_PLURAL,
+        short_name=CONFIG_PROFILE_SHORT_NAME,
         description=(
             "ConfigProfile: layered, per-environment configuration rendered by kstrata "
             "into a ConfigMap, with revision history."
@@ -788,8 +798,8 @@ def sealedsecret_crd() -> Schema:
     )
     return _crd(
         kind=SEALED_SECRET_KIND,
-        plural="sealedsecrets",
-        short_name="kss",
+        plural=SEALED_SECRET_PLURAL,
+        short_name=SEALED_SECRET_SHORT_NAME,
         description=(
             "SealedSecret: values sealed to the kstrata operator's public key, safe to commit; "
             "the operator unseals them into a Secret in this namespace."
@@ -973,11 +983,10 @@ def validate_structure(manifest: object, *, source: str) -> list[Violation]:
 
 
 __all__ = [
-    "CATEGORY",
+    # Re-exported: tests and tools/gen_crd_docs.py read them here beside the CRDs.
     "GROUP",
     "MAX_REVISION_HISTORY_LIMIT",
     "MIN_REVISION_HISTORY_LIMIT",
-    "SEALED_SECRET_KIND",
     "VERSION",
     "all_crds",
     "configprofile_crd",

@@ -16,11 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 from kstrata.errors import InvalidInputError
-
-ENVIRONMENT_LABEL: Final = "kstrata.dev/environment"
+from kstrata.wellknown import ENVIRONMENT_LABEL
 
 EnvironmentSource: TypeAlias = Literal["spec", "namespace-label", "default"]
 

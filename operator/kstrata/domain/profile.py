@@ -42,9 +42,8 @@ from kstrata.errors import (
     SchemaViolationError,
     Violation,
 )
+from kstrata.wellknown import API_VERSION, CONFIG_PROFILE_KIND
 
-API_VERSION: Final = "kstrata.dev/v1alpha1"
-KIND: Final = "ConfigProfile"
 DEFAULT_REVISION_HISTORY_LIMIT: Final = 10
 #: The API keeps at least one old revision to roll back to, and at most 100.
 MIN_REVISION_HISTORY_LIMIT: Final = 1
@@ -243,8 +242,8 @@ def parse_profile_manifest(document: object, *, where: str = "document") -> Prof
         raise _bad(where, "must be an object")
     if document.get("apiVersion") != API_VERSION:
         raise _bad(f"{where}: apiVersion", f"must be {API_VERSION}")
-    if document.get("kind") != KIND:
-        raise _bad(f"{where}: kind", f"must be {KIND}")
+    if document.get("kind") != CONFIG_PROFILE_KIND:
+        raise _bad(f"{where}: kind", f"must be {CONFIG_PROFILE_KIND}")
     metadata = document.get("metadata")
     if not isinstance(metadata, Mapping):
         raise _bad(f"{where}: metadata", "must be an object")
@@ -396,8 +395,6 @@ def lookup_from(profiles: Mapping[str, ProfileSpec]) -> Lookup:
 
 
 __all__ = [
-    "API_VERSION",
-    "KIND",
     "Lookup",
     "ProfileManifest",
     "ProfileSpec",

@@ -52,19 +52,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from kstrata.errors import DocumentError, SnapshotTooLargeError
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_SHORT_NAME,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_SHORT_NAME,
+    SNAPSHOT_FORMAT,
+)
 
-SNAPSHOT_FORMAT: Final = "kstrata.dev/snapshot-v1"
-REVISION_ANNOTATION: Final = "kstrata.dev/revision"
-HISTORY_ANNOTATION: Final = "kstrata.dev/revision-history"
-CHANGE_CAUSE_ANNOTATION: Final = "kubernetes.io/change-cause"
-OWNER_UID_LABEL: Final = "kstrata.dev/owner-uid"
-OWNER_KIND_LABEL: Final = "kstrata.dev/owner-kind"
 DEFAULT_HISTORY_LIMIT: Final = 10
 
-PROFILE_KIND: Final = "ConfigProfile"
-SEALED_SECRET_KIND: Final = "SealedSecret"  # noqa: S105 (a kind name)
 #: Name infix per kind: short, so long resource names keep most of their name.
-_KIND_INFIX: Final = {PROFILE_KIND: "cfp", SEALED_SECRET_KIND: "kss"}
+_KIND_INFIX: Final = {
+    CONFIG_PROFILE_KIND: CONFIG_PROFILE_SHORT_NAME,
+    SEALED_SECRET_KIND: SEALED_SECRET_SHORT_NAME,
+}
 
 #: Encoded snapshots above this size are gzipped (small ones stay readable
 #: with ``kubectl get controllerrevision -o yaml``).
@@ -320,7 +322,7 @@ def decode_snapshot(data: Any, number: int) -> Snapshot:
 
 def history_entry(snapshot: Snapshot) -> HistoryEntry:
     """The index line for ``snapshot`` (profiles carry a short digest, SealedSecrets none)."""
-    digest = short_digest(snapshot.digest) if snapshot.kind == PROFILE_KIND else None
+    digest = short_digest(snapshot.digest) if snapshot.kind == CONFIG_PROFILE_KIND else None
     return HistoryEntry(
         snapshot.number, snapshot.created, clip_cause(snapshot.change_cause), digest
     )

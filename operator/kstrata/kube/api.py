@@ -26,13 +26,22 @@ from kstrata.errors import (
 )
 from kstrata.kube.connection import Cluster
 from kstrata.kube.transport import HttpStatusError
+from kstrata.wellknown import (
+    CONFIG_PROFILE_KIND,
+    CONFIG_PROFILE_PLURAL,
+    FIELD_MANAGER,
+    GROUP,
+    MANAGER,
+    SEALED_SECRET_KIND,
+    SEALED_SECRET_PLURAL,
+    VERSION,
+)
 
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
 #: Every write is attributed to this field manager (visible in managedFields).
-FIELD_MANAGER: Final = "kstrata"
 _MANAGER: Final = [("fieldManager", FIELD_MANAGER)]
 
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -65,8 +74,8 @@ CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS: Final = Resource("", "v1", "secrets", "Secret")
 NAMESPACES: Final = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 EVENTS: Final = Resource("", "v1", "events", "Event")
-CONFIG_PROFILES: Final = Resource("kstrata.dev", "v1alpha1", "configprofiles", "ConfigProfile")
-SEALED_SECRETS: Final = Resource("kstrata.dev", "v1alpha1", "sealedsecrets", "SealedSecret")
+CONFIG_PROFILES: Final = Resource(GROUP, VERSION, CONFIG_PROFILE_PLURAL, CONFIG_PROFILE_KIND)
+SEALED_SECRETS: Final = Resource(GROUP, VERSION, SEALED_SECRET_PLURAL, SEALED_SECRET_KIND)
 CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions", "ControllerRevision")
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
 STATEFUL_SETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
@@ -272,7 +281,7 @@ def post_event(
     reason: str,
     message: str,
     now: str,
-    component: str = "kstrata",
+    component: str = MANAGER,
 ) -> None:
     """Post a core/v1 Event about ``regarding``.  Best effort: an event is never worth a retry.
 

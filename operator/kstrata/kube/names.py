@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from kstrata.wellknown import API_VERSION, CONFIG_PROFILE_PLURAL, SEALED_SECRET_PLURAL
+
 #: What the whole lookup (connect, TLS, request, response) may take, seconds.
 DEFAULT_DEADLINE: Final = 0.12
 #: Names only: the API server sends metadata without specs (PartialObjectMetadataList).
@@ -59,8 +61,8 @@ class Listing:
         return f"{self.api}{inside}/{self.plural}"
 
 
-CONFIG_PROFILES: Final = Listing("/apis/kstrata.dev/v1alpha1", "configprofiles")
-SEALED_SECRETS: Final = Listing("/apis/kstrata.dev/v1alpha1", "sealedsecrets")
+CONFIG_PROFILES: Final = Listing(f"/apis/{API_VERSION}", CONFIG_PROFILE_PLURAL)
+SEALED_SECRETS: Final = Listing(f"/apis/{API_VERSION}", SEALED_SECRET_PLURAL)
 NAMESPACES: Final = Listing("/api/v1", "namespaces", namespaced=False)
 
 

@@ -17,9 +17,6 @@ from typing import Any, cast
 
 from kstrata.app.revisions import RevisionStore
 from kstrata.domain.revisions import (
-    HISTORY_ANNOTATION,
-    OWNER_UID_LABEL,
-    REVISION_ANNOTATION,
     Snapshot,
     decode_history,
     encode_history,
@@ -27,6 +24,7 @@ from kstrata.domain.revisions import (
 )
 from kstrata.errors import ConflictError
 from kstrata.kube.api import CONFIG_PROFILES, CONTROLLER_REVISIONS, KubeApi, Resource
+from kstrata.wellknown import HISTORY_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION
 
 
 class FakeApi:

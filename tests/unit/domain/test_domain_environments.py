@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kstrata.domain.environments import (
-    ENVIRONMENT_LABEL,
     EnvironmentChoice,
     is_environment_name,
     select_environment,
 )
 from kstrata.errors import InvalidInputError
+from kstrata.wellknown import ENVIRONMENT_LABEL
 
 
 def test_spec_environment_wins() -> None:

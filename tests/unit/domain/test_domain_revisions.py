@@ -19,7 +19,6 @@ from kstrata.domain.revisions import (
     MAX_CAUSE_CHARS,
     MAX_HISTORY_ENTRIES,
     MAX_SNAPSHOT_BYTES,
-    SNAPSHOT_FORMAT,
     HistoryEntry,
     Snapshot,
     change_cause_for,
@@ -36,6 +35,7 @@ from kstrata.domain.revisions import (
     short_digest,
 )
 from kstrata.errors import DocumentError, SnapshotTooLargeError
+from kstrata.wellknown import SNAPSHOT_FORMAT
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DIGEST = "sha256:" + "ab" * 32
