@@ -4,7 +4,7 @@ One ``kubectl apply -f dir/`` may change several sources, and the operator
 sees them one after the other.  A pass that runs before the namespace has
 settled rolls every workload that follows one source and holds the others;
 the settled pass that follows rolls those once.  Driven on the fake API of
-test_reloads_targets.
+support.fake_reload_api.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_reloads_targets import FakeApi, source, workload
 
 from kstrata.app.reloads import Decision, ReloadReconciler, waits_for_change_set
+from support.fake_reload_api import FakeApi, source, workload
 
 SOURCES = ("payments", "db", "cache")
 

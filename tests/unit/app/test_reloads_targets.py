@@ -19,27 +19,9 @@ from kstrata.app.reloads import (
     parse_targets,
     workload_statuses,
 )
-from kstrata.errors import InvalidInputError, NotFoundError
+from kstrata.errors import InvalidInputError
 from kstrata.kube.api import Resource
-
-
-def workload(
-    name: str = "web",
-    *,
-    kind: str = "Deployment",
-    annotations: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "annotations": annotations or {},
-            "labels": labels or {},
-        },
-        "spec": {"template": {"metadata": {}, "spec": {"containers": []}}},
-    }
+from support.fake_reload_api import FakeApi, source, workload
 
 
 def test_parse_targets_keeps_well_formed_entries_only() -> None:
@@ -189,64 +171,6 @@ def test_carrying_out_a_decision_leaves_nothing_to_do(
         again = decide(current, now)
         assert again.action in ("unchanged", "paused")
         assert again.action == "paused" or decision.action != "paused"
-
-
-class FakeApi:
-    """The few KubeApi calls a pass makes, on in-memory objects of several namespaces."""
-
-    def __init__(self, objects: dict[tuple[str, str, str], dict[str, Any]]) -> None:
-        self.objects = objects
-        self.patches: list[tuple[str, str, str, str | None, Any]] = []
-        self.created: list[dict[str, Any]] = []
-
-    def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(o)
-            for (kind, ns, _), o in sorted(self.objects.items())
-            if kind == resource.kind and ns == namespace
-        ]
-
-    def patch(
-        self,
-        resource: Resource,
-        namespace: str | None,
-        name: str,
-        patch: Any,
-        *,
-        subresource: str | None = None,
-        content_type: str = "",
-    ) -> dict[str, Any]:
-        key = (resource.kind, str(namespace), name)
-        if key not in self.objects:
-            raise NotFoundError(f"{resource.kind} {namespace}/{name}: not found")
-        self.patches.append((resource.kind, str(namespace), name, subresource, patch))
-        merge(self.objects[key], patch)
-        return copy.deepcopy(self.objects[key])
-
-    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
-        self.created.append(body)
-        return body
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
-def source(kind: str, name: str, namespace: str, revision: int, targets: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"reload": {"targets": targets}},
-        "status": {"revision": revision},
-    }
 
 
 def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() -> None:
