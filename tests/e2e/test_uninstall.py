@@ -7,29 +7,22 @@ needs it afterwards).
 from __future__ import annotations
 
 from support.e2e import (
-    OPERATOR_NAMESPACE,
-    OVERLAY,
     Installed,
     apply,
     deployment,
     logs,
     pods_of,
     restricted_container,
+    uninstall_kstrata,
     wait_rolled_out,
 )
-from support.waiting import wait_for
 
 
 def test_uninstall_leaves_nothing_that_blocks_writes(
     kstrata: Installed, e2e_namespace: str
 ) -> None:
     cluster = kstrata.cluster
-    cluster.kubectl("delete", "-k", str(OVERLAY), "--wait=true", "--timeout=120s")
-    wait_for(
-        lambda: not cluster.exists(cluster.core.read_namespace, OPERATOR_NAMESPACE),
-        timeout=120,
-        what="the operator namespace gone",
-    )
+    uninstall_kstrata(cluster)
     left = cluster.kubectl(
         "get",
         "validatingwebhookconfigurations,crd,clusterrole,clusterrolebinding",
