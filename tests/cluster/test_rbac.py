@@ -166,10 +166,7 @@ def profile(greeting: str) -> dict[str, Any]:
 
 
 def custom_object(cluster: TestCluster, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return found
+    return cluster.kstrata_object(plural, namespace, name)
 
 
 def wait_revision(cluster: TestCluster, namespace: str, plural: str, name: str, n: int) -> Any:
@@ -192,7 +189,7 @@ def records(cluster: TestCluster, namespace: str, name: str) -> tuple[str | None
 def owned_revisions(cluster: TestCluster, namespace: str, owner_uid: str) -> list[str]:
     items = cluster.apps.list_namespaced_controller_revision(namespace).items
     return sorted(
-        item.metadata.name
+        item.metadata.name or ""
         for item in items
         if any(ref.uid == owner_uid for ref in item.metadata.owner_references or [])
     )
@@ -258,6 +255,7 @@ def test_the_operator_works_with_exactly_the_manifests_rbac(
                 body = cluster.custom.get_namespaced_custom_object(
                     "kopf.dev", "v1", namespace, "kopfpeerings", "kstrata"
                 )
+            assert isinstance(body, dict)
             found: dict[str, Any] | None = body.get("status")
             return found
 
@@ -309,9 +307,9 @@ def test_the_operator_works_with_exactly_the_manifests_rbac(
         owner = custom_object(cluster, namespace, "configprofiles", "payments")
         revisions = wait_for(
             lambda: (
-                (found := owned_revisions(cluster, namespace, owner["metadata"]["uid"]))
-                and len(found) >= 2
-                and found
+                found
+                if len(found := owned_revisions(cluster, namespace, owner["metadata"]["uid"])) >= 2
+                else None
             ),
             timeout=30,
             what="a ControllerRevision per profile revision",
@@ -478,6 +476,7 @@ def test_of_two_replicas_exactly_one_works_and_the_other_takes_over(
             body = cluster.custom.get_cluster_custom_object(
                 "kopf.dev", "v1", "clusterkopfpeerings", "kstrata"
             )
+            assert isinstance(body, dict)
             found: dict[str, Any] = body.get("status") or {}
             return found if len(found) == 2 and "replica-b" in found else None
 

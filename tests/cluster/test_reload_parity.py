@@ -133,7 +133,9 @@ def entries(value: str | None) -> dict[str, str]:
 def wait_entries(cluster: TestCluster, namespace: str, name: str, keys: set[str]) -> dict[str, str]:
     return wait_for(
         lambda: (
-            (found := entries(record(cluster, namespace, name))) and set(found) == keys and found
+            found
+            if (found := entries(record(cluster, namespace, name))) and set(found) == keys
+            else None
         ),
         timeout=30,
         what=f"{name} to record {sorted(keys)}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,7 @@ def wait_rolled(cluster: TestCluster, namespace: str, name: str, value: str) -> 
 
 
 def status(cluster: TestCluster, namespace: str, plural: str, name: str) -> Any:
-    body = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    return body.get("status") or {}
+    return cluster.kstrata_object(plural, namespace, name).get("status") or {}
 
 
 def wait_revision(cluster: TestCluster, namespace: str, plural: str, name: str, rev: int) -> None:
@@ -219,6 +219,10 @@ def rollout_events(cluster: TestCluster, namespace: str, name: str) -> list[Any]
         and e.involved_object.kind == "Rollout"
         and e.reason == "RollingRestart"
     ]
+
+
+def at_generation(cluster: TestCluster, namespace: str, names: list[str], generation_: int) -> bool:
+    return all(generation(cluster, namespace, n) == generation_ for n in names)
 
 
 def test_without_the_rollout_crd_the_operator_works_and_a_restart_takes_the_crd_up(
@@ -365,10 +369,9 @@ def test_rollouts_roll_once_per_change_set_named_auto_targeted_and_by_workload_r
             wait_rolled(cluster, ns, "targeted", f"payments={round_}")
             wait_recorded(cluster, ns, "by-ref", f"db={round_}")
             # Once per change set: one spec write each, whatever the number of sources.
+            followers = [n for n in names if n != "bystander"]
             wait_for(
-                lambda r=round_: all(
-                    generation(cluster, ns, n) == r for n in names if n != "bystander"
-                ),
+                partial(at_generation, cluster, ns, followers, round_),
                 timeout=30,
                 what=f"every follower at generation {round_}",
             )

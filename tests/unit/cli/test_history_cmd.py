@@ -29,6 +29,11 @@ from kstrata.cli.history_cmd import format_diff, format_history, format_rollback
 from kstrata.cli.main import main
 
 
+def last(calls: list[tuple[str, Any]]) -> tuple[str, Any]:
+    """The latest call (a function, so mypy does not narrow it from one assert to the next)."""
+    return calls[-1]
+
+
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), out=out, err=err)
@@ -211,12 +216,14 @@ def test_diff_exits_1_on_differences_and_0_without(
     assert out == (
         "--- payments/k (revision 1)\n+++ payments/k (revision 2)\n@@ -1 +1 @@\n-a\n+b\n"
     )
-    assert calls[-1] == (
+    assert last(calls) == (
         "diff",
         ("shop", "from-context", DiffRequest(name="payments", kind="profile", revision=1)),
     )
     assert run("diff", "payments", "--env", "dev", "--to-env", "prod") == (0, "", "")
-    assert calls[-1][1][2] == DiffRequest(name="payments", environment="dev", to_environment="prod")
+    assert last(calls)[1][2] == DiffRequest(
+        name="payments", environment="dev", to_environment="prod"
+    )
 
 
 def test_diff_usage_errors_are_reported_before_connecting(calls: list[tuple[str, Any]]) -> None:
@@ -245,7 +252,7 @@ def test_file_diff_passes_the_path(
     assert out == (
         "--- db (live, revision 2)\n+++ db (db.yaml)\n  differs   password (changed or re-sealed)\n"
     )
-    assert calls[-1][1] == (None, "from-context", DiffRequest(file=Path("db.yaml")))
+    assert last(calls)[1] == (None, "from-context", DiffRequest(file=Path("db.yaml")))
 
 
 def test_history_as_table_and_as_data(
@@ -258,7 +265,7 @@ def test_history_as_table_and_as_data(
     monkeypatch.setattr(history_commands, "revision_history", revision_history)
     code, out, err = run("history", "payments")
     assert (code, out, err) == (0, format_history(HISTORY), "")
-    assert calls[-1] == ("history", ("from-context", "payments", None))
+    assert last(calls) == ("history", ("from-context", "payments", None))
     code, out, _ = run("history", "payments", "-n", "shop", "--kind", "profile", "-o", "json")
     assert code == 0
     assert json.loads(out) == {
@@ -267,7 +274,7 @@ def test_history_as_table_and_as_data(
         "metadata": {},
         "items": [row.as_data() for row in HISTORY.rows],
     }
-    assert calls[-1] == ("history", ("shop", "payments", "profile"))
+    assert last(calls) == ("history", ("shop", "payments", "profile"))
 
 
 def test_rollback_flags_and_output(
@@ -292,7 +299,7 @@ def test_rollback_flags_and_output(
         "configprofile.kstrata.dev/payments rolled back to revision 2 (now revision 4)\n",
     )
     assert capsys.readouterr().err == ("warning: revision 2 will render differently than it did\n")
-    assert calls[-1] == (
+    assert last(calls) == (
         "rollback",
         (
             "from-context",
@@ -315,11 +322,11 @@ def test_rollback_flags_and_output(
         "@@ -1 +1 @@\n-a\n+b\n"
         "configprofile.kstrata.dev/payments rolled back to revision 2 (dry run)\n"
     )
-    assert calls[-1][1][2]["write"] is False
+    assert last(calls)[1][2]["write"] is False
     code, out, _ = run("rollback", "payments", "-o", "yaml", "--kind", "profile")
     assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
-    assert calls[-1][1][2]["write"] is False
-    assert calls[-1][1][2]["kind"] == "profile"
+    assert last(calls)[1][2]["write"] is False
+    assert last(calls)[1][2]["kind"] == "profile"
 
     code, _, err = run("rollback", "payments", "--timeout", "0")
     assert (code, err) == (2, "error: --timeout must be positive\n")
@@ -338,7 +345,7 @@ def test_rollback_dry_run_is_client_or_server_as_kubectl(
     assert code == 0
     # A bare --dry-run is client, as kubectl still takes it.
     assert run("rollback", "payments", "--dry-run=client", "--no-wait") == (code, out, "")
-    options: dict[str, Any] = calls[-1][1][2]
+    options: dict[str, Any] = last(calls)[1][2]
     assert (options["write"], options["server_dry_run"]) == (False, False)
 
     # The server is sent the write with dryRun=All and judges it.
@@ -347,11 +354,11 @@ def test_rollback_dry_run_is_client_or_server_as_kubectl(
     assert out.endswith(
         "configprofile.kstrata.dev/payments rolled back to revision 2 (server dry run)\n"
     )
-    options = calls[-1][1][2]
+    options = last(calls)[1][2]
     assert (options["write"], options["server_dry_run"]) == (True, True)
     code, out, _ = run("rollback", "payments", "--dry-run=server", "-o", "yaml")
     assert (code, out) == (0, "kind: ConfigProfile\nspec:\n  base:\n    port: 1\n")
-    assert calls[-1][1][2]["server_dry_run"] is True
+    assert last(calls)[1][2]["server_dry_run"] is True
     code, _, err = run("rollback", "payments", "--dry-run=none")
     assert code == 2
     assert "--dry-run: invalid choice (choose from client, server)" in err
