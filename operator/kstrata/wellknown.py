@@ -3,16 +3,16 @@
 Kubernetes calls such names "well-known labels, annotations and taints": the
 API group and version of kstrata's resources, their kinds, plurals and short
 names, the label and annotation keys kstrata reads and writes, the field
-manager, the condition type and the success reasons, and the names of other
-projects kstrata interoperates with (Reloader's annotations, Argo Rollouts'
-API, Bitnami Sealed Secrets' API).  A user's manifests, kubectl selectors and
+manager, the condition type and the reasons no error class owns, and the
+names of other projects kstrata interoperates with (Reloader's annotations,
+Argo Rollouts' API, Bitnami Sealed Secrets' API).  A user's manifests, kubectl selectors and
 dashboards depend on these strings, so renaming one is an API change: that is
 why they live here, where a reviewer sees it, instead of being spelled in
 whichever module needed them first.  ``tests/unit/test_wellknown.py`` fails
 when another module under ``kstrata`` spells one of them.
 
-Failure reasons are not here: each is the ``reason`` of its error class in
-:mod:`kstrata.errors`, their one home.  Object names kstrata creates (the
+Most failure reasons are not here: each is the ``reason`` of its error class
+in :mod:`kstrata.errors`, their one home.  Object names kstrata creates (the
 sealing-key Secret, the webhook configuration) stay with the code that owns
 them; :mod:`kstrata.kube.names` is something else (names of objects, for
 shell completion).
@@ -102,6 +102,13 @@ READY_CONDITION: Final = "Ready"
 #: The Ready condition's reason when all is well (failures: the error's ``reason``).
 RENDERED_REASON: Final = "Rendered"
 UNSEALED_REASON: Final = "Unsealed"
+#: Refusals whose reason is not an error class's own (documented in
+#: docs/operations.md beside the error classes' reasons).
+FORBIDDEN_SECRET_TYPE_REASON: Final = "ForbiddenSecretType"  # noqa: S105 (a reason)
+SECRET_REJECTED_REASON: Final = "SecretRejected"  # noqa: S105 (a reason)
+RESERVED_NAME_REASON: Final = "ReservedName"
+#: The Event a reload posts on each workload it rolls.
+ROLLING_RESTART_REASON: Final = "RollingRestart"
 
 # --- Reloader (stakater/Reloader), whose annotations kstrata honours and migrates ---
 

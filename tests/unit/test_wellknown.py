@@ -4,8 +4,9 @@ Every string constant (docstrings aside) in every module under ``kstrata`` is
 checked: it must not equal a value ``kstrata.wellknown`` defines, and it must
 not look like a ``kstrata.dev/...`` label or annotation key (whole string, or a
 literal part of an f-string such as ``f"kstrata.dev/reload={x}"``) that
-wellknown lacks.  Failure reasons are the ``reason`` attributes of the error
-classes in ``kstrata/errors.py``, their one home, so they are not checked here.
+wellknown lacks.  A reason that belongs to an error class is that class's
+``reason`` attribute in ``kstrata/errors.py``, its one home, and is not checked
+here; reasons no error class owns are in wellknown and are.
 Byte strings (the crypto formats' domain-separation labels) are not names in
 the cluster and are not checked either.
 """

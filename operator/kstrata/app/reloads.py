@@ -84,6 +84,7 @@ from kstrata.wellknown import (
     RELOAD_PAUSED_ANNOTATION,
     RELOAD_STRATEGY_ANNOTATION,
     REVISIONS_ANNOTATION,
+    ROLLING_RESTART_REASON,
     SEALED_SECRET_KIND,
 )
 
@@ -1017,7 +1018,7 @@ class ReloadReconciler:
             self.api,
             plan.workload,
             type_="Normal",
-            reason="RollingRestart",
+            reason=ROLLING_RESTART_REASON,
             message=f"kstrata rolling restart for new revisions: {what} ({plan.decision.desired})",
             now=_now(),
         )

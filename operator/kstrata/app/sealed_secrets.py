@@ -111,11 +111,14 @@ from kstrata.settings import Settings
 from kstrata.wellknown import (
     ADOPT_ANNOTATION,
     DIGEST_ANNOTATION,
+    FORBIDDEN_SECRET_TYPE_REASON,
     MANAGED_BY_LABEL,
     MANAGER,
+    RESERVED_NAME_REASON,
     REVISION_LABEL,
     SEALED_SECRET_KIND,
     SEALED_SECRET_LABEL,
+    SECRET_REJECTED_REASON,
     UNSEALED_REASON,
 )
 
@@ -129,7 +132,7 @@ DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
 KEY_MISSING: Final = UnknownKeyError.reason
 #: Failures caused by an existing Secret: its change (deleted, labelled for
 #: adoption) is worth an immediate retry.
-_SECRET_IN_THE_WAY: Final = frozenset({OwnershipError.reason, "ForbiddenSecretType"})
+_SECRET_IN_THE_WAY: Final = frozenset({OwnershipError.reason, FORBIDDEN_SECRET_TYPE_REASON})
 _RETRIED_ON_EVENTS: Final = _SECRET_IN_THE_WAY | {KEY_MISSING}
 #: Metadata the API server sets; dropped when a Secret is created again from a copy.
 _SERVER_SET_METADATA: Final = frozenset(
@@ -246,7 +249,7 @@ def check_secret_type(secret_type: str, *, where: str) -> None:
         raise InvalidInputError(
             f"{where} is {secret_type}: kstrata never writes service-account or "
             "bootstrap token Secrets",
-            reason="ForbiddenSecretType",
+            reason=FORBIDDEN_SECRET_TYPE_REASON,
         )
 
 
@@ -466,7 +469,7 @@ def _clean(error: KstrataError) -> KstrataError:
         return InvalidInputError(
             "the API server rejected the Secret (its type may require other item keys, "
             "or values in a particular format)",
-            reason="SecretRejected",
+            reason=SECRET_REJECTED_REASON,
         )
     return type(error)(error.message, reason=error.reason)
 
@@ -931,13 +934,13 @@ class SealedSecretReconciler:
             raise InvalidInputError(
                 f"Secret {name} in the operator namespace holds the sealing keys; "
                 "a SealedSecret cannot write it",
-                reason="ReservedName",
+                reason=RESERVED_NAME_REASON,
             )
         if name == f"{self.settings.webhook_service}-tls":
             raise InvalidInputError(
                 f"Secret {name} in the operator namespace holds the webhook's certificate; "
                 "a SealedSecret cannot write it",
-                reason="ReservedName",
+                reason=RESERVED_NAME_REASON,
             )
 
     def _patch_status(self, sealed: JSON, new_status: JSON) -> JSON | None:
