@@ -21,7 +21,7 @@ help:
 	@echo "make node          (root) the cluster with a real node: containerd, kubelet, local images"
 	@echo "make e2e           (root) the end-to-end tier alone: kstrata as pods, serving pods"
 	@echo "make cluster-down  stop it (and undo every change the node made to this machine)"
-	@echo "make lint          ruff, mypy --strict, import-linter"
+	@echo "make lint          ruff, mypy --strict (package and tests), import-linter"
 	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
 	@echo "make fuzz          every atheris fuzz target for FUZZ_SECONDS (300) each; tests/fuzz/README.md"
 	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
@@ -59,6 +59,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check operator tests tools benchmarks examples
 	$(BIN)/ruff format --check operator tests tools benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 	$(BIN)/lint-imports
 
 build-controlplane: $(STAMP)

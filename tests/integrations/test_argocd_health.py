@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import ARGOCD, REPO
 
 from kstrata.app import admission
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from support.cluster import TestCluster
+from support.integration_tools import ARGOCD, REPO
 from support.operator import running_operator, test_settings
 from support.waiting import wait_for
 

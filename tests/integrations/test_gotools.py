@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from integration_tools import REPO
+from support.integration_tools import REPO
 
 INSTALLER = REPO / "tools" / "gotools" / "install.py"
 

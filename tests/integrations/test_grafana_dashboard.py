@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from integration_tools import FOREIGN_METRICS, MONITORING, exported_series
+
+from support.integration_tools import FOREIGN_METRICS, MONITORING, exported_series
 
 DASHBOARD = MONITORING / "grafana" / "kstrata.json"
 #: Grafana's own variables, as a query sees them at run time.

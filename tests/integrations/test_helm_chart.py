@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import CHART, MONITORING, Helm, Object, the
 
 from kstrata.app import admission
+from support.integration_tools import CHART, MONITORING, Helm, Object, the
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import CHART, REPO, Helm, Object, by_key, documents
 from kubernetes import client
 
 from support.cluster import TestCluster
+from support.integration_tools import CHART, REPO, Helm, Object, by_key, documents
 
 pytestmark = pytest.mark.cluster
 

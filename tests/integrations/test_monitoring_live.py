@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import MONITORING
 
 from support.cluster import TestCluster
+from support.integration_tools import MONITORING
 from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 

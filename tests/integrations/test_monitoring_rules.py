@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from integration_tools import CHART, FOREIGN_METRICS, MONITORING, exported_series
+
+from support.integration_tools import CHART, FOREIGN_METRICS, MONITORING, exported_series
 
 RULES = MONITORING / "kstrata.rules.yaml"
 RULE_TESTS = MONITORING / "tests" / "kstrata.rules.test.yaml"

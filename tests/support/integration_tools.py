@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from kstrata import metrics
 from support.gotools import CHART, REPO, Helm, Object, documents
 
-# Running the real helm is shared with tests/e2e (support.gotools); re-exported here.
+# Running the real helm lives in support.gotools (tests/e2e use it too); re-exported here.
 __all__ = ["CHART", "REPO", "Helm", "Object", "documents"]
 
 MONITORING = REPO / "monitoring"
