@@ -66,7 +66,7 @@ def wait_rolled_out(cluster: TestCluster, namespace: str, name: str, timeout: fl
 
 
 def _replicas(cluster: TestCluster, namespace: str, name: str) -> int:
-    return int(cluster.apps.read_namespaced_deployment(name, namespace).spec.replicas)
+    return int(cluster.apps.read_namespaced_deployment(name, namespace).spec.replicas or 0)
 
 
 def pods_of(cluster: TestCluster, namespace: str, deployment: str) -> list[Any]:
@@ -112,7 +112,7 @@ def wait_serving(cluster: TestCluster) -> tuple[str, ...]:
         what="the webhook to answer through its Service",
     )
     pods = cluster.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=OPERATOR_SELECTOR)
-    return tuple(sorted(p.metadata.name for p in pods.items))
+    return tuple(sorted(p.metadata.name or "" for p in pods.items))
 
 
 def _webhook_ca_written(cluster: TestCluster) -> bool:
