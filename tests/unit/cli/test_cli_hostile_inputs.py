@@ -206,9 +206,10 @@ spec:
 def test_validate_decides_a_catastrophic_pattern_at_once(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text(SLOW_PATTERN_PROFILE)
-    started = time.perf_counter()
+    # CPU time: backtracking would burn minutes of it; a loaded machine only adds wall time.
+    started = time.process_time()
     code, out, _ = run("validate", "-f", str(path))
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 1.0
     assert code == 1
     assert "$.name: must match the pattern" in out
     assert "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!" not in out  # the value is never shown

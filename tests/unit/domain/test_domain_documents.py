@@ -112,10 +112,11 @@ def test_load_documents_picks_the_parser_by_file_name() -> None:
 
 
 def test_billion_laughs_is_rejected_fast() -> None:
-    started = time.perf_counter()
+    # CPU seconds (expansion burns CPU; a loaded machine only adds wall time).
+    started = time.process_time()
     with pytest.raises(InputLimitError, match="after alias expansion") as caught:
         load_yaml(billion_laughs(), source="bomb.yaml")
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert str(caught.value).startswith("bomb.yaml:")
     assert CANARY not in str(caught.value)
 
@@ -162,12 +163,12 @@ def test_nesting_depth_bound_is_exact(depth: int) -> None:
 
 
 def test_huge_nesting_fails_fast_without_recursion_error() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(InputLimitError):
         load_yaml("[" * 200_000)
     with pytest.raises(InputLimitError):
         load_json("[" * 200_000 + "]" * 200_000)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_alias_cannot_smuggle_depth() -> None:
