@@ -4,7 +4,7 @@ Why not kopf: kopf has one watch per resource, and kstrata's kopf watch on
 Secrets carries a label selector (``runner.kopf_settings``): only Secrets
 kstrata manages (produced by a SealedSecret, its sealing keys, its webhook
 certificate) or that are labelled for adoption reach kopf, its handlers and
-its per-object memory.  Two kinds of Secrets outside that selection still
+its per-object memory.  Three kinds of Secrets outside that selection still
 matter, by name:
 
 * a Secret a workload reloads on (``secret/NAME``, ``auto``, Reloader's
@@ -16,7 +16,7 @@ matter, by name:
 * the sealing-key Secret after it was deleted: restored without its labels,
   it would be outside kopf's selection, so it is labelled when it comes back.
 
-Both are followed here through :class:`kstrata.kube.metadata_watch.MetadataWatch`
+All three are followed here through :class:`kstrata.kube.metadata_watch.MetadataWatch`
 (name, uid and resourceVersion of every Secret; no data).  An event of a
 Secret nobody follows is dropped after a dictionary lookup and is never
 read.  When a followed Secret's resourceVersion moves, an *interest* that
