@@ -50,7 +50,6 @@ namespace).  Only workloads in the namespace given are ever read or written.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict, TypeVar
 
 from kstrata import metrics
+from kstrata.app.toolkit import now_rfc3339
 from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
 from kstrata.domain import reload_annotations as ra
 from kstrata.errors import ConflictError, InvalidInputError, KstrataError, NotFoundError
@@ -339,7 +339,7 @@ def template_patch(workload: JSON, annotations: JSON, *, now: str | None = None)
     template would make the Rollout invalid next to its ``workloadRef``.
     """
     if restarts_by_time(workload):
-        return {"spec": {"restartAt": now or _now()}}
+        return {"spec": {"restartAt": now or now_rfc3339()}}
     template: JSON = {"template": {"metadata": {"annotations": annotations}}}
     if workload.get("kind") == CRON_JOBS.kind:
         return {"spec": {"jobTemplate": {"spec": template}}}
@@ -1020,7 +1020,7 @@ class ReloadReconciler:
             type_="Normal",
             reason=ROLLING_RESTART_REASON,
             message=f"kstrata rolling restart for new revisions: {what} ({plan.decision.desired})",
-            now=_now(),
+            now=now_rfc3339(),
         )
 
     def _write_status(
@@ -1117,10 +1117,6 @@ def _raise_first(results: list[_R | KstrataError]) -> list[_R]:
         if isinstance(result, KstrataError):
             raise result
     return [r for r in results if not isinstance(r, KstrataError)]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def needs_attention(annotations: Mapping[str, Any]) -> tuple[str | None, ...]:

@@ -62,7 +62,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kstrata import metrics
-from kstrata.app.profiles import (
+from kstrata.app.revisions import RevisionStore, Settled, history_limit
+from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
+from kstrata.app.toolkit import (
     is_ours,
     now_rfc3339,
     patch_status_if_changed,
@@ -70,8 +72,6 @@ from kstrata.app.profiles import (
     reconciled_before,
     record_failure,
 )
-from kstrata.app.revisions import RevisionStore, Settled, history_limit
-from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore, SealingKeys
 from kstrata.crypto import KeyRing, Scope, SealingContext, fingerprint, parse_token
 from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES
 from kstrata.domain.environments import (

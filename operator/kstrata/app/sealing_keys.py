@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from kstrata import metrics
+from kstrata.app.toolkit import rfc3339
 from kstrata.crypto import (
     FingerprintKey,
     KeyPair,
@@ -404,10 +405,6 @@ class KeyInfo:
         }
 
 
-def _rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def read_public_bundle(api: KubeApi, namespace: str) -> PublicKeyBundle:
     """The published bundle, parsed strictly (``NotFoundError`` before the operator ran)."""
     found = api.get_or_none(CONFIG_MAPS, namespace, PUBLIC_KEYS_CONFIG_MAP)
@@ -425,7 +422,7 @@ def list_keys(api: KubeApi, namespace: str) -> list[KeyInfo]:
     bundle = read_public_bundle(api, namespace)
     newest = bundle.newest.key_id if len(bundle) else None
     return [
-        KeyInfo(k.key_id, k.suite.value, _rfc3339(k.created), k.key_id == newest) for k in bundle
+        KeyInfo(k.key_id, k.suite.value, rfc3339(k.created), k.key_id == newest) for k in bundle
     ]
 
 
@@ -501,7 +498,7 @@ def rotate_keys(
             chosen = keys.ring.newest.suite
     pair = store.rotate(now, chosen)
     publish_with_retry(store, pair.key_id)
-    return KeyInfo(pair.key_id, pair.suite.value, _rfc3339(pair.created), newest=True)
+    return KeyInfo(pair.key_id, pair.suite.value, rfc3339(pair.created), newest=True)
 
 
 def publish_with_retry(store: KeyStore, key_id: str, attempts: int = PUBLISH_ATTEMPTS) -> None:
