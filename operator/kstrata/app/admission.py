@@ -24,7 +24,6 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from kstrata.app.sealed_secrets import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.domain.budget import time_budget
 from kstrata.domain.environments import select_environment
 from kstrata.domain.profile import (
@@ -32,6 +31,7 @@ from kstrata.domain.profile import (
     parse_profile_spec,
     validate_all_environments,
 )
+from kstrata.domain.sealed_spec import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
 from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, KubeApi, Resource
 from kstrata.settings import Settings

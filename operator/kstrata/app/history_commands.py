@@ -49,7 +49,6 @@ from kstrata.app.profile_commands import (
     spec_lookup,
     summary,
 )
-from kstrata.app.sealed_secrets import effective_tokens, parse_sealed_spec
 from kstrata.app.suggest import check_environment_declared
 from kstrata.domain.crds import configprofile_crd, sealedsecret_crd
 from kstrata.domain.documents import load_documents
@@ -66,6 +65,7 @@ from kstrata.domain.revisions import (
     Snapshot,
     parse_revision,
 )
+from kstrata.domain.sealed_spec import effective_tokens, parse_sealed_spec
 from kstrata.errors import (
     ClusterError,
     ConflictError,

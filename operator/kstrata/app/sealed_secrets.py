@@ -53,12 +53,11 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from kstrata import metrics
@@ -73,20 +72,22 @@ from kstrata.app.toolkit import (
     record_failure,
 )
 from kstrata.crypto import KeyRing, Scope, SealingContext, fingerprint, parse_token
-from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES
 from kstrata.domain.environments import (
     EnvironmentChoice,
-    check_environment_name,
     select_environment,
 )
 from kstrata.domain.revisions import Snapshot, parse_revision
+from kstrata.domain.sealed_spec import (
+    DEFAULT_SECRET_TYPE,
+    SecretShape,
+    check_secret_type,
+    checked_tokens,
+    parse_sealed_spec,
+    tokens_digest,
+)
 from kstrata.domain.secret_template import (
-    TemplateData,
-    check_references,
-    parse_template_data,
     render_data,
 )
-from kstrata.domain.secret_template import canonical as canonical_templates
 from kstrata.errors import (
     ClusterError,
     ConflictError,
@@ -127,8 +128,6 @@ logger = logging.getLogger(__name__)
 #: The label selector of the operator's (kopf's) Secret watch: the Secrets kstrata
 #: manages, and those labelled to be adopted (adopting one means kstrata manages it).
 MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
-#: SHA-256 of the sealed tokens in effect (public ciphertext, never plaintext).
-DEFAULT_SECRET_TYPE: Final = "Opaque"  # noqa: S105 (a Secret type name)
 KEY_MISSING: Final = UnknownKeyError.reason
 #: Failures caused by an existing Secret: its change (deleted, labelled for
 #: adoption) is worth an immediate retry.
@@ -148,30 +147,6 @@ _LABEL_VALUE_MAX: Final = 63
 
 
 @dataclass(frozen=True)
-class SecretTemplate:
-    """``spec.template``: the shape of the Secret written."""
-
-    type: str = DEFAULT_SECRET_TYPE
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    immutable: bool = False
-    #: ``spec.template.data``: values rendered from the opened items
-    #: (``kstrata.domain.secret_template``); a key there replaces an item.
-    data: TemplateData = field(default_factory=lambda: TemplateData({}))
-
-
-@dataclass(frozen=True)
-class SealedSpec:
-    """The parts of a SealedSecret's spec that unsealing needs."""
-
-    scope: Scope
-    encrypted_data: Mapping[str, str]
-    environments: Mapping[str, Mapping[str, str]]
-    environment: str | None
-    template: SecretTemplate
-
-
-@dataclass(frozen=True)
 class SealedOutcome:
     """What one reconcile did (for handlers, metrics and tests)."""
 
@@ -182,108 +157,8 @@ class SealedOutcome:
     new_revision: bool = False
 
 
-def _invalid(message: str) -> InvalidInputError:
-    return InvalidInputError(message)
-
-
-def _string_map(value: object, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _invalid(f"{where} must map strings to strings")
-    return dict(value)
-
-
-def parse_sealed_spec(spec: object) -> SealedSpec:
-    """Check the spec's shape (the CRD schema normally has already); no value is quoted."""
-    if not isinstance(spec, dict):
-        raise _invalid("spec must be an object")
-    scope_text = spec.get("scope", Scope.STRICT.value)
-    try:
-        scope = Scope(scope_text)
-    except ValueError:
-        raise _invalid("spec.scope must be one of strict, namespace, cluster") from None
-    encrypted = _string_map(spec.get("encryptedData"), "spec.encryptedData")
-    environments_raw = spec.get("environments") or {}
-    if not isinstance(environments_raw, dict):
-        raise _invalid("spec.environments must be an object")
-    environments: dict[str, dict[str, str]] = {}
-    for env_name, overlay in environments_raw.items():
-        check_environment_name(env_name, where="spec.environments")
-        if overlay is not None and not isinstance(overlay, dict):
-            raise _invalid(f"spec.environments.{env_name} must be an object")
-        environments[env_name] = _string_map(
-            (overlay or {}).get("encryptedData"), f"spec.environments.{env_name}.encryptedData"
-        )
-    environment = spec.get("environment")
-    if environment is not None and not isinstance(environment, str):
-        raise _invalid("spec.environment must be a string")
-    template_raw = spec.get("template") or {}
-    if not isinstance(template_raw, dict):
-        raise _invalid("spec.template must be an object")
-    secret_type = template_raw.get("type") or DEFAULT_SECRET_TYPE
-    if not isinstance(secret_type, str):
-        raise _invalid("spec.template.type must be a string")
-    immutable = template_raw.get("immutable", False)
-    if not isinstance(immutable, bool):
-        raise _invalid("spec.template.immutable must be a boolean")
-    template = SecretTemplate(
-        type=secret_type,
-        labels=_string_map(template_raw.get("labels"), "spec.template.labels"),
-        annotations=_string_map(template_raw.get("annotations"), "spec.template.annotations"),
-        immutable=immutable,
-        data=parse_template_data(template_raw.get("data")),
-    )
-    return SealedSpec(scope, encrypted, environments, environment, template)
-
-
 def _template_data(sealed: JSON) -> object:
     return ((sealed.get("spec") or {}).get("template") or {}).get("data")
-
-
-def check_secret_type(secret_type: str, *, where: str) -> None:
-    """Refuse Secret types that would hand out cluster credentials."""
-    if secret_type in FORBIDDEN_SECRET_TYPES:
-        raise InvalidInputError(
-            f"{where} is {secret_type}: kstrata never writes service-account or "
-            "bootstrap token Secrets",
-            reason=FORBIDDEN_SECRET_TYPE_REASON,
-        )
-
-
-def effective_tokens(spec: SealedSpec, environment: str) -> dict[str, str]:
-    """Base items, with the chosen environment's items replacing those of the same key."""
-    tokens = dict(spec.encrypted_data)
-    tokens.update(spec.environments.get(environment, {}))
-    return dict(sorted(tokens.items()))
-
-
-def checked_tokens(spec: SealedSpec, environment: str) -> dict[str, str]:
-    """``effective_tokens``, and every template's references found among them.
-
-    Checked before any key work: a template naming an item that is not there
-    can never render.  Admission refuses it at apply time; this is for a
-    spec that bypassed the webhook, or a namespace label that changed since.
-    """
-    tokens = effective_tokens(spec, environment)
-    check_references(spec.template.data, tokens.keys(), environment=environment)
-    return tokens
-
-
-def tokens_digest(tokens: Mapping[str, str], templates: object = None) -> str:
-    """Digest of the token set in effect: changes when a token is added, removed or re-sealed.
-
-    ``templates`` (``spec.template.data``, public text) count too when there
-    are any, so a changed template is a new revision; without templates the
-    digest is what it always was (no new revision, no rollout on upgrade).
-    """
-    canonical: object = sorted(tokens.items())
-    if templates:
-        canonical = {"tokens": canonical, "templates": canonical_templates(templates)}
-    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -432,7 +307,7 @@ def _encoded(data: Mapping[str, bytes]) -> dict[str, str]:
 
 def _secret_body(
     sealed: JSON,
-    template: SecretTemplate,
+    template: SecretShape,
     plaintext: Mapping[str, bytes],
     *,
     labels: Mapping[str, str],
@@ -596,7 +471,7 @@ class SealedSecretReconciler:
             first = not reconciled_before(sealed)
             existing = None if first else self.api.get_or_none(SECRETS, namespace, name)
             _check_existing(existing, meta["uid"], name)
-            keys, plaintext = self._unseal(keys, tokens, spec.scope, namespace, name)
+            keys, plaintext = self._unseal(keys, tokens, Scope(spec.scope), namespace, name)
             digest = tokens_digest(tokens, _template_data(sealed))
             secret_data: dict[str, bytes] = {}
             try:
@@ -697,7 +572,7 @@ class SealedSecretReconciler:
         self,
         sealed: JSON,
         *,
-        template: SecretTemplate,
+        template: SecretShape,
         plaintext: Mapping[str, bytes],
         digest: str,
         existing: JSON | None,
@@ -814,7 +689,7 @@ class SealedSecretReconciler:
     def _write_secret(
         self,
         sealed: JSON,
-        template: SecretTemplate,
+        template: SecretShape,
         plaintext: Mapping[str, bytes],
         digest: str,
         existing: JSON | None,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kstrata.app.offline import validate_files
-from kstrata.app.sealed_secrets import parse_sealed_spec, tokens_digest
+from kstrata.domain.sealed_spec import parse_sealed_spec, tokens_digest
 from kstrata.domain.secret_template import check_sealed_spec
 from kstrata.errors import TemplateError
 

@@ -1,4 +1,4 @@
-"""The pure parts of unsealing: spec parsing, environment overlay, all-or-nothing opening."""
+"""The pure parts of unsealing: all-or-nothing opening, label values (spec parsing: domain)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import datetime as dt
 
 import pytest
 
-from kstrata.app.sealed_secrets import (
-    effective_tokens,
-    label_value,
-    parse_sealed_spec,
-    tokens_digest,
-    unseal_all,
-)
+from kstrata.app.sealed_secrets import label_value, unseal_all
 from kstrata.crypto import KeyRing, Scope, SealingContext, generate_keypair, seal
 from kstrata.errors import (
-    InvalidInputError,
     SealingError,
     TokenFormatError,
     UnknownKeyError,
@@ -135,38 +128,6 @@ def test_many_failures_are_summarised(ring: KeyRing) -> None:
     with pytest.raises(TokenFormatError) as caught:
         unseal_all(ring, tokens, Scope.STRICT, namespace="ns", name="db")
     assert "(and 12 more)" in caught.value.message
-
-
-def test_environment_items_replace_base_items() -> None:
-    spec = parse_sealed_spec(
-        {
-            "encryptedData": {"user": "kss1:u", "password": "kss1:base"},
-            "environments": {"prod": {"encryptedData": {"password": "kss1:prod"}}},
-        }
-    )
-    assert spec.scope is Scope.STRICT
-    assert effective_tokens(spec, "prod") == {"password": "kss1:prod", "user": "kss1:u"}
-    assert effective_tokens(spec, "dev") == {"password": "kss1:base", "user": "kss1:u"}
-
-
-def test_spec_shapes_are_checked_without_quoting_values() -> None:
-    with pytest.raises(InvalidInputError, match=r"spec\.scope"):
-        parse_sealed_spec({"scope": "galaxy"})
-    with pytest.raises(InvalidInputError, match=r"spec\.encryptedData"):
-        parse_sealed_spec({"encryptedData": {"a": 1}})
-    with pytest.raises(InvalidInputError, match=r"spec\.environments"):
-        parse_sealed_spec({"environments": {"Not_A_Label": {}}})
-    with pytest.raises(InvalidInputError, match="immutable"):
-        parse_sealed_spec({"template": {"immutable": "yes"}})
-    template = parse_sealed_spec({"template": {"type": "kubernetes.io/tls"}}).template
-    assert (template.type, template.immutable) == ("kubernetes.io/tls", False)
-
-
-def test_the_digest_follows_the_token_set() -> None:
-    base = tokens_digest({"a": "kss1:x", "b": "kss1:y"})
-    assert base == tokens_digest({"b": "kss1:y", "a": "kss1:x"})
-    assert base != tokens_digest({"a": "kss1:x", "b": "kss1:z"})
-    assert base != tokens_digest({"a": "kss1:x"})
 
 
 def test_long_names_become_valid_label_values() -> None:
