@@ -51,8 +51,8 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 import controlplane
-from kstrata.app.reloads import format_revisions, parse_revisions
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
+from kstrata.domain.reload_decision import format_revisions, parse_revisions
 from kstrata.domain.revisions import (
     decode_history,
     decode_snapshot,

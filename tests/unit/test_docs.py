@@ -875,7 +875,7 @@ def test_the_invalid_example_fails_exactly_as_the_guide_shows() -> None:
 
 
 def test_the_argo_cd_example_ignores_exactly_what_kstrata_writes() -> None:
-    from kstrata.app.reloads import WORKLOADS
+    from kstrata.kube.api import WORKLOADS
     from kstrata.wellknown import HISTORY_ANNOTATION, REVISION_ANNOTATION, REVISIONS_ANNOTATION
 
     def pointer(*parts: str) -> str:

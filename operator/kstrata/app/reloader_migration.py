@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from kstrata.app.reloads import RELOADABLE, pod_template, referenced_objects
 from kstrata.domain import reload_annotations as ra
+from kstrata.domain.reload_decision import pod_template, referenced_objects
 from kstrata.errors import NotFoundError
-from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, JSON, RELOADABLE, SECRETS, KubeApi, Resource
 from kstrata.wellknown import (
     RELOAD_ANNOTATION,
     RELOAD_IGNORE_ANNOTATION,

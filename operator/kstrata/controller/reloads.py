@@ -90,23 +90,24 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.reloads import (
-    RELOADABLE,
-    SECRET_KIND,
     FingerprintKeySource,
     NamespaceState,
     PlainSource,
     ReloadReconciler,
-    Target,
     describe_plain,
+)
+from kstrata.controller.followed_secrets import FollowedSecrets, Interest
+from kstrata.domain.reload_annotations import opted_in
+from kstrata.domain.reload_decision import (
+    SECRET_KIND,
+    Target,
     needs_attention,
     parse_targets,
     reload_request,
     wanted_plain,
 )
-from kstrata.controller.followed_secrets import FollowedSecrets, Interest
-from kstrata.domain.reload_annotations import opted_in
 from kstrata.errors import KstrataError
-from kstrata.kube.api import JSON, KubeApi
+from kstrata.kube.api import JSON, RELOADABLE, KubeApi
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,

@@ -27,6 +27,8 @@ from kstrata.errors import (
 from kstrata.kube.connection import Cluster
 from kstrata.kube.transport import HttpStatusError
 from kstrata.wellknown import (
+    ARGO_ROLLOUTS_GROUP,
+    ARGO_ROLLOUTS_VERSION,
     CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_PLURAL,
     FIELD_MANAGER,
@@ -81,6 +83,24 @@ DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
 STATEFUL_SETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
 PODS: Final = Resource("", "v1", "pods", "Pod")
+#: Workloads whose pod template is ``spec.template``.
+WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
+#: CronJobs: the pod template is ``spec.jobTemplate.spec.template``; rolling it
+#: makes the next Job run with the new configuration (running Jobs finish as
+#: they started).
+CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
+#: Argo Rollouts (a CRD that may be absent: listing it then finds none).  The
+#: pod template is ``spec.template``, as a Deployment's; rolling it starts the
+#: Rollout's own canary or blue-green update.  A Rollout that takes its
+#: template from a Deployment (``spec.workloadRef``) has none to patch: kstrata
+#: sets ``spec.restartAt`` instead, Argo Rollouts' own restart (it replaces
+#: the pods one at a time, without the canary steps).  ``auto`` finds nothing
+#: to follow on such a Rollout (its references are in the Deployment's
+#: template): annotate the referenced Deployment instead, whose template
+#: change Argo Rollouts then rolls out as a new version.
+ROLLOUTS: Final = Resource(ARGO_ROLLOUTS_GROUP, ARGO_ROLLOUTS_VERSION, "rollouts", "Rollout")
+#: Everything a reload pass may roll (``kstrata.domain.reload_decision.WORKLOAD_KINDS``).
+RELOADABLE: Final = (*WORKLOADS, CRON_JOBS, ROLLOUTS)
 
 
 def _translate(exc: BaseException, what: str) -> ClusterError | InvalidInputError:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from kstrata.app.reloads import (
-    PlainSource,
-    ReloadReconciler,
+from kstrata.app.reloads import PlainSource, ReloadReconciler
+from kstrata.controller.reloads import ReloadTriggers
+from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
+from kstrata.domain import reload_annotations as ra
+from kstrata.domain.reload_decision import (
     Sources,
     decide,
     dependencies,
@@ -22,9 +24,6 @@ from kstrata.app.reloads import (
     template_patch,
     wanted_plain,
 )
-from kstrata.controller.reloads import ReloadTriggers
-from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
-from kstrata.domain import reload_annotations as ra
 from kstrata.errors import ConflictError
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -182,7 +181,7 @@ def test_cron_jobs_roll_their_job_template() -> None:
         ("ConfigMap", "cfg"),
         ("Secret", "creds"),
     }
-    patch = template_patch(cron, {"kstrata.dev/revisions": "x"})
+    patch = template_patch(cron, {"kstrata.dev/revisions": "x"}, now="2026-12-02T18:00:00Z")
     assert patch == {
         "spec": {
             "jobTemplate": {

@@ -14,7 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kstrata.app.reloads import Decision, ReloadReconciler, waits_for_change_set
+from kstrata.app.reloads import ReloadReconciler
+from kstrata.domain.reload_decision import Decision, waits_for_change_set
 from support.fake_reload_api import FakeApi, source, workload
 
 SOURCES = ("payments", "db", "cache")

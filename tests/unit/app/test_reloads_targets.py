@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kstrata.app.reloads import (
+from kstrata.app.reloads import ReloadReconciler
+from kstrata.domain.reload_decision import (
     Decision,
-    ReloadReconciler,
     Sources,
     Target,
     decide,

@@ -1,10 +1,11 @@
-"""The pure reload decision: record vs current revisions, strategies, pause, auto references."""
+"""The pure reload decision (domain.reload_decision): record vs current revisions, strategies,
+pause, auto references."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kstrata.app.reloads import (
+from kstrata.domain.reload_decision import (
     Sources,
     current_revisions,
     decide,

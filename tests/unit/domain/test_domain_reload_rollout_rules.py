@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kstrata.app.reloads import (
-    RELOADABLE,
+from kstrata.domain import crds
+from kstrata.domain import reload_annotations as ra
+from kstrata.domain.reload_decision import (
     WORKLOAD_KINDS,
     owned_pod,
     parse_targets,
@@ -14,8 +15,7 @@ from kstrata.app.reloads import (
     template_patch,
     wanted_plain,
 )
-from kstrata.domain import crds
-from kstrata.domain import reload_annotations as ra
+from kstrata.kube.api import RELOADABLE
 
 RECORD = {"kstrata.dev/revisions": "payments=2"}
 
@@ -33,7 +33,7 @@ def test_a_rollout_with_a_template_rolls_it_like_a_deployment() -> None:
     pod = {"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}
     obj = rollout({"template": {"metadata": {}, "spec": pod}})
     assert not restarts_by_time(obj)
-    assert template_patch(obj, RECORD) == {
+    assert template_patch(obj, RECORD, now="2026-12-02T18:00:00Z") == {
         "spec": {"template": {"metadata": {"annotations": RECORD}}}
     }
     assert wanted_plain(obj, ra.parse_kstrata("auto")) == {("ConfigMap", "cfg")}
