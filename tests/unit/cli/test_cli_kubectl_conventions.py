@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from kstrata.app.profile_commands import ProfileSummary
+from kstrata.app.command_toolkit import ProfileSummary
 from kstrata.app.suggest import check_environment_declared, did_you_mean
-from kstrata.cli.common import expand_files, kubernetes_list, split_type_name
+from kstrata.cli.common import kubernetes_list, split_type_name
 from kstrata.cli.main import main
 from kstrata.cli.profile_cmd import format_table
 from kstrata.errors import UsageError
+from kstrata.files import expand_files
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "config"
 
