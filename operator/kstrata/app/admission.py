@@ -33,7 +33,7 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.sealed_spec import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
-from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, KubeApi, Resource
+from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, VALIDATING_WEBHOOKS, KubeApi
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_PLURAL,
@@ -45,13 +45,6 @@ from kstrata.wellknown import (
     VERSION,
 )
 
-VALIDATING_WEBHOOKS: Final = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingwebhookconfigurations",
-    "ValidatingWebhookConfiguration",
-    namespaced=False,
-)
 PROFILE_WEBHOOK_ID: Final = "validate-configprofile"
 SEALED_SECRET_WEBHOOK_ID: Final = "validate-sealedsecret"  # noqa: S105 (a path, not a secret)
 #: The apiserver waits at most this long; a slow webhook must not stall applies.

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TypedDict
 
-from kstrata.app.offline import DEFAULT_ENVIRONMENT
-from kstrata.app.profile_commands import (
+from kstrata.app.command_toolkit import (
     check_environment_flag,
     check_name,
     explain_refused_write,
@@ -52,7 +51,7 @@ from kstrata.app.profile_commands import (
 from kstrata.app.suggest import check_environment_declared
 from kstrata.domain.crds import configprofile_crd, sealedsecret_crd
 from kstrata.domain.documents import load_documents
-from kstrata.domain.environments import select_environment
+from kstrata.domain.environments import DEFAULT_ENVIRONMENT, select_environment
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.merge import same_json
 from kstrata.domain.profile import (

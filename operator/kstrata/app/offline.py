@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kstrata.domain.documents import load_documents
+from kstrata.domain.environments import DEFAULT_ENVIRONMENT
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 from kstrata.domain.profile import (
     ProfileManifest,
@@ -26,10 +27,6 @@ from kstrata.domain.secret_template import check_sealed_spec
 from kstrata.errors import DocumentError, InvalidInputError, UsageError
 from kstrata.files import describe, read_bounded
 from kstrata.wellknown import API_VERSION, CONFIG_PROFILE_KIND, SEALED_SECRET_KIND
-
-#: The environment rendered when neither --env nor spec.environment names one
-#: (the operator's own default, so offline output matches a fresh cluster).
-DEFAULT_ENVIRONMENT = "dev"
 
 
 @dataclass(frozen=True)

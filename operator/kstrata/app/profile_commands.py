@@ -35,10 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from kstrata.app.offline import DEFAULT_ENVIRONMENT
+from kstrata.app.command_toolkit import (
+    ProfileSummary,
+    check_environment_flag,
+    check_name,
+    explain_refused_write,
+    int_or_none,
+    known_environments,
+    namespace_labels,
+    ready_condition_of,
+    spec_lookup,
+    summary,
+)
 from kstrata.app.suggest import check_environment_declared, closest, did_you_mean
 from kstrata.domain.documents import load_json, load_yaml
 from kstrata.domain.environments import (
+    DEFAULT_ENVIRONMENT,
     is_environment_name,
     select_environment,
 )
@@ -87,7 +99,6 @@ from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
     JSON,
-    NAMESPACES,
     SEALED_SECRETS,
     KubeApi,
 )
@@ -97,8 +108,6 @@ from kstrata.wellknown import (
     CHANGE_CAUSE_ANNOTATION,
     CONFIG_PROFILE_KIND,
     ENVIRONMENT_LABEL,
-    GROUP,
-    READY_CONDITION,
     SEALED_SECRET_KIND,
 )
 
@@ -119,24 +128,6 @@ _COMMENT_PREFIXES: Final[dict[str, tuple[str, ...]]] = {
     "env": ("#",),
     "properties": ("#", "!"),
 }
-
-
-# --- small shared helpers (history, diff and rollback use them too) ---------
-
-
-def check_name(name: str, what: str) -> None:
-    # Names end up in URL paths: refuse anything that is not a Kubernetes name
-    # before it gets there (a '/' would address another resource).
-    if not is_object_name(name):
-        raise UsageError(f"{what} must be a valid Kubernetes object name")
-
-
-def check_environment_flag(environment: str, flag: str = "--env") -> None:
-    if not is_environment_name(environment):
-        raise UsageError(
-            f"{flag}: not a valid environment name "
-            "(lower-case letters, digits and '-', at most 63 characters)"
-        )
 
 
 def parse_key_path(text: str) -> tuple[str, ...]:
@@ -162,121 +153,7 @@ def parse_key_path(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | None]:
-    """``spec.extends`` resolved through the API, each base read once."""
-    cache: dict[str, ProfileSpec | None] = {}
-
-    def lookup(name: str) -> ProfileSpec | None:
-        if name not in cache:
-            found = api.get_or_none(CONFIG_PROFILES, namespace, name)
-            cache[name] = parse_profile_spec(found.get("spec")) if found else None
-        return cache[name]
-
-    return lookup
-
-
-def namespace_labels(api: KubeApi, namespace: str) -> dict[str, str]:
-    found = api.get_or_none(NAMESPACES, None, namespace)
-    labels: dict[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
-    return labels
-
-
 # --- list ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProfileSummary:
-    """One row of ``kstrata list``: what the operator last reported in status."""
-
-    namespace: str
-    name: str
-    environment: str | None
-    revision: int | None
-    #: The Ready condition's status: ``True``, ``False`` or ``Unknown`` (no condition yet).
-    ready: str
-    config_map: str | None
-    #: ``metadata.creationTimestamp`` (RFC 3339), for the AGE column.
-    created: str | None
-    #: ``ConfigProfile`` or ``SealedSecret`` (``list`` shows both kinds).
-    kind: str = CONFIG_PROFILE_KIND
-    #: The Ready condition's reason (``SchemaViolation``, ...), when there is one.
-    reason: str | None = None
-    #: ``metadata.generation`` and ``status.observedGeneration``: the status is
-    #: stale (it describes an older spec) while the second lags the first.
-    generation: int | None = None
-    observed_generation: int | None = None
-    #: The object as read (managedFields dropped, as kubectl shows it), for ``-o yaml``.
-    obj: JSON = dataclasses.field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def stale(self) -> bool:
-        """The spec changed and the operator has not reported on it (down or busy)."""
-        return self.generation is not None and self.observed_generation != self.generation
-
-    @property
-    def state(self) -> str:
-        """One word for the STATUS column: Stale, the not-Ready reason, or Current."""
-        if self.stale:
-            return "Stale"
-        if self.ready != "True":
-            return self.reason or ("Pending" if self.ready == "Unknown" else "NotReady")
-        return "Current"
-
-    def as_data(self) -> JSON:
-        """The row as data for ``-o yaml|json`` (no AGE: it would not be deterministic)."""
-        return {
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "environment": self.environment,
-            "revision": self.revision,
-            "ready": self.ready,
-            "reason": self.reason,
-            "stale": self.stale,
-            "generation": self.generation,
-            "observedGeneration": self.observed_generation,
-            "configMapName": self.config_map,
-            "creationTimestamp": self.created,
-        }
-
-
-def _integer(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def ready_condition(obj: JSON) -> JSON:
-    """The Ready condition of ``obj``'s status ({} when there is none yet)."""
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    found = next(
-        (c for c in conditions if isinstance(c, dict) and c.get("type") == READY_CONDITION), {}
-    )
-    return dict(found)
-
-
-def summary(obj: JSON, kind: str = CONFIG_PROFILE_KIND) -> ProfileSummary:
-    """What the operator last reported about ``obj``, and whether that is stale."""
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    ready = ready_condition(obj)
-    return ProfileSummary(
-        namespace=str(meta.get("namespace") or ""),
-        name=str(meta.get("name") or ""),
-        environment=status.get("environment") or None,
-        revision=_integer(status.get("revision")),
-        ready=str(ready.get("status") or "Unknown"),
-        config_map=status.get("configMapName") or status.get("secretName") or None,
-        created=meta.get("creationTimestamp") or None,
-        kind=kind,
-        reason=str(ready["reason"]) if ready.get("reason") else None,
-        generation=_integer(meta.get("generation")),
-        observed_generation=_integer(status.get("observedGeneration")),
-        obj={
-            **obj,
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
-        },
-    )
 
 
 def list_profiles(
@@ -394,26 +271,6 @@ def get_profile(api: KubeApi, namespace: str, name: str) -> JSON:
         f"ConfigProfile {name} not found in namespace {namespace}: kstrata list -A lists "
         "every namespace's, -n NAMESPACE picks another"
     )
-
-
-def known_environments(
-    api: KubeApi,
-    namespace: str,
-    name: str,
-    spec: ProfileSpec,
-    *,
-    also: Sequence[str | None] = (),
-    default_environment: str = DEFAULT_ENVIRONMENT,
-) -> list[str]:
-    """The environments ``spec`` may be rendered for: those admission checks.
-
-    Declared overlays (its own and its bases'), the pinned one, the
-    namespace label, the operator's default, and ``also`` (what is served).
-    """
-    names = set(declared_environments(spec, name, spec_lookup(api, namespace)))
-    label = namespace_labels(api, namespace).get(ENVIRONMENT_LABEL)
-    names.update(e for e in (spec.environment, label, default_environment, *also) if e)
-    return sorted(names)
 
 
 def _served_config(api: KubeApi, namespace: str, config_map: str, spec: ProfileSpec) -> JSONValue:
@@ -697,7 +554,7 @@ def await_operator(
             )
         sleep(POLL_INTERVAL)
     if state.ready != "True":
-        message = ready_condition(obj).get("message") or "no message"
+        message = ready_condition_of(obj).get("message") or "no message"
         raise InvalidInputError(
             f"{what} was written, but the operator did not apply it: "
             f"{state.reason or 'NotReady'}: {message}; revision {state.revision} keeps serving",
@@ -870,51 +727,6 @@ def _check_known(
         )
 
 
-def kstrata_webhooks(api: KubeApi) -> list[str]:
-    """ValidatingWebhookConfigurations with a webhook for kstrata.dev resources, by name.
-
-    Empty when none, or when the caller may not list them (no guessing).
-    """
-    from kstrata.app.admission import VALIDATING_WEBHOOKS
-
-    try:
-        configurations = api.list(VALIDATING_WEBHOOKS, None)
-    except ClusterError:
-        return []
-    names: set[str] = set()
-    for configuration in configurations:
-        for hook in configuration.get("webhooks") or []:
-            rules = (hook or {}).get("rules") or []
-            groups = {g for rule in rules for g in (rule or {}).get("apiGroups") or []}
-            if groups & {GROUP, "*"}:
-                names.add(str((configuration.get("metadata") or {}).get("name")))
-    return sorted(names)
-
-
-def explain_refused_write(api: KubeApi, error: TransientClusterError) -> TransientClusterError:
-    """A write the API server failed (its own message kept), with the next step if known.
-
-    The API server reports an admission webhook it could not call as a
-    Status with reason ``InternalError`` (500); when a webhook for kstrata
-    resources is configured, it is the likely cause: a foreground operator
-    that stopped without removing it, or an operator that is down.  Both are
-    named, with the command that removes the configuration.
-    """
-    if error.reason != "InternalError":
-        return error
-    names = kstrata_webhooks(api)
-    if not names:
-        return error
-    return TransientClusterError(
-        f"{error}\nThe API server calls the admission webhook in ValidatingWebhookConfiguration "
-        f"{', '.join(names)} for every write to kstrata resources. If no kstrata operator "
-        "serves it any more (a foreground operator that stopped without removing it), remove "
-        f"it: kubectl delete validatingwebhookconfiguration {names[0]}; otherwise start the "
-        "operator again (kstrata operator run, or check its pods)",
-        reason=error.reason,
-    )
-
-
 def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
     meta = profile.get("metadata") or {}
     return {
@@ -999,7 +811,7 @@ def set_values(
         changed = not same_json(normalize(original or {}, where="spec"), spec)
         # A spec change makes generation + 1 (the status subresource keeps
         # metadata-only writes from counting).
-        generation = _integer((profile.get("metadata") or {}).get("generation"))
+        generation = int_or_none((profile.get("metadata") or {}).get("generation"))
         cause = change_cause(parsed, environment, generation + 1 if generation else None)
         _check_profile(api, namespace, name, spec, extra_environments=extra)
         view = _manifest_view(profile, spec, cause)
@@ -1027,7 +839,7 @@ def set_values(
                 api,
                 namespace,
                 name,
-                generation=_integer((written.get("metadata") or {}).get("generation")) or 0,
+                generation=int_or_none((written.get("metadata") or {}).get("generation")) or 0,
                 what=f"the change to ConfigProfile {namespace}/{name}",
                 timeout=timeout,
                 sleep=sleep,
@@ -1462,29 +1274,19 @@ __all__ = [
     "Assignment",
     "EffectiveConfig",
     "ImportResult",
-    "ProfileSummary",
     "SetResult",
     "await_operator",
     "change_cause",
-    "check_environment_flag",
-    "check_name",
-    "explain_refused_write",
     "format_for",
     "get_effective_config",
     "get_profile",
     "import_config_map",
     "import_files",
-    "known_environments",
-    "kstrata_webhooks",
     "list_profiles",
     "merge_diff",
-    "namespace_labels",
     "null_member",
     "parse_assignment",
     "parse_key_path",
-    "ready_condition",
     "same_json",
     "set_values",
-    "spec_lookup",
-    "summary",
 ]

@@ -37,7 +37,7 @@ from kstrata.wellknown import (
 )
 
 if TYPE_CHECKING:
-    from kstrata.app.profile_commands import ProfileSummary
+    from kstrata.app.command_toolkit import ProfileSummary
     from kstrata.kube.api import KubeApi
 
 DATA_FORMATS = ("yaml", "json")

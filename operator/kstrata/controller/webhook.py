@@ -56,7 +56,7 @@ from kstrata.errors import (
     InvalidInputError,
     KstrataError,
 )
-from kstrata.kube.api import JSON, SECRETS, KubeApi
+from kstrata.kube.api import JSON, SECRETS, VALIDATING_WEBHOOKS, KubeApi
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_PLURAL,
@@ -315,7 +315,7 @@ def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
     (``--webhook-url``) registered it, so it removes it when it stops; one
     that points elsewhere (another operator took the name over) is left alone.
     """
-    existing = api.get_or_none(admission.VALIDATING_WEBHOOKS, None, name)
+    existing = api.get_or_none(VALIDATING_WEBHOOKS, None, name)
     if existing is None:
         return False
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
@@ -329,5 +329,5 @@ def remove_own_configuration(api: KubeApi, name: str, url: str) -> bool:
     ours = {url, admission.for_webhook({"url": url}, admission.SEALED_SECRET_WEBHOOK_ID)["url"]}
     if not urls or not urls <= ours:
         return False
-    api.delete(admission.VALIDATING_WEBHOOKS, None, name)  # gone already: fine
+    api.delete(VALIDATING_WEBHOOKS, None, name)  # gone already: fine
     return True

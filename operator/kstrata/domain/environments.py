@@ -16,12 +16,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 from kstrata.errors import InvalidInputError
 from kstrata.wellknown import ENVIRONMENT_LABEL
 
 EnvironmentSource: TypeAlias = Literal["spec", "namespace-label", "default"]
+
+#: The environment rendered when neither --env nor spec.environment names one
+#: (the operator's own default, so offline output matches a fresh cluster).
+DEFAULT_ENVIRONMENT: Final = "dev"
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 

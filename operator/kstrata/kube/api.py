@@ -101,6 +101,13 @@ CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
 ROLLOUTS: Final = Resource(ARGO_ROLLOUTS_GROUP, ARGO_ROLLOUTS_VERSION, "rollouts", "Rollout")
 #: Everything a reload pass may roll (``kstrata.domain.reload_decision.WORKLOAD_KINDS``).
 RELOADABLE: Final = (*WORKLOADS, CRON_JOBS, ROLLOUTS)
+VALIDATING_WEBHOOKS: Final = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    namespaced=False,
+)
 
 
 def _translate(exc: BaseException, what: str) -> ClusterError | InvalidInputError:

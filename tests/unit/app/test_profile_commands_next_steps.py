@@ -12,7 +12,8 @@ from typing import Any, cast
 
 import pytest
 
-from kstrata.app.profile_commands import explain_refused_write, list_profiles
+from kstrata.app.command_toolkit import explain_refused_write
+from kstrata.app.profile_commands import list_profiles
 from kstrata.errors import ForbiddenError, NotFoundError, TransientClusterError
 from kstrata.kube.api import KubeApi, Resource
 
