@@ -65,6 +65,12 @@ SEALING_KEY_ROTATIONS = Counter(
     "kstrata_sealing_key_rotations_total",
     "Sealing keys added by rotation.",
 )
+RESEAL_ITEMS = Counter(
+    "kstrata_reseal_items_total",
+    "SealedSecret items the reseal endpoint handled, by outcome "
+    "(resealed, unchanged, failed, refused).",
+    ["outcome"],
+)
 RELOAD_ROLLOUTS = Counter(
     "kstrata_reload_rollouts_total",
     "Workload rollouts requested because a configuration revision changed, by reload "

@@ -81,6 +81,13 @@ class Settings:
     #: with ``…/match``, the typed autos and reloads, ``…/ignore``) on workloads that carry
     #: no ``kstrata.dev/reload``, so Reloader can be removed without editing a workload.
     reloader_compatible: bool = False
+    #: ``host:port`` of the reseal endpoint (``kstrata reseal``), served with the webhook's
+    #: certificate and only while the webhook is; None (the default) disables it.  The
+    #: installed manifests and the chart turn it on (``--reseal-address``).
+    reseal_address: str | None = None
+    #: Key ids of other clusters' sealing keys that ``kstrata reseal --cert`` may seal to.
+    #: Any other bundle is refused: resealing to a key the caller owns would reveal values.
+    reseal_recipients: tuple[str, ...] = ()
     #: Extra fields kept for forward compatibility with newer config files.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -372,6 +372,7 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "seal -n hello --name greeting --from-literal message=hello-from-a-sealed-secret": (
         "tests/e2e/test_readme_walk.py"
     ),
+    "reseal -f deploy/ --in-place": "tests/unit/cli/test_cli_reseal.py (through main(argv))",
     # The operator itself.
     "operator run": "tests/cluster/test_operator_runs.py (python -m kstrata operator run)",
     "operator run -n team-a -n team-b --standalone": (

@@ -191,6 +191,8 @@ _VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "reload_coalesce_seconds": st.floats(min_value=0, max_value=2),
     "reload_quiet_seconds": st.floats(min_value=0, max_value=5),
     "reloader_compatible": st.booleans(),
+    "reseal_address": st.sampled_from(["", "0.0.0.0:9444"]),
+    "reseal_recipients": st.lists(st.from_regex(r"[0-9a-f]{32}", fullmatch=True), unique=True),
 }
 
 

@@ -260,6 +260,16 @@ EXAMPLES: Final[dict[str, tuple[Example, ...]]] = {
             "--i-know-this-prints-secrets",
         ),
     ),
+    "reseal": (
+        (
+            "After 'kstrata keys rotate': reseal a repository in place (only tokens change)",
+            "kstrata reseal -f deploy/ --in-place",
+        ),
+        (
+            "Move to a new cluster whose key id is in reseal_recipients",
+            "kstrata reseal -f deploy/ --cert new-cluster-keys.json --output-dir moved/",
+        ),
+    ),
     "watch": (
         (
             "Sidecar: SIGHUP the application when config.yaml changes and validates",

@@ -39,6 +39,7 @@ _VALUE_FLAGS: Final = (
     ("log_format", "log_format"),
     ("webhook_address", "webhook_address"),
     ("webhook_url", "webhook_url"),
+    ("reseal_address", "reseal_address"),
 )
 
 
@@ -121,6 +122,17 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         help="base URL the API server calls (outside a cluster); default: the in-cluster Service",
     )
     parser.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
+    parser.add_argument(
+        "--reseal-address", default=None, help="host:port of the reseal endpoint (kstrata reseal)"
+    )
+    parser.add_argument(
+        "--reseal-recipient",
+        dest="reseal_recipients",
+        action="append",
+        default=[],
+        metavar="KEY_ID",
+        help="another cluster's key id kstrata reseal --cert may seal to (repeatable)",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning"), default=None)
     parser.add_argument("--log-format", choices=("text", "json"), default=None)
 
@@ -174,6 +186,8 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
             overrides[name] = getattr(args, flag)
     if args.no_webhook:
         overrides["webhook_address"] = None
+    if args.reseal_recipients:
+        overrides["reseal_recipients"] = tuple(args.reseal_recipients)
     return overrides
 
 

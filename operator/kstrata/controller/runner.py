@@ -27,6 +27,7 @@ from kstrata.controller import (
     namespaces,
     profiles,
     reloads,
+    reseal_endpoint,
     sealed_secrets,
     webhook,
 )
@@ -166,6 +167,10 @@ def assemble(context: OperatorContext) -> tuple[kopf.OperatorRegistry, kopf.Oper
     if setup is not None:
         operator_settings.admission.server = setup.server
         webhook.register(registry, KubeApi(context.cluster, timeout=3.0), context.settings, setup)
+        # The reseal endpoint reuses the webhook's certificate, so it is served with it.
+        reseal_endpoint.register(
+            registry, KubeApi(context.cluster), context.settings, setup.certificate
+        )
     return registry, operator_settings
 
 

@@ -264,6 +264,32 @@ class KubeApi:
             "PATCH", path, what, body=patch, content_type=content_type, query=_MANAGER
         )
 
+    def service_proxy_post(
+        self, namespace: str, service: str, path: str, body: Any
+    ) -> tuple[int, JSON]:
+        """POST ``body`` to ``path`` of a Service through the API server's service proxy.
+
+        ``service`` is the proxy's ``[scheme:]name[:port]``.  RBAC decides who
+        may call it (``create`` on ``services/proxy`` for that name).  Returns
+        the status and the JSON answer (the Service's own, or the API server's
+        Status); callers read the answer, so errors are not translated here.
+        Only an unreachable API server raises (``TransientClusterError``).
+        """
+        from urllib3.exceptions import HTTPError
+
+        target = f"/api/v1/namespaces/{namespace}/services/{service}/proxy{path}"
+        try:
+            response = self._transport.request("POST", target, body=body, timeout=self._timeout)
+        except (HTTPError, OSError) as exc:
+            raise TransientClusterError(
+                f"POST to service {namespace}/{service}: cannot reach the API server"
+            ) from exc
+        try:
+            answer = json.loads(response.data) if response.data else {}
+        except ValueError:
+            answer = {}
+        return response.status, answer if isinstance(answer, dict) else {}
+
     def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         what = f"delete {resource.kind} {_where(namespace, name)}"
         try:

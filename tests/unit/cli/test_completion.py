@@ -58,7 +58,7 @@ def test_every_command_is_offered_and_the_hidden_one_is_not() -> None:
     ("words", "expected"),
     [
         (["ge"], ["get"]),
-        (["r"], ["render", "rollback"]),
+        (["r"], ["render", "reseal", "rollback"]),
         (["keys", "r"], ["rotate"]),
         (["operator", ""], ["run", "settings"]),
         (["--kubeconfig", "k", "--context", "c", "v"], ["validate", "version"]),
