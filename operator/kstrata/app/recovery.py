@@ -42,7 +42,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import read_bounded
+from kstrata.files import expand_files, read_bounded
 from kstrata.wellknown import API_VERSION, GROUP, SEALED_SECRET_KIND, SEALED_SECRET_SINGULAR
 
 __all__ = [
@@ -246,7 +246,7 @@ def recover(
     from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 
     recovered: list[Recovered] = []
-    files = _expanded(paths)
+    files = expand_files(paths)
     for number, path in enumerate(files, 1):
         source = "<stdin>" if str(path) == "-" else str(path)
         if progress is not None:
@@ -258,17 +258,6 @@ def recover(
     if not recovered:
         raise InvalidInputError("no SealedSecret found in the given files")
     return recovered
-
-
-def _expanded(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a directory as its .yaml, .yml and .json files (kubectl's -f)."""
-    files: list[Path] = []
-    for path in paths:
-        if str(path) != "-" and path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-        else:
-            files.append(path)
-    return files
 
 
 def _sealed_secrets_in(document: Any, source: str) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ from kstrata.errors import (
     UnknownKeyError,
     UsageError,
 )
-from kstrata.files import read_bounded
+from kstrata.files import expand_files, read_bounded
 from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ __all__ = [
     "DEFAULT_CONTROLLER_NAMESPACE",
     "DEFAULT_OPERATOR_NAMESPACE",
     "LAST_APPLIED_ANNOTATION",
-    "MANIFEST_SUFFIXES",
     "MAX_SEALED_ITEMS",
     "PUBLIC_KEYS_CONFIGMAP",
     "PUBLIC_KEYS_ITEM",
@@ -116,9 +115,6 @@ DEFAULT_CONTROLLER_NAMESPACE: Final = DEFAULT_OPERATOR_NAMESPACE
 #: kubectl's copy of the whole applied object, ``data`` included: copying it
 #: into the template would publish the plaintext next to the ciphertext.
 LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
-
-#: The files a directory given to ``-f`` contributes, as kubectl's ``-f DIR``.
-MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 _DEFAULT_SCOPE: Final = "strict"
 _SECRET_TYPE_MAX: Final = 253
@@ -374,7 +370,7 @@ def secret_documents(paths: Sequence[Path]) -> list[tuple[str, JSONObject]]:
     # Imported here: the --from-literal/--from-file path parses no documents.
     from kstrata.domain.documents import load_documents
 
-    files = _expanded(paths)
+    files = expand_files(paths, recursive=True)
     if sum(1 for path in files if str(path) == "-") > 1:
         raise UsageError("-f - (standard input) can be given only once")
     found: list[tuple[str, JSONObject]] = []
@@ -390,21 +386,6 @@ def secret_documents(paths: Sequence[Path]) -> list[tuple[str, JSONObject]]:
     if not found:
         raise InvalidInputError("-f: no Secret manifest found in the given files")
     return found
-
-
-def _expanded(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a directory as its manifest files, recursively and sorted."""
-    files: list[Path] = []
-    for path in paths:
-        if str(path) == "-" or not path.is_dir():
-            files.append(path)
-            continue
-        found: list[Path] = []
-        for directory, subdirectories, names in os.walk(path):
-            subdirectories.sort()
-            found += (Path(directory) / n for n in names if n.endswith(MANIFEST_SUFFIXES))
-        files += sorted(found)
-    return files
 
 
 def _asked_once(

@@ -64,7 +64,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import read_bounded
+from kstrata.files import expand_files, read_bounded
 from kstrata.wellknown import BITNAMI_API_VERSION, BITNAMI_SEALED_SECRET_KIND
 
 __all__ = [
@@ -81,7 +81,6 @@ BITNAMI_ANNOTATION_PREFIX: Final = "sealedsecrets.bitnami.com/"
 #: A backup of a few dozen 4096-bit keys stays far below this.
 MAX_KEY_BACKUP_BYTES: Final = 4 * 1024 * 1024
 _FORBIDDEN_TYPES: Final = ("kubernetes.io/service-account-token", "bootstrap.kubernetes.io/token")
-_MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -103,31 +102,6 @@ class Imported:
 
 
 # --- reading inputs ----------------------------------------------------------
-
-
-def _everything(_: Path) -> bool:
-    return True
-
-
-def _expanded(
-    paths: Sequence[Path],
-    suffixes: tuple[str, ...],
-    wanted: Callable[[Path], bool] = _everything,
-) -> list[Path]:
-    """Files as given; a directory as its ``wanted`` files with these suffixes, recursively."""
-    files: list[Path] = []
-    for path in paths:
-        if str(path) != "-" and path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.name.endswith(suffixes) and wanted(p)
-            )
-        else:
-            files.append(path)
-    if not files:
-        raise UsageError("no input files found (-f names files or directories)")
-    return files
 
 
 def _objects(document: Any, source: str) -> list[dict[str, Any]]:
@@ -218,7 +192,7 @@ def import_bitnami(
     from kstrata.domain.documents import load_documents
 
     found: list[tuple[str, dict[str, Any]]] = []
-    for path in _expanded(paths, _MANIFEST_SUFFIXES):
+    for path in expand_files(paths, recursive=True):
         source = "<stdin>" if str(path) == "-" else str(path)
         data = read_bounded(path, DEFAULT_LIMITS.max_bytes, what="-f", stdin=True)
         for document in load_documents(data, source=source):
@@ -583,7 +557,9 @@ def import_sops(
     ``progress`` hears about each file (the CLI shows it on a terminal).
     """
     report = progress or (lambda _message: None)
-    files = _expanded(request.paths, _SOPS_SUFFIXES, _is_sops_file)
+    files = expand_files(
+        request.paths, recursive=True, suffixes=_SOPS_SUFFIXES, wanted=_is_sops_file
+    )
     if request.name is not None and len(files) > 1:
         raise UsageError("--name names one SealedSecret: give one -f file with it")
     if any(str(p) == "-" for p in files):

@@ -242,29 +242,6 @@ def split_type_name(text: str) -> tuple[str | None, str]:
     )
 
 
-#: What ``-f DIRECTORY`` reads, as kubectl does: these extensions, not recursively.
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def expand_files(paths: Sequence[Path]) -> list[Path]:
-    """``-f`` arguments as kubectl reads them: files as given, directories by their manifests.
-
-    A directory contributes its ``.yaml``, ``.yml`` and ``.json`` files,
-    sorted by name (kubectl's order); ``-`` stays standard input.  A
-    directory without one is a usage error, not a silent no-op.
-    """
-    files: list[Path] = []
-    for path in paths:
-        if str(path) != "-" and path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES)
-            if not found:
-                raise UsageError(f"{path}: no .yaml, .yml or .json files in the directory")
-            files += found
-        else:
-            files.append(path)
-    return files
-
-
 def kubernetes_list(items: Sequence[Any]) -> dict[str, Any]:
     """Objects as ``kubectl get -o yaml|json`` prints several: a ``v1`` ``List``."""
     return {"apiVersion": "v1", "kind": "List", "items": list(items), "metadata": {}}

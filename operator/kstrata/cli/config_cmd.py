@@ -12,10 +12,10 @@ from kstrata.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     FilesAction,
-    expand_files,
     kubernetes_list,
     print_data,
 )
+from kstrata.files import expand_files
 
 FORMATS = ("yaml", "json", "env", "properties")
 

@@ -184,7 +184,7 @@ def test_a_document_of_another_kind_is_refused_by_name(
         ("two Secrets, one name", 1, "(document 2): the same namespace and name as"),
         ("--name with several", 2, "--name names one SealedSecret, but -f gave 2 Secrets"),
         ("bad base64", 1, "(document 2): data.password is not valid base64"),
-        ("empty directory", 1, "no Secret manifest found"),
+        ("empty directory", 2, "empty: no .yaml, .yml or .json files to read"),
         ("stdin twice", 2, "standard input) can be given only once"),
         ("--output-dir without -f", 2, "--output-dir is for -f"),
         ("with --from-literal", 2, "-f cannot be combined with --from-literal"),
