@@ -19,7 +19,8 @@ import yaml
 from kubernetes import client
 
 from kstrata.app.reloader_migration import migrate_reloader
-from kstrata.kube.api import KubeApi
+from kstrata.kube.api import JSON, KubeApi, Resource
+from kstrata.kube.connection import Cluster
 from support.cluster import TestCluster
 from support.operator import running_operator
 from support.waiting import wait_for
@@ -265,6 +266,20 @@ RELOADER = {
 }
 
 
+class CountingWrites(KubeApi):
+    """The real API, recording each patch sent (``migrate`` writes only patches)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster)
+        self.writes: list[str] = []
+
+    def patch(
+        self, resource: Resource, namespace: str | None, name: str, patch: Any, **kwargs: Any
+    ) -> JSON:
+        self.writes.append(f"{resource.kind} {namespace}/{name}")
+        return super().patch(resource, namespace, name, patch, **kwargs)
+
+
 def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollout_per_set(
     cluster: TestCluster, namespace: str, keys_namespace: str
 ) -> None:
@@ -305,7 +320,9 @@ def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollo
         assert replica_sets(cluster, ns, "named") == 1  # flags did not change
 
     # Migrate: the kstrata equivalents replace Reloader's annotations.
-    report = migrate_reloader(KubeApi(cluster.connection), ns, apply=True)
+    first = CountingWrites(cluster.connection)
+    report = migrate_reloader(first, ns, apply=True)
+    assert len(first.writes) == len(RELOADER) + 1  # each workload, and noisy
     migrated = {m.name: m.reload for m in report.workloads}
     assert migrated == {
         "auto": "auto",
@@ -317,8 +334,17 @@ def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollo
     for name in RELOADER:
         annotations = cluster.apps.read_namespaced_deployment(name, ns).metadata.annotations
         assert not any("reloader.stakater.com" in key for key in annotations)
-    noisy = cluster.core.read_namespaced_config_map("noisy", ns).metadata.annotations
-    assert noisy["kstrata.dev/reload-ignore"] == "true"
+    noisy = cluster.core.read_namespaced_config_map("noisy", ns).metadata
+    assert noisy.annotations["kstrata.dev/reload-ignore"] == "true"
+
+    # A second --apply finds nothing left to migrate and writes nothing.
+    counting = CountingWrites(cluster.connection)
+    again = migrate_reloader(counting, ns, apply=True)
+    assert again.workloads == ()
+    assert [(s.name, s.done) for s in again.sources] == [("noisy", True)]
+    assert counting.writes == []
+    now = cluster.core.read_namespaced_config_map("noisy", ns).metadata
+    assert now.resource_version == noisy.resource_version
 
     # Without Reloader compatibility the migrated workloads behave the same.
     before = entries(record(cluster, ns, "auto"))
