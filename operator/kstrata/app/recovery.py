@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from kstrata.crypto import KeyPair, KeyRing, Scope, SealingContext
 from kstrata.domain.environments import check_environment_name
+from kstrata.domain.jsonvalue import JSONObject, JSONValue
 from kstrata.errors import (
     InputLimitError,
     InvalidInputError,
@@ -162,19 +163,17 @@ def load_recovery_keys(path: Path) -> KeyRing:
     return KeyRing(unique.values())
 
 
-def _secrets_in(document: Any, source: str) -> list[dict[str, Any]]:
-    if document is None:
-        return []
-    if not isinstance(document, dict):
-        raise InvalidInputError(f"{source}: expected Secret manifests")
-    if document.get("kind") == "List" and isinstance(document.get("items"), list):
-        return [s for item in document["items"] for s in _secrets_in(item, source)]
-    if document.get("apiVersion") != "v1" or document.get("kind") != "Secret":
-        raise InvalidInputError(
-            f"{source}: expected a Secret (apiVersion v1, kind Secret): --recovery-keys takes "
-            "the file 'kstrata keys backup -o FILE' wrote"
-        )
-    return [document]
+def _secrets_in(document: JSONValue, source: str) -> list[JSONObject]:
+    from kstrata.domain.documents import objects_of
+
+    secrets = objects_of(document, source, expected="Secret manifests")
+    for secret in secrets:
+        if secret.get("apiVersion") != "v1" or secret.get("kind") != "Secret":
+            raise InvalidInputError(
+                f"{source}: expected a Secret (apiVersion v1, kind Secret): --recovery-keys "
+                "takes the file 'kstrata keys backup -o FILE' wrote"
+            )
+    return secrets
 
 
 def _key_pairs(secret: dict[str, Any], source: str) -> list[KeyPair]:
@@ -260,16 +259,15 @@ def recover(
     return recovered
 
 
-def _sealed_secrets_in(document: Any, source: str) -> list[dict[str, Any]]:
-    if document is None:
-        return []
-    if not isinstance(document, dict):
-        raise InvalidInputError(f"{source}: expected SealedSecret manifests")
-    if document.get("kind") == "List" and isinstance(document.get("items"), list):
-        return [s for item in document["items"] for s in _sealed_secrets_in(item, source)]
-    if document.get("apiVersion") == API_VERSION and document.get("kind") == SEALED_SECRET_KIND:
-        return [document]
-    return []  # other objects in a kustomization's files are skipped
+def _sealed_secrets_in(document: JSONValue, source: str) -> list[JSONObject]:
+    from kstrata.domain.documents import objects_of
+
+    # Other objects in a kustomization's files are skipped.
+    return [
+        obj
+        for obj in objects_of(document, source, expected="SealedSecret manifests")
+        if obj.get("apiVersion") == API_VERSION and obj.get("kind") == SEALED_SECRET_KIND
+    ]
 
 
 def _string_map(value: Any, where: str) -> dict[str, str]:

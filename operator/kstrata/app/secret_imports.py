@@ -104,17 +104,6 @@ class Imported:
 # --- reading inputs ----------------------------------------------------------
 
 
-def _objects(document: Any, source: str) -> list[dict[str, Any]]:
-    """The objects of one document: itself, or the items of a ``List``."""
-    if document is None:
-        return []
-    if not isinstance(document, dict):
-        raise InvalidInputError(f"{source}: expected Kubernetes objects")
-    if document.get("kind") == "List" and isinstance(document.get("items"), list):
-        return [o for item in document["items"] for o in _objects(item, source)]
-    return [document]
-
-
 def _string_map(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -141,11 +130,11 @@ def load_bitnami_keys(path: Path) -> list[BitnamiKey]:
             return [load_private_key(data)]
         except SealingError as error:
             raise InvalidInputError(f"--bitnami-keys {source}: {error.message}") from None
-    from kstrata.domain.documents import load_documents
+    from kstrata.domain.documents import load_documents, objects_of
 
     keys: dict[str, BitnamiKey] = {}
     for document in load_documents(data, source=source):
-        for secret in _objects(document, source):
+        for secret in objects_of(document, source):
             metadata = secret.get("metadata")
             name = metadata.get("name") if isinstance(metadata, dict) else None
             where = f"--bitnami-keys {source}: Secret {name if isinstance(name, str) else '?'}"
@@ -189,7 +178,7 @@ def import_bitnami(
     has none (the namespace it is applied to is what its scope bound), then
     the kubeconfig context's.  Other objects in the files are skipped.
     """
-    from kstrata.domain.documents import load_documents
+    from kstrata.domain.documents import load_documents, objects_of
 
     found: list[tuple[str, dict[str, Any]]] = []
     for path in expand_files(paths, recursive=True):
@@ -198,7 +187,7 @@ def import_bitnami(
         for document in load_documents(data, source=source):
             found += [
                 (source, obj)
-                for obj in _objects(document, source)
+                for obj in objects_of(document, source)
                 if obj.get("apiVersion") == BITNAMI_API_VERSION
                 and obj.get("kind") == BITNAMI_SEALED_SECRET_KIND
             ]

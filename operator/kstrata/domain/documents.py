@@ -53,6 +53,7 @@ __all__ = [
     "load_json",
     "load_yaml",
     "load_yaml_documents",
+    "objects_of",
 ]
 
 _TAG = "tag:yaml.org,2002:"
@@ -488,6 +489,26 @@ def load_json(
         # Integers beyond Python's digit limit.
         raise DocumentError(f"{source}: number too large") from None
     return normalize(raw, where=f"{source}: $", limits=limits)
+
+
+def objects_of(
+    document: JSONValue, source: str, *, expected: str = "Kubernetes objects"
+) -> list[JSONObject]:
+    """The objects one document stands for: none (an empty document), itself, or a ``List``'s items.
+
+    ``kubectl get -o yaml`` prints several objects as a ``v1`` ``List``, so
+    every ``-f`` reader accepts one wherever it accepts objects (nested lists
+    included).  Anything but a mapping is a ``DocumentError`` saying what was
+    ``expected`` (the caller's words, such as "SealedSecret manifests").
+    """
+    if document is None:
+        return []
+    if not isinstance(document, dict):
+        raise DocumentError(f"{source}: expected {expected}")
+    items = document.get("items")
+    if document.get("kind") == "List" and isinstance(items, list):
+        return [obj for item in items for obj in objects_of(item, source, expected=expected)]
+    return [document]
 
 
 def load_documents(

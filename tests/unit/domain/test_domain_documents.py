@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from kstrata.domain.documents import load_documents, load_json, load_yaml, load_yaml_documents
+from kstrata.domain.documents import (
+    load_documents,
+    load_json,
+    load_yaml,
+    load_yaml_documents,
+    objects_of,
+)
 from kstrata.domain.jsonvalue import Limits
 from kstrata.errors import DocumentError, InputLimitError
 
@@ -273,3 +279,27 @@ def test_pure_python_parser_errors_quote_nothing(text: str) -> None:
         load_yaml(text, source="f.yaml")
     assert CANARY not in str(caught.value)
     assert "'@'" not in str(caught.value)
+
+
+# --- the objects a document stands for ----------------------------------------------
+
+
+def test_objects_of_flattens_lists_nested_lists_and_skips_empty_documents() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}
+    inner = {"apiVersion": "v1", "kind": "List", "items": [other, None]}
+    listed = {"apiVersion": "v1", "kind": "List", "items": [secret, inner]}
+    assert objects_of(secret, "a.yaml") == [secret]
+    assert objects_of(listed, "a.yaml") == [secret, other]
+    assert objects_of(None, "a.yaml") == []
+    # A List without items is an object like any other (what kubectl would reject).
+    assert objects_of({"kind": "List"}, "a.yaml") == [{"kind": "List"}]
+
+
+def test_objects_of_names_the_file_and_what_was_expected_never_the_content() -> None:
+    with pytest.raises(DocumentError) as error:
+        objects_of([CANARY], "a.yaml", expected="SealedSecret manifests")
+    assert str(error.value) == "a.yaml: expected SealedSecret manifests"
+    listed = {"kind": "List", "items": [CANARY]}
+    with pytest.raises(DocumentError, match=r"^b\.yaml: expected Kubernetes objects$"):
+        objects_of(listed, "b.yaml")
