@@ -13,7 +13,7 @@ from kstrata.domain.documents import (
     load_yaml_documents,
     objects_of,
 )
-from kstrata.domain.jsonvalue import Limits
+from kstrata.domain.jsonvalue import JSONObject, Limits
 from kstrata.errors import DocumentError, InputLimitError
 
 CANARY = "CANARY-7f3a9c"
@@ -285,10 +285,10 @@ def test_pure_python_parser_errors_quote_nothing(text: str) -> None:
 
 
 def test_objects_of_flattens_lists_nested_lists_and_skips_empty_documents() -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}
-    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}
-    inner = {"apiVersion": "v1", "kind": "List", "items": [other, None]}
-    listed = {"apiVersion": "v1", "kind": "List", "items": [secret, inner]}
+    secret: JSONObject = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}
+    other: JSONObject = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}
+    inner: JSONObject = {"apiVersion": "v1", "kind": "List", "items": [other, None]}
+    listed: JSONObject = {"apiVersion": "v1", "kind": "List", "items": [secret, inner]}
     assert objects_of(secret, "a.yaml") == [secret]
     assert objects_of(listed, "a.yaml") == [secret, other]
     assert objects_of(None, "a.yaml") == []
@@ -300,6 +300,6 @@ def test_objects_of_names_the_file_and_what_was_expected_never_the_content() -> 
     with pytest.raises(DocumentError) as error:
         objects_of([CANARY], "a.yaml", expected="SealedSecret manifests")
     assert str(error.value) == "a.yaml: expected SealedSecret manifests"
-    listed = {"kind": "List", "items": [CANARY]}
+    listed: JSONObject = {"kind": "List", "items": [CANARY]}
     with pytest.raises(DocumentError, match=r"^b\.yaml: expected Kubernetes objects$"):
         objects_of(listed, "b.yaml")
