@@ -247,6 +247,23 @@ def kubernetes_list(items: Sequence[Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": list(items), "metadata": {}}
 
 
+def print_manifests(objects: Sequence[Any], fmt: str, out: TextIO) -> None:
+    """Manifests to apply: one as itself; several as a YAML stream, or in JSON a ``List``.
+
+    Either way ``kubectl apply -f -`` takes the output as it is (JSON has no
+    stream of documents, so several objects go into a ``List``).
+    """
+    if len(objects) == 1:
+        print_data(objects[0], fmt, out)
+    elif fmt == "json":
+        print_data(kubernetes_list(objects), "json", out)
+    else:
+        for index, obj in enumerate(objects):
+            if index:
+                out.write("---\n")
+            print_data(obj, "yaml", out)
+
+
 class FilesAction(argparse.Action):
     """``-f FILE [FILE ...]``: kubectl's repeatable ``-f``, plus a shell glob's many files.
 

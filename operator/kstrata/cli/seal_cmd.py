@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, kubeconfig_path, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    add_output_flag,
+    connect_from,
+    kubeconfig_path,
+    print_data,
+    print_manifests,
+)
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 from kstrata.wellknown import GROUP, SEALED_SECRET_SINGULAR
@@ -287,16 +294,7 @@ def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
                 file=out,
             )
         return EXIT_OK
-    manifests = [result.manifest for result in results]
-    if len(manifests) == 1:
-        print_data(manifests[0], args.output, out)
-    elif args.output == "json":
-        print_data({"apiVersion": "v1", "kind": "List", "items": manifests}, "json", out)
-    else:
-        for index, manifest in enumerate(manifests):
-            if index:
-                out.write("---\n")
-            print_data(manifest, "yaml", out)
+    print_manifests([result.manifest for result in results], args.output, out)
     return EXIT_OK
 
 
@@ -360,14 +358,5 @@ def _unseal(args: argparse.Namespace, out: TextIO) -> int:
         f"warning: printing {len(recovered)} Secret manifest(s) with their values in clear",
         file=sys.stderr,
     )
-    secrets = [item.secret for item in recovered]
-    if len(secrets) == 1:
-        print_data(secrets[0], args.output, out)
-    elif args.output == "json":
-        print_data({"apiVersion": "v1", "kind": "List", "items": secrets}, "json", out)
-    else:
-        for index, secret in enumerate(secrets):
-            if index:
-                out.write("---\n")
-            print_data(secret, "yaml", out)
+    print_manifests([item.secret for item in recovered], args.output, out)
     return EXIT_OK

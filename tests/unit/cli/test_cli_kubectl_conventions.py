@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kstrata.app.command_toolkit import ProfileSummary
 from kstrata.app.suggest import check_environment_declared, did_you_mean
-from kstrata.cli.common import kubernetes_list, split_type_name
+from kstrata.cli.common import kubernetes_list, print_manifests, split_type_name
 from kstrata.cli.main import main
 from kstrata.cli.profile_cmd import format_table
 from kstrata.errors import UsageError
@@ -150,3 +152,19 @@ def test_lists_are_kubernetes_lists() -> None:
         "items": [{"kind": "ConfigProfile"}],
         "metadata": {},
     }
+
+
+def test_manifests_print_as_one_object_a_yaml_stream_or_a_json_list() -> None:
+    first: dict[str, object] = {"kind": "Secret", "metadata": {"name": "a"}}
+    second: dict[str, object] = {"kind": "Secret"}
+
+    def printed(objects: list[dict[str, object]], fmt: str) -> str:
+        out = io.StringIO()
+        print_manifests(objects, fmt, out)
+        return out.getvalue()
+
+    assert yaml.safe_load(printed([first], "yaml")) == first
+    assert json.loads(printed([first], "json")) == first
+    assert printed([first, second], "yaml").count("---\n") == 1
+    assert list(yaml.safe_load_all(printed([first, second], "yaml"))) == [first, second]
+    assert json.loads(printed([first, second], "json")) == kubernetes_list([first, second])
