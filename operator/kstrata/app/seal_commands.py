@@ -143,6 +143,10 @@ class SealRequest:
     secret_file: Path | None = None
     #: An existing SealedSecret file to update in place.
     merge_into: Path | None = None
+    #: ``KEY=TEMPLATE`` texts (``--template``) and ``KEY=PATH`` texts
+    #: (``--template-file``): ``spec.template.data`` entries, checked against the items.
+    templates: Sequence[str] = ()
+    template_files: Sequence[str] = ()
     #: The kubeconfig context's namespace, asked for only when no other source
     #: states one and the scope binds a namespace (as every other command does).
     context_namespace: Callable[[], str | None] | None = field(default=None, repr=False)
@@ -255,8 +259,21 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
         else check_environment_name(request.environment, where="--env")
     )
     items = _read_items(request)
+    templates = _read_templates(request)
     target = None if request.merge_into is None else _load_target(request.merge_into)
     scope, namespace, name = _coordinates(request, items, target)
+    if templates:
+        # Checked on the manifest as it will be (tokens left out) before any key is fetched.
+        placeholders = dict.fromkeys(items.values, "")
+        _with_templates(
+            _merged_manifest(target, environment, placeholders, items.template)
+            if target is not None
+            else _new_manifest(
+                namespace=namespace, name=name, scope=scope, environment=environment,
+                sealed=placeholders, template=items.template,
+            ),
+            templates,
+        )  # fmt: skip
     recipients = load_recipients(keys)
     sealed = _seal_items(items.values, recipients, scope, namespace, name)
     if target is None:
@@ -270,6 +287,7 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
         )
     else:
         manifest = _merged_manifest(target, environment, sealed, items.template)
+    _with_templates(manifest, templates)
     written = None
     if target is not None:
         _write_private(target.path, _dump(manifest, _format_of(target.path)))
@@ -699,6 +717,76 @@ def _add(values: dict[str, bytes], key: str, value: bytes, where: str) -> None:
             f"{MAX_PLAINTEXT_BYTES} bytes"
         )
     values[key] = value
+
+
+def _read_templates(request: SealRequest) -> dict[str, str]:
+    """``--template`` and ``--template-file`` entries, each parsed by the operator's parser.
+
+    A template is public text (it is kept in clear in the spec), yet a file's
+    path is not echoed, as for ``--from-file``.
+    """
+    from kstrata.domain.secret_template import MAX_TEMPLATE_CHARS, MAX_TEMPLATES, parse_template
+
+    given = [("--template", text) for text in request.templates]
+    given += [("--template-file", text) for text in request.template_files]
+    if len(given) > MAX_TEMPLATES:
+        raise InputLimitError(f"at most {MAX_TEMPLATES} templates can be given")
+    templates: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for flag, text in given:
+        counts[flag] = counts.get(flag, 0) + 1
+        where = f"{flag} #{counts[flag]}"
+        key, separator, rest = text.partition("=")
+        if not separator or not key:
+            raise UsageError(
+                f"{where}: expected KEY={'PATH' if flag.endswith('file') else 'TEMPLATE'}"
+            )
+        try:
+            check_item(key)  # a template key is a Secret data key, as an item key is
+        except SealingError:
+            raise UsageError(f"{where}: the template key is not a valid Secret data key") from None
+        if key in templates:
+            raise UsageError(f"{where}: template {key} is given twice")
+        if flag == "--template-file":
+            data = _read_bounded(
+                Path(rest), 4 * MAX_TEMPLATE_CHARS, what=f"{where} ({key})", show_path=False
+            )
+            try:
+                rest = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{where} ({key}): the file is not UTF-8 text") from None
+        try:
+            parse_template(key, rest)
+        except InvalidInputError as error:  # TemplateError, InputLimitError
+            raise UsageError(f"{where}: {error.message}") from None
+        templates[key] = rest
+    return templates
+
+
+def _with_templates(manifest: JSONObject, templates: Mapping[str, str]) -> None:
+    """Add ``templates`` to ``spec.template.data`` (same keys replaced) and check every
+    template there against the items, as admission will: a missing item is a usage error."""
+    if not templates:
+        return
+    from kstrata.domain.secret_template import (
+        check_references,
+        check_sealed_spec,
+        parse_template_data,
+    )
+
+    spec = _child(manifest, "spec")
+    template = _child(spec, "template")
+    template["data"] = dict(sorted({**_child(template, "data"), **templates}.items()))
+    try:
+        if spec.get("environments") or spec.get("environment"):
+            # Each declared (or the pinned) environment: the base items and its own.
+            check_sealed_spec(spec, ())
+        else:
+            encrypted = spec.get("encryptedData")
+            keys = list(encrypted) if isinstance(encrypted, dict) else []
+            check_references(parse_template_data(template["data"]), keys)
+    except InvalidInputError as error:
+        raise UsageError(f"--template: {error.message}") from None
 
 
 def _read_bounded(path: Path, limit: int, *, what: str, show_path: bool = True) -> bytes:

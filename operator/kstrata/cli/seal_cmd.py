@@ -66,6 +66,9 @@ spec.encryptedData.K: the value is read from --from-file PATH or from standard
 input, never from the command line.
 --merge-into adds or replaces only the given items in an existing file (rewritten
 with mode 0600; comments are not kept); its scope, namespace and name must match.
+--template KEY=TEMPLATE adds spec.template.data KEY: a value the operator renders
+from the items ({{ .user }}, {{ index . "db-password" }}); it is checked offline
+against the items, the --merge-into file's included, before anything is sealed.
 Values typed with --from-literal are visible to other local users in the process
 list: prefer --from-file or -f for real secrets.
 """
@@ -117,6 +120,22 @@ def register(commands: Any) -> None:
     )
     seal.add_argument(
         "--from-file", dest="files", action="append", default=[], metavar="[KEY=]PATH"
+    )
+    seal.add_argument(
+        "--template",
+        dest="templates",
+        action="append",
+        default=[],
+        metavar="KEY=TEMPLATE",
+        help="add spec.template.data KEY, e.g. 'DSN=postgres://{{ .user }}@db' (repeatable)",
+    )
+    seal.add_argument(
+        "--template-file",
+        dest="template_files",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="as --template, the template read from a file (byte for byte)",
     )
     seal.add_argument(
         "-f",
@@ -234,6 +253,8 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
     if args.key is not None:
         raise UsageError("--key is for --raw (one bare token); use --from-file KEY=PATH")
     if args.filename and args.merge_into is None:
+        if args.templates or args.template_files:
+            raise UsageError("--template is for one SealedSecret: use it with --merge-into FILE")
         return _seal_secrets(args, out)
     if args.output_dir is not None:
         raise UsageError("--output-dir is for -f (Secret manifests)")
@@ -251,6 +272,8 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
         files=tuple(args.files),
         secret_file=args.filename[0] if args.filename else None,
         merge_into=args.merge_into,
+        templates=tuple(args.templates),
+        template_files=tuple(args.template_files),
         context_namespace=context_namespace,
     )
     result = seal_manifest(request, keys)
@@ -307,6 +330,7 @@ def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
             ("--output-dir", args.output_dir is not None),
             ("--merge-into", args.merge_into is not None),
             ("--env", args.env is not None),
+            ("--template", bool(args.templates or args.template_files)),
         )
         if given
     ]
