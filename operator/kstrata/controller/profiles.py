@@ -27,8 +27,8 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
+from kstrata.app.reload_scheduling import SourceReconciled, status_reporter
 from kstrata.controller.namespaces import Members, labels_reader
-from kstrata.controller.reloads import SourceReconciled, status_reporter
 from kstrata.errors import (
     BudgetExceededError,
     InvalidInputError,

@@ -43,12 +43,12 @@ from typing import Any
 import kopf
 
 from kstrata import metrics
+from kstrata.app.reload_scheduling import SourceReconciled, status_reporter
 from kstrata.app.sealed_secrets import SealedSecretReconciler
 from kstrata.app.sealing_keys import KEY_SECRET_NAME, KeyStore
 from kstrata.controller.followed_secrets import FollowedSecrets, Interest
 from kstrata.controller.namespaces import Members, labels_reader
 from kstrata.controller.profiles import to_kopf_error as profile_kopf_error
-from kstrata.controller.reloads import SourceReconciled, status_reporter
 from kstrata.errors import (
     InvalidInputError,
     KstrataError,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from kstrata.app.reload_scheduling import ReloadTriggers
 from kstrata.app.reloads import PlainSource, ReloadReconciler
-from kstrata.controller.reloads import ReloadTriggers
 from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
 from kstrata.domain import reload_annotations as ra
 from kstrata.domain.reload_decision import (

@@ -1,6 +1,6 @@
 """When reload passes run: at once, and again once the namespace has settled (capped).
 
-These drive ``kstrata.controller.reloads`` on a private event loop with an
+These drive ``kstrata.app.reload_scheduling`` on a private event loop with an
 in-memory action.  Timings are only ever bounded from below (the clock is
 monotonic) or by a window many times longer than the wait, never measured.
 """
@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from kstrata.controller.reloads import NamespaceCoalescer, ReloadTriggers, SourceStatus
+from kstrata.app.reload_scheduling import NamespaceCoalescer, ReloadTriggers, SourceStatus
 from kstrata.errors import TransientClusterError
 
 
