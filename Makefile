@@ -22,7 +22,7 @@ help:
 	@echo "make e2e           (root) the end-to-end tier alone: kstrata as pods, serving pods"
 	@echo "make cluster-down  stop it (and undo every change the node made to this machine)"
 	@echo "make lint          ruff, mypy --strict (package and tests), import-linter"
-	@echo "make bench         benchmarks; results go to docs/performance.md by hand"
+	@echo "make bench         benchmarks (SCALE=1: also the 10x scale one); results go to docs/performance.md by hand"
 	@echo "make fuzz          every atheris fuzz target for FUZZ_SECONDS (300) each; tests/fuzz/README.md"
 	@echo "make kind-deploy   with Docker and kind: build the image, install kstrata and the examples in kind"
 
@@ -103,8 +103,11 @@ cluster-down: $(STAMP)
 demo: build-controlplane
 	$(BIN)/python examples/demo.py
 
+# bench_scale.py (20,000 objects on one replica) takes tens of minutes on two
+# cores: it runs only with `make bench SCALE=1`.
+SCALE ?= 0
 bench: build-controlplane
-	$(BIN)/python benchmarks/run.py
+	KSTRATA_BENCH_SCALE=$(SCALE) $(BIN)/python benchmarks/run.py
 
 # The short run of each fuzz target is part of `make test` (tests/fuzz); this is
 # the longer one.  FUZZ_ARGS=--merge minimises new finds into tests/fuzz/corpus.

@@ -1,0 +1,395 @@
+"""10x scale (issue 18 item 4): one operator replica at 1,000 and at 10,000 objects of each kind.
+
+Each size runs on its own fresh control plane (benchmarks/harness.py), with
+the operator as ``python -m kstrata operator run`` in its own process:
+
+* set-up (timed, not part of any target): ``size`` ConfigProfiles and
+  ``size`` SealedSecrets (``--items`` sealed items each) in ``size / 50``
+  namespaces, and ``size / 5`` Deployments (no replicas: the measure is the
+  pod template patch) that each follow one profile, created directly through
+  the API with ``--concurrency`` requests in flight, before the operator
+  starts; sealing happens client-side first (reported apart);
+* cold start: from the operator's liveness until it has settled: every
+  Secret and ConfigMap written (its ok-reconcile counters), kopf has recorded
+  every object as handled, and every Deployment records its profile's
+  first revision (on its metadata: first sight does not roll); objects/s
+  counts both kinds (target >= 100/s);
+  peak RSS (VmHWM) then, and VmRSS ``--idle-after`` s later (median of 5
+  readings): both <= 400 MiB at 10,000;
+* restart: the operator started again with nothing changed; objects whose
+  resourceVersion moved among the profiles, SealedSecrets, their ConfigMaps
+  and Secrets and the Deployments, counted once both counters have reached
+  ``size`` and 3 s more have passed for trailing writes (target 0);
+* one change: with that restarted operator holding every object, a
+  profile's spec is written and the clock stops when a watch on the
+  Deployment following it delivers the template with the new revision,
+  ``--changes`` times, each once the operator and the Deployment controller
+  are done with the previous one (as in bench_reloads.py); p50 at 10,000
+  <= 1.5x p50 at 1,000, measured by this same script in the same run.
+
+Finally a linear projection from the two sizes: the object count at which
+one replica's settled RSS reaches 1 GiB and its change p50 reaches 1 s.
+Every phase records the machine's 1-minute load average (2 shared cores).
+
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 1000 10000] [--json out.json]
+
+``make bench`` runs it only with ``SCALE=1`` (KSTRATA_BENCH_SCALE=1): the
+10,000 size takes tens of minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client
+
+from bench_configprofiles import OK_RECONCILES as PROFILE_RECONCILES
+from bench_configprofiles import profile
+from bench_reloads import RECORD, deployment, namespaced_profiles, template_record, write_profile
+from bench_sealedsecrets import GROUP, VERSION, operator_keys, sealed_secret
+from bench_sealedsecrets import OK_RECONCILES as SEALED_RECONCILES
+from harness import (
+    Bench,
+    Follower,
+    OperatorProcess,
+    control_plane,
+    kopf_handled,
+    operator,
+    operator_done_with,
+    percentiles,
+    wait,
+)
+
+MANAGED = "app.kubernetes.io/managed-by=kstrata"
+#: Per namespace: 50 profiles, 50 SealedSecrets, 10 Deployments (200 namespaces at 10,000).
+PER_NAMESPACE = 50
+WORKLOADS_PER_NAMESPACE = 10
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def cpu_seconds(running: OperatorProcess) -> float:
+    fields = Path(f"/proc/{running.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pages(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """Every item of a LIST, 500 at a time (one 10,000-item answer is a burst for the apiserver)."""
+    token = None
+    while True:
+        found = call(*args, limit=500, _continue=token, **kwargs)
+        is_dict = isinstance(found, dict)
+        yield from found["items"] if is_dict else found.items
+        token = found["metadata"].get("continue") if is_dict else found.metadata._continue
+        if not token:
+            return
+
+
+def custom_items(bench: Bench, plural: str) -> Iterator[dict[str, Any]]:
+    return cast(
+        "Iterator[dict[str, Any]]",
+        pages(bench.custom.list_cluster_custom_object, GROUP, VERSION, plural),
+    )
+
+
+def set_up(bench: Bench, size: int, items: int, concurrency: int) -> dict[str, Any]:
+    bundle = operator_keys(bench)
+    namespaces = [f"scale-{n:03d}" for n in range(max(1, size // PER_NAMESPACE))]
+    started = time.perf_counter()
+    loads = [load()]
+    bodies: list[tuple[str, str, dict[str, Any]]] = []
+    for i in range(size):
+        namespace = namespaces[i % len(namespaces)]
+        base = {"i": i, "service": {"port": 8000 + i % 100, "replicas": 2}}
+        bodies.append((namespace, "configprofiles", profile(f"app-{i:05d}", base)))
+    sealing = time.perf_counter()
+    for i in range(size):
+        namespace = namespaces[i % len(namespaces)]
+        body = sealed_secret(bundle, namespace, f"s-{i:05d}", items, i)
+        bodies.append((namespace, "sealedsecrets", body))
+    sealing_seconds = time.perf_counter() - sealing
+    # Workload j of a namespace follows the namespace's j-th profile.
+    followed = {
+        (namespaces[i % len(namespaces)], f"w-{i:05d}"): f"app-{i:05d}"
+        for i in range(min(size, len(namespaces) * WORKLOADS_PER_NAMESPACE))
+    }
+    apps = client.AppsV1Api(bench.cluster.api_client)
+
+    def namespace_(name: str) -> None:
+        bench.core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name)), _preload_content=False
+        )
+
+    def custom(entry: tuple[str, str, dict[str, Any]]) -> None:
+        namespace, plural, body = entry
+        bench.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body, _preload_content=False
+        )
+
+    def workload(entry: tuple[tuple[str, str], str]) -> None:
+        (namespace, name), uses = entry
+        apps.create_namespaced_deployment(namespace, deployment(name, uses), _preload_content=False)
+
+    creating = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(namespace_, namespaces))
+        list(pool.map(custom, bodies))
+        loads.append(load())
+        list(pool.map(workload, followed.items()))
+    created = time.perf_counter()
+    loads.append(load())
+    objects = len(namespaces) + len(bodies) + len(followed)
+    return {
+        "namespaces": namespaces,
+        "followed": followed,
+        "report": {
+            "namespaces": len(namespaces),
+            "config_profiles": size,
+            "sealed_secrets": size,
+            "items_per_sealed_secret": items,
+            "deployments": len(followed),
+            "client_sealing_seconds": round(sealing_seconds, 1),
+            "create_seconds": round(created - creating, 1),
+            "created_per_second": round(objects / (created - creating), 1),
+            "concurrency": concurrency,
+            "set_up_seconds_with_sealing": round(created - started, 1),
+            "load_average": loads,
+        },
+    }
+
+
+def recorded_all(bench: Bench, followed: dict[tuple[str, str], str]) -> bool:
+    """Every Deployment records its profile's first revision.
+
+    First sight records on the workload's metadata, not its pod template
+    (app/reloads.py: the pods already run with that configuration).
+    """
+    apps = client.AppsV1Api(bench.cluster.api_client)
+    for item in pages(apps.list_deployment_for_all_namespaces):
+        key = (item.metadata.namespace, item.metadata.name)
+        record = (item.metadata.annotations or {}).get(RECORD)
+        if key in followed and record != f"{followed[key]}=1":
+            return False
+    return True
+
+
+def all_handled(bench: Bench, size: int) -> bool:
+    for plural in ("configprofiles", "sealedsecrets"):
+        count = 0
+        for item in custom_items(bench, plural):
+            if not kopf_handled(item):
+                return False
+            count += 1
+        if count < size:
+            return False
+    return True
+
+
+def state(bench: Bench) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for plural in ("configprofiles", "sealedsecrets"):
+        for item in custom_items(bench, plural):
+            meta = item["metadata"]
+            versions[f"{plural}/{meta['namespace']}/{meta['name']}"] = meta["resourceVersion"]
+    apps = client.AppsV1Api(bench.cluster.api_client)
+    for kind, call, selector in (
+        ("cm", bench.core.list_config_map_for_all_namespaces, MANAGED),
+        ("secret", bench.core.list_secret_for_all_namespaces, MANAGED),
+        ("deploy", apps.list_deployment_for_all_namespaces, None),
+    ):
+        kwargs = {"label_selector": selector} if selector else {}
+        for obj in pages(call, **kwargs):
+            meta = obj.metadata
+            versions[f"{kind}/{meta.namespace}/{meta.name}"] = meta.resource_version
+    return versions
+
+
+def idle_rss(running: OperatorProcess, after: float) -> float:
+    time.sleep(after)  # a benchmark reading, not a wait for a condition
+    readings = []
+    for _ in range(5):
+        readings.append(running.rss_mib())
+        time.sleep(1)
+    return round(statistics.median(readings), 1)
+
+
+def both_counters(running: OperatorProcess) -> float:
+    return min(running.metric(PROFILE_RECONCILES), running.metric(SEALED_RECONCILES))
+
+
+def cold_start(
+    bench: Bench, size: int, followed: dict[tuple[str, str], str], idle_after: float
+) -> dict[str, Any]:
+    objects = 2 * size
+    spawned = time.perf_counter()
+    with operator(bench) as running:
+        ready = time.perf_counter()
+        live_rss = running.rss_mib()
+        loads = [load()]
+        wait(lambda: both_counters(running) >= size, 3600, "every object reconciled", 0.5)
+        reconciled = time.perf_counter()
+        loads.append(load())
+        wait(lambda: recorded_all(bench, followed), 1800, "every workload to record", 2.0)
+        wait(lambda: all_handled(bench, size), 1800, "kopf to settle", 2.0)
+        settled = time.perf_counter()
+        loads.append(load())
+        cpu = cpu_seconds(running)
+        peak = running.rss_peak_mib()
+        settled_rss = idle_rss(running, idle_after)
+    return {
+        "objects": objects,
+        "seconds_from_process_start": round(settled - spawned, 1),
+        "seconds_until_reconciled": round(reconciled - ready, 1),
+        "seconds_until_settled": round(settled - ready, 1),
+        "objects_per_second_until_reconciled": round(objects / (reconciled - ready), 1),
+        "objects_per_second_until_settled": round(objects / (settled - ready), 1),
+        "operator_cpu_seconds": round(cpu, 1),
+        "rss_when_live_mib": round(live_rss, 1),
+        "peak_rss_mib": round(peak, 1),
+        "settled_rss_mib": settled_rss,
+        "idle_after_seconds": idle_after,
+        "load_average": loads,
+    }
+
+
+def restart_and_change(
+    bench: Bench, size: int, namespace: str, followed: dict[tuple[str, str], str], changes: int
+) -> dict[str, Any]:
+    before = state(bench)
+    with operator(bench) as running:
+        started = time.perf_counter()
+        wait(lambda: both_counters(running) >= size, 3600, "resume", 0.5)
+        resumed = time.perf_counter()
+        time.sleep(3)  # trailing writes, as bench_peers.py counts them
+        after = state(bench)
+        moved = sorted(key for key in before if after.get(key) != before[key])
+        restart = {
+            "objects_compared": len(before),
+            "objects_written": len(moved),
+            "written_examples": moved[:5],
+            "seconds_until_resumed": round(resumed - started, 1),
+            "peak_rss_mib": round(running.rss_peak_mib(), 1),
+            "load_average": load(),
+        }
+        print(json.dumps({"restart": restart}, indent=2), flush=True)
+        workload = next(name for (ns, name) in followed if ns == namespace)
+        change = one_change(bench, namespace, followed[(namespace, workload)], workload, changes)
+        change["rss_after_changes_mib"] = round(running.rss_mib(), 1)
+    return {"restart": restart, "one_change": change}
+
+
+def one_change(
+    bench: Bench, namespace: str, name: str, workload: str, changes: int
+) -> dict[str, Any]:
+    apps = client.AppsV1Api(bench.cluster.api_client)
+    deployments = Follower(apps.list_namespaced_deployment, namespace, template_record)
+    revisions = Follower(namespaced_profiles(bench), namespace)
+
+    def rolled_and_recorded(item: dict[str, Any]) -> bool:
+        status = item.get("status") or {}
+        entry = {"kind": "Deployment", "name": workload, "revision": status.get("revision")}
+        return operator_done_with(item) and entry in (status.get("workloads") or [])
+
+    samples, loads = [], [load()]
+    try:
+        for i in range(1, changes + 1):
+            revisions.wait_until(name, rolled_and_recorded if i > 1 else operator_done_with, 60)
+            deployments.wait_until(
+                workload, lambda d: d.status.observed_generation == d.metadata.generation, 60
+            )
+            started = write_profile(bench, namespace, name, 10_000_000 + i)
+            samples.append(deployments.wait_for([(workload, f"{name}={i + 1}")], 60) - started)
+    finally:
+        deployments.stop()
+        revisions.stop()
+    loads.append(load())
+    return {"change_to_template": percentiles(samples), "load_average": loads}
+
+
+def one_size(
+    size: int, items: int, concurrency: int, changes: int, idle_after: float
+) -> dict[str, Any]:
+    with control_plane() as bench:
+        made = set_up(bench, size, items, concurrency)
+        result: dict[str, Any] = {"set_up": made["report"]}
+        print(json.dumps({size: result}, indent=2), flush=True)
+        result["cold_start"] = cold_start(bench, size, made["followed"], idle_after)
+        print(json.dumps({size: result["cold_start"]}, indent=2), flush=True)
+        result.update(
+            restart_and_change(bench, size, made["namespaces"][0], made["followed"], changes)
+        )
+    return result
+
+
+def projection(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    """Straight lines through the two sizes: where one replica reaches 1 GiB and 1 s."""
+
+    def line(x1: float, y1: float, x2: float, y2: float, at: float) -> dict[str, Any]:
+        slope = (y2 - y1) / (x2 - x1)
+        reached = None if slope <= 0 else round(x1 + (at - y1) / slope)
+        return {"per_1000_objects": round(slope * 1000, 2), "objects_at_target": reached}
+
+    n1, n2 = small["cold_start"]["objects"], large["cold_start"]["objects"]
+    rss = {
+        key: line(n1, small["cold_start"][key], n2, large["cold_start"][key], 1024)
+        for key in ("peak_rss_mib", "settled_rss_mib")
+    }
+    p50 = [s["one_change"]["change_to_template"]["p50_ms"] for s in (small, large)]
+    return {
+        "objects_counted": "ConfigProfiles + SealedSecrets (Deployments are a fifth of each)",
+        "rss_mib_to_1gib": rss,
+        "per_object_growth_kib": {
+            str(s["cold_start"]["objects"]): round(
+                (s["cold_start"]["settled_rss_mib"] - s["cold_start"]["rss_when_live_mib"])
+                * 1024
+                / s["cold_start"]["objects"],
+                1,
+            )
+            for s in (small, large)
+        },
+        "change_p50_ms_to_1s": line(n1, p50[0], n2, p50[1], 1000),
+        "change_p50_ratio": round(p50[1] / p50[0], 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--items", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--idle-after", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if os.environ.get("KSTRATA_BENCH_SCALE", "1") != "1":
+        print("skipped: `make bench SCALE=1` runs it (tens of minutes)")
+        return 0
+    results: dict[str, Any] = {}
+    for size in args.sizes:
+        results[str(size)] = one_size(
+            size, args.items, args.concurrency, args.changes, args.idle_after
+        )
+        print(json.dumps({size: results[str(size)]}, indent=2), flush=True)
+    if len(args.sizes) >= 2:
+        results["projection"] = projection(
+            results[str(args.sizes[0])], results[str(args.sizes[-1])]
+        )
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
