@@ -68,7 +68,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import read_bounded
+from kstrata.files import expand_files, read_bounded
 from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
@@ -106,8 +106,6 @@ MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
 MAX_REQUEST_ITEMS: Final = 2000
 #: What one request may take (the API server's proxy gives up after 60 s).
 REQUEST_SECONDS: Final = 30.0
-#: The files a directory given to ``-f`` contributes, as for ``seal -f DIR``.
-MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 
 # --- the operator's half -----------------------------------------------------
@@ -276,20 +274,6 @@ class SourceFile:
     replacements: dict[str, str] = field(default_factory=dict)
 
 
-def _expanded(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if str(path) == "-" or not path.is_dir():
-            files.append(path)
-            continue
-        found: list[Path] = []
-        for directory, subdirectories, names in os.walk(path):
-            subdirectories.sort()
-            found += (Path(directory) / n for n in names if n.endswith(MANIFEST_SUFFIXES))
-        files += sorted(found)
-    return files
-
-
 def collect(paths: Sequence[Path], default_namespace: str | None = None) -> list[SourceFile]:
     """Every SealedSecret item in ``paths`` (files, directories, ``-``), by file.
 
@@ -301,7 +285,7 @@ def collect(paths: Sequence[Path], default_namespace: str | None = None) -> list
     from kstrata.domain.jsonvalue import DEFAULT_LIMITS
 
     files: list[SourceFile] = []
-    for path in _expanded(paths):
+    for path in expand_files(paths, recursive=True):
         source = "<stdin>" if str(path) == "-" else str(path)
         data = read_bounded(path, DEFAULT_LIMITS.max_bytes, what="-f", stdin=True)
         try:
