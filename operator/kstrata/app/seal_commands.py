@@ -82,6 +82,7 @@ __all__ = [
     "RawSealResult",
     "SealRequest",
     "SealResult",
+    "check_binding",
     "fetch_public_keys",
     "kubeconfig_namespace",
     "load_public_keys",
@@ -577,6 +578,34 @@ def _parse_bundle(data: bytes | str, *, source: str) -> PublicKeyBundle:
     return bundle
 
 
+def check_binding(
+    name: str,
+    namespace: str | None,
+    scope: str,
+    *,
+    prefix: str,
+    suffix: str = "",
+    no_namespace: str,
+) -> None:
+    """Check the name and namespace a SealedSecret's tokens are about to be bound to.
+
+    Every path that seals (``seal``, the SOPS and Bitnami imports) checks the
+    same two things before a key is used: both are valid Kubernetes names, a
+    ``SealingError`` becoming an ``InvalidInputError`` that says what is
+    wrong (never the value) between ``prefix`` and ``suffix``; and only
+    cluster scope may leave the namespace unbound (the manifest portable),
+    any other scope without one is the ``UsageError`` ``no_namespace``.
+    """
+    try:
+        check_name(name)
+        if namespace is not None:
+            check_namespace(namespace)
+    except SealingError as error:
+        raise InvalidInputError(f"{prefix}{error.message}{suffix}") from None
+    if namespace is None and scope != "cluster":
+        raise UsageError(no_namespace)
+
+
 def _seal_items(
     values: Mapping[str, bytes],
     recipients: Sequence[PublicKey],
@@ -647,15 +676,13 @@ def _coordinates(
     if namespace is None and scope != "cluster" and request.context_namespace is not None:
         # Nothing stated one: the kubeconfig context's, as kubectl and every other command.
         namespace = request.context_namespace()
-    try:
-        check_name(name)
-        if namespace is not None:
-            check_namespace(namespace)
-    except SealingError as error:
-        raise InvalidInputError(f"the SealedSecret's {error.message}") from None
-    if namespace is None and scope != "cluster":
-        # Only cluster scope leaves the namespace unbound (and the manifest portable).
-        raise UsageError(f"--namespace is required for {scope} scope")
+    check_binding(
+        name,
+        namespace,
+        scope,
+        prefix="the SealedSecret's ",
+        no_namespace=f"--namespace is required for {scope} scope",
+    )
     return scope, namespace, name
 
 

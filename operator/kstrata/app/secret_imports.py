@@ -43,6 +43,7 @@ from kstrata.app.seal_commands import (
     KeySource,
     _new_manifest,
     _seal_items,
+    check_binding,
     load_recipients,
 )
 from kstrata.crypto import MAX_PLAINTEXT_BYTES, PublicKey
@@ -55,7 +56,7 @@ from kstrata.crypto.bitnami import (
     load_private_key,
     open_value,
 )
-from kstrata.crypto.context import check_item, check_name, check_namespace
+from kstrata.crypto.context import check_item
 from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject
 from kstrata.errors import (
     InputLimitError,
@@ -234,16 +235,15 @@ def _identity(
     stated = metadata.get("namespace")
     namespace = stated if isinstance(stated, str) and stated else default_namespace
     where = f"{source}: SealedSecret {namespace}/{name}" if namespace else f"{source}: {name}"
-    try:
-        check_name(name)
-        if namespace is not None:
-            check_namespace(namespace)
-    except SealingError as error:
-        raise InvalidInputError(f"{where}: {error.message}") from None
     annotations = _string_map(metadata.get("annotations"), f"{where}: metadata.annotations")
     scope = BitnamiScope.from_annotations(annotations)
-    if namespace is None and scope is not BitnamiScope.CLUSTER_WIDE:
-        raise UsageError(f"{where} has no metadata.namespace ({scope} scope): give -n NAMESPACE")
+    check_binding(
+        name,
+        namespace,
+        scope.kstrata_scope,
+        prefix=f"{where}: ",
+        no_namespace=f"{where} has no metadata.namespace ({scope} scope): give -n NAMESPACE",
+    )
     return name, namespace, where, scope
 
 
@@ -586,14 +586,14 @@ def _sops_one(
             namespace = context_namespace()
         where = f"{path}: SealedSecret {name}"
         _check_sops_values(values, where)
-        try:
-            check_name(name)
-            if namespace is not None:
-                check_namespace(namespace)
-        except SealingError as error:
-            raise InvalidInputError(f"{where}: {error.message} (give --name/-n)") from None
-        if namespace is None and scope != "cluster":
-            raise UsageError(f"{where}: no namespace: give -n NAMESPACE")
+        check_binding(
+            name,
+            namespace,
+            scope,
+            prefix=f"{where}: ",
+            suffix=" (give --name/-n)",
+            no_namespace=f"{where}: no namespace: give -n NAMESPACE",
+        )
         sealed = _seal_items(values, recipients, scope, namespace, name)
     finally:
         values.clear()
