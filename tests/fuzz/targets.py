@@ -26,7 +26,6 @@ from typing import Any, Final
 
 import yaml
 
-from kstrata.app import profile_commands
 from kstrata.crypto import (
     KeyPair,
     KeyRing,
@@ -38,7 +37,7 @@ from kstrata.crypto import (
     seal,
     seal_multi,
 )
-from kstrata.domain import regex, schema, schema_keywords
+from kstrata.domain import readback, regex, schema, schema_keywords
 from kstrata.domain.documents import load_json, load_yaml_documents
 from kstrata.domain.jsonvalue import JSONValue, Limits
 from kstrata.domain.merge import merge_diff, merge_layers, merge_patch, null_member, same_json
@@ -330,7 +329,7 @@ def fuzz_env_properties(data: bytes) -> None:
         elif mode == 3:
             fmt: OutputFormat = "env" if len(payload) % 2 else "properties"
             text = payload.decode("utf-8", "replace")
-            for candidate in profile_commands._candidates(text, fmt, f"in.{fmt}"):
+            for candidate in readback.candidates(text, fmt, f"in.{fmt}"):
                 _assert_json(candidate)
         else:
             _flat_round_trip(payload)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from kstrata.app.profile_commands import _candidates
 from kstrata.crypto import KeyPair
 from kstrata.domain.documents import load_yaml_documents
+from kstrata.domain.readback import candidates
 from kstrata.domain.render import render_text
 from kstrata.errors import DocumentError
 from kstrata.watch import parse_properties
@@ -47,7 +47,7 @@ def test_unprintable_character_is_the_same_error_with_libyaml() -> None:
 def test_properties_file_with_only_comments_imports_as_an_empty_configuration() -> None:
     # Found by the env_properties target: `kstrata import -f x.properties`
     # on a file with no keys (only comments, or empty) reads as an empty map.
-    assert _candidates("# c\n! only comments\n", "properties", "in.properties")[0] == {}
+    assert candidates("# c\n! only comments\n", "properties", "in.properties")[0] == {}
 
 
 @pytest.mark.parametrize("libyaml", [True, False])

@@ -826,7 +826,7 @@ def _without_leading_comments(text: str) -> str:
 
 
 def test_the_per_environment_files_import_into_the_checkout_example() -> None:
-    from kstrata.app.profile_commands import import_files
+    from kstrata.app.profile_import import import_files
 
     folder = EXAMPLES / "migration" / "checkout"
     result = import_files(
@@ -841,7 +841,7 @@ def test_the_per_environment_files_import_into_the_checkout_example() -> None:
 
 
 def test_the_hand_made_config_map_imports_into_the_orders_example() -> None:
-    from kstrata.app.profile_commands import import_config_map
+    from kstrata.app.profile_import import import_config_map
     from kstrata.kube.api import CONFIG_MAPS
 
     config_map = yaml.safe_load((EXAMPLES / "migration" / "orders-configmap.yaml").read_text())

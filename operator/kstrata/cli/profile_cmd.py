@@ -410,7 +410,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if (args.source is None) == (args.filename is None):
         raise UsageError("import: give either configmap/NAME or -f FILE")
     if args.source is not None:
-        from kstrata.app.profile_commands import import_config_map
+        from kstrata.app.profile_import import import_config_map
 
         if args.environments or args.full:
             raise UsageError("import configmap/NAME: --env and --full apply to -f only")
@@ -423,7 +423,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         )
     else:
         # Offline: files only, no connection (works without a kubeconfig).
-        from kstrata.app.profile_commands import import_files
+        from kstrata.app.profile_import import import_files
 
         result = import_files(
             args.filename,

@@ -40,6 +40,25 @@ from kstrata.errors import RenderError
 
 OutputFormat: TypeAlias = Literal["yaml", "json", "env", "properties"]
 FORMATS: Final[tuple[OutputFormat, ...]] = ("yaml", "json", "env", "properties")
+#: File extensions a ConfigMap key or an imported file may have, and their formats.
+EXTENSION_FORMATS: Final[dict[str, OutputFormat]] = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".env": "env",
+    ".properties": "properties",
+}
+
+
+def format_for(name: str) -> OutputFormat | None:
+    """The output format a file or ConfigMap key name implies, by extension."""
+    lowered = name.lower()
+    for extension, fmt in EXTENSION_FORMATS.items():
+        if lowered.endswith(extension):
+            return fmt
+    return None
+
+
 DEFAULT_KEYS: Final[dict[OutputFormat, str]] = {
     "yaml": "config.yaml",
     "json": "config.json",

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kstrata.app.profile_commands import import_files, merge_diff, null_member
+from kstrata.app.profile_import import import_files
 from kstrata.cli.main import main
-from kstrata.domain.merge import merge_patch
+from kstrata.domain.merge import merge_diff, merge_patch, null_member
 from kstrata.domain.render import render_text
 
 CANARY = "canary-4e1b-looks-secret"
