@@ -522,12 +522,9 @@ def kubeconfig_namespace(path: Path | None, context: str | None) -> str | None:
             namespace = body.get("namespace") if isinstance(body, dict) else None
             return namespace if isinstance(namespace, str) and namespace else "default"
     if context is not None:
-        names = [
-            str(entry["name"])
-            for entry in data.get("contexts") or []
-            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
-        ]
-        raise UnknownContextError(str(path), context, names)
+        from kstrata.kube.kubeconfig import context_names
+
+        raise UnknownContextError(str(path), context, context_names(data))
     return None
 
 

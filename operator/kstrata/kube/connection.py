@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kstrata.errors import UnknownContextError, UsageError
+from kstrata.kube.kubeconfig import context_names
 from kstrata.kube.transport import TokenSource, Transport
 
 _SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -173,15 +174,6 @@ def _from_kubeconfig(path: Path, context_name: str | None) -> Cluster:
         token_path=str(base / user["tokenFile"]) if user.get("tokenFile") and not token else None,
     )
     return Cluster(credentials=credentials, default_namespace=context.get("namespace") or "default")
-
-
-def context_names(document: dict[str, Any]) -> list[str]:
-    """The names of a kubeconfig's contexts, in file order."""
-    return [
-        str(entry["name"])
-        for entry in document.get("contexts") or []
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
-    ]
 
 
 def _named(document: dict[str, Any], section: str, key: str, name: Any, where: str) -> Any:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from kstrata.kube.kubeconfig import context_names
 from kstrata.wellknown import API_VERSION, CONFIG_PROFILE_PLURAL, SEALED_SECRET_PLURAL
 
 #: What the whole lookup (connect, TLS, request, response) may take, seconds.
@@ -101,8 +102,7 @@ def contexts(kubeconfig: Path) -> list[str]:
         import yaml
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        document = yaml.load(kubeconfig.expanduser().read_text(), Loader=loader)  # noqa: S506
-        return [str(entry["name"]) for entry in document.get("contexts") or []]
+        return context_names(yaml.load(kubeconfig.expanduser().read_text(), Loader=loader))  # noqa: S506
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
         return []
 
