@@ -8,6 +8,7 @@ fixture (``kopf.testing.KopfRunner``), with different settings, in one process.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import secrets
@@ -139,6 +140,42 @@ def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSessio
     )
 
 
+#: Seconds between the checks of a new login's credentials (:func:`rejected`).
+REJECTED_RECHECKS: Final = (0.5, 1.0)
+
+
+async def rejected(session: kopf.AiohttpSession, server: str) -> bool:
+    """Whether the API server refuses ``session``'s credentials (401), checked thrice.
+
+    kopf logs in again after every 401 and retries the request with what the
+    login handler returns, at once and without end.  When the ServiceAccount
+    is gone (an uninstall deletes it before the pod stops, and its token with
+    it) each retry is another 401: a new TLS session and a log line every
+    ~10 ms, which kept a stopping operator's peering clean-up spinning until
+    the kubelet killed the pod 30 s later.  A re-login therefore first asks
+    the API server (``GET /version``, which any authenticated user may read)
+    and, if the new credentials are refused three times over 1.5 s (a token
+    the kubelet rotated is read afresh on each login, so only revoked
+    credentials stay refused), logs in with nothing: kopf then fails the
+    waiting requests with ``LoginError`` instead of retrying them, so a
+    stopping operator stops and a running one exits for a restart.  Any other
+    answer, or none, leaves kopf's own handling as it was.
+    """
+    import aiohttp
+
+    url = server.rstrip("/") + "/version"
+    for delay in (*REJECTED_RECHECKS, None):
+        try:
+            async with session.aiohttp_session.get(url) as response:
+                if response.status != 401:
+                    return False
+        except aiohttp.ClientError:
+            return False
+        if delay is not None:
+            await asyncio.sleep(delay)
+    return True
+
+
 def kopf_cli_args(settings: Settings) -> list[str]:
     """The ``kopf run`` arguments for these settings (used with ``KopfRunner``)."""
     args = ["run"]
@@ -177,10 +214,14 @@ def assemble(context: OperatorContext) -> tuple[kopf.OperatorRegistry, kopf.Oper
 def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    logins = 0
+
     @kopf.on.login(id="login", registry=registry)
-    async def login(**_: Any) -> kopf.AiohttpSession:
+    async def login(**_: Any) -> kopf.AiohttpSession | None:
         # kopf calls this again when the API server answers 401: an in-cluster
         # token is read from its file each time, so a rotated token is picked up.
+        nonlocal logins
+        logins += 1
         credentials = context.cluster.credentials
         info = kopf.ConnectionInfo(
             server=credentials.server,
@@ -192,7 +233,15 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
             token=credentials.current_token(),
             default_namespace=context.settings.operator_namespace,
         )
-        return bounded_session(info, connection_limit(context.settings))
+        session = bounded_session(info, connection_limit(context.settings))
+        if logins > 1 and await rejected(session, credentials.server):
+            await session.aiohttp_session.close()
+            logger.error(
+                "the API server rejects the operator's credentials (401): its "
+                "ServiceAccount or token was revoked; stopping without them"
+            )
+            return None
+        return session
 
     api = KubeApi(context.cluster)
     if not context.settings.standalone:
