@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias
 
 from kstrata.errors import UsageError
 from kstrata.wellknown import (
@@ -100,6 +100,11 @@ class Parser(argparse.ArgumentParser):
         from kstrata.cli.examples import section
 
         return super().format_help() + section(self.prog)
+
+
+#: What ``register(commands)`` in each ``cli/*_cmd.py`` receives: the top-level
+#: subcommands (``parser_class=Parser``), typed so a misused ``add_parser`` is a type error.
+Subcommands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
 def _terminal_columns() -> int:

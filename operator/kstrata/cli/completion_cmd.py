@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any, TextIO
+from typing import TextIO
 
 from kstrata.app.completion import NAMES_DEADLINE, SHELLS, complete, script
-from kstrata.cli.common import EXIT_OK, kubeconfig_path
+from kstrata.cli.common import EXIT_OK, Subcommands, kubeconfig_path
 
 #: The hidden command the completion scripts call.
 COMPLETE: str = "__complete"
@@ -43,7 +43,7 @@ The scripts also complete `kubectl-kstrata`; `kubectl kstrata` completes
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     completion = commands.add_parser(
         "completion",
         help="print a shell completion script (bash, zsh or fish)",

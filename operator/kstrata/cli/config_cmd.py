@@ -6,12 +6,13 @@ Neither imports kopf or the Kubernetes client (a test checks ``sys.modules``).
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TextIO
 
 from kstrata.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
     FilesAction,
+    Subcommands,
     kubernetes_list,
     print_data,
 )
@@ -20,7 +21,7 @@ from kstrata.files import expand_files
 FORMATS = ("yaml", "json", "env", "properties")
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     render = commands.add_parser(
         "render",
         help="render a ConfigProfile from files, offline",

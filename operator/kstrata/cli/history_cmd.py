@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kstrata.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    Subcommands,
     connect_from,
     kubernetes_list,
     print_data,
@@ -71,7 +72,7 @@ _GITOPS = (
 )
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     history = commands.add_parser(
         "history",
         help="list the retained revisions of a ConfigProfile or SealedSecret",

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
+from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ DEFAULT_OPERATOR_NAMESPACE = "kstrata-system"
 SUITES = ("x25519", "mlkem768-x25519")
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     keys = commands.add_parser(
         "keys",
         help="list, export or rotate the operator's sealing keys",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from kstrata import __version__
 from kstrata.cli.common import (
@@ -24,6 +24,7 @@ from kstrata.cli.common import (
     EXIT_USAGE,
     Command,
     Parser,
+    Subcommands,
 )
 from kstrata.errors import ClusterError, KstrataError, RevisionNotFoundError, UsageError
 
@@ -92,7 +93,7 @@ def command_word(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _command_groups(command: str | None = None) -> list[Callable[[Any], None]]:
+def _command_groups(command: str | None = None) -> list[Callable[[Subcommands], None]]:
     """Each command group registers its subcommands; heavy imports stay inside handlers."""
     group = COMMAND_GROUPS.get(command or "")
     modules = (group,) if group is not None else _GROUPS

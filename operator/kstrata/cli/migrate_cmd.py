@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from, kubernetes_list, print_data
+from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
 from kstrata.cli.progress import with_progress
 from kstrata.wellknown import RELOAD_ANNOTATION, RELOAD_IGNORE_ANNOTATION
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kstrata.app.reloader_migration import MigrationReport
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     migrate = commands.add_parser(
         "migrate",
         help="move workloads from another tool's annotations to kstrata's",

@@ -17,10 +17,10 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from kstrata import __version__
-from kstrata.cli.common import EXIT_OK, add_output_flag, kubeconfig_path, print_data
+from kstrata.cli.common import EXIT_OK, Subcommands, add_output_flag, kubeconfig_path, print_data
 from kstrata.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _VALUE_FLAGS: Final = (
 )
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     version = commands.add_parser("version", help="print the kstrata version")
     version.add_argument(
         "-o", "--output", choices=("yaml", "json"), default=None, help="as data (kubectl's shape)"

@@ -18,10 +18,11 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import (
     EXIT_OK,
+    Subcommands,
     connect_from,
     kubernetes_list,
     print_data,
@@ -45,7 +46,7 @@ LIST_FORMATS = ("yaml", "json", "name", "wide")
 _NONE = "<none>"
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     listing = commands.add_parser(
         "list",
         help="list ConfigProfiles and their status",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kstrata.cli.common import (
     EXIT_OK,
+    Subcommands,
     add_output_flag,
     connect_from,
     kubeconfig_path,
@@ -74,7 +75,7 @@ list: prefer --from-file or -f for real secrets.
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     seal = commands.add_parser(
         "seal",
         help="seal values into a SealedSecret manifest (offline with --cert)",

@@ -24,9 +24,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK
+from kstrata.cli.common import EXIT_OK, Subcommands
 from kstrata.errors import InvalidSchemaError, KstrataError, UsageError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ changed.  Runs until SIGTERM or SIGINT (or the first action, with --once).
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     parser = commands.add_parser(
         "watch",
         help="run a reload action when a mounted ConfigMap/Secret changes",
