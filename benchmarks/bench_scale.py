@@ -170,16 +170,27 @@ def set_up(bench: Bench, size: int, items: int, concurrency: int) -> dict[str, A
 
 
 def recorded_all(bench: Bench, followed: dict[tuple[str, str], str]) -> bool:
-    """Every Deployment records its profile's first revision.
+    """Every Deployment records its profile's current revision.
 
     First sight records on the workload's metadata, not its pod template
-    (app/reloads.py: the pods already run with that configuration).
+    (app/reloads.py: the pods already run with that configuration).  The
+    revision is read from the profile, not assumed to be 1.
     """
+    current = {
+        (item["metadata"]["namespace"], item["metadata"]["name"]): (item.get("status") or {}).get(
+            "revision"
+        )
+        for item in custom_items(bench, "configprofiles")
+    }
     apps = client.AppsV1Api(bench.cluster.api_client)
     for item in pages(apps.list_deployment_for_all_namespaces):
         key = (item.metadata.namespace, item.metadata.name)
-        record = (item.metadata.annotations or {}).get(RECORD)
-        if key in followed and record != f"{followed[key]}=1":
+        if key not in followed:
+            continue
+        revision = current.get((key[0], followed[key]))
+        if revision is None or (item.metadata.annotations or {}).get(RECORD) != (
+            f"{followed[key]}={revision}"
+        ):
             return False
     return True
 
@@ -237,7 +248,17 @@ def cold_start(
         ready = time.perf_counter()
         live_rss = running.rss_mib()
         loads = [load()]
-        wait(lambda: both_counters(running) >= size, 3600, "every object reconciled", 0.5)
+        progress: list[tuple[float, float]] = []
+
+        def reconciled_all() -> bool:
+            count = both_counters(running)
+            now = time.perf_counter() - ready
+            if not progress or now - progress[-1][0] >= 30:
+                progress.append((round(now, 1), count))
+                print(f"cold start {size}: {now:.0f} s, {count:.0f} of each kind", flush=True)
+            return count >= size
+
+        wait(reconciled_all, 3600, "every object reconciled", 0.5)
         reconciled = time.perf_counter()
         loads.append(load())
         wait(lambda: recorded_all(bench, followed), 1800, "every workload to record", 2.0)
@@ -259,6 +280,7 @@ def cold_start(
         "peak_rss_mib": round(peak, 1),
         "settled_rss_mib": settled_rss,
         "idle_after_seconds": idle_after,
+        "progress_seconds_and_count_of_each_kind": progress,
         "load_average": loads,
     }
 
@@ -303,13 +325,16 @@ def one_change(
 
     samples, loads = [], [load()]
     try:
+        revisions.wait_until(name, operator_done_with, 60)
+        first = int(revisions.latest[name]["status"]["revision"])
         for i in range(1, changes + 1):
             revisions.wait_until(name, rolled_and_recorded if i > 1 else operator_done_with, 60)
             deployments.wait_until(
                 workload, lambda d: d.status.observed_generation == d.metadata.generation, 60
             )
             started = write_profile(bench, namespace, name, 10_000_000 + i)
-            samples.append(deployments.wait_for([(workload, f"{name}={i + 1}")], 60) - started)
+            wanted = f"{name}={first + i}"
+            samples.append(deployments.wait_for([(workload, wanted)], 60) - started)
     finally:
         deployments.stop()
         revisions.stop()
