@@ -179,8 +179,13 @@ def test_ports_and_services_agree_with_the_operator_defaults(cluster: TestCluste
     defaults = Settings()
     (container,) = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # The reseal endpoint is off by default; the manifests turn it on by flag.
+    (reseal_address,) = [
+        a.removeprefix("--reseal-address=") for a in container["args"] if "reseal-address" in a
+    ]
     assert ports == {
         "webhook": port_of(defaults.webhook_address),
+        "reseal": port_of(reseal_address),
         "metrics": port_of(defaults.metrics_address),
         "health": port_of(defaults.liveness_endpoint),
     }
@@ -189,6 +194,8 @@ def test_ports_and_services_agree_with_the_operator_defaults(cluster: TestCluste
     assert webhook_service["metadata"]["namespace"] == defaults.operator_namespace
     (port,) = webhook_service["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (443, "webhook")
+    (reseal,) = services["kstrata-reseal"]["spec"]["ports"]
+    assert (reseal["port"], reseal["targetPort"]) == (443, "reseal")
     (metrics,) = services["kstrata-metrics"]["spec"]["ports"]
     assert metrics["targetPort"] == "metrics"
     selector = the(objects, "Deployment")["spec"]["selector"]["matchLabels"]

@@ -1,8 +1,9 @@
 """`kstrata reseal` through ``main(argv)``: flags, outputs, all-or-nothing, no value in any output.
 
 The operator's endpoint is replaced by its own function, :func:`reseal_batch`
-over real key rings, called in-process: the HTTP hop and the API server's
-service proxy can only be proven on a real node (not covered yet).
+over real key rings, called in-process: the endpoint itself is tested in
+tests/cluster/test_reseal_endpoint.py, the API server's service proxy and
+RBAC on the node in tests/e2e/test_reseal_on_node.py.
 """
 
 from __future__ import annotations

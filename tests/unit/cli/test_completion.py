@@ -58,7 +58,7 @@ def test_every_command_is_offered_and_the_hidden_one_is_not() -> None:
     ("words", "expected"),
     [
         (["ge"], ["get"]),
-        (["r"], ["render", "reseal", "rollback"]),
+        (["r"], ["render", "rollback", "reseal"]),
         (["keys", "r"], ["rotate"]),
         (["operator", ""], ["run", "settings"]),
         (["--kubeconfig", "k", "--context", "c", "v"], ["validate", "version"]),
