@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from kstrata.crypto import KeyPair, KeyRing, SealingContext, generate_keypair
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALLER = REPO / "tools" / "gotools" / "install.py"
@@ -133,3 +136,39 @@ def secret_manifest(
         "stringData": values,
         **extra,
     }
+
+
+# --- kstrata's side of an import ---------------------------------------------
+
+#: When the tests' kstrata key pairs are made (key ids depend on it).
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module", name="kstrata_key")
+def kstrata_key_fixture() -> KeyPair:
+    """The kstrata key pair imported values are sealed to, one per test module.
+
+    A test module takes it with ``from support.secret_tools import
+    kstrata_key_fixture`` and asks for ``kstrata_key``.
+    """
+    return generate_keypair(created=T0)
+
+
+def opened(manifest: dict[str, Any], key: KeyPair) -> dict[str, bytes]:
+    """Every item of a kstrata SealedSecret, opened as the operator would open it."""
+    spec, metadata = manifest["spec"], manifest["metadata"]
+    ring = KeyRing([key])
+    return {
+        item: ring.open(
+            token,
+            SealingContext.bind(
+                spec["scope"], item=item, namespace=metadata.get("namespace"), name=metadata["name"]
+            ),
+        )
+        for item, token in spec["encryptedData"].items()
+    }
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    """The YAML documents a command printed, empty ones left out."""
+    return [d for d in yaml.safe_load_all(text) if d is not None]

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,21 @@ import pytest
 import yaml
 
 from kstrata.cli.main import main
-from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
+from kstrata.crypto import KeyPair, PublicKeyBundle
 from kstrata.crypto.bitnami import BitnamiScope, encryption_label, load_private_key, open_value
 from kstrata.errors import TokenFormatError, UnsealError
 from support.leaks import Canary, report, scan
 from support.secret_tools import (
     BitnamiKey,
     bitnami_key,
+    documents,
     install,
+    kstrata_key_fixture,  # noqa: F401  (the kstrata_key fixture)
     kubeseal,
+    opened,
     secret_manifest,
     write_backup,
 )
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -60,11 +60,6 @@ def new_key() -> BitnamiKey:
     return bitnami_key("sealed-secrets-keynew02")
 
 
-@pytest.fixture(scope="module")
-def kstrata_key() -> KeyPair:
-    return generate_keypair(created=T0)
-
-
 @pytest.fixture
 def work(
     tmp_path: Path, old_key: BitnamiKey, new_key: BitnamiKey, kstrata_key: KeyPair
@@ -82,25 +77,6 @@ def work(
         "backup": tmp_path / "backup.yaml",
         "sealed": tmp_path / "sealed",
     }
-
-
-def opened(manifest: dict[str, Any], key: KeyPair) -> dict[str, bytes]:
-    """Every item of a kstrata SealedSecret, opened as the operator would open it."""
-    spec, metadata = manifest["spec"], manifest["metadata"]
-    ring = KeyRing([key])
-    return {
-        item: ring.open(
-            token,
-            SealingContext.bind(
-                spec["scope"], item=item, namespace=metadata.get("namespace"), name=metadata["name"]
-            ),
-        )
-        for item, token in spec["encryptedData"].items()
-    }
-
-
-def documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d is not None]
 
 
 def write(path: Path, obj: dict[str, Any]) -> Path:

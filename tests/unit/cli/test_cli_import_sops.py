@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,14 @@ import pytest
 import yaml
 
 from kstrata.cli.main import main
-from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
+from kstrata.crypto import KeyPair, PublicKeyBundle
 from support.leaks import Canary, report, scan
-from support.secret_tools import install
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from support.secret_tools import (
+    documents,
+    install,
+    kstrata_key_fixture,  # noqa: F401  (the kstrata_key fixture)
+    opened,
+)
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -43,11 +45,6 @@ def sops() -> Path:
 @pytest.fixture(scope="module")
 def age_keygen() -> Path:
     return install("age-keygen")
-
-
-@pytest.fixture(scope="module")
-def kstrata_key() -> KeyPair:
-    return generate_keypair(created=T0)
 
 
 def age_identity(age_keygen: Path, path: Path) -> str:
@@ -84,23 +81,6 @@ def encrypt(sops: Path, work: dict[str, Any], name: str, text: str, *extra: str)
     target: Path = work["root"] / "enc" / name
     target.write_bytes(encrypted)
     return target
-
-
-def opened(manifest: dict[str, Any], key: KeyPair) -> dict[str, bytes]:
-    spec, metadata = manifest["spec"], manifest["metadata"]
-    return {
-        item: KeyRing([key]).open(
-            token,
-            SealingContext.bind(
-                spec["scope"], item=item, namespace=metadata.get("namespace"), name=metadata["name"]
-            ),
-        )
-        for item, token in spec["encryptedData"].items()
-    }
-
-
-def documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d is not None]
 
 
 def test_secret_manifests_dotenv_and_json_files_are_imported(
