@@ -15,6 +15,7 @@ demo at an existing cluster (the tests do that).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -159,22 +160,22 @@ class Demo:
                      "--ignore-not-found", show=False)  # fmt: skip
 
 
-def replica_sets(demo: Demo, namespace: str) -> list[str]:
+def replica_sets(demo: Demo, namespace: str, app: str = "payments") -> list[str]:
     names = demo.run(
-        "kubectl", "get", "replicasets", "-n", namespace, "-l", "app=payments",
+        "kubectl", "get", "replicasets", "-n", namespace, "-l", f"app={app}",
         "-o", "jsonpath={.items[*].metadata.name}", show=False,
     )  # fmt: skip
     return names.split()
 
 
-def wait_replica_sets(demo: Demo, namespace: str, count: int) -> None:
+def wait_replica_sets(demo: Demo, namespace: str, count: int, app: str = "payments") -> None:
     """Wait until the Deployment controller has created ``count`` ReplicaSets."""
     deadline = time.monotonic() + 60
-    while len(replica_sets(demo, namespace)) < count:
+    while len(replica_sets(demo, namespace, app)) < count:
         if time.monotonic() > deadline:
             raise SystemExit(f"the Deployment did not roll out ReplicaSet number {count}")
         time.sleep(0.2)
-    demo.run("kubectl", "get", "replicasets", "-n", namespace, "-l", "app=payments")
+    demo.run("kubectl", "get", "replicasets", "-n", namespace, "-l", f"app={app}")
 
 
 def config_value(demo: Demo, namespace: str, kstrata: list[str], key: str) -> str:
@@ -273,6 +274,155 @@ def hot_reload(demo: Demo, namespace: str, kstrata: list[str]) -> None:
     print("(The rolling payments Deployment rolled for the same change, as before.)")
 
 
+#: The demo's secret values: the tests check that neither is ever printed.
+DB_PASSWORD = "correct-horse-battery-staple"  # noqa: S105 (a demo value, never printed)
+DSN_TEMPLATE = (
+    "DATABASE_URL=postgres://{{ .username }}:{{ .password }}@payments-db.prod.svc:5432/payments"
+)
+#: What a pod prints of the rendered DATABASE_URL: the user and the host, never the password.
+SHOW_DSN = (
+    'rest=${DATABASE_URL#postgres://}; echo "DATABASE_URL=postgres://${rest%%:*}:'
+    '(password not shown)@${DATABASE_URL#*@}"'
+)
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def templated_value(demo: Demo, namespace: str, kstrata: list[str], with_node: bool) -> None:
+    """A value made of two sealed items, rendered only into the Secret the operator writes."""
+    step("A templated value: a database URL from the sealed user and password, only in the Secret")
+    sealed = demo.run(
+        *kstrata, "seal", "-n", namespace, "--name", "payments-dsn",
+        "--from-literal", "username=payments", "--from-literal", f"password={DB_PASSWORD}",
+        "--template", DSN_TEMPLATE, show=False,
+    )  # fmt: skip
+    print(
+        f"$ kstrata seal -n {namespace} --name payments-dsn --from-literal username=… "
+        f"--from-literal password=… \\\n    --template '{DSN_TEMPLATE}' > payments-dsn.yaml"
+    )
+    print("\n".join(line[:100] for line in sealed.splitlines()))
+    print("$ kubectl apply -f payments-dsn.yaml")
+    demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=sealed, show=False)
+    demo.wait_ready(namespace, "payments-dsn", kind="sealedsecret")
+    demo.run("kubectl", "get", "secret", "payments-dsn", "-n", namespace)
+    # The demo checks the rendered value itself (never printing it) ...
+    encoded = demo.run("kubectl", "get", "secret", "payments-dsn", "-n", namespace,
+                       "-o", "jsonpath={.data.DATABASE_URL}", show=False)  # fmt: skip
+    expected = f"postgres://payments:{DB_PASSWORD}@payments-db.prod.svc:5432/payments"
+    if base64.b64decode(encoded).decode() != expected:
+        raise SystemExit("the Secret's DATABASE_URL is not the rendered template")
+    if not with_node:
+        print(
+            "The Secret holds DATABASE_URL=postgres://payments:(password not shown)"
+            "@payments-db.prod.svc:5432/payments (checked by the demo; no pods without a node)"
+        )
+        return
+    # ... and a pod that gets it as an environment variable prints all but the password.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "payments-dsn-check"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "check", "image": "kstrata-toolbox:dev", "command": ["sh", "-c", SHOW_DSN],
+                "env": [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
+                    "name": "payments-dsn", "key": "DATABASE_URL"}}}],
+                "securityContext": RESTRICTED,
+            }],
+        },
+    }  # fmt: skip
+    print(f"$ kubectl apply -n {namespace} -f payments-dsn-check.yaml"
+          "   # env DATABASE_URL from the Secret; prints it without the password")  # fmt: skip
+    demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(pod), show=False)
+    deadline = time.monotonic() + 120
+    while demo.run("kubectl", "get", "pod", "payments-dsn-check", "-n", namespace,
+                   "-o", "jsonpath={.status.phase}", show=False) != "Succeeded":  # fmt: skip
+        if time.monotonic() > deadline:
+            raise SystemExit("the payments-dsn-check pod did not finish")
+        time.sleep(0.5)
+    demo.run("kubectl", "logs", "-n", namespace, "payments-dsn-check")
+
+
+def legacy_worker(with_node: bool) -> dict[str, object]:
+    """A workload set up for stakater/Reloader, following a ConfigMap kstrata does not make."""
+    container: dict[str, object] = {
+        "name": "worker",
+        "image": "kstrata-toolbox:dev" if with_node else "registry.example/legacy-worker:1.0",
+        "envFrom": [{"configMapRef": {"name": "legacy-settings"}}],
+        "securityContext": RESTRICTED,
+    }
+    if with_node:
+        container["command"] = ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "legacy-worker",
+            "annotations": {"reloader.stakater.com/auto": "true"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "legacy-worker"}},
+            "template": {
+                "metadata": {"labels": {"app": "legacy-worker"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def settings(level: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy-settings"},
+        "data": {"LOG_LEVEL": level},
+    })  # fmt: skip
+
+
+def reloader_migration(demo: Demo, namespace: str, kstrata: list[str], with_node: bool) -> None:
+    """``kstrata migrate reloader``: Reloader's annotation becomes kstrata's, and it works."""
+    step("Coming from Reloader: kstrata migrate reloader, then the workload rolls on a change")
+    print(
+        f"$ kubectl apply -n {namespace} -f legacy-worker.yaml"
+        '   # reloader.stakater.com/auto: "true", envFrom: ConfigMap legacy-settings'
+    )
+    manifests = settings("info") + "---\n" + yaml.safe_dump(legacy_worker(with_node))
+    demo.run("kubectl", "apply", "-n", namespace, "-f", "-", show=False, input=manifests)
+    wait_replica_sets(demo, namespace, 1, app="legacy-worker")
+    demo.run(*kstrata, "migrate", "reloader", "-n", namespace)
+    demo.run(*kstrata, "migrate", "reloader", "-n", namespace, "--apply")
+    annotations = (
+        "jsonpath=reload={.metadata.annotations.kstrata\\.dev/reload}"
+        " revisions={.metadata.annotations.kstrata\\.dev/revisions}"
+    )
+    deadline = time.monotonic() + 60
+    while "configmap/legacy-settings=" not in demo.run(
+        "kubectl", "get", "deployment", "legacy-worker", "-n", namespace,
+        "-o", "jsonpath={.metadata.annotations.kstrata\\.dev/revisions}", show=False,
+    ):  # fmt: skip
+        if time.monotonic() > deadline:
+            raise SystemExit("the operator did not start following legacy-settings")
+        time.sleep(0.2)
+    print("kstrata follows the ConfigMap now (its record: a keyed fingerprint, not a hash):")
+    demo.run("kubectl", "get", "deployment", "legacy-worker", "-n", namespace, "-o", annotations)
+    print()
+    print(f"$ kubectl apply -n {namespace} -f legacy-settings.yaml   # LOG_LEVEL: debug")
+    demo.run("kubectl", "apply", "-n", namespace, "-f", "-", input=settings("debug"), show=False)
+    wait_replica_sets(demo, namespace, 2, app="legacy-worker")
+    print("The data changed, so the migrated Deployment rolled once, as Reloader rolled it.")
+
+
 def main() -> int:
     with_node = os.environ.get("KSTRATA_DEMO_NODE", "1" if os.geteuid() == 0 else "0") == "1"
     existing = os.environ.get("KSTRATA_DEMO_KUBECONFIG")
@@ -339,7 +489,7 @@ def main() -> int:
         step("Seal a database password with the cluster's public key; only the operator opens it")
         sealed = demo.run(
             *kstrata, "seal", "-n", namespace, "--name", "payments-db",
-            "--from-literal", "password=correct-horse-battery-staple",
+            "--from-literal", f"password={DB_PASSWORD}",
             "--from-literal", "username=payments", show=False,
         )  # fmt: skip
         print(
@@ -419,6 +569,9 @@ def main() -> int:
 
         if with_node:
             hot_reload(demo, namespace, kstrata)
+
+        templated_value(demo, namespace, kstrata, with_node)
+        reloader_migration(demo, namespace, kstrata, with_node)
 
         if metrics_url.startswith("/"):
             pods = demo.run("kubectl", "get", "pods", "-n", "kstrata-system", "-l",

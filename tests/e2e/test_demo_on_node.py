@@ -39,6 +39,12 @@ def test_demo_runs_on_the_node(node_cluster: TestCluster) -> None:
         "History, diff and rollback",
         "Hot reload: a workload that re-reads its file",
         "timeoutSeconds: 45",  # printed by the hot reader, in the same pod
+        "A templated value",
+        # printed by a pod given the rendered Secret value (never the password)
+        "DATABASE_URL=postgres://payments:(password not shown)@payments-db.prod.svc:5432/payments",
+        "Coming from Reloader",
+        "kstrata: kstrata.dev/reload=auto",
+        "configmap/legacy-settings=",
         "Done",
     ]
     position = 0
@@ -51,3 +57,4 @@ def test_demo_runs_on_the_node(node_cluster: TestCluster) -> None:
     assert "replicas: 6" in first.rsplit("payments started as user", 1)[1]
     assert "replicas: 8" in second.split("payments started as user", 1)[1].split("==>")[0]
     assert "correct-horse-battery-staple" not in output
+    assert output.rsplit("LOG_LEVEL: debug", 1)[1].count("legacy-worker-") == 2

@@ -36,10 +36,17 @@ def test_demo_runs_end_to_end(cluster: TestCluster) -> None:
         "the Deployment rolls once",
         "An invalid change is refused",
         "History, diff and rollback",
+        "A templated value",
+        "Coming from Reloader",
+        "kstrata: kstrata.dev/reload=auto",  # what migrate prints
+        "configmap/legacy-settings=",  # the operator follows the migrated workload
         "Done",
     ]
     positions = [output.find(milestone) for milestone in milestones]
     assert -1 not in positions, output[-4000:]
     assert positions == sorted(positions)
-    # The sealed password never appears in the demo's output.
+    # The sealed password never appears in the demo's output, alone or in the URL.
     assert "correct-horse-battery-staple" not in output
+    assert "DATABASE_URL=postgres://payments:(password not shown)@payments-db" in output
+    # After the ConfigMap changed, the migrated Deployment has a second ReplicaSet.
+    assert output.rsplit("LOG_LEVEL: debug", 1)[1].count("legacy-worker-") == 2
