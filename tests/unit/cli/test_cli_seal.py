@@ -10,7 +10,6 @@ never by looking at the ciphertext.  The CLI runs in-process through
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import stat
@@ -25,7 +24,6 @@ import yaml
 
 from kstrata.app import seal_commands
 from kstrata.cli import seal_cmd
-from kstrata.cli.main import main
 from kstrata.crypto import (
     MAX_PLAINTEXT_BYTES,
     KeyPair,
@@ -37,34 +35,17 @@ from kstrata.crypto import (
 )
 from kstrata.domain import crds
 from kstrata.errors import UnsealError
+from support.seal_cli import (  # noqa: F401  (fixtures)
+    cert_fixture,
+    keypair_fixture,
+    no_ambient_kubeconfig,
+    run,
+)
 
 #: Stands for a secret value.  Spaces and '!' make it invalid as an item key, a
 #: namespace, an environment name and base64, so it can probe every error path.
 CANARY = "canary 5e1f s3cret!"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Without -n, seal takes the kubeconfig context's namespace: none here unless a test says.
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
-
-
-@pytest.fixture(scope="module")
-def keypair() -> KeyPair:
-    return generate_keypair(created=datetime(2025, 6, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-def cert(tmp_path: Path, keypair: KeyPair) -> Path:
-    path = tmp_path / "cert.json"
-    path.write_text(PublicKeyBundle.of([keypair]).serialize())
-    return path
 
 
 def seal(cert: Path, *argv: str) -> dict[str, Any]:

@@ -13,38 +13,20 @@ import base64
 import io
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kstrata.cli.main import main
-from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
+from kstrata.crypto import KeyPair, KeyRing, SealingContext
 from support.leaks import Canary, report, scan
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
-
-
-@pytest.fixture(scope="module")
-def keypair() -> KeyPair:
-    return generate_keypair(created=datetime(2025, 6, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-def cert(tmp_path: Path, keypair: KeyPair) -> Path:
-    path = tmp_path / "cert.json"
-    path.write_text(PublicKeyBundle.of([keypair]).serialize())
-    return path
+from support.seal_cli import (  # noqa: F401  (fixtures)
+    cert_fixture,
+    keypair_fixture,
+    no_ambient_kubeconfig,
+    run,
+)
 
 
 @pytest.fixture

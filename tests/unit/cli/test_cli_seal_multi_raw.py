@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from kstrata.cli.main import main
 from kstrata.crypto import (
     KeyPair,
     KeyRing,
@@ -28,20 +27,10 @@ from kstrata.crypto import (
     parse_token,
 )
 from kstrata.errors import UnknownKeyError
+from support.seal_cli import no_ambient_kubeconfig, run  # noqa: F401  (a fixture)
 
 CANARY = "canary multi 9d2c s3cret!"
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The context's namespace must come only from the kubeconfig a test writes.
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
 
 
 @pytest.fixture(scope="module")

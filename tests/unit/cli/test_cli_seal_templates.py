@@ -10,43 +10,24 @@ operator's code; no message may carry an item's value.
 
 from __future__ import annotations
 
-import io
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kstrata.cli.main import main
-from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
+from kstrata.crypto import KeyPair, KeyRing, SealingContext
 from kstrata.domain.secret_template import check_sealed_spec, parse_template_data, render_data
+from support.seal_cli import (  # noqa: F401  (fixtures)
+    cert_fixture,
+    keypair_fixture,
+    no_ambient_kubeconfig,
+    run,
+)
 
 #: Stands for a secret value; it must never appear in an error.
 CANARY = "canary-7f3a-s3cret"
 DSN = 'DSN=postgres://{{ .user }}:{{ index . "pass-word" }}@db.shop:5432/app'
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
-
-
-@pytest.fixture(scope="module")
-def keypair() -> KeyPair:
-    return generate_keypair(created=datetime(2025, 6, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-def cert(tmp_path: Path, keypair: KeyPair) -> Path:
-    path = tmp_path / "cert.json"
-    path.write_text(PublicKeyBundle.of([keypair]).serialize())
-    return path
 
 
 ITEMS = ("--from-literal", "user=app", "--from-literal", f"pass-word={CANARY}")
