@@ -25,7 +25,8 @@ import yaml
 from kstrata.app import admission
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from support.cluster import TestCluster
-from support.integration_tools import ARGOCD, REPO
+from support.gotools import REPO
+from support.integration_tools import ARGOCD
 from support.operator import running_operator, test_settings
 from support.waiting import wait_for
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.integration_tools import REPO
+from support.gotools import REPO
 
 INSTALLER = REPO / "tools" / "gotools" / "install.py"
 

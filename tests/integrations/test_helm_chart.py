@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from kstrata.app import admission
-from support.integration_tools import CHART, MONITORING, Helm, Object, the
+from support.gotools import CHART, Helm, Object
+from support.integration_tools import MONITORING, the
 
 
 @pytest.fixture(scope="module")

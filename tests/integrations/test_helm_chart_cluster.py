@@ -19,7 +19,8 @@ import yaml
 from kubernetes import client
 
 from support.cluster import TestCluster
-from support.integration_tools import CHART, REPO, Helm, Object, by_key, documents
+from support.gotools import CHART, REPO, Helm, Object, documents
+from support.integration_tools import by_key
 
 pytestmark = pytest.mark.cluster
 

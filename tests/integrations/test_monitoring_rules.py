@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from support.integration_tools import CHART, FOREIGN_METRICS, MONITORING, exported_series
+from support.gotools import CHART
+from support.integration_tools import FOREIGN_METRICS, MONITORING, exported_series
 
 RULES = MONITORING / "kstrata.rules.yaml"
 RULE_TESTS = MONITORING / "tests" / "kstrata.rules.test.yaml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from kstrata import metrics
-from support.gotools import CHART, REPO, Helm, Object, documents
+from support.gotools import REPO, Object
 
-# Running the real helm lives in support.gotools (tests/e2e use it too); re-exported here.
-__all__ = ["CHART", "REPO", "Helm", "Object", "documents"]
+# Running the real helm (Helm, CHART, documents) lives in support.gotools, where
+# tests/e2e take it from too: import it from there.
 
 MONITORING = REPO / "monitoring"
 ARGOCD = REPO / "integrations" / "argocd"
