@@ -58,7 +58,9 @@ from kstrata.errors import UsageError
 from kstrata.wellknown import CONFIG_PROFILE_KIND, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
-    from kstrata.app.history_commands import ConfigDiff, Diff, History, RollbackResult, SecretDiff
+    from kstrata.app.history_commands import History
+    from kstrata.app.history_toolkit import ConfigDiff, Diff, SecretDiff
+    from kstrata.app.rollback import RollbackResult
     from kstrata.kube.api import KubeApi
 
 DATA_FORMATS = ("yaml", "json")
@@ -285,7 +287,7 @@ def _diff(args: argparse.Namespace, out: TextIO) -> int:
 
 def format_diff(diff: Diff) -> str:
     """The text ``kstrata diff`` prints; empty when nothing differs."""
-    from kstrata.app.history_commands import ConfigDiff
+    from kstrata.app.history_toolkit import ConfigDiff
 
     if isinstance(diff, ConfigDiff):
         return format_config_diff(diff)
@@ -298,7 +300,7 @@ def diff_data(diff: Diff) -> dict[str, Any]:
     A ConfigProfile's keys carry their unified diff (ConfigMap data, not
     secret); a SealedSecret's carry only the key and what happened to it.
     """
-    from kstrata.app.history_commands import ConfigDiff
+    from kstrata.app.history_toolkit import ConfigDiff
 
     data: dict[str, Any] = {
         "kind": CONFIG_PROFILE_KIND if isinstance(diff, ConfigDiff) else SEALED_SECRET_KIND,
@@ -392,7 +394,7 @@ def format_secret_diff(diff: SecretDiff) -> str:
 
 
 def _rollback(args: argparse.Namespace, out: TextIO) -> int:
-    from kstrata.app.history_commands import rollback
+    from kstrata.app.rollback import rollback
 
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")

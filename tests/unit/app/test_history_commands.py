@@ -17,15 +17,10 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from kstrata.app.history_commands import (
-    ConfigDiff,
-    DiffRequest,
-    SecretDiff,
-    compute_diff,
-    revision_history,
-    rollback,
-)
+from kstrata.app.history_commands import DiffRequest, compute_diff, revision_history
+from kstrata.app.history_toolkit import ConfigDiff, SecretDiff
 from kstrata.app.revisions import RevisionStore
+from kstrata.app.rollback import rollback
 from kstrata.domain.profile import parse_profile_spec, render_profile
 from kstrata.domain.revisions import Snapshot
 from kstrata.errors import (

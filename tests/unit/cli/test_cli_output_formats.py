@@ -20,7 +20,7 @@ import yaml
 
 from kstrata import __version__
 from kstrata.app import history_commands, profile_commands, reloader_migration, sealing_keys
-from kstrata.app.history_commands import ConfigDiff, SealedSide, compare_sealed
+from kstrata.app.history_toolkit import ConfigDiff, SealedSide, compare_sealed
 from kstrata.app.profile_commands import SetResult
 from kstrata.app.reloader_migration import MigrationReport, SourceMigration
 from kstrata.app.sealing_keys import KeyInfo

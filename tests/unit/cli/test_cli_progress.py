@@ -25,16 +25,17 @@ import pytest
 import yaml
 
 from kstrata.app import (
-    history_commands,
     profile_commands,
     recovery,
     reloader_migration,
     seal_commands,
     secret_imports,
 )
-from kstrata.app.history_commands import ConfigDiff, RollbackResult
+from kstrata.app import rollback as rollback_module
+from kstrata.app.history_toolkit import ConfigDiff
 from kstrata.app.profile_commands import SetResult
 from kstrata.app.reloader_migration import MigrationReport
+from kstrata.app.rollback import RollbackResult
 from kstrata.cli import history_cmd, migrate_cmd, profile_cmd
 from kstrata.cli.main import main
 from kstrata.cli.progress import Progress
@@ -176,7 +177,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
         monkeypatch.setattr(profile_cmd, "_connect", lambda _args: (object(), "shop"))
         monkeypatch.setattr(migrate_cmd, "connect_from", lambda _args: Cluster())
         monkeypatch.setattr("kstrata.kube.api.KubeApi", lambda _cluster: object())
-        monkeypatch.setattr(history_commands, "rollback", reporting(rollback_result(), fail=fail))
+        monkeypatch.setattr(rollback_module, "rollback", reporting(rollback_result(), fail=fail))
         written = SetResult("shop", "payments", {}, "cause", changed=True, written=True)
         monkeypatch.setattr(profile_commands, "set_values", reporting(written, fail=fail))
         report = MigrationReport((), (), applied=True)

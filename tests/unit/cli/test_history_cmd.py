@@ -16,14 +16,10 @@ from typing import Any
 import pytest
 
 from kstrata.app import history_commands
-from kstrata.app.history_commands import (
-    ConfigDiff,
-    DiffRequest,
-    History,
-    HistoryRow,
-    RollbackResult,
-    SecretDiff,
-)
+from kstrata.app import rollback as rollback_module
+from kstrata.app.history_commands import DiffRequest, History, HistoryRow
+from kstrata.app.history_toolkit import ConfigDiff, SecretDiff
+from kstrata.app.rollback import RollbackResult
 from kstrata.cli import history_cmd
 from kstrata.cli.history_cmd import format_diff, format_history, format_rollback
 from kstrata.cli.main import main
@@ -292,7 +288,7 @@ def test_rollback_flags_and_output(
             warnings=("revision 2 will render differently than it did",),
         )
 
-    monkeypatch.setattr(history_commands, "rollback", rollback)
+    monkeypatch.setattr(rollback_module, "rollback", rollback)
     code, out, _ = run("rollback", "payments", "--to-revision", "2")
     assert (code, out) == (
         0,
@@ -340,7 +336,7 @@ def test_rollback_dry_run_is_client_or_server_as_kubectl(
         calls.append(("rollback", (namespace, name, options)))
         return rollback_result(written=False)
 
-    monkeypatch.setattr(history_commands, "rollback", rollback)
+    monkeypatch.setattr(rollback_module, "rollback", rollback)
     code, out, _ = run("rollback", "payments", "--dry-run", "--no-wait")
     assert code == 0
     # A bare --dry-run is client, as kubectl still takes it.
