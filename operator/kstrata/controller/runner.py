@@ -407,6 +407,87 @@ def _stop_metrics(context: OperatorContext) -> None:
             context._metrics_server = None
 
 
+# --- memory: give back what a burst of reconciles leaves behind ------------
+
+#: glibc's ``mallopt`` parameter for the number of malloc arenas (``malloc.h``).
+_M_ARENA_MAX: Final = -8
+#: How many malloc arenas the operator's threads share (glibc's default: 8 per CPU).
+MALLOC_ARENAS: Final = 2
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Let every thread share ``arenas`` malloc arenas; False where libc has no such knob.
+
+    glibc gives each thread that meets a locked arena one of its own, up to 8
+    per CPU; kopf's 12 handler threads and the event loop each grew one in a
+    burst, and an arena keeps its freed pages.  Set here, before kopf starts
+    its threads, it is what ``MALLOC_ARENA_MAX=2`` does, with no variable in
+    the image, the manifests or the chart (docs/performance.md, "Memory").
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (musl has no arenas)
+    return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+@dataclass
+class QuietAfterBurst:
+    """Decides, from CPU time alone, when a burst of work has just ended.
+
+    The operator's RSS after a cold start or a resume is what the burst grew,
+    not what it keeps (docs/performance.md, "Memory"): CPython and glibc hold
+    the freed memory.  Giving it back costs a ``gc.collect()`` and a
+    ``malloc_trim``, worth doing once when the work is over, not on a timer
+    and not while objects are being handled.  ``observe`` is told the CPU
+    seconds the process used in each ``interval`` and answers True once per
+    burst: after at least ``burst`` CPU seconds of work, at the first
+    ``quiet`` seconds in a row during which it used under ``idle_share`` of one CPU.
+    """
+
+    burst: float = 1.0
+    quiet: float = 3.0
+    idle_share: float = 0.05
+    _worked: float = 0.0
+    _quiet_for: float = 0.0
+
+    def observe(self, cpu_seconds: float, interval: float) -> bool:
+        if cpu_seconds > self.idle_share * interval:
+            self._worked += cpu_seconds
+            self._quiet_for = 0.0
+            return False
+        self._quiet_for += interval
+        if self._worked >= self.burst and self._quiet_for >= self.quiet:
+            self._worked = 0.0
+            return True
+        return False
+
+
+def trim_when_quiet(interval: float = 1.0) -> None:
+    """Forever: after each burst of work, collect garbage and return free heap to the OS."""
+    import ctypes
+    import gc
+    import time
+
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        malloc_trim = None
+    decide = QuietAfterBurst()
+    last = time.process_time()
+    while True:
+        time.sleep(interval)
+        now = time.process_time()
+        if decide.observe(now - last, interval):
+            gc.collect()
+            if malloc_trim is not None:
+                malloc_trim(0)
+            now = time.process_time()  # the trim's own CPU is not work
+        last = now
+
+
 def run(context: OperatorContext) -> None:
     """Run the operator in this thread until it is stopped (SIGTERM/SIGINT)."""
     settings = context.settings
@@ -415,7 +496,9 @@ def run(context: OperatorContext) -> None:
         quiet=settings.log_level == "warning",
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
+    limit_malloc_arenas(MALLOC_ARENAS)
     registry, operator_settings = assemble(context)
+    threading.Thread(target=trim_when_quiet, name="kstrata-trim", daemon=True).start()
     try:
         kopf.run(
             registry=registry,
