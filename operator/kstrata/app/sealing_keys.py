@@ -58,7 +58,7 @@ from kstrata.errors import (
     SealingError,
     SettingsError,
 )
-from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeApi
+from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeClient
 from kstrata.settings import Settings
 from kstrata.wellknown import COMPONENT_LABEL, MANAGED_BY_LABEL, MANAGER
 
@@ -149,7 +149,7 @@ def _b64(data: bytes) -> str:
 class KeyStore:
     """The key Secret and the public key ConfigMap in ``settings.operator_namespace``."""
 
-    def __init__(self, api: KubeApi, settings: Settings) -> None:
+    def __init__(self, api: KubeClient, settings: Settings) -> None:
         self.api = api
         self.settings = settings
         self.namespace = settings.operator_namespace
@@ -405,7 +405,7 @@ class KeyInfo:
         }
 
 
-def read_public_bundle(api: KubeApi, namespace: str) -> PublicKeyBundle:
+def read_public_bundle(api: KubeClient, namespace: str) -> PublicKeyBundle:
     """The published bundle, parsed strictly (``NotFoundError`` before the operator ran)."""
     found = api.get_or_none(CONFIG_MAPS, namespace, PUBLIC_KEYS_CONFIG_MAP)
     text = ((found or {}).get("data") or {}).get(PUBLIC_KEYS_DATA_KEY)
@@ -417,7 +417,7 @@ def read_public_bundle(api: KubeApi, namespace: str) -> PublicKeyBundle:
     return PublicKeyBundle.parse(text)
 
 
-def list_keys(api: KubeApi, namespace: str) -> list[KeyInfo]:
+def list_keys(api: KubeClient, namespace: str) -> list[KeyInfo]:
     """``kstrata keys list``: the published keys, oldest first, the newest marked."""
     bundle = read_public_bundle(api, namespace)
     newest = bundle.newest.key_id if len(bundle) else None
@@ -426,12 +426,12 @@ def list_keys(api: KubeApi, namespace: str) -> list[KeyInfo]:
     ]
 
 
-def export_public_keys(api: KubeApi, namespace: str) -> str:
+def export_public_keys(api: KubeClient, namespace: str) -> str:
     """``kstrata keys export``: the bundle JSON that ``kstrata seal --cert`` reads."""
     return read_public_bundle(api, namespace).serialize()
 
 
-def key_backup(api: KubeApi, namespace: str) -> tuple[str, int]:
+def key_backup(api: KubeClient, namespace: str) -> tuple[str, int]:
     """``kstrata keys backup``: the key Secret as a manifest that restores it, and its key count.
 
     PRIVATE KEY MATERIAL: the caller writes it to a 0600 file
@@ -476,7 +476,7 @@ PUBLISH_ATTEMPTS: Final = 5
 
 
 def rotate_keys(
-    api: KubeApi, namespace: str, now: dt.datetime, suite: str | None = None
+    api: KubeClient, namespace: str, now: dt.datetime, suite: str | None = None
 ) -> KeyInfo:
     """``kstrata keys rotate``: add a newest key and publish it at once.
 

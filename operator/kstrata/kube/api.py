@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kstrata.errors import (
     ClusterError,
@@ -162,8 +162,45 @@ def _status_message(exc: BaseException) -> str:
     return str(message)[:500] if message else "invalid request"
 
 
+class KubeClient(Protocol):
+    """The API calls the use cases make, as a type: what ``KubeApi`` does over HTTP.
+
+    Use cases type against this protocol rather than the HTTP class, so the
+    in-memory API of the unit tests (``tests/support/fake_api.py``) is checked
+    by mypy as one, with no ``cast``.  Errors are kstrata's
+    (``NotFoundError``, ``ConflictError``, ...), as ``KubeApi`` translates them.
+    """
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON: ...
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None: ...
+
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[JSON]: ...
+
+    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON: ...
+
+    def replace(
+        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
+    ) -> JSON: ...
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> JSON: ...
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> None: ...
+
+
 class KubeApi:
-    """The operations kstrata needs, on plain JSON objects."""
+    """The operations kstrata needs, on plain JSON objects (a ``KubeClient`` over HTTP)."""
 
     def __init__(self, cluster: Cluster, *, timeout: float = 30.0) -> None:
         self._transport = cluster.transport

@@ -1,7 +1,8 @@
 """KeyStore rules on an in-memory API: keys are only added, and nothing is written twice.
 
-The fake below keeps the one API behaviour these rules rely on: create fails
-on an existing name and PUT fails on a stale resourceVersion (ConflictError).
+The in-memory API (tests/support/fake_api.py) keeps the one API behaviour these
+rules rely on: create fails on an existing name and PUT fails on a stale
+resourceVersion (ConflictError).
 The same rules are exercised on the real control plane in
 tests/cluster/test_sealing_keys.py.
 """
@@ -9,7 +10,6 @@ tests/cluster/test_sealing_keys.py.
 from __future__ import annotations
 
 import base64
-import copy
 import datetime as dt
 import json
 from typing import Any, cast
@@ -27,59 +27,25 @@ from kstrata.app.sealing_keys import (
 )
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, Suite, generate_keypair, seal
 from kstrata.errors import ConflictError, NotFoundError, UnknownKeyError
-from kstrata.kube.api import KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, SECRETS, KubeApi, Resource
 from kstrata.settings import Settings
+from support.fake_api import FakeApi
 
 NS = "ops"
 DAY0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-class FakeApi:
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[str] = []
-        self._version = 0
+def key_secret(api: FakeApi) -> dict[str, Any]:
+    return api.stored(SECRETS, NS, KEY_SECRET_NAME)
 
-    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._version += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"]["resourceVersion"] = str(self._version)
-        stored["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
-        return stored
 
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> Any:
-        found = self.objects.get((resource.plural, namespace or "", name))
-        return copy.deepcopy(found)
-
-    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
-        key = (resource.plural, namespace or "", body["metadata"]["name"])
-        if key in self.objects:
-            raise ConflictError("exists")
-        self.objects[key] = self._stamp(body)
-        self.writes.append(f"create {resource.plural}")
-        return copy.deepcopy(self.objects[key])
-
-    def replace(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
-        key = (resource.plural, namespace or "", body["metadata"]["name"])
-        current = self.objects.get(key)
-        if current is None:
-            raise NotFoundError("gone")
-        if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
-            raise ConflictError("stale")
-        self.objects[key] = self._stamp(body)
-        self.writes.append(f"replace {resource.plural}")
-        return copy.deepcopy(self.objects[key])
-
-    def secret(self) -> dict[str, Any]:
-        return self.objects[("secrets", NS, KEY_SECRET_NAME)]
-
-    def bundle(self) -> PublicKeyBundle:
-        cm = self.objects[("configmaps", NS, PUBLIC_KEYS_CONFIG_MAP)]
-        return PublicKeyBundle.parse(cm["data"][PUBLIC_KEYS_DATA_KEY])
+def bundle(api: FakeApi) -> PublicKeyBundle:
+    cm = api.stored(CONFIG_MAPS, NS, PUBLIC_KEYS_CONFIG_MAP)
+    return PublicKeyBundle.parse(cm["data"][PUBLIC_KEYS_DATA_KEY])
 
 
 def make_store(api: FakeApi, **settings: Any) -> KeyStore:
-    return KeyStore(cast(KubeApi, api), Settings(operator_namespace=NS, **settings))
+    return KeyStore(api, Settings(operator_namespace=NS, **settings))
 
 
 def test_first_start_creates_one_key_pair_and_a_fingerprint_key_then_nothing() -> None:
@@ -90,8 +56,8 @@ def test_first_start_creates_one_key_pair_and_a_fingerprint_key_then_nothing() -
     keys = store.load()
     assert len(keys.ring) == 1
     assert keys.fingerprint_key is not None
-    assert set(api.secret()["data"]) == {keys.ring.newest.secret_entry_name, FINGERPRINT_ENTRY}
-    assert api.bundle().newest.key_id == keys.ring.newest.key_id
+    assert set(key_secret(api)["data"]) == {keys.ring.newest.secret_entry_name, FINGERPRINT_ENTRY}
+    assert bundle(api).newest.key_id == keys.ring.newest.key_id
 
     writes = list(api.writes)
     assert store.ensure_keys(DAY0 + dt.timedelta(days=400)) is False
@@ -111,7 +77,7 @@ def test_rotation_adds_a_newest_key_and_keeps_every_old_one() -> None:
     assert set(ring.key_ids) == {first.key_id, second.key_id}
     assert ring.newest.key_id == second.key_id
     store.publish_public_keys()
-    assert [k.key_id for k in api.bundle()] == [first.key_id, second.key_id]
+    assert [k.key_id for k in bundle(api)] == [first.key_id, second.key_id]
 
 
 def test_rotation_is_due_after_the_interval_and_can_be_disabled() -> None:
@@ -147,7 +113,7 @@ def test_missing_pieces_are_added_to_an_existing_secret_without_replacing_anythi
     api = FakeApi()
     store = make_store(api)
     store.ensure_keys(DAY0)
-    secret = api.secret()
+    secret = key_secret(api)
     key_entry = next(n for n in secret["data"] if n != FINGERPRINT_ENTRY)
     huge = base64.b64encode(b"x" * 5000).decode()
     secret["data"] = {
@@ -156,10 +122,10 @@ def test_missing_pieces_are_added_to_an_existing_secret_without_replacing_anythi
         "huge.json": huge,
     }
     assert store.ensure_keys(DAY0) is True
-    data = api.secret()["data"]
+    data = key_secret(api)["data"]
     assert set(data) == {key_entry, "damaged.json", "huge.json", FINGERPRINT_ENTRY}
     assert (data["damaged.json"], data["huge.json"]) == ("bm90IGpzb24=", huge)
-    keys = parse_key_secret(api.secret())
+    keys = parse_key_secret(key_secret(api))
     assert keys.invalid_entries == ("damaged.json", "huge.json")
     assert len(keys.ring) == 1
 
@@ -169,7 +135,7 @@ def test_the_configured_suite_is_used_for_new_keys() -> None:
     store = make_store(api, sealing_suite="mlkem768-x25519")
     store.ensure_keys(DAY0)
     assert store.load().ring.newest.suite is Suite.MLKEM768_X25519
-    entry = next(v for n, v in api.secret()["data"].items() if n != FINGERPRINT_ENTRY)
+    entry = next(v for n, v in key_secret(api)["data"].items() if n != FINGERPRINT_ENTRY)
     assert json.loads(base64.b64decode(entry))["suite"] == "mlkem768-x25519"
 
 
@@ -194,7 +160,7 @@ def test_current_keys_come_from_the_watch_once_it_has_reported() -> None:
     # Before the watch reports, every call reads the Secret.
     assert store.current().ring.newest.key_id == store.load().ring.newest.key_id
     assert api.reads == 2
-    watched = store.observe(api.secret())
+    watched = store.observe(key_secret(api))
     api.reads = 0
     assert store.current() is watched
     assert store.current() is watched
@@ -209,7 +175,7 @@ def test_a_token_for_a_key_the_watch_has_not_reported_yet_is_opened_after_one_re
     api = CountingApi()
     store = make_store(api)
     store.ensure_keys(DAY0)
-    store.observe(api.secret())  # the watch saw the first key only
+    store.observe(key_secret(api))  # the watch saw the first key only
     newest = store.rotate(DAY0 + dt.timedelta(days=1))
     context = SealingContext.bind(Scope.STRICT, item="password", namespace="ns", name="db")
     token = seal(b"value", newest.public, context)

@@ -1,0 +1,113 @@
+"""One in-memory Kubernetes API for the use cases' unit tests, typed as ``KubeClient``.
+
+The use cases type against :class:`kstrata.kube.api.KubeClient`, so this
+class is checked by mypy as one (the assignment at the bottom), with no
+``cast``.  It keeps the API server's rules the use cases rely on, and no
+more: ``create`` on a taken name and ``PUT`` with a stale ``resourceVersion``
+are ``ConflictError``; a missing object is ``NotFoundError``; every write
+stamps a new ``resourceVersion`` and a ``uid``; lists filter on equality label
+selectors; patches are JSON merge patches (RFC 7386).  The same use cases run
+against the real API server in the cluster tier.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kstrata.domain.merge import merge_patch
+from kstrata.errors import ConflictError, NotFoundError
+from kstrata.kube.api import JSON, MERGE_PATCH, KubeClient, Resource
+
+Key = tuple[str, str, str]
+
+
+class FakeApi:
+    """Objects by (plural, namespace, name); ``writes`` says what was written, in order."""
+
+    def __init__(self, objects: dict[Key, JSON] | None = None) -> None:
+        self.objects: dict[Key, JSON] = objects or {}
+        self.writes: list[str] = []
+        self._version = 0
+
+    def stored(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+        """The stored object itself (a test's look behind the API; ``KeyError`` if absent)."""
+        return self.objects[(resource.plural, namespace or "", name)]
+
+    def _stamp(self, body: JSON) -> JSON:
+        self._version += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self._version)
+        stored["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
+        return stored
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+        found = self.get_or_none(resource, namespace, name)
+        if found is None:
+            raise NotFoundError(f"{resource.kind} {name} not found")
+        return found
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
+        return copy.deepcopy(self.objects.get((resource.plural, namespace or "", name)))
+
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[JSON]:
+        wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
+        return [
+            copy.deepcopy(obj)
+            for (plural, ns, _), obj in sorted(self.objects.items())
+            if plural == resource.plural
+            and namespace in (None, ns)
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+
+    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
+        key = (resource.plural, namespace or "", body["metadata"]["name"])
+        if key in self.objects:
+            raise ConflictError(f"{resource.kind} {key[2]} already exists")
+        self.objects[key] = self._stamp(body)
+        self.writes.append(f"create {resource.plural}")
+        return copy.deepcopy(self.objects[key])
+
+    def replace(
+        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
+    ) -> JSON:
+        key = (resource.plural, namespace or "", body["metadata"]["name"])
+        current = self.objects.get(key)
+        if current is None:
+            raise NotFoundError(f"{resource.kind} {key[2]} not found")
+        if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+            raise ConflictError(f"{resource.kind} {key[2]}: stale resourceVersion")
+        stamped = self._stamp(body)
+        if not dry_run:
+            self.objects[key] = stamped
+            self.writes.append(f"replace {resource.plural}")
+        return copy.deepcopy(stamped)
+
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> JSON:
+        assert content_type == MERGE_PATCH, "the fake takes merge patches only"
+        current = self.get(resource, namespace, name)
+        merged = merge_patch(current, patch)
+        assert isinstance(merged, dict)
+        key = (resource.plural, namespace or "", name)
+        self.objects[key] = self._stamp(merged)
+        self.writes.append(f"patch {resource.plural}" + (f"/{subresource}" if subresource else ""))
+        return copy.deepcopy(self.objects[key])
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+        if self.objects.pop((resource.plural, namespace or "", name), None) is not None:
+            self.writes.append(f"delete {resource.plural}")
+
+
+# mypy checks here that the fake is a KubeClient; a drift in either is a lint error.
+_CHECKED: KubeClient = FakeApi()
