@@ -156,7 +156,7 @@ Action = Callable[[], str]
 
 def _build_action(args: argparse.Namespace, watched: Path) -> tuple[Action, str]:
     """The reload action and a description of it, or a UsageError for bad combinations."""
-    from kstrata import watch as hot
+    from kstrata import watch_actions as hot
 
     if args.signal is None and (args.pid is not None or args.pidfile is not None):
         raise UsageError("--pid and --pidfile only go with --signal")
