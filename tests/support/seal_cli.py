@@ -9,6 +9,7 @@ file for ``--cert``.  A module takes the fixtures by importing them::
     from support.seal_cli import cert_fixture, keypair_fixture, no_ambient_kubeconfig, run
 
 and asks for ``keypair`` and ``cert`` (the kubeconfig one applies by itself).
+``run`` alone serves any in-process CLI test (the secret imports take it too).
 """
 
 from __future__ import annotations

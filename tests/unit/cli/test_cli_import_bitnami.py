@@ -11,7 +11,6 @@ encoded form, tests/support/leaks.py).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -22,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kstrata.cli.main import main
 from kstrata.crypto import KeyPair, PublicKeyBundle
 from kstrata.crypto.bitnami import BitnamiScope, encryption_label, load_private_key, open_value
 from kstrata.errors import TokenFormatError, UnsealError
 from support.leaks import Canary, report, scan
 from support.offline import cluster_modules_imported
+from support.seal_cli import run
 from support.secret_tools import (
     BitnamiKey,
     bitnami_key,
@@ -39,11 +38,6 @@ from support.secret_tools import (
     secret_manifest,
     write_backup,
 )
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

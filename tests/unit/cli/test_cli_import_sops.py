@@ -10,7 +10,6 @@ prints and every file it could leave behind.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -21,21 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kstrata.cli.main import main
 from kstrata.crypto import KeyPair, PublicKeyBundle
 from support.leaks import Canary, report, scan
 from support.offline import cluster_modules_imported
+from support.seal_cli import run
 from support.secret_tools import (
     documents,
     install,
     kstrata_key_fixture,  # noqa: F401  (the kstrata_key fixture)
     opened,
 )
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
