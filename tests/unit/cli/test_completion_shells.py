@@ -251,7 +251,7 @@ def bash_candidates(workdir: Path, *comp_words: str) -> list[str]:
 @pytest.mark.parametrize(
     ("comp_words", "expected"),
     [
-        (["kstrata", "r"], ["render", "rollback"]),
+        (["kstrata", "r"], ["render", "reseal", "rollback"]),
         (["kstrata", "history", "--kind", ""], ["profile", "secret"]),
         (["kstrata", "render", "--output", "=", ""], ["yaml", "json", "env", "properties"]),
         (["kstrata", "render", "--output", "="], ["=yaml", "=json", "=env", "=properties"]),
@@ -291,7 +291,7 @@ def fish_candidates(fish: Path, workdir: Path, line: str) -> list[str]:
     ("line", "expected"),
     [
         ("kstrata ge", ["get"]),
-        ("kstrata r", ["render", "rollback"]),
+        ("kstrata r", ["render", "reseal", "rollback"]),
         ("kstrata completion ", ["bash", "fish", "zsh"]),
         (
             "kstrata render --output=",
