@@ -15,7 +15,6 @@ import hashlib
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from kstrata.app.reloader_migration import migrate_reloader
@@ -23,43 +22,12 @@ from kstrata.kube.api import JSON, KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from support.cluster import TestCluster
 from support.operator import running_operator
+from support.reloads import apply, config_map, pod_spec, secret
 from support.waiting import wait_for
 
 RECORD = "kstrata.dev/revisions"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-
-
-def config_map(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "data": data,
-    }
-
-
-def secret(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "stringData": data,
-    }
-
-
-def apply(cluster: TestCluster, namespace: str, *objects: Any) -> None:
-    """One kubectl apply of all objects (as ``kubectl apply -f dir/`` would send them)."""
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
-
-
-def pod_spec(config_maps: tuple[str, ...] = (), secrets: tuple[str, ...] = ()) -> Any:
-    volumes = [{"name": f"cm-{n}", "configMap": {"name": n, "optional": True}} for n in config_maps]
-    env_from = [{"secretRef": {"name": n, "optional": True}} for n in secrets]
-    return {
-        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10", "envFrom": env_from}],
-        "volumes": volumes,
-    }
 
 
 def deployment(

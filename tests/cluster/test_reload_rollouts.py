@@ -28,6 +28,7 @@ from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.kube.api import KubeApi
 from support.cluster import TestCluster
 from support.operator import running_operator
+from support.reloads import apply, config_map, pod_spec
 from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,15 +88,6 @@ def rollout_crd(cluster: TestCluster) -> None:
         install_rollout_crd(cluster)
 
 
-def pod_spec(config_maps: tuple[str, ...] = (), secrets: tuple[str, ...] = ()) -> Any:
-    volumes = [{"name": f"cm-{n}", "configMap": {"name": n, "optional": True}} for n in config_maps]
-    env_from = [{"secretRef": {"name": n, "optional": True}} for n in secrets]
-    return {
-        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10", "envFrom": env_from}],
-        "volumes": volumes,
-    }
-
-
 def rollout(
     name: str,
     annotations: dict[str, str],
@@ -147,20 +139,6 @@ def profile(name: str, port: int, targets: list[dict[str, Any]] | None = None) -
         "metadata": {"name": name},
         "spec": spec,
     }
-
-
-def config_map(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "data": data,
-    }
-
-
-def apply(cluster: TestCluster, namespace: str, *objects: Any) -> None:
-    """One kubectl apply of all objects (as ``kubectl apply -f dir/`` sends them)."""
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
 
 
 def get_rollout(cluster: TestCluster, namespace: str, name: str) -> Any:

@@ -38,6 +38,41 @@ def core(cluster: TestCluster) -> Any:
     return cluster.core
 
 
+def config_map(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
+    """A plain ConfigMap manifest (no namespace: ``apply`` gives it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "data": data,
+    }
+
+
+def secret(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> Any:
+    """A plain Secret manifest, its values as ``stringData``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "stringData": data,
+    }
+
+
+def pod_spec(config_maps: tuple[str, ...] = (), secrets: tuple[str, ...] = ()) -> Any:
+    """A pod mounting ``config_maps`` and taking ``secrets`` as env, all optional."""
+    volumes = [{"name": f"cm-{n}", "configMap": {"name": n, "optional": True}} for n in config_maps]
+    env_from = [{"secretRef": {"name": n, "optional": True}} for n in secrets]
+    return {
+        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10", "envFrom": env_from}],
+        "volumes": volumes,
+    }
+
+
+def apply(cluster: TestCluster, namespace: str, *objects: Any) -> None:
+    """One kubectl apply of all objects (as ``kubectl apply -f dir/`` would send them)."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
+
+
 def apply_profile(cluster: TestCluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
