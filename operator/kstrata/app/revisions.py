@@ -1,11 +1,20 @@
 """Revision history in the cluster: ControllerRevisions owned by ConfigProfiles and SealedSecrets.
 
 Why this module exists: the reconcilers (``kstrata.app.profiles``,
-``kstrata.app.sealed_secrets``) decide *what* to write; this module decides
-*which revision number* that content is, stores its snapshot, prunes old
+``kstrata.app.sealed_secrets``) decide *what* to write; this module finds
+out *which revision number* that content is, stores its snapshot, prunes old
 ones, and keeps the small index on the resource.  The CLI reads history
 through :class:`RevisionStore` as well.  Formats live in
 ``kstrata.domain.revisions``; cluster access goes through ``KubeApi`` only.
+
+The decision is one pure function, ``domain.revisions.plan_revision``: this
+module is its executor.  ``RevisionStore.settle`` reads what the plan asks
+for (usually nothing: a revision or a list only when the index cannot
+answer), calls it again with the answer, and runs the steps before the
+served object's write (the snapshot create; a create that meets a 409 adds
+what it found and asks again); ``RevisionStore.publish`` runs the steps
+after it (prune, then the index).  The rules below are what the plan
+implements.
 
 The rules
 ---------
@@ -72,36 +81,39 @@ The rules
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Final
 
+from kstrata.app.toolkit import now_rfc3339
 from kstrata.domain.profile import MAX_REVISION_HISTORY_LIMIT, MIN_REVISION_HISTORY_LIMIT
 from kstrata.domain.revisions import (
     DEFAULT_HISTORY_LIMIT,
-    HistoryEntry,
+    ListRevisions,
+    LostRace,
+    Prune,
+    ReadRevision,
+    RevisionFacts,
+    RevisionPlan,
+    Serve,
     Snapshot,
-    change_cause_for,
-    decode_history,
+    Step,
+    StoreSnapshot,
+    WriteIndex,
     decode_snapshot,
-    encode_history,
     encode_snapshot,
-    history_entry,
     parse_revision,
-    retained_numbers,
+    plan_revision,
     revision_object_name,
-    same_digest,
 )
 from kstrata.errors import ConflictError, DocumentError, RevisionNotFoundError
 from kstrata.kube.api import CONTROLLER_REVISIONS, JSON, KubeApi, Resource, owner_reference
 from kstrata.wellknown import (
-    CHANGE_CAUSE_ANNOTATION,
     HISTORY_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGER,
     OWNER_KIND_LABEL,
     OWNER_UID_LABEL,
-    REVISION_ANNOTATION,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,23 +122,27 @@ MIN_HISTORY_LIMIT: Final = MIN_REVISION_HISTORY_LIMIT
 MAX_HISTORY_LIMIT: Final = MAX_REVISION_HISTORY_LIMIT
 
 
-#: Builds the snapshot of revision ``number`` with ``change_cause`` for the content at hand.
+#: Builds the snapshot of revision ``number`` with ``change_cause`` for the content at hand
+#: (its ``created`` is replaced by the plan's, which the index entry was planned with).
 SnapshotBuilder = Callable[[int, str], Snapshot]
 
 
 @dataclass(frozen=True)
 class Settled:
-    """Which revision the content at hand is, and what the index on the resource should say."""
+    """Which revision the content at hand is, and what ``publish`` still has to write."""
 
     number: int
     #: True when this content is a new revision (its ControllerRevision was just
     #: created, or found created by an interrupted earlier attempt).
     new: bool
-    #: The annotations to merge onto the resource, or None when they are already right.
-    annotations: dict[str, str] | None
-    #: Old revisions beyond the history limit, deleted by ``publish``: after the
-    #: target write, so pruning never delays the new content.
-    prune: tuple[int, ...] = ()
+    #: The plan's steps after the target write, in order: pruning, then the index.
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def annotations(self) -> dict[str, str] | None:
+        """The annotations to merge onto the resource, or None when they are already right."""
+        index = [step for step in self.steps if isinstance(step, WriteIndex)]
+        return dict(index[0].annotations) if index else None
 
 
 def _meta(obj: JSON) -> JSON:
@@ -222,6 +238,11 @@ class RevisionStore:
             "data": encode_snapshot(snapshot),
         }
 
+    def _create(self, owner: JSON, snapshot: Snapshot) -> None:
+        """Create the ControllerRevision of ``snapshot``; ``ConflictError`` if the name is taken."""
+        body = self._body(owner, snapshot)  # encodes first: too large raises before any write
+        self.api.create(CONTROLLER_REVISIONS, _meta(owner)["namespace"], body)
+
     def record(self, owner: JSON, snapshot: Snapshot) -> Snapshot:
         """Store ``snapshot``; idempotent by name.  Returns what is stored under that number.
 
@@ -229,9 +250,8 @@ class RevisionStore:
         cause and time stay those of the first attempt); one with another
         digest is a lost race: ``ConflictError``.
         """
-        body = self._body(owner, snapshot)  # encodes first: too large raises before any write
         try:
-            self.api.create(CONTROLLER_REVISIONS, _meta(owner)["namespace"], body)
+            self._create(owner, snapshot)
         except ConflictError:
             existing = self._get_object(owner, snapshot.number)
             stored = decode_snapshot(existing.get("data"), snapshot.number) if existing else None
@@ -259,170 +279,53 @@ class RevisionStore:
 
         ``hints`` are (revision, digest) pairs the caller knows without an
         API call (``status.revision`` with the rendered digest; the target's
-        revision label with the digest it carries).  Writes: at most one
-        ControllerRevision create, and only when the content is new (or the
-        index lags, once); what to prune is left to ``publish``.
+        revision label with the digest it carries).  The decision is
+        ``plan_revision``'s; this gathers what it asks for and runs the
+        steps before the served object's write (at most one
+        ControllerRevision create, and only when the content is new or its
+        snapshot is missing); ``publish`` runs the rest.
         """
-        annotations = _annotations(owner)
-        index = decode_history(annotations.get(HISTORY_ANNOTATION))
-        by_number = {entry.number: entry for entry in index}
-        known = max(
-            [parse_revision(annotations.get(REVISION_ANNOTATION)), *by_number]
-            + [number for number, _ in hints]
+        facts = RevisionFacts(
+            kind=str(owner.get("kind")),
+            digest=digest,
+            limit=limit,
+            annotations=_annotations(owner),
+            hints=tuple(hints),
+            now=now_rfc3339(),
         )
-        current: str | None = None
-        current_snapshot: Snapshot | None = None
-        if known > 0:
-            entry = by_number.get(known)
-            current = entry.digest if entry is not None else None
-            current = current or next((d for n, d in hints if n == known and d), None)
-            if current is None:
-                current_snapshot = self._get_snapshot(owner, known)
-                current = current_snapshot.digest if current_snapshot else None
-        if known > 0 and same_digest(digest, current):
-            return self._unchanged(
-                owner,
-                number=known,
-                index=index,
-                build=build,
-                current=current_snapshot,
-                limit=limit,
-            )
-        return self._new(owner, known=known, digest=digest, index=index, build=build, limit=limit)
-
-    def _get_snapshot(self, owner: JSON, number: int) -> Snapshot | None:
-        found = self._get_object(owner, number)
-        if found is None:
-            return None
-        try:
-            return decode_snapshot(found.get("data"), number)
-        except DocumentError:
-            return None
-
-    def _new(
-        self,
-        owner: JSON,
-        *,
-        known: int,
-        digest: str,
-        index: list[HistoryEntry],
-        build: SnapshotBuilder,
-        limit: int,
-    ) -> Settled:
-        indexed = {e.number: e for e in index}
-        cause_annotation = _annotations(owner).get(CHANGE_CAUSE_ANNOTATION)
-        if known == 0 or known in indexed:
-            # The usual case: the index is complete, so N+1 is a guess that
-            # is almost always right, and no list call is needed.  A create
-            # that meets another snapshot under that name falls back to listing.
-            previous = indexed.get(known)
-            cause = change_cause_for(cause_annotation, previous.change_cause if previous else "")
-            try:
-                snapshot = self.record(owner, build(known + 1, cause))
-            except ConflictError:
-                pass
-            else:
-                keep = retained_numbers(snapshot.number, limit)
-                stale = tuple(sorted(n for n in indexed if n < keep.start))
-                entries = {n: e for n, e in indexed.items() if n in keep}
-                entries[snapshot.number] = history_entry(snapshot)
-                patch = self._index_patch(owner, snapshot.number, entries.values(), limit)
-                return Settled(snapshot.number, True, patch, stale)
-        return self._new_listed(
-            owner, known=known, digest=digest, indexed=indexed, build=build, limit=limit
-        )
-
-    def _new_listed(
-        self,
-        owner: JSON,
-        *,
-        known: int,
-        digest: str,
-        indexed: dict[int, HistoryEntry],
-        build: SnapshotBuilder,
-        limit: int,
-    ) -> Settled:
-        """A new revision when the index cannot be trusted to know every stored number."""
-        owned = self._owned(owner)
-        top = max(owned, default=0)
-        snapshot = _decode_or_none(owned[top], top) if top > known else None
-        if snapshot is None or snapshot.digest != digest:
-            # Not an interrupted earlier attempt at this very content: a new number.
-            previous = indexed.get(known)
-            previous_cause = previous.change_cause if previous is not None else ""
-            if previous is None and known in owned:
-                stored = _decode_or_none(owned[known], known)
-                previous_cause = stored.change_cause if stored is not None else ""
-            cause = change_cause_for(
-                _annotations(owner).get(CHANGE_CAUSE_ANNOTATION), previous_cause
-            )
-            snapshot = self.record(owner, build(max(known, top) + 1, cause))
-        keep = retained_numbers(snapshot.number, limit)
-        stale = tuple(sorted(n for n in owned if n < keep.start))
-        entries: dict[int, HistoryEntry] = {}
-        for number in sorted(n for n in owned if n in keep):
-            if number in indexed:
-                entries[number] = indexed[number]
-            elif (stored := _decode_or_none(owned[number], number)) is not None:
-                entries[number] = history_entry(stored)
-        entries[snapshot.number] = history_entry(snapshot)
-        patch = self._index_patch(owner, snapshot.number, entries.values(), limit)
-        return Settled(snapshot.number, True, patch, stale)
-
-    def _unchanged(
-        self,
-        owner: JSON,
-        *,
-        number: int,
-        index: list[HistoryEntry],
-        build: SnapshotBuilder,
-        current: Snapshot | None,
-        limit: int,
-    ) -> Settled:
-        keep = retained_numbers(number, limit)
-        in_index = {e.number for e in index}
-        stale = [n for n in in_index if n < keep.start]
-        if number in in_index and not stale:
-            return Settled(number, False, self._index_patch(owner, number, index, limit))
-        entries = {e.number: e for e in index if e.number in keep}
-        owned: dict[int, JSON] | None = None
-        if stale:
-            # The limit was lowered: prune what is stored beyond it.
-            owned = self._owned(owner)
-        if number not in entries:
-            # The index lags the content (an upgrade from a version without
-            # history, or a crash after the target write, perhaps more than
-            # one in a row): index every retained revision it misses, not only
-            # the current one, since pruning goes by the index.
-            owned = owned if owned is not None else self._owned(owner)
-            for stored in sorted(n for n in owned if n in keep and n not in entries):
-                if (found := _decode_or_none(owned[stored], stored)) is not None:
-                    entries[stored] = history_entry(found)
-        if number not in entries:
-            # Make sure the current revision has a snapshot, then index it.
-            snapshot = current or self._get_snapshot(owner, number)
-            if snapshot is None:
-                cause = change_cause_for(
-                    _annotations(owner).get(CHANGE_CAUSE_ANNOTATION),
-                    index[-1].change_cause if index else "",
+        while True:
+            plan = plan_revision(facts)
+            if isinstance(plan, ReadRevision):
+                found = self._get_object(owner, plan.number)
+                read = found.get("data") if found is not None else None
+                facts = replace(facts, read={**facts.read, plan.number: read})
+            elif isinstance(plan, ListRevisions):
+                stored = {n: item.get("data") for n, item in self._owned(owner).items()}
+                facts = replace(facts, stored=stored)
+            elif isinstance(plan, LostRace):
+                raise ConflictError(
+                    f"revision {plan.number} was stored with other content meanwhile"
                 )
-                snapshot = self.record(owner, build(number, cause))
-            entries[number] = history_entry(snapshot)
-        prune = tuple(sorted(n for n in owned or () if n < keep.start))
-        index_patch = self._index_patch(owner, number, entries.values(), limit)
-        return Settled(number, False, index_patch, prune)
+            elif (taken := self._run_before_serving(owner, plan, build)) is not None:
+                facts = replace(facts, taken={**facts.taken, **taken})
+            else:
+                return Settled(plan.number, plan.new, plan.after_serve())
 
-    def _index_patch(
-        self, owner: JSON, number: int, entries: Iterable[HistoryEntry], limit: int
-    ) -> dict[str, str] | None:
-        annotations = _annotations(owner)
-        desired = {
-            REVISION_ANNOTATION: str(number),
-            HISTORY_ANNOTATION: encode_history(list(entries), limit=limit + 1),
-        }
-        if all(annotations.get(k) == v for k, v in desired.items()):
-            return None
-        return desired
+    def _run_before_serving(
+        self, owner: JSON, plan: RevisionPlan, build: SnapshotBuilder
+    ) -> dict[int, object | None] | None:
+        """Store what ``plan`` stores; a name found taken is returned (number -> what is there)."""
+        for step in plan.steps:
+            if isinstance(step, Serve):
+                break
+            if isinstance(step, StoreSnapshot):
+                snapshot = replace(build(step.number, step.change_cause), created=step.created)
+                try:
+                    self._create(owner, snapshot)
+                except ConflictError:
+                    found = self._get_object(owner, step.number)
+                    return {step.number: found.get("data") if found is not None else None}
+        return None
 
     def publish(
         self,
@@ -432,11 +335,11 @@ class RevisionStore:
         *,
         annotate: Callable[[dict[str, str]], None] | None = None,
     ) -> bool:
-        """Prune what ``settled`` retires, then merge the index annotations; True if written.
+        """Run the plan's steps after the target write (prune, index); True if it wrote the index.
 
-        Called after the target write.  Pruning comes before the index: an
-        interrupted publish leaves an index naming a deleted revision (the
-        next reconcile rewrites it), never a stored revision no index names.
+        Pruning comes before the index: an interrupted publish leaves an index
+        naming a deleted revision (the next reconcile rewrites it), never a
+        stored revision no index names.
 
         The first index of a resource can be handed to ``annotate`` instead:
         the operator adds it to the patch kopf writes after every handler
@@ -455,42 +358,47 @@ class RevisionStore:
         way, and the patch is retried once on the fresh version; a second
         conflict is a ``ConflictError`` for the caller.
         """
-        if settled.prune:
-            self.prune(owner, settled.prune)
-        if settled.annotations is None:
-            return False
+        written = False
+        for step in settled.steps:
+            if isinstance(step, Prune):
+                self.prune(owner, step.numbers)
+            elif isinstance(step, WriteIndex):
+                written = self._write_index(resource, owner, step, annotate)
+        return written
+
+    def _write_index(
+        self,
+        resource: Resource,
+        owner: JSON,
+        step: WriteIndex,
+        annotate: Callable[[dict[str, str]], None] | None,
+    ) -> bool:
         if annotate is not None and HISTORY_ANNOTATION not in _annotations(owner):
-            annotate(dict(settled.annotations))
+            annotate(dict(step.annotations))
             return True
-        if _index_covers(owner, settled):
+        if step.covered_by(_annotations(owner)):
             return False
         meta = _meta(owner)
         try:
-            self._patch_index(resource, owner, settled.annotations)
+            self._patch_index(resource, owner, step.annotations)
         except ConflictError:
             fresh = self.api.get(resource, meta["namespace"], meta["name"])
             if _meta(fresh).get("uid") != meta.get("uid"):
                 raise
-            if _index_covers(fresh, settled):
+            if step.covered_by(_annotations(fresh)):
                 return False
-            self._patch_index(resource, fresh, settled.annotations)
+            self._patch_index(resource, fresh, step.annotations)
         return True
 
-    def _patch_index(self, resource: Resource, owner: JSON, annotations: dict[str, str]) -> None:
+    def _patch_index(self, resource: Resource, owner: JSON, annotations: Mapping[str, str]) -> None:
         meta = _meta(owner)
         patch: JSON = {
-            "metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": annotations}
+            "metadata": {
+                "resourceVersion": meta.get("resourceVersion"),
+                "annotations": dict(annotations),
+            }
         }
         self.api.patch(resource, meta["namespace"], meta["name"], patch)
-
-
-def _index_covers(owner: JSON, settled: Settled) -> bool:
-    """Whether ``owner``'s index already says what ``settled`` would, or a later revision."""
-    current = _annotations(owner)
-    desired = settled.annotations or {}
-    return parse_revision(current.get(REVISION_ANNOTATION)) > settled.number or all(
-        current.get(k) == v for k, v in desired.items()
-    )
 
 
 def history_limit(value: object) -> int:
@@ -502,10 +410,3 @@ def history_limit(value: object) -> int:
     if type(value) is int and MIN_HISTORY_LIMIT <= value <= MAX_HISTORY_LIMIT:
         return value
     return DEFAULT_HISTORY_LIMIT
-
-
-def _decode_or_none(item: JSON, number: int) -> Snapshot | None:
-    try:
-        return decode_snapshot(item.get("data"), number)
-    except DocumentError:
-        return None

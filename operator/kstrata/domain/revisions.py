@@ -36,6 +36,21 @@ Formats
 Naming: :func:`revision_object_name` gives each revision a deterministic
 name (``<name>-cfp-<N>`` / ``<name>-kss-<N>``), which is what makes "create
 revision N" idempotent for the operator.
+
+The plan
+--------
+
+:func:`plan_revision` is the whole decision of revision bookkeeping, pure:
+from what is known (:class:`RevisionFacts`: the resource's index
+annotations, the digest of the content at hand, the history limit, the
+caller's hints, and whatever the cluster was asked) it returns either a
+:class:`RevisionPlan` (the revision number, and the writes in their
+crash-safe order: :class:`StoreSnapshot`, :class:`Serve`, :class:`Prune`,
+:class:`WriteIndex`) or what it needs to know first (:class:`ReadRevision`,
+:class:`ListRevisions`), or that another writer won (:class:`LostRace`).
+``kstrata.app.revisions`` gathers, calls and executes; the rules it
+implements are written down there.  Being pure, the rules are tested by
+property tests against a model of the cluster, crashes included.
 """
 
 from __future__ import annotations
@@ -47,14 +62,17 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal
 
 from kstrata.errors import DocumentError, SnapshotTooLargeError
 from kstrata.wellknown import (
+    CHANGE_CAUSE_ANNOTATION,
     CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_SHORT_NAME,
+    HISTORY_ANNOTATION,
+    REVISION_ANNOTATION,
     SEALED_SECRET_KIND,
     SEALED_SECRET_SHORT_NAME,
     SNAPSHOT_FORMAT,
@@ -322,9 +340,8 @@ def decode_snapshot(data: Any, number: int) -> Snapshot:
 
 def history_entry(snapshot: Snapshot) -> HistoryEntry:
     """The index line for ``snapshot`` (profiles carry a short digest, SealedSecrets none)."""
-    digest = short_digest(snapshot.digest) if snapshot.kind == CONFIG_PROFILE_KIND else None
-    return HistoryEntry(
-        snapshot.number, snapshot.created, clip_cause(snapshot.change_cause), digest
+    return _index_line(
+        snapshot.kind, snapshot.number, snapshot.created, snapshot.change_cause, snapshot.digest
     )
 
 
@@ -393,3 +410,336 @@ def parse_revision(value: object) -> int:
     if isinstance(value, str) and value.isdigit() and len(value) <= 18:
         return int(value)
     return 0
+
+
+# --- the plan: which revision the content at hand is, and what to write ---
+
+
+@dataclass(frozen=True)
+class RevisionFacts:
+    """What is known of one resource's revisions when the reconciler has new content.
+
+    The first fields come with the resource and the reconciler's own reads (no
+    API call for them).  ``read``, ``stored`` and ``taken`` start empty and
+    are filled in by the app only when a plan asks for them (a
+    :data:`Lookup`) or a write learned them (a create that met a 409); the
+    raw ControllerRevision ``data`` is kept as read and decoded here, only
+    where a decision needs it.
+    """
+
+    kind: str
+    #: The digest of the content at hand (see :class:`Snapshot`).
+    digest: str
+    #: Old revisions to keep besides the current one.
+    limit: int
+    #: The resource's annotations: the index, its revision and the change cause.
+    annotations: Mapping[str, str]
+    #: (revision, digest or None) pairs the caller knows without an API call.
+    hints: tuple[tuple[int, str | None], ...] = ()
+    #: When a snapshot stored by the plan is created (RFC 3339), so the plan can index it.
+    now: str = ""
+    #: Revisions read one by one: number -> ``data``, or None when absent or not ours.
+    read: Mapping[int, object | None] = field(default_factory=dict)
+    #: Every stored revision (one list call): number -> ``data``; None when not listed.
+    stored: Mapping[int, object] | None = None
+    #: Numbers a create found taken (409): number -> the ``data`` there, None when not ours.
+    taken: Mapping[int, object | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReadRevision:
+    """Lookup: read revision ``number`` (the current one, whose digest nothing else knows)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class ListRevisions:
+    """Lookup: list every stored revision (the index cannot be trusted to name them all)."""
+
+
+@dataclass(frozen=True)
+class LostRace:
+    """Revision ``number`` was just stored with other content by another writer: retry later."""
+
+    number: int
+
+
+#: What a plan needs to know first.
+Lookup = ReadRevision | ListRevisions
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Store revision ``number``'s snapshot, made with ``change_cause`` at ``created``."""
+
+    number: int
+    change_cause: str
+    created: str
+    kind: ClassVar[Literal["store"]] = "store"
+
+
+@dataclass(frozen=True)
+class Serve:
+    """The caller writes the ConfigMap/Secret and the status at revision ``number`` here."""
+
+    number: int
+    kind: ClassVar[Literal["serve"]] = "serve"
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Delete the stored revisions ``numbers`` (beyond the history limit)."""
+
+    numbers: tuple[int, ...]
+    kind: ClassVar[Literal["prune"]] = "prune"
+
+
+@dataclass(frozen=True)
+class WriteIndex:
+    """Merge ``annotations`` (the revision and the history index) onto the resource."""
+
+    number: int
+    annotations: Mapping[str, str]
+    kind: ClassVar[Literal["index"]] = "index"
+
+    def covered_by(self, annotations: Mapping[str, str]) -> bool:
+        """Whether ``annotations`` already say this, or name a later revision."""
+        return parse_revision(annotations.get(REVISION_ANNOTATION)) > self.number or all(
+            annotations.get(key) == value for key, value in self.annotations.items()
+        )
+
+
+Step = StoreSnapshot | Serve | Prune | WriteIndex
+
+
+@dataclass(frozen=True)
+class RevisionPlan:
+    """Which revision the content at hand is, and the writes that make it so, in order.
+
+    The order is the crash-safety rule: the snapshot before the served object
+    (a number that is served always has its content stored, and a retry finds
+    it and reuses it), pruning after it (it never delays the new content) and
+    before the index (an interrupted publish leaves an index naming a deleted
+    revision, which the next reconcile rewrites, never a stored revision that
+    no index names).
+    """
+
+    number: int
+    #: True when the content at hand is a new revision (stored now, or by an
+    #: interrupted earlier attempt).
+    new: bool
+    steps: tuple[Step, ...]
+
+    def after_serve(self) -> tuple[Step, ...]:
+        """The steps that follow the served object's write."""
+        kinds = [step.kind for step in self.steps]
+        return self.steps[kinds.index("serve") + 1 :] if "serve" in kinds else self.steps
+
+
+def plan_revision(facts: RevisionFacts) -> RevisionPlan | Lookup | LostRace:
+    """The one decision of revision bookkeeping: the number of the content at hand, and the writes.
+
+    Pure: the app gathers what a :data:`Lookup` asks for and calls this again
+    with it, and a create that met a 409 adds what it found to ``taken``.  In
+    the usual cases (steady state, a new revision with a complete index) the
+    first call is the answer.  The rules are those of ``kstrata.app.revisions``:
+    a revision is a content change; numbers never repeat or skip; the current
+    revision and ``limit`` old ones are kept.
+    """
+    index = decode_history(facts.annotations.get(HISTORY_ANNOTATION))
+    indexed = {entry.number: entry for entry in index}
+    known = max(
+        [parse_revision(facts.annotations.get(REVISION_ANNOTATION)), *indexed]
+        + [number for number, _ in facts.hints]
+    )
+    if known > 0:
+        current = _current_digest(facts, known, indexed)
+        if isinstance(current, ReadRevision):
+            return current
+        if same_digest(facts.digest, current):
+            return _unchanged(facts, known, index)
+    return _new(facts, known, indexed)
+
+
+def _current_digest(
+    facts: RevisionFacts, known: int, indexed: Mapping[int, HistoryEntry]
+) -> str | ReadRevision | None:
+    """The digest of revision ``known`` from the index or a hint, else from its snapshot."""
+    entry = indexed.get(known)
+    digest = entry.digest if entry is not None else None
+    digest = digest or next((d for n, d in facts.hints if n == known and d), None)
+    if digest is not None:
+        return digest
+    if known not in facts.read:
+        return ReadRevision(known)
+    snapshot = _decoded(facts.read[known], known)
+    return snapshot.digest if snapshot is not None else None
+
+
+def _unchanged(
+    facts: RevisionFacts, number: int, index: list[HistoryEntry]
+) -> RevisionPlan | Lookup | LostRace:
+    """The content at hand is revision ``number``: complete the index and prune if needed."""
+    keep = retained_numbers(number, facts.limit)
+    in_index = {entry.number for entry in index}
+    stale = any(n < keep.start for n in in_index)
+    if number in in_index and not stale:
+        return _plan(facts, number, new=False, store=None, entries=index, prune=())
+    entries = {entry.number: entry for entry in index if entry.number in keep}
+    if facts.stored is None:
+        # The limit was lowered (prune what is stored beyond it), or the index
+        # lags the content: an upgrade from a version without history, or a
+        # crash after the target write, perhaps more than one in a row.
+        return ListRevisions()
+    stored = facts.stored
+    # An index written after an interrupted prune names deleted revisions.
+    entries = {n: entry for n, entry in entries.items() if n in stored}
+    if number not in entries:
+        # Index every retained revision it misses, not only the current one,
+        # since pruning goes by the index.
+        for n in sorted(n for n in stored if n in keep and n not in entries):
+            if (found := _decoded(stored[n], n)) is not None:
+                entries[n] = history_entry(found)
+    store: StoreSnapshot | None = None
+    if number not in entries:
+        # Make sure the current revision has a snapshot, then index it.
+        found = _decoded(facts.read.get(number), number)
+        if found is not None:
+            entries[number] = history_entry(found)
+        else:
+            cause = change_cause_for(
+                facts.annotations.get(CHANGE_CAUSE_ANNOTATION),
+                index[-1].change_cause if index else "",
+            )
+            outcome = _store_or_reuse(facts, number, cause, guessed=False)
+            if not isinstance(outcome, tuple):
+                return LostRace(number)
+            entries[number], store = outcome
+    prune = tuple(sorted(n for n in stored if n < keep.start))
+    return _plan(facts, number, new=False, store=store, entries=entries.values(), prune=prune)
+
+
+def _new(
+    facts: RevisionFacts, known: int, indexed: Mapping[int, HistoryEntry]
+) -> RevisionPlan | Lookup | LostRace:
+    """The content at hand differs from revision ``known``: it is the next revision."""
+    if facts.stored is not None:
+        return _new_listed(facts, known, indexed, facts.stored)
+    if known > 0 and known not in indexed:
+        return ListRevisions()
+    # The usual case: the index is complete, so N+1 is a guess that is almost
+    # always right and needs no list call.  A create that meets other content
+    # under that name turns it into a list after all.
+    number = known + 1
+    previous = indexed.get(known)
+    cause = change_cause_for(
+        facts.annotations.get(CHANGE_CAUSE_ANNOTATION), previous.change_cause if previous else ""
+    )
+    found = _store_or_reuse(facts, number, cause, guessed=True)
+    if not isinstance(found, tuple):
+        return found
+    new_entry, store = found
+    keep = retained_numbers(number, facts.limit)
+    stale = tuple(sorted(n for n in indexed if n < keep.start))
+    entries = [e for n, e in indexed.items() if n in keep] + [new_entry]
+    return _plan(facts, number, new=True, store=store, entries=entries, prune=stale)
+
+
+def _new_listed(
+    facts: RevisionFacts,
+    known: int,
+    indexed: Mapping[int, HistoryEntry],
+    stored: Mapping[int, object],
+) -> RevisionPlan | LostRace:
+    """A new revision when the index cannot be trusted to know every stored number."""
+    top = max(stored, default=0)
+    found = _decoded(stored[top], top) if top > known else None
+    if found is not None and found.digest == facts.digest:
+        # An interrupted earlier attempt at this very content.
+        number, new_entry, store = top, history_entry(found), None
+    else:
+        number = max(known, top) + 1
+        previous = indexed.get(known)
+        previous_cause = previous.change_cause if previous is not None else ""
+        if previous is None and known in stored:
+            earlier = _decoded(stored[known], known)
+            previous_cause = earlier.change_cause if earlier is not None else ""
+        cause = change_cause_for(facts.annotations.get(CHANGE_CAUSE_ANNOTATION), previous_cause)
+        outcome = _store_or_reuse(facts, number, cause, guessed=False)
+        if not isinstance(outcome, tuple):
+            return LostRace(number)
+        new_entry, store = outcome
+    keep = retained_numbers(number, facts.limit)
+    entries: dict[int, HistoryEntry] = {}
+    for n in sorted(n for n in stored if n in keep):
+        if n in indexed:
+            entries[n] = indexed[n]
+        elif (earlier := _decoded(stored[n], n)) is not None:
+            entries[n] = history_entry(earlier)
+    entries[number] = new_entry
+    prune = tuple(sorted(n for n in stored if n < keep.start))
+    return _plan(facts, number, new=True, store=store, entries=entries.values(), prune=prune)
+
+
+def _store_or_reuse(
+    facts: RevisionFacts, number: int, cause: str, *, guessed: bool
+) -> tuple[HistoryEntry, StoreSnapshot | None] | ListRevisions | LostRace:
+    """Revision ``number`` for the content at hand: store it, or reuse what a create found.
+
+    A create that found the content at hand under that name met an interrupted
+    earlier attempt: it is reused (its cause and time stay).  Other content
+    there makes a guessed number a list, and a listed one a lost race.
+    """
+    if number not in facts.taken:
+        entry = _index_line(facts.kind, number, facts.now, cause, facts.digest)
+        return entry, StoreSnapshot(number, cause, facts.now)
+    found = _same(facts, number)
+    if found is not None:
+        return history_entry(found), None
+    return ListRevisions() if guessed else LostRace(number)
+
+
+def _plan(
+    facts: RevisionFacts,
+    number: int,
+    *,
+    new: bool,
+    store: StoreSnapshot | None,
+    entries: Iterable[HistoryEntry],
+    prune: tuple[int, ...],
+) -> RevisionPlan:
+    """The steps in their order; the index only when it differs from the resource's."""
+    desired = {
+        REVISION_ANNOTATION: str(number),
+        HISTORY_ANNOTATION: encode_history(list(entries), limit=facts.limit + 1),
+    }
+    steps: list[Step] = [store] if store is not None else []
+    steps.append(Serve(number))
+    if prune:
+        steps.append(Prune(prune))
+    if any(facts.annotations.get(key) != value for key, value in desired.items()):
+        steps.append(WriteIndex(number, desired))
+    return RevisionPlan(number, new, tuple(steps))
+
+
+def _decoded(data: object, number: int) -> Snapshot | None:
+    """The snapshot in ``data``, or None when there is none or it is unreadable."""
+    if data is None:
+        return None
+    try:
+        return decode_snapshot(data, number)
+    except DocumentError:
+        return None
+
+
+def _same(facts: RevisionFacts, number: int) -> Snapshot | None:
+    """What a create found under ``number``, if it is the content at hand (an earlier attempt)."""
+    found = _decoded(facts.taken.get(number), number)
+    return found if found is not None and found.digest == facts.digest else None
+
+
+def _index_line(kind: str, number: int, created: str, cause: str, digest: str) -> HistoryEntry:
+    """The index line of a revision (profiles carry a short digest, SealedSecrets none)."""
+    short = short_digest(digest) if kind == CONFIG_PROFILE_KIND else None
+    return HistoryEntry(number, created, clip_cause(cause), short)
