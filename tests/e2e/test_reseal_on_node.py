@@ -16,9 +16,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from kstrata.crypto import parse_token
@@ -37,15 +39,27 @@ def run_as(kubeconfig: Path, *args: str, timeout: float = 300) -> subprocess.Com
     )
 
 
-def account(installed: Installed, name: str, tmp_path: Path, *, resealer: bool) -> Path:
-    cluster = installed.cluster
-    cluster.kubectl("create", "serviceaccount", name, "-n", OPERATOR_NAMESPACE)
-    if resealer:
+@pytest.fixture
+def accounts(kstrata: Installed, tmp_path: Path) -> Iterator[Callable[[str, bool], Path]]:
+    """ServiceAccounts (with or without the kstrata-resealer Role) as kubeconfigs; removed after."""
+    cluster, made = kstrata.cluster, []
+
+    def account(name: str, resealer: bool) -> Path:
+        cluster.kubectl("create", "serviceaccount", name, "-n", OPERATOR_NAMESPACE)
+        made.append(name)
+        if resealer:
+            cluster.kubectl(
+                "create", "rolebinding", name, "-n", OPERATOR_NAMESPACE,
+                "--role=kstrata-resealer", f"--serviceaccount={OPERATOR_NAMESPACE}:{name}",
+            )  # fmt: skip
+        return mint_kubeconfig(cluster, OPERATOR_NAMESPACE, name, tmp_path / f"{name}.kubeconfig")
+
+    yield account
+    for name in made:
         cluster.kubectl(
-            "create", "rolebinding", name, "-n", OPERATOR_NAMESPACE,
-            "--role=kstrata-resealer", f"--serviceaccount={OPERATOR_NAMESPACE}:{name}",
+            "delete", "rolebinding,serviceaccount", name, "-n", OPERATOR_NAMESPACE,
+            "--ignore-not-found",
         )  # fmt: skip
-    return mint_kubeconfig(cluster, OPERATOR_NAMESPACE, name, tmp_path / f"{name}.kubeconfig")
 
 
 def secret_value(installed: Installed, namespace: str) -> bytes | None:
@@ -66,7 +80,10 @@ def status_key_ids(installed: Installed, namespace: str) -> set[str]:
 
 
 def test_reseal_through_the_service_proxy_keeps_the_value_and_needs_the_role(
-    kstrata: Installed, e2e_namespace: str, tmp_path: Path
+    kstrata: Installed,
+    e2e_namespace: str,
+    tmp_path: Path,
+    accounts: Callable[[str, bool], Path],
 ) -> None:
     cluster, ns = kstrata.cluster, e2e_namespace
     canary = Canary.new("reseal-e2e")
@@ -88,7 +105,7 @@ def test_reseal_through_the_service_proxy_keeps_the_value_and_needs_the_role(
     assert parse_token(old_token).key_ids != (new_key,)
 
     # Without the Role: the API server refuses the proxy call; the file is untouched.
-    outsider = account(kstrata, "not-a-resealer", tmp_path, resealer=False)
+    outsider = accounts("not-a-resealer", False)
     refused = run_as(outsider, "reseal", "-f", str(sealed), "--in-place")
     outputs["outsider stdout"], outputs["outsider stderr"] = refused.stdout, refused.stderr
     assert refused.returncode == 3, refused.stderr
@@ -96,7 +113,7 @@ def test_reseal_through_the_service_proxy_keeps_the_value_and_needs_the_role(
     assert old_token in sealed.read_text()
 
     # With the shipped Role: resealed in place, only the token changed.
-    resealer = account(kstrata, "resealer", tmp_path, resealer=True)
+    resealer = accounts("resealer", True)
     before = sealed.read_text()
     done = run_as(resealer, "reseal", "-f", str(sealed), "--in-place")
     outputs["reseal stdout"], outputs["reseal stderr"] = done.stdout, done.stderr
