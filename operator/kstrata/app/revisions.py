@@ -120,6 +120,8 @@ logger = logging.getLogger(__name__)
 
 MIN_HISTORY_LIMIT: Final = MIN_REVISION_HISTORY_LIMIT
 MAX_HISTORY_LIMIT: Final = MAX_REVISION_HISTORY_LIMIT
+#: More decisions than one settle can need (see ``settle``): a bound, not a tuning knob.
+_MAX_DECISIONS: Final = 8
 
 
 #: Builds the snapshot of revision ``number`` with ``change_cause`` for the content at hand
@@ -293,7 +295,9 @@ class RevisionStore:
             hints=tuple(hints),
             now=now_rfc3339(),
         )
-        while True:
+        # Each pass adds a fact the plan did not have (a read, the list, a taken
+        # name), and it asks for each at most once: five passes at the most.
+        for _ in range(_MAX_DECISIONS):
             plan = plan_revision(facts)
             if isinstance(plan, ReadRevision):
                 found = self._get_object(owner, plan.number)
@@ -310,6 +314,7 @@ class RevisionStore:
                 facts = replace(facts, taken={**facts.taken, **taken})
             else:
                 return Settled(plan.number, plan.new, plan.after_serve())
+        raise ConflictError("the stored revisions kept changing while deciding the next one")
 
     def _run_before_serving(
         self, owner: JSON, plan: RevisionPlan, build: SnapshotBuilder
