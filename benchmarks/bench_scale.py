@@ -30,6 +30,8 @@ the operator as ``python -m kstrata operator run`` in its own process:
 Finally a linear projection from the two sizes: the object count at which
 one replica's settled RSS reaches 1 GiB and its change p50 reaches 1 s.
 Every phase records the machine's 1-minute load average (2 shared cores).
+``--cprofile DIR`` profiles each cold start's operator (its main thread,
+kopf's event loop) into ``DIR/SIZE/cold.prof.PID``.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000 10000] [--json out.json]
 
@@ -40,6 +42,7 @@ Every phase records the machine's 1-minute load average (2 shared cores).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -352,14 +355,59 @@ def one_change(
     return {"change_to_template": percentiles(samples), "load_average": loads}
 
 
+#: Put first on the operator's PYTHONPATH by ``--cprofile``: cProfile of the
+#: operator's main thread (kopf's event loop; handler threads are not
+#: included), written when the process exits after SIGTERM.
+_SITECUSTOMIZE = """
+import atexit, cProfile, os
+_out = os.environ.get("KSTRATA_CPROFILE_OUT")
+if _out:
+    _profile = cProfile.Profile()
+    _profile.enable()
+
+    def _dump():
+        _profile.disable()
+        _profile.dump_stats(f"{_out}.{os.getpid()}")
+
+    atexit.register(_dump)
+"""
+
+
+@contextlib.contextmanager
+def profiled(directory: Path | None) -> Iterator[None]:
+    """The operators started inside write ``DIRECTORY/cold.prof.PID`` (py-spy is not installed)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "KSTRATA_CPROFILE_OUT")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), saved["PYTHONPATH"]]))
+    os.environ["KSTRATA_CPROFILE_OUT"] = str(directory / "cold.prof")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def one_size(
-    size: int, items: int, concurrency: int, changes: int, idle_after: float
+    size: int,
+    items: int,
+    concurrency: int,
+    changes: int,
+    idle_after: float,
+    cprofile: Path | None = None,
 ) -> dict[str, Any]:
     with control_plane() as bench:
         made = set_up(bench, size, items, concurrency)
         result: dict[str, Any] = {"set_up": made["report"]}
         print(json.dumps({size: result}, indent=2), flush=True)
-        result["cold_start"] = cold_start(bench, size, made["followed"], idle_after)
+        with profiled(cprofile):
+            result["cold_start"] = cold_start(bench, size, made["followed"], idle_after)
         print(json.dumps({size: result["cold_start"]}, indent=2), flush=True)
         result.update(
             restart_and_change(bench, size, made["namespaces"][0], made["followed"], changes)
@@ -405,6 +453,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--idle-after", type=float, default=10.0)
+    parser.add_argument(
+        "--cprofile", type=Path, help="profile each cold start's operator into this directory"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if os.environ.get("KSTRATA_BENCH_SCALE", "1") != "1":
@@ -413,7 +464,12 @@ def main() -> int:
     results: dict[str, Any] = {}
     for size in args.sizes:
         results[str(size)] = one_size(
-            size, args.items, args.concurrency, args.changes, args.idle_after
+            size,
+            args.items,
+            args.concurrency,
+            args.changes,
+            args.idle_after,
+            args.cprofile / str(size) if args.cprofile else None,
         )
         print(json.dumps({size: results[str(size)]}, indent=2), flush=True)
     if len(args.sizes) >= 2:
