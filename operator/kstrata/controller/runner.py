@@ -409,29 +409,6 @@ def _stop_metrics(context: OperatorContext) -> None:
 
 # --- memory: give back what a burst of reconciles leaves behind ------------
 
-#: glibc's ``mallopt`` parameter for the number of malloc arenas (``malloc.h``).
-_M_ARENA_MAX: Final = -8
-#: How many malloc arenas the operator's threads share (glibc's default: 8 per CPU).
-MALLOC_ARENAS: Final = 2
-
-
-def limit_malloc_arenas(arenas: int) -> bool:
-    """Let every thread share ``arenas`` malloc arenas; False where libc has no such knob.
-
-    glibc gives each thread that meets a locked arena one of its own, up to 8
-    per CPU; kopf's 12 handler threads and the event loop each grew one in a
-    burst, and an arena keeps its freed pages.  Set here, before kopf starts
-    its threads, it is what ``MALLOC_ARENA_MAX=2`` does, with no variable in
-    the image, the manifests or the chart (docs/performance.md, "Memory").
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc (musl has no arenas)
-    return bool(mallopt(_M_ARENA_MAX, arenas))
-
 
 @dataclass
 class QuietAfterBurst:
@@ -496,7 +473,6 @@ def run(context: OperatorContext) -> None:
         quiet=settings.log_level == "warning",
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
-    limit_malloc_arenas(MALLOC_ARENAS)
     registry, operator_settings = assemble(context)
     threading.Thread(target=trim_when_quiet, name="kstrata-trim", daemon=True).start()
     try:

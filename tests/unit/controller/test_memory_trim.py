@@ -1,14 +1,12 @@
 """When the operator gives memory back: once after each burst of work, never during one.
 
 ``runner.QuietAfterBurst`` decides from the CPU seconds the process used per
-interval; ``runner.limit_malloc_arenas`` sets glibc's arena limit in-process.
+interval; ``runner.trim_when_quiet`` acts on it.
 """
 
 from __future__ import annotations
 
-import ctypes
-
-from kstrata.controller.runner import QuietAfterBurst, limit_malloc_arenas
+from kstrata.controller.runner import QuietAfterBurst
 
 
 def feed(decide: QuietAfterBurst, cpu_per_second: list[float]) -> list[int]:
@@ -34,9 +32,3 @@ def test_a_pause_inside_a_burst_does_not_trim_and_each_burst_trims_once() -> Non
     assert feed(QuietAfterBurst(), pause_inside) == [14]
     two_bursts = ([0.9] * 5 + [0.01] * 10) * 2
     assert feed(QuietAfterBurst(), two_bursts) == [7, 22]
-
-
-def test_arena_limit_is_set_through_glibc() -> None:
-    # This runs on glibc (the image and the test machine); mallopt answers 1 on success.
-    assert ctypes.CDLL(None).mallopt is not None
-    assert limit_malloc_arenas(8) is True  # 8: glibc's own per-CPU default, harmless here
