@@ -115,7 +115,11 @@ def test_rollback_dry_run_server_is_judged_by_the_webhook_and_stores_nothing(
         revision_2 = revision_1 | {"schema": {**SCHEMA, **wider}, "base": {"replicas": 9}}
         assert apply(cluster, namespace, profile("payments", revision_2)).returncode == 0
         serving(cluster, namespace, 2)
-        assert apply(cluster, namespace, profile("platform", {"base": {"tier": "bronze"}}))
+        bronze = profile("platform", {"base": {"tier": "bronze"}})
+        assert apply(cluster, namespace, bronze).returncode == 0
+        # The base's change is revision 3; ``set`` writes only once it is
+        # recorded, or the two writes race and ``set`` rightly gives up.
+        serving(cluster, namespace, 3)
         code, _, err = kstrata(cluster, "set", "payments", "-n", namespace, "replicas=10")
         assert code == 0, err
         before = serving(cluster, namespace, 4)  # 3: the base's change, 4: replicas=10

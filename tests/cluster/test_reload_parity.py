@@ -95,6 +95,23 @@ def replica_sets(cluster: TestCluster, namespace: str, name: str) -> int:
     )
 
 
+def settled_replica_sets(cluster: TestCluster, namespace: str, name: str) -> int:
+    """ReplicaSets of a Deployment once its controller has seen its latest template.
+
+    The deployment controller creates the new ReplicaSet before it writes
+    ``observedGeneration``, so the count read after that is final for the
+    template the operator wrote: a second, unwanted rollout would show as one
+    more, and a count read before it cannot be one short.
+    """
+
+    def observed() -> bool:
+        found = cluster.apps.read_namespaced_deployment(name, namespace)
+        return (found.status.observed_generation or 0) >= (found.metadata.generation or 1)
+
+    wait_for(observed, timeout=30, what=f"the deployment controller to observe {name}")
+    return replica_sets(cluster, namespace, name)
+
+
 def entries(value: str | None) -> dict[str, str]:
     return dict(part.split("=", 1) for part in (value or "").split(",") if part)
 
@@ -177,7 +194,7 @@ def test_plain_sources_roll_on_data_changes_only_and_cron_jobs_roll_their_job_te
                 assert fp not in base64.urlsafe_b64encode(digest(form).digest()).decode()
         # First sight records and rolls nothing.
         for name in ("auto", "cms", "secrets", "named"):
-            assert replica_sets(cluster, ns, name) == 1
+            assert settled_replica_sets(cluster, ns, name) == 1
             assert template_record(cluster, ns, name) is None
         assert cron_records(cluster, ns, "nightly")[1] is None
 
@@ -203,7 +220,9 @@ def test_plain_sources_roll_on_data_changes_only_and_cron_jobs_roll_their_job_te
         apply(cluster, ns, secret("app-secret", {"token": "parity-canary-two"}))
         wait_rolled(cluster, ns, "secrets", 2)
         wait_rolled(cluster, ns, "auto", 3)
-        counts = {n: replica_sets(cluster, ns, n) for n in ("auto", "cms", "secrets", "named")}
+        counts = {
+            n: settled_replica_sets(cluster, ns, n) for n in ("auto", "cms", "secrets", "named")
+        }
         # Exactly one rollout per data change: none for the label, the
         # annotation or the opted-out ConfigMap.
         assert counts == {"auto": 3, "cms": 2, "secrets": 2, "named": 2}
@@ -216,7 +235,7 @@ def test_plain_sources_roll_on_data_changes_only_and_cron_jobs_roll_their_job_te
         wait_rolled(cluster, ns, "named", 3)
         wait_rolled(cluster, ns, "auto", 4)
         wait_rolled(cluster, ns, "cms", 3)
-        assert replica_sets(cluster, ns, "secrets") == 2
+        assert settled_replica_sets(cluster, ns, "secrets") == 2
         assert record(cluster, ns, "secrets") == settled_records["secrets"]
 
     # No value reached a workload's annotations.
@@ -284,8 +303,8 @@ def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollo
         wait_rolled(cluster, ns, "search", 2)
         wait_rolled(cluster, ns, "typed", 2)
         wait_all_changed(cluster, ns, "auto", before, {"configmap/settings", "secret/creds"})
-        assert replica_sets(cluster, ns, "auto") == 2  # the set rolled it once
-        assert replica_sets(cluster, ns, "named") == 1  # flags did not change
+        assert settled_replica_sets(cluster, ns, "auto") == 2  # the set rolled it once
+        assert settled_replica_sets(cluster, ns, "named") == 1  # flags did not change
 
     # Migrate: the kstrata equivalents replace Reloader's annotations.
     first = CountingWrites(cluster.connection)
@@ -329,5 +348,5 @@ def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollo
         wait_rolled(cluster, ns, "search", 3)
         wait_rolled(cluster, ns, "typed", 3)
         wait_all_changed(cluster, ns, "auto", before, followed)
-        assert replica_sets(cluster, ns, "auto") == 3  # three sources changed, one rollout
+        assert settled_replica_sets(cluster, ns, "auto") == 3  # three sources changed, one rollout
         assert set(entries(record(cluster, ns, "auto"))) == followed
