@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from kstrata import metrics
+from kstrata.app.sealing_keys import FINGERPRINT_ENTRY, KEY_SECRET_NAME
 from kstrata.app.toolkit import now_rfc3339
 from kstrata.crypto.fingerprint import FingerprintKey, source_fingerprint
 from kstrata.domain import reload_annotations as ra
@@ -100,10 +101,6 @@ from kstrata.wellknown import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: The key Secret entry with the operator's fingerprint key (app.sealing_keys).
-FINGERPRINT_ENTRY: Final = "fingerprint-key.json"
-KEY_SECRET_NAME: Final = "kstrata-sealing-keys"  # noqa: S105 (an object name)
 
 #: Parallel API calls in one pass: a fan-out to 50 workloads is 50 patches, and
 #: they are independent.  Small, because the operator shares two cores.
