@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from kstrata.crypto import KeyPair, KeyRing, Scope, SealingContext
 from kstrata.domain.environments import check_environment_name
-from kstrata.domain.jsonvalue import JSONObject, JSONValue
+from kstrata.domain.jsonvalue import JSONObject, JSONValue, string_map
 from kstrata.errors import (
     InputLimitError,
     InvalidInputError,
@@ -270,21 +270,11 @@ def _sealed_secrets_in(document: JSONValue, source: str) -> list[JSONObject]:
     ]
 
 
-def _string_map(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidInputError(f"{where} must map strings to strings")
-    return dict(value)
-
-
 def _tokens(
     spec: dict[str, Any], environment: str | None, where: str
 ) -> tuple[dict[str, str], str | None]:
     """The items in effect: base, with the chosen environment's overlay on top."""
-    tokens = _string_map(spec.get("encryptedData"), f"{where}: spec.encryptedData")
+    tokens = string_map(spec.get("encryptedData"), f"{where}: spec.encryptedData")
     environments = spec.get("environments") or {}
     if not isinstance(environments, dict):
         raise InvalidInputError(f"{where}: spec.environments must be a mapping")
@@ -307,7 +297,7 @@ def _tokens(
     overlay = environments.get(chosen) or {}
     if not isinstance(overlay, dict):
         raise InvalidInputError(f"{where}: spec.environments.{chosen} must be a mapping")
-    tokens.update(_string_map(overlay.get("encryptedData"), f"{where}: spec.environments.{chosen}"))
+    tokens.update(string_map(overlay.get("encryptedData"), f"{where}: spec.environments.{chosen}"))
     return tokens, chosen
 
 
@@ -383,8 +373,8 @@ def _secret_manifest(
     metadata: dict[str, Any] = {"name": name}
     if namespace:
         metadata["namespace"] = namespace
-    labels = _string_map(template.get("labels"), f"{where}: spec.template.labels")
-    annotations = _string_map(template.get("annotations"), f"{where}: spec.template.annotations")
+    labels = string_map(template.get("labels"), f"{where}: spec.template.labels")
+    annotations = string_map(template.get("annotations"), f"{where}: spec.template.annotations")
     if labels:
         metadata["labels"] = labels
     if annotations:

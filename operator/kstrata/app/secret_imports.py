@@ -57,7 +57,7 @@ from kstrata.crypto.bitnami import (
     open_value,
 )
 from kstrata.crypto.context import check_item
-from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, string_map
 from kstrata.errors import (
     InputLimitError,
     InvalidInputError,
@@ -103,16 +103,6 @@ class Imported:
 
 
 # --- reading inputs ----------------------------------------------------------
-
-
-def _string_map(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidInputError(f"{where} must map strings to strings")
-    return dict(value)
 
 
 def load_bitnami_keys(path: Path) -> list[BitnamiKey]:
@@ -235,7 +225,7 @@ def _identity(
     stated = metadata.get("namespace")
     namespace = stated if isinstance(stated, str) and stated else default_namespace
     where = f"{source}: SealedSecret {namespace}/{name}" if namespace else f"{source}: {name}"
-    annotations = _string_map(metadata.get("annotations"), f"{where}: metadata.annotations")
+    annotations = string_map(metadata.get("annotations"), f"{where}: metadata.annotations")
     scope = BitnamiScope.from_annotations(annotations)
     check_binding(
         name,
@@ -298,7 +288,7 @@ def _import_one(
             f"{where} uses the deprecated spec.data (one sealed Secret): re-seal it with a "
             "current kubeseal first (spec.encryptedData), then import"
         )
-    tokens = _string_map(spec.get("encryptedData"), f"{where}: spec.encryptedData")
+    tokens = string_map(spec.get("encryptedData"), f"{where}: spec.encryptedData")
     if not tokens:
         raise InvalidInputError(f"{where}: spec.encryptedData has no items")
     if len(tokens) > MAX_SEALED_ITEMS:
@@ -386,8 +376,8 @@ def _template_metadata(value: Any, where: str) -> tuple[dict[str, str], dict[str
     metadata = value or {}
     if not isinstance(metadata, dict):
         raise InvalidInputError(f"{where}: spec.template.metadata must be a mapping")
-    labels = _string_map(metadata.get("labels"), f"{where}: spec.template.metadata.labels")
-    annotations = _string_map(
+    labels = string_map(metadata.get("labels"), f"{where}: spec.template.metadata.labels")
+    annotations = string_map(
         metadata.get("annotations"), f"{where}: spec.template.metadata.annotations"
     )
     annotations.pop(LAST_APPLIED_ANNOTATION, None)

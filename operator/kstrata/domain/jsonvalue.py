@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from kstrata.errors import DocumentError, InputLimitError
+from kstrata.errors import DocumentError, InputLimitError, InvalidInputError
 
 JSONScalar: TypeAlias = bool | int | float | str | None
 JSONValue: TypeAlias = "JSONScalar | list[JSONValue] | dict[str, JSONValue]"
@@ -149,6 +149,22 @@ class _Normalizer:
                 self.path.pop()
             return items
         raise DocumentError(f"{self._here()}: value of type {type(value).__name__} is not JSON")
+
+
+def string_map(value: object, where: str) -> dict[str, str]:
+    """``value`` as a map of strings to strings; ``None`` (a field left out) is empty.
+
+    Labels, annotations and a SealedSecret's ``encryptedData`` all have this
+    shape.  Anything else is an ``InvalidInputError`` naming ``where``, never
+    the value: a mistyped field may hold a secret.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInputError(f"{where} must map strings to strings")
+    return dict(value)
 
 
 def deep_copy(value: JSONValue) -> JSONValue:

@@ -24,6 +24,7 @@ from typing import Final, Literal, get_args
 
 from kstrata.domain.crds import FORBIDDEN_SECRET_TYPES
 from kstrata.domain.environments import check_environment_name
+from kstrata.domain.jsonvalue import string_map
 from kstrata.domain.secret_template import TemplateData, check_references, parse_template_data
 from kstrata.domain.secret_template import canonical as canonical_templates
 from kstrata.errors import InvalidInputError
@@ -63,16 +64,6 @@ def _invalid(message: str) -> InvalidInputError:
     return InvalidInputError(message)
 
 
-def _string_map(value: object, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise _invalid(f"{where} must map strings to strings")
-    return dict(value)
-
-
 def parse_sealed_spec(spec: object) -> SealedSpec:
     """Check the spec's shape (the CRD schema normally has already); no value is quoted."""
     if not isinstance(spec, dict):
@@ -80,7 +71,7 @@ def parse_sealed_spec(spec: object) -> SealedSpec:
     scope = spec.get("scope", "strict")
     if scope not in SCOPE_NAMES:
         raise _invalid("spec.scope must be one of strict, namespace, cluster")
-    encrypted = _string_map(spec.get("encryptedData"), "spec.encryptedData")
+    encrypted = string_map(spec.get("encryptedData"), "spec.encryptedData")
     environments_raw = spec.get("environments") or {}
     if not isinstance(environments_raw, dict):
         raise _invalid("spec.environments must be an object")
@@ -89,7 +80,7 @@ def parse_sealed_spec(spec: object) -> SealedSpec:
         check_environment_name(env_name, where="spec.environments")
         if overlay is not None and not isinstance(overlay, dict):
             raise _invalid(f"spec.environments.{env_name} must be an object")
-        environments[env_name] = _string_map(
+        environments[env_name] = string_map(
             (overlay or {}).get("encryptedData"), f"spec.environments.{env_name}.encryptedData"
         )
     environment = spec.get("environment")
@@ -106,8 +97,8 @@ def parse_sealed_spec(spec: object) -> SealedSpec:
         raise _invalid("spec.template.immutable must be a boolean")
     template = SecretShape(
         type=secret_type,
-        labels=_string_map(template_raw.get("labels"), "spec.template.labels"),
-        annotations=_string_map(template_raw.get("annotations"), "spec.template.annotations"),
+        labels=string_map(template_raw.get("labels"), "spec.template.labels"),
+        annotations=string_map(template_raw.get("annotations"), "spec.template.annotations"),
         immutable=immutable,
         data=parse_template_data(template_raw.get("data")),
     )
