@@ -18,6 +18,12 @@ Which limit applies is the caller's: documents use the document loader's
 
 Which files ``-f`` names is decided here too (:func:`expand_files`), once for
 every command that takes ``-f FILE|DIR``.
+
+And every file a command writes for the user (a key backup, a public key
+bundle, ``--merge-into``, ``--in-place``, ``--output-dir``) is written by
+:func:`write_atomically`: whole or not at all, with its mode set before the
+first byte, so a crash or a full disk never leaves half a key file or a
+readable copy of one.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "expand_files",
     "read_bounded",
     "read_regular",
+    "write_atomically",
 ]
 
 #: The path that means standard input where a command accepts it.
@@ -158,6 +165,48 @@ def _directory_files(directory: Path, recursive: bool) -> Iterator[Path]:
     for parent, subdirectories, names in os.walk(directory):
         subdirectories.sort()  # os.walk does not follow links to directories
         yield from (p for p in (Path(parent) / n for n in names) if p.is_file())
+
+
+def write_atomically(path: Path, text: str, *, mode: int = 0o600, exclusive: bool = False) -> None:
+    """Put ``text`` at ``path`` so that no reader ever sees half a file or a wider mode.
+
+    The text goes to a temporary file beside the target (``mkstemp`` creates it
+    0600; it is set to ``mode`` before a byte is written), is synced, and then
+    takes the target's name in one step: ``os.replace`` over the file that is
+    there (behind a symlink, its target, so the rename stays in one
+    directory), or, with ``exclusive``, a hard link, which fails with
+    ``FileExistsError`` when the name exists, so nothing is ever overwritten.
+    The temporary file never outlives the call.  ``OSError`` is the caller's
+    to word: only it knows which flag named the path.
+    """
+    import contextlib
+    import tempfile  # only the commands that write files pay for it
+
+    target = path if exclusive else path.resolve()
+    descriptor, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            # Stated, not left to mkstemp's default, so the guarantee rests on no default.
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(temporary, target)
+        else:
+            os.replace(temporary, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)  # after a link (or a failure); gone already after a replace
+    with contextlib.suppress(OSError):
+        # Make the new name durable too (best effort: not every filesystem allows it).
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def _too_large(shown: str, limit: int) -> InputLimitError:
