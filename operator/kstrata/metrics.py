@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -132,28 +132,28 @@ class ObjectStates:
         self._states: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     @staticmethod
-    def state_of(body: Mapping[str, Any]) -> tuple[str, str]:
+    def state_of(body: Mapping[str, object]) -> tuple[str, str]:
         """(ready, reason) of one object as its metadata and status say."""
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        conditions = status.get("conditions") if isinstance(status, Mapping) else None
+        meta = _mapping(body.get("metadata"))
+        status = _mapping(body.get("status"))
+        conditions = status.get("conditions")
         ready = next(
             (
                 c
-                for c in conditions or []
+                for c in (conditions if isinstance(conditions, list) else [])
                 if isinstance(c, Mapping) and c.get("type") == READY_CONDITION
             ),
             None,
         )
         if ready is None:
             return "unknown", "Pending"
-        if (status.get("observedGeneration") or 0) < (meta.get("generation") or 0):
+        if _count(status.get("observedGeneration")) < _count(meta.get("generation")):
             return "unknown", "Stale"
         flag = "true" if ready.get("status") == "True" else "false"
         return flag, str(ready.get("reason") or "Unknown")
 
-    def observe(self, kind: str, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
+    def observe(self, kind: str, body: Mapping[str, object]) -> None:
+        meta = _mapping(body.get("metadata"))
         key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         with self._lock:
             self._states[key] = self.state_of(body)
@@ -182,6 +182,16 @@ class ObjectStates:
         for (kind, ready, reason), count in sorted(counts.items()):
             family.add_metric([kind, ready, reason], count)
         yield family
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    """``value`` if the watch delivered an object there, else empty (a field left out)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _count(value: object) -> int:
+    """A generation number, 0 when absent (or not a number, which the API never sends)."""
+    return value if isinstance(value, int) else 0
 
 
 OBJECTS = ObjectStates()

@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kstrata.errors import SettingsError
 from kstrata.wellknown import GROUP, MANAGER
+
+if TYPE_CHECKING:
+    from kstrata.domain.jsonvalue import JSONObject, JSONValue
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,12 @@ class Settings:
     #: Any other bundle is refused: resealing to a key the caller owns would reveal values.
     reseal_recipients: tuple[str, ...] = ()
     #: Extra fields kept for forward compatibility with newer config files.
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: JSONObject = field(default_factory=dict, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (used by flags and tests)."""
+        # Any: each field has its own type and ``dataclasses.replace`` takes the
+        # changes as ``**Any``; the names are checked below, the types by callers.
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -202,7 +207,7 @@ def load_settings(config_dir: Path, environment: str) -> Settings:
     return settings_from_document(merged, source=str(overlay_path))
 
 
-def settings_from_document(document: Mapping[str, Any], *, source: str) -> Settings:
+def settings_from_document(document: Mapping[str, JSONValue], *, source: str) -> Settings:
     """A ``Settings`` from an already validated settings document.
 
     Types are checked again (a deployment may ship a looser schema) so that a
@@ -210,8 +215,10 @@ def settings_from_document(document: Mapping[str, Any], *, source: str) -> Setti
     Keys the dataclass does not know go to ``extra``.
     """
     known = set(file_fields())
+    # Any: each value is checked against its field's kind by _field_value, but
+    # the dataclass constructor cannot be typed key by key.
     values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    extra: JSONObject = {}
     for name, value in document.items():
         if name not in known:
             extra[name] = value
@@ -246,9 +253,9 @@ def _field_value(name: str, value: object, source: str) -> object:
     return value
 
 
-def settings_document(settings: Settings) -> dict[str, Any]:
+def settings_document(settings: Settings) -> JSONObject:
     """The settings as a plain document in declaration order, as a file would hold them."""
-    document: dict[str, Any] = {}
+    document: JSONObject = {}
     for name in file_fields():
         value = getattr(settings, name)
         document[name] = list(value) if isinstance(value, tuple) else value
@@ -256,7 +263,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     return document
 
 
-def _read_object(path: Path, *, empty_ok: bool) -> dict[str, Any]:
+def _read_object(path: Path, *, empty_ok: bool) -> JSONObject:
     from kstrata.domain.documents import load_yaml
     from kstrata.domain.jsonvalue import DEFAULT_LIMITS
     from kstrata.errors import InvalidInputError, KstrataError
@@ -281,7 +288,10 @@ def _read_object(path: Path, *, empty_ok: bool) -> dict[str, Any]:
 
 
 def _check_against(
-    schema: Mapping[str, Any], schema_path: Path, document: Mapping[str, Any], source: Path
+    schema: Mapping[str, JSONValue],
+    schema_path: Path,
+    document: Mapping[str, JSONValue],
+    source: Path,
 ) -> None:
     from kstrata.domain.schema import validate
     from kstrata.errors import InvalidSchemaError

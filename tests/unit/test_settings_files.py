@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from kstrata.domain.documents import load_yaml
+from kstrata.domain.jsonvalue import JSONValue
 from kstrata.domain.schema import check_schema
 from kstrata.errors import SettingsError
 from kstrata.settings import (
@@ -357,7 +358,7 @@ def test_a_looser_schema_cannot_smuggle_in_a_wrong_type() -> None:
         ("metrics_address", 9090),
     ],
 )
-def test_each_kind_checks_its_type(name: str, value: object) -> None:
+def test_each_kind_checks_its_type(name: str, value: JSONValue) -> None:
     with pytest.raises(SettingsError, match=rf"\$\.{name}: wrong type"):
         settings_from_document({name: value}, source="x.yaml")
 

@@ -19,7 +19,7 @@ import binascii
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import NoReturn
 
 
 class Malformed(ValueError):
@@ -109,8 +109,8 @@ def normalize_time(when: datetime) -> datetime:
     return when.astimezone(UTC).replace(microsecond=0)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
             raise Malformed("duplicate member in JSON object")
@@ -118,11 +118,11 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _no_constants(_name: str) -> Any:
+def _no_constants(_name: str) -> NoReturn:
     raise Malformed("NaN and Infinity are not allowed")
 
 
-def loads_json(data: bytes | str) -> Any:
+def loads_json(data: bytes | str) -> object:
     """Parse JSON with duplicate members and non-finite numbers refused.
 
     The caller bounds the size before calling; deep nesting within that bound
@@ -144,7 +144,7 @@ def loads_json(data: bytes | str) -> Any:
         raise Malformed(f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
-def expect_object(value: Any, members: frozenset[str], what: str) -> dict[str, Any]:
+def expect_object(value: object, members: frozenset[str], what: str) -> dict[str, object]:
     """Check that ``value`` is an object with exactly ``members``."""
     if not isinstance(value, dict):
         raise Malformed(f"{what} must be a JSON object")
@@ -162,19 +162,19 @@ def expect_object(value: Any, members: frozenset[str], what: str) -> dict[str, A
     return value
 
 
-def expect_str(obj: dict[str, Any], member: str, what: str) -> str:
+def expect_str(obj: dict[str, object], member: str, what: str) -> str:
     value = obj[member]
     if not isinstance(value, str):
         raise Malformed(f"{what}.{member} must be a string")
     return value
 
 
-def expect_const(obj: dict[str, Any], member: str, expected: str, what: str) -> None:
+def expect_const(obj: dict[str, object], member: str, expected: str, what: str) -> None:
     if expect_str(obj, member, what) != expected:
         raise Malformed(f"{what}.{member} must be {expected}")
 
 
-def expect_list(obj: dict[str, Any], member: str, what: str) -> list[Any]:
+def expect_list(obj: dict[str, object], member: str, what: str) -> list[object]:
     value = obj[member]
     if not isinstance(value, list):
         raise Malformed(f"{what}.{member} must be a list")

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import NoReturn
 
 from kstrata.crypto import _strict
 from kstrata.crypto.context import check_item, check_name, check_namespace, length_prefixed
@@ -79,7 +79,7 @@ class FingerprintKey:
         if len(data) > _MAX_KEY_ENTRY_BYTES:
             raise InputLimitError(f"fingerprint key entry exceeds {_MAX_KEY_ENTRY_BYTES} bytes")
         try:
-            doc: dict[str, Any] = _strict.expect_object(
+            doc: dict[str, object] = _strict.expect_object(
                 _strict.loads_json(data), _KEY_MEMBERS, "fingerprint key"
             )
             _strict.expect_const(doc, "format", FINGERPRINT_KEY_FORMAT, "fingerprint key")
@@ -89,7 +89,7 @@ class FingerprintKey:
             raise _key_error(f"invalid fingerprint key entry: {exc}") from None
         return cls(key, created)
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("FingerprintKey cannot be pickled")
 
 

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import NoReturn, TypeVar
 
 from kstrata.crypto import _strict, suites
 from kstrata.crypto.suites import HpkePrivateKey, HpkePublicKey, Suite
@@ -190,7 +190,7 @@ class KeyPair:
             raise _key_error(f"sealing key entry does not match its key id (key is {pair.key_id})")
         return pair
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         # Private keys are not meant to be pickled into caches or task queues.
         raise TypeError("KeyPair cannot be pickled")
 
@@ -288,7 +288,7 @@ class PublicKeyBundle:
         return cls(tuple(keys))
 
 
-def _parse_bundle_entry(entry: Any, index: int) -> PublicKey:
+def _parse_bundle_entry(entry: object, index: int) -> PublicKey:
     what = f"bundle.keys[{index}]"
     try:
         obj = _strict.expect_object(entry, _BUNDLE_KEY_MEMBERS, what)
