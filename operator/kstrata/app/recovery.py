@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import expand_files, read_bounded
+from kstrata.files import expand_files, read_bounded, write_atomically
 from kstrata.wellknown import API_VERSION, GROUP, SEALED_SECRET_KIND, SEALED_SECRET_SINGULAR
 
 __all__ = [
@@ -105,39 +103,14 @@ def write_new_private_file(path: Path, text: str) -> None:
     or land in a CI log.
     """
     check_private_target(path)
-    import tempfile
-
-    directory = path.parent if str(path.parent) else Path()
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{path.name}.", suffix=".tmp"
-        )
+        write_atomically(path, text, exclusive=True)
+    except FileExistsError:
+        raise UsageError(
+            f"{path} exists: a key backup is never overwritten; choose a new name"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            raise UsageError(
-                f"{path} exists: a key backup is never overwritten; choose a new name"
-            ) from None
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-    with contextlib.suppress(OSError):
-        # Make the new name durable too (best effort: not every filesystem allows it).
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
 
 
 def load_recovery_keys(path: Path) -> KeyRing:

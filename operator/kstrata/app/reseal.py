@@ -41,7 +41,6 @@ module is loaded by the operator and by the CLI, neither pays for the other).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import expand_files, read_bounded
+from kstrata.files import expand_files, read_bounded, write_atomically
 from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
@@ -505,26 +504,12 @@ def _relative(path: Path, roots: Sequence[Path]) -> Path:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    import contextlib
-    import tempfile
-
-    target = path.resolve()
+    """Replace ``path`` atomically, keeping its mode (a manifest is not a secret)."""
     try:
-        mode = target.stat().st_mode & 0o777
-        descriptor, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
+        mode = path.resolve().stat().st_mode & 0o777
+        write_atomically(path, text, mode=mode)
     except OSError as exc:
-        raise UsageError(f"--in-place {path}: cannot write beside it: {exc.strerror}") from None
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        raise UsageError(f"--in-place {path}: cannot write: {exc.strerror}") from None
 
 
 def proxy_sender(api: KubeApi, namespace: str) -> Send:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +61,7 @@ from kstrata.errors import (
     UnknownKeyError,
     UsageError,
 )
-from kstrata.files import expand_files, read_bounded
+from kstrata.files import expand_files, read_bounded, write_atomically
 from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
@@ -1076,29 +1075,7 @@ def write_sealed(results: Sequence[SealResult], directory: Path, fmt: str) -> li
 
 def _write_private(path: Path, text: str) -> None:
     """Replace ``path`` atomically with a 0600 file: never a half-written or readable copy."""
-    import tempfile  # only --merge-into writes files
-
-    # Write beside the real file (a symlink's target) so os.replace stays one rename.
-    target = path.resolve()
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
+        write_atomically(path, text)
     except OSError as exc:
-        raise UsageError(f"--merge-into {path}: cannot write beside it: {exc.strerror}") from None
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            # mkstemp already creates 0600; stated so the guarantee rests on no default.
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         raise UsageError(f"--merge-into {path}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

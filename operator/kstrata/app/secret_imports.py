@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +64,7 @@ from kstrata.errors import (
     SealingError,
     UsageError,
 )
-from kstrata.files import expand_files, read_bounded
+from kstrata.files import expand_files, read_bounded, write_atomically
 from kstrata.wellknown import BITNAMI_API_VERSION, BITNAMI_SEALED_SECRET_KIND
 
 __all__ = [
@@ -641,8 +640,6 @@ def _name_from(path: Path) -> str:
 
 def write_manifests(imported: Sequence[Imported], directory: Path) -> list[Path]:
     """One file per SealedSecret in ``directory`` (ciphertext only), replaced atomically."""
-    import tempfile
-
     from kstrata.app.seal_commands import _dump
 
     if not directory.is_dir():
@@ -658,15 +655,8 @@ def write_manifests(imported: Sequence[Imported], directory: Path) -> list[Path]
     written: list[Path] = []
     for file_name, item in names.items():
         target = directory / file_name
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{file_name}.")
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o644)
-                handle.write(_dump(item.manifest, "yaml"))
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # Ciphertext only: readable like any manifest kept in git.
+        write_atomically(target, _dump(item.manifest, "yaml"), mode=0o644)
         written.append(target)
     return written
 

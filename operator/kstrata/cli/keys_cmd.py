@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
 from kstrata.errors import UsageError
+from kstrata.files import write_atomically
 
 if TYPE_CHECKING:
     from kstrata.app.sealing_keys import KeyInfo
@@ -130,20 +130,6 @@ def format_table(rows: list[KeyInfo]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only (0600, also when it existed)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        # O_CREAT's mode does not apply to an existing file: tighten it explicitly.
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            descriptor = -1
-            handle.write(text)
-    finally:
-        if descriptor >= 0:
-            os.close(descriptor)
-
-
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.sealing_keys import export_public_keys
 
@@ -152,7 +138,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
         out.write(text)
         return EXIT_OK
     try:
-        write_private_file(args.out, text)
+        write_atomically(args.out, text)  # 0600, like every file kstrata writes for keys
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
     print(f"wrote the public key bundle to {args.out}", file=sys.stderr)
