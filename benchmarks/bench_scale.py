@@ -173,11 +173,11 @@ def set_up(bench: Bench, size: int, items: int, concurrency: int) -> dict[str, A
 
 
 def recorded_all(bench: Bench, followed: dict[tuple[str, str], str]) -> bool:
-    """Every Deployment records its profile's current revision.
+    """Every followed Deployment records its profile's current revision.
 
     First sight records on the workload's metadata, not its pod template
-    (app/reloads.py: the pods already run with that configuration).  The
-    revision is read from the profile, not assumed to be 1.
+    (``kstrata.domain.reload_decision``: the pods already run with that
+    configuration).  The revision is read from the profile, not assumed to be 1.
     """
     current = {
         (item["metadata"]["namespace"], item["metadata"]["name"]): (item.get("status") or {}).get(
