@@ -61,7 +61,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from kstrata.domain.documents import load_json, load_yaml
 from kstrata.domain.flat_formats import decode_text, parse_env, parse_properties
@@ -87,11 +87,15 @@ logger = logging.getLogger(__name__)
 
 #: What a parser gets: the file's bytes and its name for messages (the path as
 #: mounted, e.g. ``/etc/app/config.yaml``, not the timestamped directory).
-ParseFunction = Callable[[bytes, str], Any]
+ParseFunction = Callable[[bytes, str], object]
 #: A validator accepts the parsed config by returning anything but ``False``
-#: and rejects it by returning ``False`` or raising.
+#: and rejects it by returning ``False`` or raising.  The config is ``Any``
+#: here: it is whatever the application's own parser returns, and a validator
+#: or callback declares the type it knows (``object`` would refuse those).
 ValidateFunction = Callable[[Any], object]
 Callback = Callable[[Any], object]
+#: What :func:`parse_auto` makes of a file.
+AutoParsed: TypeAlias = "JSONValue | dict[str, str] | bytes"
 ErrorHandler = Callable[[KstrataError], object]
 
 DATA_LINK: Final = "..data"
@@ -129,7 +133,7 @@ PARSERS: Final[Mapping[str, ParseFunction]] = {
 }
 
 
-def parse_auto(data: bytes, source: str) -> Any:
+def parse_auto(data: bytes, source: str) -> AutoParsed:
     """Parse by the file's extension: YAML, JSON, ``.env``, ``.properties``, else raw.
 
     "Raw" is ``str`` for UTF-8 files and ``bytes`` otherwise: a Secret may
@@ -176,7 +180,7 @@ def _resolve_validator(
         # start-up (InvalidSchemaError), not a reload failure to log forever.
         schema_module.check_schema(frozen)
 
-        def check_with_schema(config: Any) -> None:
+        def check_with_schema(config: JSONValue) -> None:
             schema_module.check(frozen, config)
 
         return check_with_schema
@@ -309,7 +313,7 @@ class Watcher:
 
         self._lock = threading.Lock()  # guards what other threads read
         self._poll_lock = threading.Lock()  # one poll at a time
-        self._current: Any = None
+        self._current: object = None
         self._generation = 0
         self._last_error: KstrataError | None = None
         self._polls = 0
@@ -327,6 +331,7 @@ class Watcher:
     @property
     def current(self) -> Any:
         """The last valid configuration (``None`` until one was loaded)."""
+        # Any, as for Callback: the type is the application's parser's.
         with self._lock:
             return self._current
 
@@ -559,8 +564,8 @@ class Watcher:
 
     # --- loading -------------------------------------------------------------
 
-    def _parse_and_validate(self, files: Mapping[str, bytes]) -> Any:
-        parsed: dict[str, Any] = {}
+    def _parse_and_validate(self, files: Mapping[str, bytes]) -> object:
+        parsed: dict[str, object] = {}
         for name, data in files.items():
             source = self._source(name)
             try:
@@ -623,7 +628,7 @@ class Watcher:
         self._deliver(config)
         return True
 
-    def _deliver(self, config: Any) -> None:
+    def _deliver(self, config: object) -> None:
         try:
             self._callback(config)
         except KstrataError as error:
