@@ -11,9 +11,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias
 
 from kstrata.errors import UsageError
 from kstrata.wellknown import (
@@ -69,12 +69,12 @@ class Parser(argparse.ArgumentParser):
                         found += parser._option_strings()
         return found
 
-    def _check_value(self, action: argparse.Action, value: Any) -> None:
+    def _check_value(self, action: argparse.Action, value: object) -> None:
         if action.choices is not None and value not in action.choices:
             choices = ", ".join(map(str, action.choices))
             raise argparse.ArgumentError(action, f"invalid choice (choose from {choices})")
 
-    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+    def _get_value(self, action: argparse.Action, arg_string: str) -> object:
         try:
             return super()._get_value(action, arg_string)
         except argparse.ArgumentError as error:
@@ -194,7 +194,7 @@ def add_output_flag(parser: argparse.ArgumentParser, choices: tuple[str, ...]) -
     parser.add_argument("-o", "--output", choices=choices, default=choices[0])
 
 
-def print_data(value: Any, fmt: str, out: TextIO) -> None:
+def print_data(value: object, fmt: str, out: TextIO) -> None:
     """Print structured data as YAML or JSON, deterministically."""
     if fmt == "json":
         out.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
@@ -247,12 +247,12 @@ def split_type_name(text: str) -> tuple[str | None, str]:
     )
 
 
-def kubernetes_list(items: Sequence[Any]) -> dict[str, Any]:
+def kubernetes_list(items: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """Objects as ``kubectl get -o yaml|json`` prints several: a ``v1`` ``List``."""
     return {"apiVersion": "v1", "kind": "List", "items": list(items), "metadata": {}}
 
 
-def print_manifests(objects: Sequence[Any], fmt: str, out: TextIO) -> None:
+def print_manifests(objects: Sequence[Mapping[str, object]], fmt: str, out: TextIO) -> None:
     """Manifests to apply: one as itself; several as a YAML stream, or in JSON a ``List``.
 
     Either way ``kubectl apply -f -`` takes the output as it is (JSON has no
@@ -282,7 +282,7 @@ class FilesAction(argparse.Action):
         self,
         parser: argparse.ArgumentParser,
         namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
+        values: str | Sequence[object] | None,
         option_string: str | None = None,
     ) -> None:
         words = values if isinstance(values, list) else [values]

@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import (
     EXIT_INVALID,
@@ -58,6 +58,8 @@ from kstrata.errors import UsageError
 from kstrata.wellknown import CONFIG_PROFILE_KIND, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kstrata.app.history_commands import History
     from kstrata.app.history_toolkit import ConfigDiff, Diff, SecretDiff
     from kstrata.app.rollback import RollbackResult
@@ -294,7 +296,7 @@ def format_diff(diff: Diff) -> str:
     return format_secret_diff(diff)
 
 
-def diff_data(diff: Diff) -> dict[str, Any]:
+def diff_data(diff: Diff) -> dict[str, object]:
     """``diff -o yaml|json``: what changed, key by key, in the order the text shows it.
 
     A ConfigProfile's keys carry their unified diff (ConfigMap data, not
@@ -302,7 +304,7 @@ def diff_data(diff: Diff) -> dict[str, Any]:
     """
     from kstrata.app.history_toolkit import ConfigDiff
 
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "kind": CONFIG_PROFILE_KIND if isinstance(diff, ConfigDiff) else SEALED_SECRET_KIND,
         "name": diff.name,
         "from": diff.old_label,
@@ -341,7 +343,7 @@ def diff_data(diff: Diff) -> dict[str, Any]:
     return data
 
 
-def _only(data: Any, key: str) -> dict[str, str]:
+def _only(data: Mapping[str, str], key: str) -> dict[str, str]:
     return {key: data[key]} if key in data else {}
 
 

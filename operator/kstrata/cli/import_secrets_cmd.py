@@ -14,12 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import EXIT_OK, connect_from, kubeconfig_path
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 from kstrata.wellknown import SEALED_SECRET_PLURAL, SEALED_SECRET_SINGULAR
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kstrata.app.seal_commands import KeySource
+    from kstrata.kube.api import KubeApi
+    from kstrata.kube.connection import Cluster
 
 SCOPE_CHOICES = ("strict", "namespace", "cluster")
 
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _key_source(args: argparse.Namespace) -> tuple[Any, Any]:
+def _key_source(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | None]]:
     """kstrata's public keys (``--cert``, else the cluster's) and the context's namespace."""
     from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
 
@@ -152,14 +159,14 @@ def _key_source(args: argparse.Namespace) -> tuple[Any, Any]:
             kubeconfig_path(args), getattr(args, "context", None)
         )
 
-    state: dict[str, Any] = {}
+    state: dict[str, Cluster] = {}
 
-    def cluster() -> Any:
+    def cluster() -> Cluster:
         if "cluster" not in state:
             state["cluster"] = connect_from(args)
         return state["cluster"]
 
-    def api() -> Any:
+    def api() -> KubeApi:
         from kstrata.kube.api import KubeApi
 
         return KubeApi(cluster())

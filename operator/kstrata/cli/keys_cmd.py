@@ -16,7 +16,7 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
 from kstrata.errors import UsageError
@@ -24,6 +24,7 @@ from kstrata.files import write_atomically
 
 if TYPE_CHECKING:
     from kstrata.app.sealing_keys import KeyInfo
+    from kstrata.kube.api import KubeApi
 
 DATA_FORMATS = ("yaml", "json")
 #: The default of ``Settings.operator_namespace`` (restated: importing settings is cheap,
@@ -102,7 +103,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
 
 
-def _api(args: argparse.Namespace) -> Any:
+def _api(args: argparse.Namespace) -> KubeApi:
     from kstrata.kube.api import KubeApi
 
     return KubeApi(connect_from(args))

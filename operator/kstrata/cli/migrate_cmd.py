@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
 from kstrata.cli.progress import with_progress
@@ -72,13 +72,13 @@ def _reloader(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def report_data(report: MigrationReport) -> dict[str, Any]:
+def report_data(report: MigrationReport) -> dict[str, object]:
     """``-o yaml|json``: one item per object, shaped as Kubernetes names it.
 
     ``migration`` says what Reloader annotation was found and what replaces
     it; ``applied`` whether it was written (``--apply``) or only shown.
     """
-    items: list[dict[str, Any]] = [
+    items: list[dict[str, object]] = [
         {
             "kind": m.kind,
             "metadata": {"namespace": m.namespace, "name": m.name},

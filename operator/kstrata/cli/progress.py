@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ def with_progress(function: Callable[..., T]) -> Callable[..., T]:
     ``main`` prints starts on a clean line.
     """
 
-    def call(*args: Any, **kwargs: Any) -> T:
+    def call(*args: object, **kwargs: object) -> T:
         with Progress() as progress:
             return function(*args, progress=progress, **kwargs)
 

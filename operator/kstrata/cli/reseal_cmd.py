@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK, add_output_flag, connect_from, kubeconfig_path, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    Subcommands,
+    add_output_flag,
+    connect_from,
+    kubeconfig_path,
+    print_data,
+)
 from kstrata.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ kstrata-resealer Role, docs/operations.md).
 """
 
 
-def register(commands: Any) -> None:
+def register(commands: Subcommands) -> None:
     reseal = commands.add_parser(
         "reseal",
         help="have the operator seal SealedSecrets again (newest key, or --cert)",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import (
     EXIT_OK,
@@ -32,6 +32,9 @@ from kstrata.errors import UsageError
 from kstrata.wellknown import GROUP, SEALED_SECRET_SINGULAR
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kstrata.app.seal_commands import KeySource
     from kstrata.kube.api import KubeApi
     from kstrata.kube.connection import Cluster
 
@@ -225,7 +228,7 @@ class _Connection:
         return KubeApi(self.cluster())
 
 
-def _sources(args: argparse.Namespace) -> tuple[Any, Any]:
+def _sources(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | None]]:
     """The key source and the context-namespace lookup for these flags."""
     from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
 
