@@ -22,33 +22,12 @@ from kstrata.kube.api import JSON, KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from support.cluster import TestCluster
 from support.operator import running_operator
-from support.reloads import apply, config_map, pod_spec, secret
+from support.reloads import apply, config_map, deployment_manifest, pod_spec, secret
 from support.waiting import wait_for
 
 RECORD = "kstrata.dev/revisions"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-
-
-def deployment(
-    name: str,
-    annotations: dict[str, str],
-    config_maps: tuple[str, ...] = (),
-    secrets: tuple[str, ...] = (),
-) -> Any:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": pod_spec(config_maps, secrets),
-            },
-        },
-    }
 
 
 def cron_job(name: str, annotations: dict[str, str], config_maps: tuple[str, ...]) -> Any:
@@ -167,10 +146,10 @@ def test_plain_sources_roll_on_data_changes_only_and_cron_jobs_roll_their_job_te
     apply(
         cluster,
         ns,
-        deployment("auto", {"kstrata.dev/reload": "auto"}, *both),
-        deployment("cms", {"kstrata.dev/reload": "auto-configmaps"}, *both),
-        deployment("secrets", {"kstrata.dev/reload": "auto-secrets"}, *both),
-        deployment("named", {"kstrata.dev/reload": "configmap/app-config"}),
+        deployment_manifest("auto", {"kstrata.dev/reload": "auto"}, *both),
+        deployment_manifest("cms", {"kstrata.dev/reload": "auto-configmaps"}, *both),
+        deployment_manifest("secrets", {"kstrata.dev/reload": "auto-secrets"}, *both),
+        deployment_manifest("named", {"kstrata.dev/reload": "configmap/app-config"}),
         cron_job("nightly", {"kstrata.dev/reload": "auto"}, ("app-config",)),
     )
     settings = {"namespaces": (ns, keys_namespace), "operator_namespace": keys_namespace}
@@ -282,7 +261,7 @@ def test_reloader_annotations_are_honoured_and_migrate_to_kstrata_with_one_rollo
         secret("creds", {"password": "parity-canary-p1"}),
     )
     refs = (("settings", "flags", "noisy"), ("creds",))
-    apply(cluster, ns, *(deployment(name, ann, *refs) for name, ann in RELOADER.items()))
+    apply(cluster, ns, *(deployment_manifest(name, ann, *refs) for name, ann in RELOADER.items()))
     settings = {"namespaces": (ns, keys_namespace), "operator_namespace": keys_namespace}
     followed = {"configmap/settings", "configmap/flags", "secret/creds"}
     with running_operator(cluster, reloader_compatible=True, **settings):

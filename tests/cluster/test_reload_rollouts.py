@@ -28,7 +28,7 @@ from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.kube.api import KubeApi
 from support.cluster import TestCluster
 from support.operator import running_operator
-from support.reloads import apply, config_map, pod_spec
+from support.reloads import apply, config_map, deployment_manifest, pod_spec
 from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,19 +113,6 @@ def rollout(
         "kind": "Rollout",
         "metadata": {"name": name, "annotations": annotations},
         "spec": spec,
-    }
-
-
-def deployment(name: str, annotations: dict[str, str]) -> Any:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec()},
-        },
     }
 
 
@@ -230,7 +217,7 @@ def test_without_the_rollout_crd_the_operator_works_and_a_restart_takes_the_crd_
         )
 
     apply(cluster, ns, profile("payments", 1))
-    apply(cluster, ns, deployment("web", {"kstrata.dev/reload": "payments"}))
+    apply(cluster, ns, deployment_manifest("web", {"kstrata.dev/reload": "payments"}))
     with running_operator(cluster, namespaces=(ns,)) as operator:
         wait_revision(cluster, ns, "configprofiles", "payments", 1)
         wait_for(lambda: deployment_records()[0] == "payments=1", timeout=30, what="web's record")

@@ -68,6 +68,28 @@ def pod_spec(config_maps: tuple[str, ...] = (), secrets: tuple[str, ...] = ()) -
     }
 
 
+def deployment_manifest(
+    name: str,
+    annotations: dict[str, str],
+    config_maps: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = (),
+) -> Any:
+    """A one-replica Deployment (labels ``app: name``) whose pods use :func:`pod_spec`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": pod_spec(config_maps, secrets),
+            },
+        },
+    }
+
+
 def apply(cluster: TestCluster, namespace: str, *objects: Any) -> None:
     """One kubectl apply of all objects (as ``kubectl apply -f dir/`` would send them)."""
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objects))
