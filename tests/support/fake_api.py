@@ -6,13 +6,16 @@ class is checked by mypy as one (the assignment at the bottom), with no
 more: ``create`` on a taken name and ``PUT`` with a stale ``resourceVersion``
 are ``ConflictError``; a missing object is ``NotFoundError``; every write
 stamps a new ``resourceVersion`` and a ``uid``; lists filter on equality label
-selectors; patches are JSON merge patches (RFC 7386).  The same use cases run
-against the real API server in the cluster tier.
+selectors; patches are JSON merge patches (RFC 7386); a ``generateName``
+gets a suffix, as an Event posted by a pass has.  Reload passes patch from a
+thread pool, so writes hold a lock.  The same use cases run against the real
+API server in the cluster tier.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 from kstrata.domain.merge import merge_patch
@@ -23,12 +26,18 @@ Key = tuple[str, str, str]
 
 
 class FakeApi:
-    """Objects by (plural, namespace, name); ``writes`` says what was written, in order."""
+    """Objects by (plural, namespace, name); ``writes`` says what was written, in order.
+
+    ``patches`` keeps each patch as sent (plural, namespace, name, subresource,
+    body), for tests that count what a pass wrote to which object.
+    """
 
     def __init__(self, objects: dict[Key, JSON] | None = None) -> None:
-        self.objects: dict[Key, JSON] = objects or {}
+        self.objects: dict[Key, JSON] = {} if objects is None else objects
         self.writes: list[str] = []
+        self.patches: list[tuple[str, str, str, str | None, Any]] = []
         self._version = 0
+        self._lock = threading.Lock()
 
     def stored(self, resource: Resource, namespace: str | None, name: str) -> JSON:
         """The stored object itself (a test's look behind the API; ``KeyError`` if absent)."""
@@ -63,12 +72,17 @@ class FakeApi:
         ]
 
     def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
-        key = (resource.plural, namespace or "", body["metadata"]["name"])
-        if key in self.objects:
-            raise ConflictError(f"{resource.kind} {key[2]} already exists")
-        self.objects[key] = self._stamp(body)
-        self.writes.append(f"create {resource.plural}")
-        return copy.deepcopy(self.objects[key])
+        with self._lock:
+            metadata = body["metadata"]
+            if "name" not in metadata and "generateName" in metadata:
+                body = copy.deepcopy(body)
+                body["metadata"]["name"] = f"{metadata['generateName']}{self._version + 1}"
+            key = (resource.plural, namespace or "", body["metadata"]["name"])
+            if key in self.objects:
+                raise ConflictError(f"{resource.kind} {key[2]} already exists")
+            self.objects[key] = self._stamp(body)
+            self.writes.append(f"create {resource.plural}")
+            return copy.deepcopy(self.objects[key])
 
     def replace(
         self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
@@ -96,13 +110,19 @@ class FakeApi:
         content_type: str = MERGE_PATCH,
     ) -> JSON:
         assert content_type == MERGE_PATCH, "the fake takes merge patches only"
-        current = self.get(resource, namespace, name)
-        merged = merge_patch(current, patch)
-        assert isinstance(merged, dict)
-        key = (resource.plural, namespace or "", name)
-        self.objects[key] = self._stamp(merged)
-        self.writes.append(f"patch {resource.plural}" + (f"/{subresource}" if subresource else ""))
-        return copy.deepcopy(self.objects[key])
+        with self._lock:
+            current = self.get(resource, namespace, name)
+            merged = merge_patch(current, patch)
+            assert isinstance(merged, dict)
+            key = (resource.plural, namespace or "", name)
+            self.objects[key] = self._stamp(merged)
+            self.writes.append(
+                f"patch {resource.plural}" + (f"/{subresource}" if subresource else "")
+            )
+            self.patches.append(
+                (resource.plural, namespace or "", name, subresource, copy.deepcopy(patch))
+            )
+            return copy.deepcopy(self.objects[key])
 
     def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         if self.objects.pop((resource.plural, namespace or "", name), None) is not None:

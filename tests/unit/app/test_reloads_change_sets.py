@@ -4,7 +4,7 @@ One ``kubectl apply -f dir/`` may change several sources, and the operator
 sees them one after the other.  A pass that runs before the namespace has
 settled rolls every workload that follows one source and holds the others;
 the settled pass that follows rolls those once.  Driven on the fake API of
-support.fake_reload_api.
+support.fake_api.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from kstrata.app.reloads import ReloadReconciler
 from kstrata.domain.reload_decision import Decision, waits_for_change_set
-from support.fake_reload_api import FakeApi, source, workload
+from kstrata.kube.api import EVENTS
+from support.fake_api import FakeApi
+from support.reload_objects import source, workload
 
 SOURCES = ("payments", "db", "cache")
 
@@ -24,8 +26,8 @@ SOURCES = ("payments", "db", "cache")
 def rollouts(api: FakeApi) -> dict[str, int]:
     """Pod-template patches per workload: each one is a rollout."""
     counted: dict[str, int] = {}
-    for kind, _, name, subresource, patch in api.patches:
-        if kind == "Deployment" and subresource is None and "spec" in patch:
+    for plural, _, name, subresource, patch in api.patches:
+        if plural == "deployments" and subresource is None and "spec" in patch:
             counted[name] = counted.get(name, 0) + 1
     return counted
 
@@ -33,13 +35,13 @@ def rollouts(api: FakeApi) -> dict[str, int]:
 def namespace(followers: dict[str, tuple[str, ...]]) -> dict[tuple[str, str, str], Any]:
     """Sources at revision 1 and Deployments that follow them and already record it."""
     objects: dict[tuple[str, str, str], Any] = {
-        ("ConfigProfile", "ns", name): source("ConfigProfile", name, "ns", 1, [])
+        ("configprofiles", "ns", name): source("ConfigProfile", name, "ns", 1, [])
         for name in SOURCES
     }
     for name, follows in followers.items():
         record = ",".join(f"{s}=1" for s in sorted(follows))
         annotations = {"kstrata.dev/reload": ",".join(follows), "kstrata.dev/revisions": record}
-        objects[("Deployment", "ns", name)] = workload(name, annotations=annotations)
+        objects[("deployments", "ns", name)] = workload(name, annotations=annotations)
     return objects
 
 
@@ -61,27 +63,28 @@ def test_a_change_set_rolls_single_source_workloads_at_once_and_the_others_once(
     reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
 
     # The profile of the apply is reconciled; the secret is not written yet.
-    objects[("ConfigProfile", "ns", "payments")]["status"]["revision"] = 2
+    objects[("configprofiles", "ns", "payments")]["status"]["revision"] = 2
     outcome = reconciler.reconcile_namespace("ns", settled=False)
     assert (outcome.rolled, outcome.held) == (("Deployment/single",), ("Deployment/both",))
-    both = objects[("Deployment", "ns", "both")]
+    both = objects[("deployments", "ns", "both")]
     assert both["metadata"]["annotations"]["kstrata.dev/revisions"] == "db=1,payments=1"
     assert both["spec"]["template"]["metadata"] == {}
     # The status tells the truth meanwhile: 'both' still runs revision 1.
-    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"] == [
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
         {"kind": "Deployment", "name": "both", "revision": 1},
         {"kind": "Deployment", "name": "single", "revision": 2},
     ]
 
     # The secret arrives; the namespace settles; one rollout carries both.
-    objects[("ConfigProfile", "ns", "db")]["status"]["revision"] = 2
+    objects[("configprofiles", "ns", "db")]["status"]["revision"] = 2
     outcome = reconciler.reconcile_namespace("ns", settled=True)
     assert (outcome.rolled, outcome.held) == (("Deployment/both",), ())
+    both = objects[("deployments", "ns", "both")]  # a write stores a new object, as the API does
     assert both["spec"]["template"]["metadata"]["annotations"] == {
         "kstrata.dev/revisions": "db=2,payments=2"
     }
     assert rollouts(api) == {"single": 1, "both": 1}
-    assert [e["reason"] for e in api.created] == ["RollingRestart", "RollingRestart"]
+    assert [e["reason"] for e in api.list(EVENTS, "ns")] == ["RollingRestart", "RollingRestart"]
 
 
 followers = st.dictionaries(
@@ -109,7 +112,7 @@ def test_one_change_set_rolls_each_workload_once_however_the_passes_fall(
     api = FakeApi(objects)
     reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
     for name, eager in zip(changed, eager_passes, strict=False):
-        objects[("ConfigProfile", "ns", name)]["status"]["revision"] = 2
+        objects[("configprofiles", "ns", name)]["status"]["revision"] = 2
         if eager:
             outcome = reconciler.reconcile_namespace("ns", settled=False)
             for label in outcome.rolled:
@@ -122,7 +125,7 @@ def test_one_change_set_rolls_each_workload_once_however_the_passes_fall(
     expected = {w: 1 for w, follows in followed.items() if set(follows) & set(changed)}
     assert rollouts(api) == expected
     for workload_name, follows in followed.items():
-        record = objects[("Deployment", "ns", workload_name)]["metadata"]["annotations"]
+        record = objects[("deployments", "ns", workload_name)]["metadata"]["annotations"]
         revisions = {s: 2 if s in changed else 1 for s in follows}
         assert record["kstrata.dev/revisions"] == ",".join(
             f"{s}={revisions[s]}" for s in sorted(revisions)

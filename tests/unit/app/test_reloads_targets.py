@@ -20,8 +20,9 @@ from kstrata.domain.reload_decision import (
     workload_statuses,
 )
 from kstrata.errors import InvalidInputError
-from kstrata.kube.api import Resource
-from support.fake_reload_api import FakeApi, source, workload
+from kstrata.kube.api import EVENTS, MERGE_PATCH, Resource
+from support.fake_api import FakeApi
+from support.reload_objects import source, workload
 
 
 def test_parse_targets_keeps_well_formed_entries_only() -> None:
@@ -176,10 +177,10 @@ def test_carrying_out_a_decision_leaves_nothing_to_do(
 def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() -> None:
     target = [{"kind": "Deployment", "name": "web"}]
     objects = {
-        ("ConfigProfile", "ns", "payments"): source("ConfigProfile", "payments", "ns", 1, target),
-        ("Deployment", "ns", "web"): workload("web"),
-        ("Deployment", "ns", "api"): workload("api"),
-        ("Deployment", "other", "web"): dict(
+        ("configprofiles", "ns", "payments"): source("ConfigProfile", "payments", "ns", 1, target),
+        ("deployments", "ns", "web"): workload("web"),
+        ("deployments", "ns", "api"): workload("api"),
+        ("deployments", "other", "web"): dict(
             workload("web"), metadata={"name": "web", "namespace": "other"}
         ),
     }
@@ -191,7 +192,7 @@ def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() ->
         (),
         ("ConfigProfile/payments",),
     )
-    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"] == [
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
         {"kind": "Deployment", "name": "web", "revision": 1}
     ]
     # Replaying the pass writes nothing at all: no record, no status, no event.
@@ -199,23 +200,23 @@ def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() ->
     assert reconciler.reconcile_namespace("ns").statuses == ()
     assert api.patches == []
 
-    objects[("ConfigProfile", "ns", "payments")]["status"]["revision"] = 2
+    objects[("configprofiles", "ns", "payments")]["status"]["revision"] = 2
     outcome = reconciler.reconcile_namespace("ns")
     assert outcome.rolled == ("Deployment/web",)
-    web = objects[("Deployment", "ns", "web")]
+    web = objects[("deployments", "ns", "web")]
     assert web["spec"]["template"]["metadata"]["annotations"] == {
         "kstrata.dev/revisions": "payments=2"
     }
-    assert [e["reason"] for e in api.created] == ["RollingRestart"]
-    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"][0]["revision"] == 2
+    assert [e["reason"] for e in api.list(EVENTS, "ns")] == ["RollingRestart"]
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"][0]["revision"] == 2
     assert all(ns == "ns" for _, ns, *_ in api.patches)
-    assert objects[("Deployment", "other", "web")]["metadata"].get("annotations") is None
-    assert objects[("Deployment", "ns", "api")]["metadata"]["annotations"] == {}
+    assert objects[("deployments", "other", "web")]["metadata"].get("annotations") is None
+    assert objects[("deployments", "ns", "api")]["metadata"]["annotations"] == {}
 
     # Dropping the target empties the status (the record stays: it is harmless).
-    objects[("ConfigProfile", "ns", "payments")]["spec"] = {}
+    objects[("configprofiles", "ns", "payments")]["spec"] = {}
     assert reconciler.reconcile_namespace("ns").statuses == ("ConfigProfile/payments",)
-    assert "workloads" not in objects[("ConfigProfile", "ns", "payments")]["status"]
+    assert "workloads" not in objects[("configprofiles", "ns", "payments")]["status"]
 
 
 class RefusingApi(FakeApi):
@@ -229,7 +230,7 @@ class RefusingApi(FakeApi):
         patch: Any,
         *,
         subresource: str | None = None,
-        content_type: str = "",
+        content_type: str = MERGE_PATCH,
     ) -> dict[str, Any]:
         if name == "broken":
             raise InvalidInputError("patch Deployment ns/broken: rejected by the API server")
@@ -239,16 +240,16 @@ class RefusingApi(FakeApi):
 def test_one_refused_workload_does_not_hold_the_others() -> None:
     reload = {"kstrata.dev/reload": "payments", "kstrata.dev/revisions": "payments=1"}
     objects = {
-        ("ConfigProfile", "ns", "payments"): source("ConfigProfile", "payments", "ns", 2, []),
-        ("Deployment", "ns", "broken"): workload("broken", annotations=dict(reload)),
-        ("Deployment", "ns", "web"): workload("web", annotations=dict(reload)),
+        ("configprofiles", "ns", "payments"): source("ConfigProfile", "payments", "ns", 2, []),
+        ("deployments", "ns", "broken"): workload("broken", annotations=dict(reload)),
+        ("deployments", "ns", "web"): workload("web", annotations=dict(reload)),
     }
     api = RefusingApi(objects)
     outcome = ReloadReconciler(api).reconcile_namespace("ns")  # type: ignore[arg-type]
     assert outcome.rolled == ("Deployment/web",)
-    assert objects[("Deployment", "ns", "broken")]["spec"]["template"]["metadata"] == {}
+    assert objects[("deployments", "ns", "broken")]["spec"]["template"]["metadata"] == {}
     # The status still says where each one is: broken behind, web current.
-    assert objects[("ConfigProfile", "ns", "payments")]["status"]["workloads"] == [
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
         {"kind": "Deployment", "name": "broken", "revision": 1},
         {"kind": "Deployment", "name": "web", "revision": 2},
     ]
