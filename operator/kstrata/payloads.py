@@ -161,6 +161,10 @@ class WorkloadSpec(TypedDict, total=False):
     paused: bool
     replicas: int
     selector: dict[str, Opaque]
+    #: An Argo Rollout that runs another workload's template names it here and
+    #: is restarted through ``restartAt`` (RFC 3339) instead of a template patch.
+    workloadRef: dict[str, Opaque]
+    restartAt: str
 
 
 class Workload(KubeObject, total=False):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from kstrata.wellknown import (
     RELOAD_ANNOTATION,
@@ -101,11 +101,11 @@ class ReloadRequest:
         return not (self.auto or self.names or self.config_maps or self.secrets)
 
 
-def _is_true(value: Any) -> bool:
+def _is_true(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower() == "true"
 
 
-def _split(value: Any) -> list[str]:
+def _split(value: object) -> list[str]:
     if not isinstance(value, str):
         return []
     return [part.strip() for part in value.split(",") if part.strip()]
@@ -141,7 +141,7 @@ def parse_kstrata(value: str) -> ReloadRequest:
     )
 
 
-def parse_reloader(annotations: Mapping[str, Any]) -> ReloadRequest:
+def parse_reloader(annotations: Mapping[str, object]) -> ReloadRequest:
     """Reloader's workload annotations -> a request (empty: none of them asks for anything)."""
     auto = annotations.get(RELOADER_AUTO)
     all_auto = _is_true(auto)
@@ -159,12 +159,12 @@ def parse_reloader(annotations: Mapping[str, Any]) -> ReloadRequest:
     )
 
 
-def uses_reloader(annotations: Mapping[str, Any]) -> bool:
+def uses_reloader(annotations: Mapping[str, object]) -> bool:
     """Whether a workload carries any of Reloader's workload annotations."""
     return any(key in annotations for key in RELOADER_WORKLOAD_ANNOTATIONS)
 
 
-def request_for(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> ReloadRequest:
+def request_for(annotations: Mapping[str, object], *, reloader_compatible: bool) -> ReloadRequest:
     """The workload's request: ``kstrata.dev/reload`` if present, else (opt-in) Reloader's."""
     value = annotations.get(RELOAD_ANNOTATION)
     if isinstance(value, str) and value.strip():
@@ -174,21 +174,21 @@ def request_for(annotations: Mapping[str, Any], *, reloader_compatible: bool) ->
     return ReloadRequest()
 
 
-def opted_in(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> bool:
+def opted_in(annotations: Mapping[str, object], *, reloader_compatible: bool) -> bool:
     """Whether the workload asks for reloads by its own annotations (no source lookup)."""
     if annotations.get(RELOAD_ANNOTATION) is not None:
         return True
     return reloader_compatible and not parse_reloader(annotations).is_empty()
 
 
-def source_ignored(annotations: Mapping[str, Any], *, reloader_compatible: bool) -> bool:
+def source_ignored(annotations: Mapping[str, object], *, reloader_compatible: bool) -> bool:
     """A ConfigMap's or Secret's own opt-out."""
     if _is_true(annotations.get(RELOAD_IGNORE_ANNOTATION)):
         return True
     return reloader_compatible and _is_true(annotations.get(RELOADER_IGNORE))
 
 
-def source_matches(annotations: Mapping[str, Any]) -> bool:
+def source_matches(annotations: Mapping[str, object]) -> bool:
     """Reloader's ``match`` on a source (only asked for a ``search`` workload)."""
     return _is_true(annotations.get(RELOADER_MATCH))
 
@@ -232,7 +232,7 @@ def migrate(
     kind: str,
     namespace: str,
     name: str,
-    annotations: Mapping[str, Any],
+    annotations: Mapping[str, object],
     *,
     matching_sources: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> Migration:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypedDict
+from typing import Final, Literal, TypedDict
 
 from kstrata.domain import reload_annotations as ra
+from kstrata.payloads import PodTemplate, Workload
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     RELOAD_ANNOTATION,
@@ -34,8 +35,26 @@ from kstrata.wellknown import (
     SEALED_SECRET_KIND,
 )
 
-#: An API object as read (``kstrata.kube.api.JSON``; the domain does not import kube).
-JSON = dict[str, Any]
+#: A workload as read: a :class:`kstrata.payloads.Workload` from the API, or a
+#: watch body.  Read as ``Mapping[str, object]`` (which both are) and narrowed
+#: field by field, so an object written around the schema selects nothing
+#: rather than raising; what kstrata writes back is a typed ``Workload``.
+WorkloadBody = Mapping[str, object]
+
+
+def _object(value: object) -> Mapping[str, object]:
+    """``value`` if it is a JSON object, else empty (a field left out)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: object) -> str:
+    """``value`` if it is a string (annotations and labels are), else ""."""
+    return value if isinstance(value, str) else ""
+
+
+def _annotations(workload: WorkloadBody) -> Mapping[str, object]:
+    return _object(_object(workload.get("metadata")).get("annotations"))
+
 
 AUTO: Final = "auto"
 
@@ -72,19 +91,19 @@ class Target:
     name: str | None = None
     match_labels: Mapping[str, str] | None = None
 
-    def matches(self, workload: JSON) -> bool:
-        meta = workload.get("metadata") or {}
+    def matches(self, workload: WorkloadBody) -> bool:
+        meta = _object(workload.get("metadata"))
         if workload.get("kind") != self.kind:
             return False
         if self.name is not None:
             return bool(meta.get("name") == self.name)
-        labels = meta.get("labels") or {}
+        labels = _object(meta.get("labels"))
         return self.match_labels is not None and all(
             labels.get(key) == value for key, value in self.match_labels.items()
         )
 
 
-def parse_targets(spec: Any) -> tuple[Target, ...]:
+def parse_targets(spec: object) -> tuple[Target, ...]:
     """``spec.reload.targets`` of a source; unusable entries are dropped, never guessed at.
 
     The CRD already enforces the shape; this is what keeps an object written
@@ -196,40 +215,60 @@ def format_revisions(revisions: Mapping[str, Revision]) -> str:
     return ",".join(f"{name}={revisions[name]}" for name in sorted(revisions))
 
 
-def _containers(pod_spec: JSON) -> Iterable[JSON]:
+# The pod spec is opaque JSON (``payloads.PodTemplate``): kstrata only scans it
+# for the names it references, so these helpers narrow as they go and skip
+# anything that is not the shape the API gives.
+
+
+def _field(value: object, key: str) -> object:
+    """``value[key]`` if ``value`` is an object, else None."""
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+def _items(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def _name(value: object, key: str = "name") -> str | None:
+    """A non-empty string at ``value[key]``, else None."""
+    found = _field(value, key)
+    return found if isinstance(found, str) and found else None
+
+
+def _containers(pod_spec: object) -> Iterable[object]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        yield from pod_spec.get(key) or []
+        yield from _items(_field(pod_spec, key))
 
 
-def _volume_references(pod_spec: JSON, config_maps: set[str], secrets: set[str]) -> None:
-    for volume in pod_spec.get("volumes") or []:
-        if name := (volume.get("configMap") or {}).get("name"):
+def _volume_references(pod_spec: object, config_maps: set[str], secrets: set[str]) -> None:
+    for volume in _items(_field(pod_spec, "volumes")):
+        if name := _name(_field(volume, "configMap")):
             config_maps.add(name)
-        if name := (volume.get("secret") or {}).get("secretName"):
+        if name := _name(_field(volume, "secret"), "secretName"):
             secrets.add(name)
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if name := (source.get("configMap") or {}).get("name"):
+        for source in _items(_field(_field(volume, "projected"), "sources")):
+            if name := _name(_field(source, "configMap")):
                 config_maps.add(name)
-            if name := (source.get("secret") or {}).get("name"):
+            if name := _name(_field(source, "secret")):
                 secrets.add(name)
 
 
-def _env_references(pod_spec: JSON, config_maps: set[str], secrets: set[str]) -> None:
+def _env_references(pod_spec: object, config_maps: set[str], secrets: set[str]) -> None:
     for container in _containers(pod_spec):
-        for env_from in container.get("envFrom") or []:
-            if name := (env_from.get("configMapRef") or {}).get("name"):
+        for env_from in _items(_field(container, "envFrom")):
+            if name := _name(_field(env_from, "configMapRef")):
                 config_maps.add(name)
-            if name := (env_from.get("secretRef") or {}).get("name"):
+            if name := _name(_field(env_from, "secretRef")):
                 secrets.add(name)
-        for env in container.get("env") or []:
-            value_from = env.get("valueFrom") or {}
-            if name := (value_from.get("configMapKeyRef") or {}).get("name"):
+        for env in _items(_field(container, "env")):
+            value_from = _field(env, "valueFrom")
+            if name := _name(_field(value_from, "configMapKeyRef")):
                 config_maps.add(name)
-            if name := (value_from.get("secretKeyRef") or {}).get("name"):
+            if name := _name(_field(value_from, "secretKeyRef")):
                 secrets.add(name)
 
 
-def referenced_objects(pod_spec: JSON) -> tuple[set[str], set[str]]:
+def referenced_objects(pod_spec: object) -> tuple[set[str], set[str]]:
     """(ConfigMap names, Secret names) a pod spec reads: volumes, projected, envFrom, env."""
     config_maps: set[str] = set()
     secrets: set[str] = set()
@@ -238,22 +277,22 @@ def referenced_objects(pod_spec: JSON) -> tuple[set[str], set[str]]:
     return config_maps, secrets
 
 
-def _targeted_by(workload: JSON, targets: Mapping[str, tuple[Target, ...]]) -> set[str]:
+def _targeted_by(workload: WorkloadBody, targets: Mapping[str, tuple[Target, ...]]) -> set[str]:
     return {name for name, entries in targets.items() if any(t.matches(workload) for t in entries)}
 
 
-def pod_template(workload: JSON) -> JSON:
+def pod_template(workload: WorkloadBody) -> Mapping[str, object]:
     """The workload's pod template (a CronJob's is inside its job template); {} if none."""
-    spec = workload.get("spec") or {}
+    spec = _object(workload.get("spec"))
     if workload.get("kind") == CRON_JOB_KIND:
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+        spec = _object(_object(spec.get("jobTemplate")).get("spec"))
     template = spec.get("template")
     return template if isinstance(template, dict) else {}
 
 
-def restarts_by_time(workload: JSON) -> bool:
+def restarts_by_time(workload: WorkloadBody) -> bool:
     """A Rollout with ``spec.workloadRef`` and no template of its own: rolled by ``restartAt``."""
-    spec = workload.get("spec") or {}
+    spec = _object(workload.get("spec"))
     return bool(
         workload.get("kind") == ROLLOUT_KIND
         and spec.get("workloadRef")
@@ -261,7 +300,7 @@ def restarts_by_time(workload: JSON) -> bool:
     )
 
 
-def template_patch(workload: JSON, annotations: JSON, *, now: str) -> JSON:
+def template_patch(workload: WorkloadBody, annotations: Mapping[str, str], *, now: str) -> Workload:
     """A merge patch that sets ``annotations`` on the workload's pod template.
 
     For a Rollout without a template (``restarts_by_time``) it sets
@@ -270,24 +309,24 @@ def template_patch(workload: JSON, annotations: JSON, *, now: str) -> JSON:
     """
     if restarts_by_time(workload):
         return {"spec": {"restartAt": now}}
-    template: JSON = {"template": {"metadata": {"annotations": annotations}}}
+    template: PodTemplate = {"metadata": {"annotations": dict(annotations)}}
     if workload.get("kind") == CRON_JOB_KIND:
-        return {"spec": {"jobTemplate": {"spec": template}}}
-    return {"spec": template}
+        return {"spec": {"jobTemplate": {"spec": {"template": template}}}}
+    return {"spec": {"template": template}}
 
 
-def reload_request(workload: JSON, *, reloader_compatible: bool) -> ra.ReloadRequest:
+def reload_request(workload: WorkloadBody, *, reloader_compatible: bool) -> ra.ReloadRequest:
     """What the workload's own annotations ask to follow."""
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    annotations = _annotations(workload)
     return ra.request_for(annotations, reloader_compatible=reloader_compatible)
 
 
-def wanted_plain(workload: JSON, request: ra.ReloadRequest) -> set[tuple[str, str]]:
+def wanted_plain(workload: WorkloadBody, request: ra.ReloadRequest) -> set[tuple[str, str]]:
     """(ConfigMap|Secret, name) the request may follow: referenced (autos) and named ones."""
     wanted = {(CONFIG_MAP_KIND, n) for n in request.config_maps}
     wanted |= {(SECRET_KIND, n) for n in request.secrets}
     if request.auto:
-        config_maps, secrets = referenced_objects(pod_template(workload).get("spec") or {})
+        config_maps, secrets = referenced_objects(pod_template(workload).get("spec"))
         if request.auto_config_maps:
             wanted |= {(CONFIG_MAP_KIND, n) for n in config_maps}
         if request.auto_secrets:
@@ -295,7 +334,7 @@ def wanted_plain(workload: JSON, request: ra.ReloadRequest) -> set[tuple[str, st
     return wanted
 
 
-def dependencies(workload: JSON, sources: Sources) -> dict[str, tuple[str, str]] | None:
+def dependencies(workload: WorkloadBody, sources: Sources) -> dict[str, tuple[str, str]] | None:
     """Record key -> (source kind, source name) this workload rolls for; None: not opted in.
 
     Keys are source names.  A SealedSecret whose name is also a used
@@ -337,7 +376,7 @@ def dependencies(workload: JSON, sources: Sources) -> dict[str, tuple[str, str]]
     return result
 
 
-def current_revisions(workload: JSON, sources: Sources) -> dict[str, Revision] | None:
+def current_revisions(workload: WorkloadBody, sources: Sources) -> dict[str, Revision] | None:
     """The revisions this workload depends on now; None when it did not opt in."""
     found = dependencies(workload, sources)
     if found is None:
@@ -353,23 +392,23 @@ def current_revisions(workload: JSON, sources: Sources) -> dict[str, Revision] |
     return current
 
 
-def recorded_revisions(workload: JSON) -> str | None:
+def recorded_revisions(workload: WorkloadBody) -> str | None:
     """The record: workload metadata first, else the pod template (None: never seen)."""
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    annotations = _annotations(workload)
     if REVISIONS_ANNOTATION in annotations:
         return str(annotations[REVISIONS_ANNOTATION])
-    template = pod_template(workload).get("metadata") or {}
-    found = (template.get("annotations") or {}).get(REVISIONS_ANNOTATION)
+    template = _object(pod_template(workload).get("metadata"))
+    found = _object(template.get("annotations")).get(REVISIONS_ANNOTATION)
     return None if found is None else str(found)
 
 
-def decide(workload: JSON, sources: Sources) -> Decision:
+def decide(workload: WorkloadBody, sources: Sources) -> Decision:
     """The pure decision for one workload (no I/O)."""
     current = current_revisions(workload, sources)
     if current is None:
         return Decision("ignore")
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
-    strategy = (annotations.get(RELOAD_STRATEGY_ANNOTATION) or ROLLING).strip().lower()
+    annotations = _annotations(workload)
+    strategy = (_text(annotations.get(RELOAD_STRATEGY_ANNOTATION)) or ROLLING).strip().lower()
     if strategy not in STRATEGIES:
         # An unknown strategy is invalid configuration: it never triggers a rollout.
         return Decision("ignore", strategy=strategy)
@@ -395,7 +434,7 @@ def decide(workload: JSON, sources: Sources) -> Decision:
     if strategy == HOT:
         # No restart: the kubelet swaps the files; kstrata only tells it to look now.
         action = "sync-pods"
-    elif (annotations.get(RELOAD_PAUSED_ANNOTATION) or "").strip().lower() == "true":
+    elif _text(annotations.get(RELOAD_PAUSED_ANNOTATION)).strip().lower() == "true":
         action = "paused"
     else:
         action = "rollout"
@@ -441,7 +480,7 @@ def effective_record(decision: Decision) -> str | None:
 
 
 def workload_statuses(
-    evaluated: Iterable[tuple[JSON, Decision, Mapping[str, tuple[str, str]]]],
+    evaluated: Iterable[tuple[WorkloadBody, Decision, Mapping[str, tuple[str, str]]]],
 ) -> dict[tuple[str, str], list[WorkloadStatus]]:
     """(source kind, source name) -> its ``status.workloads``, sorted by kind and name.
 
@@ -459,7 +498,7 @@ def workload_statuses(
             continue
         revisions = parse_revisions(record)
         entry_kind = str(workload.get("kind", ""))
-        entry_name = str((workload.get("metadata") or {}).get("name", ""))
+        entry_name = str(_object(workload.get("metadata")).get("name", ""))
         for key, source in found.items():
             if source[0] not in (CONFIG_PROFILE_KIND, SEALED_SECRET_KIND):
                 continue  # a plain ConfigMap or Secret has no status to list workloads in
@@ -475,7 +514,7 @@ def workload_statuses(
 # --- pods and annotations ---------------------------------------------------
 
 
-def label_selector(selector: Any) -> str | None:
+def label_selector(selector: object) -> str | None:
     """A workload's ``spec.selector`` as a list call's label selector; None if unusable.
 
     An empty or malformed selector gives None, never "everything": kstrata
@@ -508,7 +547,7 @@ def label_selector(selector: Any) -> str | None:
     return ",".join(parts) or None
 
 
-def owned_pod(workload: JSON, pod: JSON) -> bool:
+def owned_pod(workload: WorkloadBody, pod: Mapping[str, object]) -> bool:
     """Whether ``pod`` belongs to ``workload``, not merely to its (possibly overlapping) selector.
 
     StatefulSets and DaemonSets own their pods directly.  A Deployment's pods
@@ -517,9 +556,16 @@ def owned_pod(workload: JSON, pod: JSON) -> bool:
     ReplicaSets (and so no permission for them).  An Argo Rollout's are
     named alike, with the hash in ``rollouts-pod-template-hash``.
     """
-    meta = workload.get("metadata") or {}
-    pod_meta = pod.get("metadata") or {}
-    owner = next((r for r in pod_meta.get("ownerReferences") or [] if r.get("controller")), None)
+    meta = _object(workload.get("metadata"))
+    pod_meta = _object(pod.get("metadata"))
+    owner = next(
+        (
+            reference
+            for reference in map(_object, _items(pod_meta.get("ownerReferences")))
+            if reference.get("controller")
+        ),
+        None,
+    )
     if owner is None:
         return False
     if workload.get("kind") in (DEPLOYMENT_KIND, ROLLOUT_KIND):
@@ -527,7 +573,7 @@ def owned_pod(workload: JSON, pod: JSON) -> bool:
         label = "pod-template-hash"
         if workload.get("kind") == ROLLOUT_KIND:
             label = "rollouts-pod-template-hash"
-        template_hash = (pod_meta.get("labels") or {}).get(label)
+        template_hash = _object(pod_meta.get("labels")).get(label)
         # The hash has no dash, so "web-api-<hash>" can never pass for "web".
         return bool(
             isinstance(template_hash, str)
@@ -538,7 +584,9 @@ def owned_pod(workload: JSON, pod: JSON) -> bool:
     return bool(owner.get("kind") == workload.get("kind") and owner.get("uid") == meta.get("uid"))
 
 
-def needs_attention(annotations: Mapping[str, Any]) -> tuple[str | None, ...]:
+def needs_attention(annotations: Mapping[str, object]) -> tuple[str | None, ...]:
     """The annotations whose change on a workload calls for a reload pass."""
     keys = (RELOAD_ANNOTATION, RELOAD_STRATEGY_ANNOTATION, RELOAD_PAUSED_ANNOTATION)
-    return tuple(annotations.get(k) for k in (*keys, *ra.RELOADER_WORKLOAD_ANNOTATIONS))
+    values = (annotations.get(k) for k in (*keys, *ra.RELOADER_WORKLOAD_ANNOTATIONS))
+    # The API keeps annotations as strings; anything else counts as absent.
+    return tuple(value if isinstance(value, str) else None for value in values)
