@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -68,3 +69,58 @@ def test_counted_per_state_and_forgotten_on_delete() -> None:
     assert "secret-name-1" not in text
     objects.forget("SealedSecret", "ns", "c")
     assert 'kind="SealedSecret"' not in generate_latest(registry).decode()
+
+
+def scraped(objects: ObjectStates) -> dict[tuple[str, ...], float]:
+    (family,) = objects.collect()
+    return {tuple(sample.labels.values()): sample.value for sample in family.samples}
+
+
+def test_counts_follow_every_change_of_state_and_forget() -> None:
+    """The counts kept between scrapes equal a recount of the objects' last states."""
+    objects = ObjectStates()
+    states: list[dict[str, Any]] = [
+        {"generation": 1, "observed": None, "ready": None},
+        {"generation": 1, "observed": 1, "ready": "True", "reason": "Rendered"},
+        {"generation": 2, "observed": 1, "ready": "True", "reason": "Rendered"},
+        {"generation": 2, "observed": 2, "ready": "False", "reason": "SchemaViolation"},
+    ]
+    last: dict[tuple[str, str], tuple[str, str]] = {}
+    for step in range(60):
+        kind = ("ConfigProfile", "SealedSecret")[step % 2]
+        name = f"o{step % 7}"
+        if step % 5 == 4:
+            objects.forget(kind, "ns", name)
+            objects.forget(kind, "ns", name)  # twice: a DELETED after a deletion seen already
+            last.pop((kind, name), None)
+        else:
+            seen = body(name, **states[step % len(states)])
+            objects.observe(kind, seen)
+            last[(kind, name)] = ObjectStates.state_of(seen)
+        expected: dict[tuple[str, ...], float] = {}
+        for (k, _), (ready, reason) in last.items():
+            expected[(k, ready, reason)] = expected.get((k, ready, reason), 0) + 1
+        assert scraped(objects) == expected
+
+
+def test_a_scrape_costs_the_series_not_the_objects() -> None:
+    """20,000 objects in two states scrape in about the time of 20 (CPU time, best of 5)."""
+
+    def scrape_seconds(count: int) -> float:
+        objects = ObjectStates()
+        for i in range(count):
+            ready = "True" if i % 2 else "False"
+            objects.observe(
+                "SealedSecret", body(f"s{i}", generation=1, observed=1, ready=ready, reason="R")
+            )
+        best = float("inf")
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(50):
+                scraped(objects)
+            best = min(best, time.process_time() - started)
+        return best
+
+    small, large = scrape_seconds(20), scrape_seconds(20_000)
+    # A recount at each scrape makes this ratio ~100x and more; kept counts ~1x.
+    assert large < 10 * small + 0.02, (small, large)
