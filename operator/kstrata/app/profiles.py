@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -148,19 +147,8 @@ class ProfileReconciler:
         reconcile succeeded (before the index and the event are written), so
         rollouts need not wait for them.
         """
-        started = time.perf_counter()
-        try:
-            outcome = self._reconcile(profile, annotate, status_reported)
-        except Exception as error:
-            result = metrics.reconcile_result(error)
-            metrics.RECONCILES.labels(kind=CONFIG_PROFILE_KIND, result=result).inc()
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.labels(kind=CONFIG_PROFILE_KIND).observe(
-                time.perf_counter() - started
-            )
-        metrics.RECONCILES.labels(kind=CONFIG_PROFILE_KIND, result="ok").inc()
-        return outcome
+        with metrics.reconcile_measured(CONFIG_PROFILE_KIND):
+            return self._reconcile(profile, annotate, status_reported)
 
     def _reconcile(
         self,

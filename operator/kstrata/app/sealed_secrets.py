@@ -55,7 +55,6 @@ import contextlib
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -429,25 +428,14 @@ class SealedSecretReconciler:
         ``annotate``: where the revision index goes, see ``RevisionStore.publish``;
         ``status_reported``: see ``ProfileReconciler.reconcile``.
         """
-        started = time.perf_counter()
-        try:
-            outcome = self._reconcile(
+        with metrics.reconcile_measured(SEALED_SECRET_KIND):
+            return self._reconcile(
                 sealed,
                 namespace_labels or self._read_namespace_labels,
                 keys,
                 annotate,
                 status_reported,
             )
-        except Exception as error:
-            result = metrics.reconcile_result(error)
-            metrics.RECONCILES.labels(kind=SEALED_SECRET_KIND, result=result).inc()
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.labels(kind=SEALED_SECRET_KIND).observe(
-                time.perf_counter() - started
-            )
-        metrics.RECONCILES.labels(kind=SEALED_SECRET_KIND, result="ok").inc()
-        return outcome
 
     def _reconcile(
         self,
