@@ -9,8 +9,8 @@ keeping their own.  An index reads only; it writes nothing onto namespaces.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, cast
 
 import kopf
 
@@ -21,13 +21,17 @@ def register(registry: kopf.OperatorRegistry) -> None:
     # async: kopf runs plain functions in its thread pool, where an index update
     # would queue behind every slow reconcile of a burst.
     @kopf.index("namespaces", id=INDEX_ID, registry=registry)
-    async def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> object:
+    async def namespace_labels(
+        *, name: str, labels: kopf.Labels, **_: object
+    ) -> dict[str, dict[str, str]]:
         return {name: dict(labels)}
 
 
-def labels_reader(indexes: dict[str, Any]) -> Callable[[str], dict[str, str] | None]:
+def labels_reader(indexes: Mapping[str, object]) -> Callable[[str], dict[str, str] | None]:
     """A lookup of a namespace's labels from the handler's index kwargs."""
-    index: kopf.Index[str, dict[str, str]] = indexes[INDEX_ID]
+    # kopf hands each index to handlers as a keyword argument named by its id;
+    # what it holds is what namespace_labels returns, which kopf's types cannot carry.
+    index = cast("kopf.Index[str, dict[str, str]]", indexes[INDEX_ID])
 
     def read(namespace: str) -> dict[str, str] | None:
         for labels in index.get(namespace, []):

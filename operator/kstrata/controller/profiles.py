@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 import kopf
 
@@ -88,7 +87,7 @@ def register(
         name: str,
         spec: kopf.Spec,
         body: kopf.Body,
-        **_: Any,
+        **_: object,
     ) -> None:
         if not namespace:
             return
@@ -134,7 +133,7 @@ def register(
         namespace: str | None,
         name: str,
         reason: str,
-        **indexes: Any,
+        **indexes: object,
     ) -> None:
         assert namespace is not None  # ConfigProfiles are namespaced
         with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
@@ -156,7 +155,7 @@ def register(
     @kopf.on.delete(
         GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="dependents", registry=registry, optional=True
     )
-    def profile_deleted(*, namespace: str | None, name: str, **indexes: Any) -> None:
+    def profile_deleted(*, namespace: str | None, name: str, **indexes: object) -> None:
         # The ConfigMap goes with its owner (garbage collection); dependents now
         # miss a base and must say so.
         if namespace:
@@ -164,7 +163,7 @@ def register(
 
     @kopf.on.event("namespaces", id="namespace_environment", registry=registry)
     async def namespace_changed(
-        *, name: str, labels: kopf.Labels, type: str, **indexes: Any
+        *, name: str, labels: kopf.Labels, type: str, **indexes: object
     ) -> None:
         label = labels.get(ENVIRONMENT_LABEL)
         previous = environment_labels.get(name, label)

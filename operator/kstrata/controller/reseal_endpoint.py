@@ -24,7 +24,7 @@ import asyncio
 import logging
 import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING
 
 import kopf
 
@@ -35,6 +35,9 @@ from kstrata.crypto.tls import ServingCertificate
 from kstrata.errors import ForbiddenError, KstrataError, SettingsError
 from kstrata.kube.api import KubeApi
 from kstrata.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +100,15 @@ def register(
         )
         return web.json_response(batch.as_data())
 
-    async def too_large(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def too_large(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=MAX_REQUEST_BYTES, actual_size=request.content_length or 0
             )
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
 
     @kopf.on.startup(id="reseal-endpoint", registry=registry)
-    async def start(**_: Any) -> None:
+    async def start(**_: object) -> None:
         app = web.Application(
             client_max_size=MAX_REQUEST_BYTES, middlewares=[web.middleware(too_large)]
         )
@@ -128,6 +130,6 @@ def register(
         logger.info("reseal endpoint on https://%s%s", address, RESEAL_PATH)
 
     @kopf.on.cleanup(id="reseal-endpoint", registry=registry)
-    async def stop(**_: Any) -> None:
+    async def stop(**_: object) -> None:
         while runners:
             await runners.pop().cleanup()

@@ -16,7 +16,7 @@ import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import kopf
 
@@ -38,6 +38,9 @@ from kstrata.kube.connection import Cluster
 from kstrata.settings import Settings
 from kstrata.wellknown import MANAGER
 
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
 logger = logging.getLogger(__name__)
 
 #: kopf's peering kinds (the CRDs ship in manifests/).
@@ -55,7 +58,7 @@ class OperatorContext:
     cluster: Cluster
     #: Filled by the startup handler: the bound metrics address, for tests and logs.
     metrics_bound: tuple[str, int] | None = None
-    _metrics_server: Any = field(default=None, repr=False)
+    _metrics_server: WSGIServer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -221,7 +224,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     logins = 0
 
     @kopf.on.login(id="login", registry=registry)
-    async def login(**_: Any) -> kopf.AiohttpSession | None:
+    async def login(**_: object) -> kopf.AiohttpSession | None:
         # kopf calls this again when the API server answers 401: an in-cluster
         # token is read from its file each time, so a rotated token is picked up.
         nonlocal logins
@@ -257,7 +260,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
     sealed_secrets.register(registry, api, context.settings, reconciled, secrets)
 
     @kopf.on.startup(id="metrics", registry=registry)
-    def start_metrics(**_: Any) -> None:
+    def start_metrics(**_: object) -> None:
         # Normally served since assemble(); a registry built on its own starts it here.
         try:
             _start_metrics(context)
@@ -268,7 +271,7 @@ def build_registry(context: OperatorContext) -> kopf.OperatorRegistry:
         metrics.OPERATOR_UP.set(1)
 
     @kopf.on.cleanup(id="metrics", registry=registry)
-    def stop_metrics(**_: Any) -> None:
+    def stop_metrics(**_: object) -> None:
         metrics.OPERATOR_UP.set(0)
         _stop_metrics(context)
 
@@ -285,7 +288,7 @@ def _register_peering(registry: kopf.OperatorRegistry, api: KubeApi, settings: S
     """
 
     @kopf.on.startup(id="peering", registry=registry)
-    def ensure_peering(**_: Any) -> None:
+    def ensure_peering(**_: object) -> None:
         resource = CLUSTER_PEERINGS if settings.clusterwide else NAMESPACED_PEERINGS
         places: tuple[str | None, ...] = (None,) if settings.clusterwide else settings.namespaces
         for namespace in places:

@@ -37,8 +37,7 @@ import copy
 import datetime as dt
 import logging
 import traceback
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 
 import kopf
 
@@ -122,7 +121,7 @@ def _reconcile_quietly(
     api: KubeApi,
     reconciler: SealedSecretReconciler,
     pairs: Iterable[tuple[str, str]],
-    indexes: dict[str, Any] | None,
+    indexes: Mapping[str, object] | None,
 ) -> None:
     """Re-unseal other objects; their failures land in their own status and events.
 
@@ -148,7 +147,9 @@ def _reconcile_quietly(
             )
 
 
-def _every(seconds: float, work: Callable[[], None], what: str) -> Callable[[], Any]:
+def _every(
+    seconds: float, work: Callable[[], None], what: str
+) -> Callable[[], Coroutine[object, None, None]]:
     """An asyncio loop running blocking ``work`` in a thread now and every ``seconds``."""
 
     async def loop() -> None:
@@ -194,7 +195,7 @@ def _register_keys(
             started.append(True)
 
     @kopf.on.startup(id="sealing_keys", registry=registry)
-    def start_keys(**_: Any) -> None:
+    def start_keys(**_: object) -> None:
         try:
             ensure_keys()
         except KstrataError as error:
@@ -219,7 +220,7 @@ def _register_keys(
         _reconcile_quietly(api, reconciler, reconciler.blocked(), None)
 
     @kopf.on.startup(id="sealing_background", registry=registry)
-    async def start_background(**_: Any) -> None:
+    async def start_background(**_: object) -> None:
         loop = asyncio.get_running_loop()
         if settings.key_rotation_days > 0:
             rotation = _every(settings.key_rotation_check_seconds, rotate_if_due, "key rotation")
@@ -230,7 +231,7 @@ def _register_keys(
             tasks.append(loop.create_task(_every(backoff, ensure_keys, "sealing keys")()))
 
     @kopf.on.cleanup(id="sealing_background", registry=registry)
-    async def stop_background(**_: Any) -> None:
+    async def stop_background(**_: object) -> None:
         while tasks:
             task = tasks.pop()
             task.cancel()
@@ -247,7 +248,7 @@ def _register_key_watch(
 ) -> None:
     settings = store.settings
 
-    def is_key_secret(namespace: str | None, **_: Any) -> bool:
+    def is_key_secret(namespace: str | None, **_: object) -> bool:
         return namespace == settings.operator_namespace
 
     @kopf.on.event(
@@ -260,7 +261,7 @@ def _register_key_watch(
         value=KEY_SECRET_NAME,
         when=is_key_secret,
     )
-    def key_secret_changed(*, type: str | None, body: kopf.Body, **indexes: Any) -> None:
+    def key_secret_changed(*, type: str | None, body: kopf.Body, **indexes: object) -> None:
         # What the watch reports is what reconciles unseal with (no GET each).
         if type == "DELETED":
             logger.warning(
@@ -334,7 +335,7 @@ def _register_sealed_secrets(
         backoff=backoff,
         field="spec",
     )
-    def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+    def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: object) -> None:
         sealed = _plain(body)
         try:
             # A first revision index rides on kopf's own patch after the handler.
@@ -361,7 +362,7 @@ def _register_sealed_secrets(
         GROUP, VERSION, SEALED_SECRET_PLURAL, id="sealed_secret_members", registry=registry
     )
     async def sealed_secret_seen(
-        *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
+        *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: object
     ) -> None:
         if not namespace:
             return
@@ -401,7 +402,7 @@ def _register_sealed_secrets(
         labels={SEALED_SECRET_LABEL: kopf.PRESENT, MANAGED_BY_LABEL: MANAGER},
     )
     async def unsealed_secret_deleted(
-        *, type: str | None, namespace: str | None, name: str, uid: str | None, **indexes: Any
+        *, type: str | None, namespace: str | None, name: str, uid: str | None, **indexes: object
     ) -> None:
         # Someone deleted a Secret we wrote: write it again now.  Only deletions
         # by others: reacting to our own writes or replacements would buy nothing
@@ -413,7 +414,7 @@ def _register_sealed_secrets(
 
     @kopf.on.event("namespaces", id="sealed_secrets_environment", registry=registry)
     async def namespace_changed(
-        *, name: str, labels: kopf.Labels, type: str, **indexes: Any
+        *, name: str, labels: kopf.Labels, type: str, **indexes: object
     ) -> None:
         label = labels.get(ENVIRONMENT_LABEL)
         previous = environment_labels.get(name, label)
