@@ -37,7 +37,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import kopf
 from cryptography import x509
@@ -222,7 +222,7 @@ def register(
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    def validate_profile(*, body: kopf.Body, **indexes: Any) -> None:
+    def validate_profile(*, body: kopf.Body, **indexes: object) -> None:
         # Labels from the namespace index when kopf has it (one read less per
         # apply); a label changed a moment ago may not be there yet, and the
         # reconcile validates for the environment it renders anyway.
@@ -240,7 +240,7 @@ def register(
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    def validate_sealed_secret(*, body: kopf.Body, **indexes: Any) -> None:
+    def validate_sealed_secret(*, body: kopf.Body, **indexes: object) -> None:
         # Templates and item keys only: no token is opened here.  The message
         # names template and item keys (never a value: none is known here).
         labels = labels_reader(indexes) if INDEX_ID in indexes else None
@@ -250,7 +250,7 @@ def register(
             raise kopf.AdmissionError(str(error), code=422) from error
 
     @kopf.on.startup(id="webhook-configuration", registry=registry)
-    def configure_webhook(**_: Any) -> None:
+    def configure_webhook(**_: object) -> None:
         if not settings.webhook_configuration:
             return
         desired = admission.webhook_configuration(
@@ -281,7 +281,7 @@ def register(
             raise kopf.TemporaryError(str(error), delay=5) from error
 
     @kopf.on.cleanup(id="webhook-configuration-removal", registry=registry)
-    def remove_webhook(**_: Any) -> None:
+    def remove_webhook(**_: object) -> None:
         # Only a foreground operator (webhook_url) owns what it registered: in a
         # cluster the manifests ship the object and other replicas keep serving.
         if not (settings.webhook_configuration and settings.webhook_url):
