@@ -292,14 +292,9 @@ def seal(plaintext: bytes, recipient: PublicKey, context: SealingContext) -> str
     Raises ``InputLimitError`` above ``MAX_PLAINTEXT_BYTES`` and
     ``SealingError`` if the recipient key cannot be used.
     """
-    if not isinstance(plaintext, bytes | bytearray | memoryview):
-        raise SealingError("plaintext must be bytes", reason="InvalidSealingInput")
-    if len(plaintext) > MAX_PLAINTEXT_BYTES:
-        raise InputLimitError(f"value exceeds the sealing limit of {MAX_PLAINTEXT_BYTES} bytes")
+    _check_seal_inputs(plaintext, context)
     if not isinstance(recipient, PublicKey):
         raise SealingError("recipient must be a PublicKey", reason="InvalidSealingInput")
-    if not isinstance(context, SealingContext):
-        raise SealingError("context must be a SealingContext", reason="InvalidSealingInput")
     spec = suites.spec(recipient.suite)
     key_id = bytes.fromhex(recipient.key_id)
     info = context.hpke_info(version=FORMAT_VERSION, suite_id=spec.wire_id, key_id=key_id)
