@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Callable
 from re import Pattern
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import yaml
 from yaml import events
@@ -119,7 +119,13 @@ class _PurePythonParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Pa
         yaml.parser.Parser.__init__(self)
 
 
-def _parser(text: str) -> Any:
+class _EventParser(Protocol):
+    """What :func:`_build` needs of a parser: libyaml's and the pure-Python one alike."""
+
+    def get_event(self) -> events.Event | None: ...
+
+
+def _parser(text: str) -> _EventParser:
     # libyaml's parser is faster and non-recursive; the pure-Python one is the
     # fallback when PyYAML was built without it.  Both yield the same events.
     if yaml.__with_libyaml__:
@@ -329,6 +335,8 @@ class _Builder:
         self.root = None
 
 
+# Any: each handler takes the event class it is keyed by, which one callable
+# type cannot say (a handler of ScalarEvent is not a handler of every Event).
 _HANDLERS: Final[dict[type[events.Event], Callable[[_Builder, Any], None]]] = {
     events.ScalarEvent: _Builder.scalar,
     events.MappingStartEvent: lambda builder, event: builder.start(event, mapping=True),
@@ -373,7 +381,7 @@ def load_yaml_documents(
     """
     text = _decode(data, source, limits)
     builder = _Builder(source, limits)
-    parser: Any = None
+    parser: _EventParser | None = None
     try:
         # Inside the try: the pure-Python reader checks the whole text for
         # unprintable characters as it is built, and raises ReaderError then.
@@ -399,7 +407,7 @@ def load_yaml_documents(
             dispose()
 
 
-def _build(parser: Any, builder: _Builder) -> list[JSONValue]:
+def _build(parser: _EventParser, builder: _Builder) -> list[JSONValue]:
     documents: list[JSONValue] = []
     while True:
         event = parser.get_event()
@@ -456,7 +464,7 @@ class _NonFiniteError(Exception):
     pass
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     result = dict(pairs)
     if len(result) != len(pairs):
         raise _DuplicateKeyError

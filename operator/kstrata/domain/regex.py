@@ -549,7 +549,7 @@ class Pattern:
 
     __slots__ = ("_search", "source")
 
-    def __init__(self, source: str, search: Callable[[bytes], Any]) -> None:
+    def __init__(self, source: str, search: Callable[[bytes], object]) -> None:
         self.source = source
         self._search = search
 
@@ -567,6 +567,7 @@ class Pattern:
 
 
 _engine_lock = threading.Lock()
+# Any: google-re2 ships no type information (the module and its Options).
 _engine: tuple[Any, Any] | None = None
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
@@ -164,7 +164,7 @@ def properties_key(path: tuple[PathPart, ...]) -> str:
 
 
 def _flatten(
-    config: JSONObject, make_key: Any, what: str
+    config: JSONObject, make_key: Callable[[tuple[PathPart, ...]], str], what: str
 ) -> list[tuple[str, tuple[PathPart, ...], JSONScalar]]:
     seen: dict[str, tuple[PathPart, ...]] = {}
     out: list[tuple[str, tuple[PathPart, ...], JSONScalar]] = []
@@ -285,16 +285,17 @@ def _render_properties(config: JSONObject) -> str:
 # emitter spells a few strings differently (characters beyond the BMP, empty
 # keys), so the fallback would change digests once; PyYAML's wheels bundle
 # libyaml, so in practice every installation uses the same emitter.
+# Any: the base is chosen at import time, which no static type can name.
 _BaseDumper: Any = yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper
 
 
 class _Dumper(_BaseDumper):  # type: ignore[misc]
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: object) -> bool:
         # Never emit anchors: a reader should not need to resolve aliases.
         return True
 
 
-def _represent_str(dumper: Any, data: str) -> Any:
+def _represent_str(dumper: yaml.representer.BaseRepresenter, data: str) -> yaml.ScalarNode:
     # Multi-line text (certificates, scripts) reads far better as a literal
     # block; the emitter falls back to quoting when a block cannot hold it.
     style = "|" if "\n" in data else None
