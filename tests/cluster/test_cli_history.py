@@ -22,13 +22,12 @@ import pytest
 import yaml
 
 from kstrata.cli.main import main
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from support.cluster import TestCluster
 from support.operator import RunningOperator, running_operator
+from support.sealed_secrets import apply, operator_for, published_bundle, seal_for
 from support.waiting import wait_for
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
-PUBLIC_KEYS = "kstrata-sealing-public-keys"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
@@ -37,10 +36,6 @@ def kstrata(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main([*argv, "--kubeconfig", str(cluster.kubeconfig)], out=out, err=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
 
 
 def resource(kind: str, name: str, spec: dict[str, Any], cause: str | None = None) -> Any:
@@ -320,18 +315,8 @@ def test_every_set_shows_its_cause_and_rollback_defaults_to_the_last_good_revisi
 def secret_operator(
     cluster: TestCluster, namespace: str, keys_namespace: str
 ) -> Iterator[RunningOperator]:
-    with running_operator(
-        cluster, namespaces=(namespace, keys_namespace), operator_namespace=keys_namespace
-    ) as running:
+    with operator_for(cluster, namespace, keys_namespace) as running:
         yield running
-
-
-def published_bundle(cluster: TestCluster, keys_namespace: str) -> PublicKeyBundle:
-    def read() -> PublicKeyBundle | None:
-        cm = cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys_namespace)
-        return PublicKeyBundle.parse(cm.data["keys.json"])
-
-    return wait_for(read, timeout=30, what="the published public keys")
 
 
 def secret_data(cluster: TestCluster, namespace: str, name: str) -> dict[str, bytes]:
@@ -358,8 +343,7 @@ def test_sealed_secret_history_diff_and_rollback_never_show_values(
     }
 
     def sealed(item: str, value: bytes) -> str:
-        context = SealingContext.bind(Scope.STRICT, item=item, namespace=namespace, name="db")
-        return seal(value, bundle.newest, context)
+        return seal_for(bundle, value, namespace=namespace, name="db", item=item)
 
     first = {
         "password": sealed("password", values["password"]),

@@ -19,10 +19,9 @@ from kubernetes import client
 from kstrata.cli.main import main
 from kstrata.kube import api as kube_api
 from support.cluster import TestCluster
+from support.config_profiles import apply, get_profile, profile, wait_ready
 from support.operator import RunningOperator, running_operator
-from support.waiting import wait_for
 
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
 CANARY = "canary-7d0c-looks-secret"
 SCHEMA = {
     "type": "object",
@@ -48,40 +47,6 @@ def kstrata(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main([*argv, "--kubeconfig", str(cluster.kubeconfig)], out=out, err=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def profile(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ConfigProfile",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def apply(cluster: TestCluster, namespace: str, body: dict[str, Any] | str) -> None:
-    text = body if isinstance(body, str) else yaml.safe_dump(body)
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
-
-
-def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    return cluster.kstrata_object(PLURAL, namespace, name)
-
-
-def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        body = get_profile(cluster, namespace, name)
-        status = body.get("status") or {}
-        conditions = {c["type"]: c for c in status.get("conditions") or []}
-        if (
-            conditions.get("Ready", {}).get("status") == "True"
-            and status.get("revision") == revision
-            and status.get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return body
-        return None
-
-    return wait_for(ready, timeout=30, what=f"{name} Ready at revision {revision}")
 
 
 def resource_version(cluster: TestCluster, namespace: str, name: str) -> str:

@@ -10,11 +10,20 @@ import yaml
 from prometheus_client import REGISTRY
 
 from support.cluster import TestCluster
+from support.config_profiles import (
+    PLURAL,
+    apply,
+    condition,
+    get_profile,
+    profile,
+    wait_not_ready,
+    wait_ready,
+)
 from support.hostile import multiplying_schema
 from support.operator import RunningOperator, running_operator
 from support.waiting import wait_for
 
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
+GROUP, VERSION = "kstrata.dev", "v1alpha1"
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
@@ -23,60 +32,6 @@ pytestmark = pytest.mark.usefixtures("kstrata_crds")
 def operator(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
     with running_operator(cluster, namespaces=(namespace,)) as running:
         yield running
-
-
-def profile(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ConfigProfile",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def apply(cluster: TestCluster, namespace: str, body: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
-
-
-def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    return cluster.kstrata_object(PLURAL, namespace, name)
-
-
-def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
-    for item in (body.get("status") or {}).get("conditions") or []:
-        if item.get("type") == kind:
-            return dict(item)
-    return None
-
-
-def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        body = get_profile(cluster, namespace, name)
-        ready_condition = condition(body)
-        if (
-            ready_condition
-            and ready_condition["status"] == "True"
-            and body["status"].get("revision") == revision
-            and body["status"].get("observedGeneration") == body["metadata"]["generation"]
-        ):
-            return body
-        return None
-
-    return wait_for(ready, timeout=30, what=f"{name} Ready at revision {revision}")
-
-
-def wait_not_ready(cluster: TestCluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    def failed() -> dict[str, Any] | None:
-        body = get_profile(cluster, namespace, name)
-        ready_condition = condition(body)
-        if ready_condition and (ready_condition["status"], ready_condition["reason"]) == (
-            "False",
-            reason,
-        ):
-            return body
-        return None
-
-    return wait_for(failed, timeout=30, what=f"{name} Ready=False ({reason})")
 
 
 def config_map(cluster: TestCluster, namespace: str, name: str) -> Any:
