@@ -64,8 +64,9 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from typing import ClassVar, Final, Literal
 
+from kstrata.domain.jsonvalue import JSONObject
 from kstrata.errors import DocumentError, SnapshotTooLargeError
 from kstrata.wellknown import (
     CHANGE_CAUSE_ANNOTATION,
@@ -113,7 +114,7 @@ class Snapshot:
     kind: str  # "ConfigProfile" | "SealedSecret"
     number: int
     #: The resource spec that produced this revision (SealedSecret: ciphertexts only).
-    spec: dict[str, Any]
+    spec: JSONObject
     #: The environment it was rendered or unsealed for.
     environment: str
     #: ConfigProfile: the ConfigMap data exactly as written; SealedSecret: {}.
@@ -215,15 +216,15 @@ def change_cause_for(annotation: str | None, previous_cause: str | None) -> str:
 # --- snapshots -----------------------------------------------------------
 
 
-def _document(snapshot: Snapshot) -> dict[str, Any]:
+def _document(snapshot: Snapshot) -> JSONObject:
     return {
         "format": SNAPSHOT_FORMAT,
         "kind": snapshot.kind,
         "number": snapshot.number,
         "spec": snapshot.spec,
         "environment": snapshot.environment,
-        "rendered": snapshot.rendered,
-        "fingerprints": snapshot.fingerprints,
+        "rendered": {**snapshot.rendered},
+        "fingerprints": {**snapshot.fingerprints},
         "digest": snapshot.digest,
         "changeCause": snapshot.change_cause,
         "created": snapshot.created,
@@ -234,12 +235,12 @@ def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def encoded_size(data: Mapping[str, Any]) -> int:
+def encoded_size(data: Mapping[str, object]) -> int:
     """Bytes the encoded ``data`` takes as JSON (what counts against etcd's limit)."""
     return len(_dumps(data).encode("utf-8"))
 
 
-def encode_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+def encode_snapshot(snapshot: Snapshot) -> JSONObject:
     """The ControllerRevision ``data`` for ``snapshot``; deterministic.
 
     Plain JSON up to :data:`COMPRESS_ABOVE` bytes, gzip+base64 above;
@@ -250,7 +251,7 @@ def encode_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     if len(text) <= COMPRESS_ABOVE:
         return document
     packed = base64.b64encode(gzip.compress(text, compresslevel=6, mtime=0)).decode("ascii")
-    data: dict[str, Any] = {
+    data: JSONObject = {
         "format": SNAPSHOT_FORMAT,
         "encoding": ENCODING_GZIP,
         "number": snapshot.number,
@@ -288,14 +289,14 @@ def _string_map(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
-def _text(document: Mapping[str, Any], key: str) -> str:
+def _text(document: Mapping[str, object], key: str) -> str:
     value = document.get(key, "")
     if not isinstance(value, str):
         raise DocumentError(f"revision snapshot field {key} must be a string")
     return value
 
 
-def decode_snapshot(data: Any, number: int) -> Snapshot:
+def decode_snapshot(data: object, number: int) -> Snapshot:
     """The snapshot in a ControllerRevision's ``data`` (revision ``number``).
 
     ``DocumentError`` on an unknown format, a corrupt payload, or a snapshot
@@ -303,16 +304,17 @@ def decode_snapshot(data: Any, number: int) -> Snapshot:
     """
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise DocumentError(f"revision {number}: not a {SNAPSHOT_FORMAT} snapshot")
-    document: Any = data
+    document: Mapping[str, object] = data
     if "encoding" in data:
         if data["encoding"] != ENCODING_GZIP:
             raise DocumentError(f"revision {number}: unknown snapshot encoding")
         try:
-            document = json.loads(_inflate(data.get("payload")))
+            inflated: object = json.loads(_inflate(data.get("payload")))
         except (UnicodeDecodeError, ValueError) as exc:
             raise DocumentError(f"revision {number}: snapshot payload is not JSON") from exc
-        if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        if not isinstance(inflated, dict) or inflated.get("format") != SNAPSHOT_FORMAT:
             raise DocumentError(f"revision {number}: not a {SNAPSHOT_FORMAT} snapshot")
+        document = inflated
     stored_number = document.get("number", number)
     if type(stored_number) is not int or stored_number != number:
         raise DocumentError(f"revision {number}: the snapshot is of another revision")

@@ -155,7 +155,9 @@ def test_corrupt_or_foreign_data_is_a_document_error(data: object) -> None:
 def test_truncated_compressed_payload_is_a_document_error() -> None:
     text = "y: " + "q" * (COMPRESS_ABOVE * 2)
     data = encode_snapshot(profile_snapshot(rendered={"config.yaml": text}))
-    data["payload"] = data["payload"][: len(data["payload"]) // 2]
+    payload = data["payload"]
+    assert isinstance(payload, str)
+    data["payload"] = payload[: len(payload) // 2]
     with pytest.raises(DocumentError):
         decode_snapshot(data, 3)
 
