@@ -7,13 +7,14 @@ offline commands that must start in well under 200 ms.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO, TypeAlias, TypeVar
 
 from kstrata.errors import UsageError
 from kstrata.wellknown import (
@@ -29,6 +30,8 @@ from kstrata.wellknown import (
 )
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from kstrata.kube.connection import Cluster
 
 EXIT_OK = 0
@@ -172,10 +175,36 @@ def _without_values(message: str) -> str:
     return message
 
 
-def kubeconfig_path(args: argparse.Namespace) -> Path | None:
+_Flags = TypeVar("_Flags", bound="DataclassInstance")
+
+
+def flags(cls: type[_Flags], args: argparse.Namespace) -> _Flags:
+    """``args`` as ``cls``: one command's flags in a frozen dataclass, each with its type.
+
+    argparse types every ``Namespace`` attribute as ``Any``, so mypy cannot see a
+    misspelt flag or a flag used as the wrong type; read once here into declared
+    fields, every use after is checked.  An attribute argparse left out
+    (``default=SUPPRESS``) keeps the field's default; undeclared ones are ignored.
+    """
+    given = vars(args)
+    return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
+
+
+class ClusterFlags(Protocol):
+    """The global cluster flags, as a command's flags dataclass declares them."""
+
+    @property
+    def kubeconfig(self) -> Path | None: ...
+
+    @property
+    def context(self) -> str | None: ...
+
+
+def kubeconfig_path(args: argparse.Namespace | ClusterFlags) -> Path | None:
     """The edge where KUBECONFIG is read; None means in-cluster credentials."""
-    if getattr(args, "kubeconfig", None) is not None:
-        return Path(args.kubeconfig)
+    given = getattr(args, "kubeconfig", None)
+    if given is not None:
+        return Path(given)
     from_env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
     if from_env:
         return Path(from_env)
@@ -183,7 +212,7 @@ def kubeconfig_path(args: argparse.Namespace) -> Path | None:
     return default if default.exists() else None
 
 
-def connect_from(args: argparse.Namespace) -> Cluster:
+def connect_from(args: argparse.Namespace | ClusterFlags) -> Cluster:
     """Connect to the cluster the global flags name (imports the client lazily)."""
     from kstrata.kube.connection import connect
 

@@ -11,6 +11,7 @@ Nothing is written unless every item of every file resealed.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -19,6 +20,7 @@ from kstrata.cli.common import (
     Subcommands,
     add_output_flag,
     connect_from,
+    flags,
     kubeconfig_path,
     print_data,
 )
@@ -98,7 +100,22 @@ def register(commands: Subcommands) -> None:
     reseal.set_defaults(handler=_reseal)
 
 
-def sender(args: argparse.Namespace) -> Send:
+@dataclass(frozen=True)
+class ResealFlags:
+    """What ``reseal`` reads of its flags (see :func:`kstrata.cli.common.flags`)."""
+
+    filename: list[Path]
+    cert: Path | None
+    in_place: bool
+    output_dir: Path | None
+    namespace: str | None
+    operator_namespace: str | None
+    output: str
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+def sender(args: ResealFlags) -> Send:
     """Where requests go: the operator's endpoint through the service proxy."""
     from kstrata.app.reseal import proxy_sender
     from kstrata.app.seal_commands import DEFAULT_OPERATOR_NAMESPACE
@@ -108,7 +125,7 @@ def sender(args: argparse.Namespace) -> Send:
     return proxy_sender(api, args.operator_namespace or DEFAULT_OPERATOR_NAMESPACE)
 
 
-def _reseal(args: argparse.Namespace, out: TextIO) -> int:
+def _reseal(parsed: argparse.Namespace, out: TextIO) -> int:
     import sys
 
     from kstrata.app import reseal
@@ -116,6 +133,7 @@ def _reseal(args: argparse.Namespace, out: TextIO) -> int:
     from kstrata.crypto.keys import MAX_BUNDLE_BYTES
     from kstrata.files import read_bounded
 
+    args = flags(ResealFlags, parsed)
     if args.output != "yaml" and (args.in_place or args.output_dir):
         raise UsageError("-o json prints manifests; it does not go with --in-place or --output-dir")
     recipient = None
@@ -127,7 +145,7 @@ def _reseal(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(f"--cert {args.cert}: not a public key bundle") from None
     namespace = args.namespace
     if namespace is None:
-        namespace = kubeconfig_namespace(kubeconfig_path(args), getattr(args, "context", None))
+        namespace = kubeconfig_namespace(kubeconfig_path(args), args.context)
     files = reseal.collect(args.filename, namespace)
     key_id = reseal.reseal_files(files, sender(args), recipient)
     changed = sum(len(f.replacements) for f in files)

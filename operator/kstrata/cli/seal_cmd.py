@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import (
     EXIT_OK,
+    ClusterFlags,
     Subcommands,
     add_output_flag,
     connect_from,
+    flags,
     kubeconfig_path,
     print_data,
     print_manifests,
@@ -210,10 +213,47 @@ def register(commands: Subcommands) -> None:
     unseal.set_defaults(handler=_unseal)
 
 
+@dataclass(frozen=True)
+class _SealFlags:
+    """What ``seal`` reads of its flags (see :func:`kstrata.cli.common.flags`)."""
+
+    namespace: str | None
+    name: str | None
+    scope: str | None
+    env: str | None
+    cert: list[Path]
+    operator_namespace: str | None
+    controller_namespace: str | None
+    raw: bool
+    key: str | None
+    literals: list[str]
+    files: list[str]
+    templates: list[str]
+    template_files: list[str]
+    filename: list[Path]
+    output_dir: Path | None
+    merge_into: Path | None
+    output: str
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class _UnsealFlags:
+    """What ``unseal`` reads of its flags."""
+
+    recovery_keys: Path
+    filename: list[Path]
+    namespace: str | None
+    env: str | None
+    print_secrets: bool
+    output: str
+
+
 class _Connection:
     """One connection per run, opened only if the keys or the namespace need it."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: ClusterFlags) -> None:
         self.args = args
         self._cluster: Cluster | None = None
 
@@ -228,7 +268,7 @@ class _Connection:
         return KubeApi(self.cluster())
 
 
-def _sources(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | None]]:
+def _sources(args: _SealFlags) -> tuple[KeySource, Callable[[], str | None]]:
     """The key source and the context-namespace lookup for these flags."""
     from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
 
@@ -241,9 +281,7 @@ def _sources(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | No
         operator_namespace = operator_namespace or args.controller_namespace
     if args.cert:
         # Offline: the context's namespace from the kubeconfig file, without the client.
-        return list(args.cert), lambda: kubeconfig_namespace(
-            kubeconfig_path(args), getattr(args, "context", None)
-        )
+        return list(args.cert), lambda: kubeconfig_namespace(kubeconfig_path(args), args.context)
     connection = _Connection(args)
     return (
         ClusterKeys(connection.api, operator_namespace),
@@ -251,7 +289,8 @@ def _sources(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | No
     )
 
 
-def _seal(args: argparse.Namespace, out: TextIO) -> int:
+def _seal(parsed: argparse.Namespace, out: TextIO) -> int:
+    args = flags(_SealFlags, parsed)
     if args.raw:
         return _seal_raw(args, out)
     if args.key is not None:
@@ -293,7 +332,7 @@ def _seal(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
+def _seal_secrets(args: _SealFlags, out: TextIO) -> int:
     """``-f`` without ``--merge-into``: every Secret given, one SealedSecret each."""
     if args.literals or args.files:
         raise UsageError("-f cannot be combined with --from-literal or --from-file")
@@ -325,7 +364,7 @@ def _seal_secrets(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
+def _seal_raw(args: _SealFlags, out: TextIO) -> int:
     refused = [
         flag
         for flag, given in (
@@ -365,9 +404,10 @@ def _seal_raw(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _unseal(args: argparse.Namespace, out: TextIO) -> int:
+def _unseal(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.recovery import PRINT_SECRETS_FLAG, load_recovery_keys, recover
 
+    args = flags(_UnsealFlags, parsed)
     ring = load_recovery_keys(args.recovery_keys)
     # A line on stderr per file opened, on a terminal only.
     recovered = with_progress(recover)(

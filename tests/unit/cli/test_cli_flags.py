@@ -1,0 +1,65 @@
+"""Commands read their flags through typed dataclasses (``kstrata.cli.common.flags``).
+
+mypy checks every use of such a dataclass, but not that its field names are
+the parser's ``dest`` names: a misspelt field would silently keep its default.
+These tests parse real command lines and hold each dataclass to its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kstrata.cli import reseal_cmd, seal_cmd
+from kstrata.cli.common import flags
+from kstrata.cli.main import build_parser
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+@dataclasses.dataclass(frozen=True)
+class _Example:
+    name: str
+    context: str | None = None
+
+
+def test_flags_keeps_defaults_for_what_argparse_left_out_and_ignores_the_rest() -> None:
+    parsed = argparse.Namespace(name="db", handler=print, output="yaml")
+
+    assert flags(_Example, parsed) == _Example(name="db", context=None)
+    assert flags(_Example, argparse.Namespace(name="db", context="prod")).context == "prod"
+
+
+def test_a_field_argparse_does_not_give_and_that_has_no_default_fails_loudly() -> None:
+    with pytest.raises(TypeError):
+        flags(_Example, argparse.Namespace(context="prod"))
+
+
+@pytest.mark.parametrize(
+    ("cls", "argv"),
+    [
+        (seal_cmd._SealFlags, ["seal", "--name", "db", "--from-literal", "k=v"]),
+        (seal_cmd._UnsealFlags, ["unseal", "--recovery-keys", "keys.yaml", "-f", "s.yaml"]),
+        (reseal_cmd.ResealFlags, ["reseal", "-f", "s.yaml"]),
+    ],
+    ids=["seal", "unseal", "reseal"],
+)
+def test_every_field_of_a_commands_flags_is_a_dest_of_its_parser(
+    cls: type[DataclassInstance], argv: list[str]
+) -> None:
+    parsed = build_parser(argv).parse_args(argv)
+    declared = {field.name for field in dataclasses.fields(cls)}
+
+    assert declared <= set(vars(parsed)), declared - set(vars(parsed))
+
+
+def test_the_global_cluster_flags_reach_a_commands_flags() -> None:
+    argv = ["--kubeconfig", "kc.yaml", "--context", "prod", "reseal", "-f", "s.yaml"]
+    args = flags(reseal_cmd.ResealFlags, build_parser(argv).parse_args(argv))
+
+    assert (args.kubeconfig, args.context) == (Path("kc.yaml"), "prod")
