@@ -58,6 +58,8 @@ class ObjectMeta(TypedDict, total=False):
     ownerReferences: list[OwnerReference]
     finalizers: list[str]
     managedFields: list[dict[str, Opaque]]
+    #: Gone from the API since 1.20; older servers still send it.
+    selfLink: str
 
 
 # The functional form: ``continue`` is a Python keyword.
@@ -129,6 +131,55 @@ class Event(KubeObject, total=False):
     lastTimestamp: str
     count: int
     reportingComponent: str
+    reportingInstance: str
+
+
+class Pod(KubeObject, total=False):
+    """Read only to find a workload's pods; the rest stays opaque."""
+
+    spec: dict[str, Opaque]
+    status: dict[str, Opaque]
+
+
+class ControllerRevision(KubeObject, total=False):
+    """An apps/v1 ControllerRevision: where kstrata keeps a rendered revision."""
+
+    revision: int
+    data: dict[str, Opaque]
+
+
+class WebhookClientConfig(TypedDict, total=False):
+    url: str
+    service: dict[str, Opaque]
+    caBundle: str
+
+
+class RuleWithOperations(TypedDict, total=False):
+    apiGroups: list[str]
+    apiVersions: list[str]
+    operations: list[str]
+    resources: list[str]
+    scope: str
+
+
+class ValidatingWebhook(TypedDict, total=False):
+    name: str
+    clientConfig: WebhookClientConfig
+    rules: list[RuleWithOperations]
+    admissionReviewVersions: list[str]
+    sideEffects: str
+    failurePolicy: str
+    matchPolicy: str
+    timeoutSeconds: int
+    namespaceSelector: dict[str, Opaque]
+    objectSelector: dict[str, Opaque]
+    matchConditions: list[StringMap]
+
+
+class ValidatingWebhookConfiguration(KubeObject, total=False):
+    """kstrata's admission webhook registration."""
+
+    webhooks: list[ValidatingWebhook]
 
 
 # --- workloads (what a reload patches) ----------------------------------------
@@ -226,3 +277,7 @@ class SealedSecret(KubeObject, total=False):
     #: The user's spec: parsed and checked by :mod:`kstrata.domain.sealed_spec`.
     spec: dict[str, Opaque]
     status: SealedSecretStatus
+
+
+#: kstrata's own resources (what has a Ready condition and a revision history).
+OwnObject: TypeAlias = ConfigProfile | SealedSecret

@@ -17,7 +17,7 @@ import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -26,10 +26,11 @@ from kstrata.errors import ForbiddenError, NotFoundError, TransientClusterError
 from kstrata.kube.api import CONFIG_MAPS, NAMESPACES, KubeApi, Resource
 from kstrata.kube.connection import Cluster
 from kstrata.kube.transport import Transport
+from kstrata.payloads import KubeObject
 from support.cluster import TestCluster
 from support.waiting import wait_for
 
-SELF_SUBJECT_REVIEWS = Resource(
+SELF_SUBJECT_REVIEWS: Final[Resource[KubeObject]] = Resource(
     "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
 )
 

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from kstrata.app.reloader_migration import migrate_reloader
-from kstrata.kube.api import JSON, KubeApi, Resource
+from kstrata.kube.api import KubeApi, P, Patch, Resource
 from kstrata.kube.connection import Cluster
 from support.cluster import TestCluster
 from support.operator import running_operator
@@ -240,8 +240,8 @@ class CountingWrites(KubeApi):
         self.writes: list[str] = []
 
     def patch(
-        self, resource: Resource, namespace: str | None, name: str, patch: Any, **kwargs: Any
-    ) -> JSON:
+        self, resource: Resource[P], namespace: str | None, name: str, patch: Patch, **kwargs: Any
+    ) -> P:
         self.writes.append(f"{resource.kind} {namespace}/{name}")
         return super().patch(resource, namespace, name, patch, **kwargs)
 

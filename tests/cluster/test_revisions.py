@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -34,7 +35,8 @@ from kstrata.domain.revisions import (
     revision_object_name,
 )
 from kstrata.errors import ConflictError, SnapshotTooLargeError
-from kstrata.kube.api import CONFIG_PROFILES, SEALED_SECRETS, KubeApi
+from kstrata.kube.api import CONFIG_PROFILES, SEALED_SECRETS, KubeApi, as_payload
+from kstrata.payloads import ConfigProfile
 from kstrata.wellknown import (
     CHANGE_CAUSE_ANNOTATION,
     HISTORY_ANNOTATION,
@@ -95,7 +97,7 @@ def wait_ready(
     return wait_for(ready, timeout=60, what=f"{name} Ready at revision {revision}")
 
 
-def revisions(cluster: TestCluster, namespace: str, owner: dict[str, Any]) -> dict[int, Any]:
+def revisions(cluster: TestCluster, namespace: str, owner: Mapping[str, Any]) -> dict[int, Any]:
     """The owner's ControllerRevisions by number, read with the plain client."""
     selector = f"{OWNER_UID_LABEL}={owner['metadata']['uid']}"
     found = cluster.apps.list_namespaced_controller_revision(namespace, label_selector=selector)
@@ -199,8 +201,9 @@ def test_content_changes_make_revisions_and_nothing_else_does(
 
     # The store reads the same history the plain client sees.
     store = RevisionStore(KubeApi(cluster.connection))
-    assert [s.number for s in store.history(body)] == [1, 2, 3, 4, 5]
-    assert store.get(body, 3) == snapshots[3]
+    profile = as_payload(CONFIG_PROFILES, body)
+    assert [s.number for s in store.history(profile)] == [1, 2, 3, 4, 5]
+    assert store.get(profile, 3) == snapshots[3]
 
 
 def test_restarting_the_operator_writes_nothing_and_records_nothing(
@@ -425,7 +428,7 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
     change(cluster, namespace, "crash", {"base": {"v": 1}})
     reconciler.reconcile(api.get(CONFIG_PROFILES, namespace, "crash"))
 
-    def update(value: int) -> dict[str, Any]:
+    def update(value: int) -> ConfigProfile:
         body = api.get(CONFIG_PROFILES, namespace, "crash")
         body["spec"]["base"] = {"v": value}
         return api.replace(CONFIG_PROFILES, namespace, body)
@@ -448,7 +451,7 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
 
     # Killed after the ConfigMap, before the status and the annotations.
     class DiesBeforeStatus(ProfileReconciler):
-        def _patch_status(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        def _patch_status(self, *args: Any, **kwargs: Any) -> ConfigProfile | None:
             raise Killed
 
     with pytest.raises(Killed):

@@ -24,7 +24,7 @@ from kstrata.crypto import (
     parse_token,
 )
 from kstrata.errors import InvalidInputError
-from kstrata.kube.api import KubeApi
+from kstrata.kube.api import SEALED_SECRETS, KubeApi, as_payload
 from support.cluster import TestCluster
 from support.operator import RunningOperator, test_settings
 from support.sealed_secrets import (
@@ -448,7 +448,7 @@ def test_credential_secret_types_are_refused(
     reconciler = SealedSecretReconciler(api, test_settings(operator_namespace=keys_namespace))
     cluster.core.delete_namespaced_secret("plain", namespace)
     with pytest.raises(InvalidInputError) as refused:
-        reconciler.reconcile(bypassed)
+        reconciler.reconcile(as_payload(SEALED_SECRETS, bypassed))
     assert refused.value.reason == "ForbiddenSecretType"
     assert not secret_exists(cluster, namespace, "plain")
     recorded = condition(get_sealed(cluster, namespace, "plain"))

@@ -25,6 +25,7 @@ from kubernetes import client
 import controlplane
 from kstrata.app.admission import webhook_configuration
 from kstrata.crypto import PublicKeyBundle
+from kstrata.payloads import WebhookClientConfig
 from support.cluster import TestCluster
 from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
 from support.operator import RunningOperator, running_operator
@@ -314,7 +315,9 @@ def test_only_templated_sealed_secrets_depend_on_the_webhook(
 ) -> None:
     """With the webhook down, a SealedSecret without templates still applies (match condition)."""
     name = f"kstrata-down-{namespace}"
-    dead = {"url": f"https://127.0.0.1:{controlplane.free_port()}/validate-configprofile"}
+    dead: WebhookClientConfig = {
+        "url": f"https://127.0.0.1:{controlplane.free_port()}/validate-configprofile"
+    }
     configuration = webhook_configuration(name, dead, (namespace,))
     token = "kss1:" + "A" * 80  # never opened: no operator runs here
     plain = sealed_secret("plain", {"encryptedData": {"user": token}})

@@ -33,7 +33,7 @@ from kstrata.crypto import (
     seal,
 )
 from kstrata.errors import ConflictError
-from kstrata.kube.api import CONFIG_MAPS, JSON, KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, KubeApi, P, Resource
 from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.operator import running_operator
@@ -358,8 +358,8 @@ class _RacingApi(KubeApi):
         self.conflicts = 0
 
     def replace(
-        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
-    ) -> JSON:
+        self, resource: Resource[P], namespace: str | None, body: P, *, dry_run: bool = False
+    ) -> P:
         if resource is CONFIG_MAPS and self.races > 0 and namespace is not None:
             self.races -= 1
             self.cluster.core.patch_namespaced_config_map(

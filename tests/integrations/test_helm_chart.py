@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from kstrata.app import admission
+from kstrata.payloads import Opaque
 from support.gotools import CHART, Helm, Object
 from support.integration_tools import MONITORING, the
 
@@ -134,7 +135,7 @@ def test_the_webhook_configuration_is_what_the_operator_writes(
     # be a perpetual diff for helm and for GitOps tools.
     objects = chart.template({"watchNamespaces": watched, "namespace": {"name": "ops"}})
     shipped = the(objects, "ValidatingWebhookConfiguration")
-    service = {
+    service: dict[str, Opaque] = {
         "name": "kstrata-webhook",
         "namespace": "ops",
         "path": f"/{admission.PROFILE_WEBHOOK_ID}",

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from collections.abc import Mapping
 
 from kstrata.domain.merge import merge_patch
 from kstrata.errors import ConflictError, NotFoundError
-from kstrata.kube.api import JSON, MERGE_PATCH, KubeClient, Resource
+from kstrata.kube.api import JSON, MERGE_PATCH, KubeClient, P, Patch, Resource, as_payload
+from kstrata.payloads import KubeObject
 
 Key = tuple[str, str, str]
+
+
+def _wire(body: Mapping[str, object]) -> JSON:
+    """A copy of ``body`` as the API server keeps it: plain JSON."""
+    wire: JSON = {}
+    wire.update(copy.deepcopy(body))
+    return wire
 
 
 class FakeApi:
@@ -35,11 +43,11 @@ class FakeApi:
     def __init__(self, objects: dict[Key, JSON] | None = None) -> None:
         self.objects: dict[Key, JSON] = {} if objects is None else objects
         self.writes: list[str] = []
-        self.patches: list[tuple[str, str, str, str | None, Any]] = []
+        self.patches: list[tuple[str, str, str, str | None, Patch]] = []
         self._version = 0
         self._lock = threading.Lock()
 
-    def stored(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+    def stored(self, resource: Resource[KubeObject], namespace: str | None, name: str) -> JSON:
         """The stored object itself (a test's look behind the API; ``KeyError`` if absent)."""
         return self.objects[(resource.plural, namespace or "", name)]
 
@@ -50,71 +58,80 @@ class FakeApi:
         stored["metadata"].setdefault("uid", f"uid-{body['metadata']['name']}")
         return stored
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+    def get(self, resource: Resource[P], namespace: str | None, name: str) -> P:
         found = self.get_or_none(resource, namespace, name)
         if found is None:
             raise NotFoundError(f"{resource.kind} {name} not found")
         return found
 
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
-        return copy.deepcopy(self.objects.get((resource.plural, namespace or "", name)))
+    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None:
+        found = self.objects.get((resource.plural, namespace or "", name))
+        return None if found is None else as_payload(resource, copy.deepcopy(found))
 
     def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[JSON]:
+        self,
+        resource: Resource[P],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[P]:
         wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
         return [
-            copy.deepcopy(obj)
+            as_payload(resource, copy.deepcopy(obj))
             for (plural, ns, _), obj in sorted(self.objects.items())
             if plural == resource.plural
             and namespace in (None, ns)
             and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
         ]
 
-    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
         with self._lock:
-            metadata = body["metadata"]
+            wire = _wire(body)
+            metadata = wire["metadata"]
             if "name" not in metadata and "generateName" in metadata:
-                body = copy.deepcopy(body)
-                body["metadata"]["name"] = f"{metadata['generateName']}{self._version + 1}"
-            key = (resource.plural, namespace or "", body["metadata"]["name"])
+                metadata["name"] = f"{metadata['generateName']}{self._version + 1}"
+            key = (resource.plural, namespace or "", metadata["name"])
             if key in self.objects:
                 raise ConflictError(f"{resource.kind} {key[2]} already exists")
-            self.objects[key] = self._stamp(body)
+            self.objects[key] = self._stamp(wire)
             self.writes.append(f"create {resource.plural}")
-            return copy.deepcopy(self.objects[key])
+            return as_payload(resource, copy.deepcopy(self.objects[key]))
 
     def replace(
-        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
-    ) -> JSON:
-        key = (resource.plural, namespace or "", body["metadata"]["name"])
+        self, resource: Resource[P], namespace: str | None, body: P, *, dry_run: bool = False
+    ) -> P:
+        wire = _wire(body)
+        key = (resource.plural, namespace or "", wire["metadata"]["name"])
         current = self.objects.get(key)
         if current is None:
             raise NotFoundError(f"{resource.kind} {key[2]} not found")
-        if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+        if current["metadata"]["resourceVersion"] != wire["metadata"].get("resourceVersion"):
             raise ConflictError(f"{resource.kind} {key[2]}: stale resourceVersion")
-        stamped = self._stamp(body)
+        stamped = self._stamp(wire)
         if not dry_run:
             self.objects[key] = stamped
             self.writes.append(f"replace {resource.plural}")
-        return copy.deepcopy(stamped)
+        return as_payload(resource, copy.deepcopy(stamped))
 
     def patch(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None,
         name: str,
-        patch: Any,
+        patch: Patch,
         *,
         subresource: str | None = None,
         content_type: str = MERGE_PATCH,
-    ) -> JSON:
+    ) -> P:
         assert content_type == MERGE_PATCH, "the fake takes merge patches only"
+        assert isinstance(patch, Mapping), "a merge patch is an object"
         with self._lock:
-            current = self.get(resource, namespace, name)
-            merged = merge_patch(current, patch)
-            assert isinstance(merged, dict)
             key = (resource.plural, namespace or "", name)
+            current = self.objects.get(key)
+            if current is None:
+                raise NotFoundError(f"{resource.kind} {name} not found")
+            merged = merge_patch(copy.deepcopy(current), _wire(patch))
+            assert isinstance(merged, dict)
             self.objects[key] = self._stamp(merged)
             self.writes.append(
                 f"patch {resource.plural}" + (f"/{subresource}" if subresource else "")
@@ -122,9 +139,9 @@ class FakeApi:
             self.patches.append(
                 (resource.plural, namespace or "", name, subresource, copy.deepcopy(patch))
             )
-            return copy.deepcopy(self.objects[key])
+            return as_payload(resource, copy.deepcopy(self.objects[key]))
 
-    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+    def delete(self, resource: Resource[P], namespace: str | None, name: str) -> None:
         if self.objects.pop((resource.plural, namespace or "", name), None) is not None:
             self.writes.append(f"delete {resource.plural}")
 

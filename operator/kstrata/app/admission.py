@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from kstrata.domain.budget import time_budget
 from kstrata.domain.environments import select_environment
@@ -33,7 +33,8 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.sealed_spec import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
-from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, VALIDATING_WEBHOOKS, KubeApi
+from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, VALIDATING_WEBHOOKS, KubeClient
+from kstrata.payloads import Opaque, ValidatingWebhookConfiguration, WebhookClientConfig
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_PLURAL,
@@ -68,7 +69,7 @@ HAS_TEMPLATE_DATA: Final = (
 
 
 def _namespace_labels(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     namespace_labels: Callable[[str], Mapping[str, str] | None] | None,
 ) -> Mapping[str, str]:
@@ -83,7 +84,7 @@ def _namespace_labels(
 
 
 def review_sealed_secret(
-    api: KubeApi,
+    api: KubeClient,
     settings: Settings,
     sealed: JSON,
     namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
@@ -105,7 +106,7 @@ def review_sealed_secret(
 
 
 def review_profile(
-    api: KubeApi,
+    api: KubeClient,
     settings: Settings,
     profile: JSON,
     namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
@@ -144,19 +145,22 @@ def review_profile(
         raise SchemaViolationError(violations)
 
 
-def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str, ...] = ()) -> JSON:
+def webhook_configuration(
+    name: str, client_config: WebhookClientConfig, namespaces: tuple[str, ...] = ()
+) -> ValidatingWebhookConfiguration:
     """The ValidatingWebhookConfiguration kstrata keeps for its own resources only.
 
     An operator that watches listed namespaces reviews only those.
     """
-    selector: JSON = {}
+    selector: dict[str, Opaque] = {}
     if namespaces:
+        values: list[Opaque] = [*sorted(namespaces)]
         selector = {
             "matchExpressions": [
                 {
                     "key": "kubernetes.io/metadata.name",
                     "operator": "In",
-                    "values": sorted(namespaces),
+                    "values": values,
                 }
             ]
         }
@@ -217,20 +221,20 @@ def webhook_configuration(name: str, client_config: JSON, namespaces: tuple[str,
     }
 
 
-def for_webhook(client_config: JSON, webhook_id: str) -> JSON:
+def for_webhook(client_config: WebhookClientConfig, webhook_id: str) -> WebhookClientConfig:
     """``client_config`` (the ConfigProfile webhook's) pointed at another of our webhooks."""
-    config = dict(client_config)
+    config = client_config.copy()
     if "url" in config:
-        base, _, _ = str(config["url"]).rpartition("/")
+        base, _, _ = config["url"].rpartition("/")
         config["url"] = f"{base}/{webhook_id}"
     if "service" in config:
-        config["service"] = dict(config["service"], path=f"/{webhook_id}")
+        config["service"] = {**config["service"], "path": f"/{webhook_id}"}
     return config
 
 
-def client_config(settings: Settings, ca_pem: bytes, port: int) -> JSON:
+def client_config(settings: Settings, ca_pem: bytes, port: int) -> WebhookClientConfig:
     """URL config for local runs (``webhook_url``), else the in-cluster Service."""
-    config: dict[str, Any] = {"caBundle": base64.b64encode(ca_pem).decode()}
+    config: WebhookClientConfig = {"caBundle": base64.b64encode(ca_pem).decode()}
     if settings.webhook_url:
         config["url"] = f"{settings.webhook_url.rstrip('/')}/{PROFILE_WEBHOOK_ID}"
     else:
@@ -243,14 +247,16 @@ def client_config(settings: Settings, ca_pem: bytes, port: int) -> JSON:
     return config
 
 
-def ensure_webhook_configuration(api: KubeApi, name: str, desired: JSON) -> bool:
+def ensure_webhook_configuration(
+    api: KubeClient, name: str, desired: ValidatingWebhookConfiguration
+) -> bool:
     """Create or update our own configuration object; True if anything was written."""
     existing = api.get_or_none(VALIDATING_WEBHOOKS, None, name)
     if existing is None:
         api.create(VALIDATING_WEBHOOKS, None, desired)
         return True
-    if existing.get("webhooks") == desired["webhooks"]:
+    if existing.get("webhooks") == desired.get("webhooks"):
         return False
-    updated = dict(existing, webhooks=desired["webhooks"])
+    updated: ValidatingWebhookConfiguration = {**existing, "webhooks": desired.get("webhooks", [])}
     api.replace(VALIDATING_WEBHOOKS, None, updated)
     return True

@@ -32,8 +32,9 @@ from kstrata.kube.api import (
     JSON,
     NAMESPACES,
     VALIDATING_WEBHOOKS,
-    KubeApi,
+    KubeClient,
 )
+from kstrata.payloads import Condition, ConfigProfile, OwnObject
 from kstrata.wellknown import (
     API_VERSION,
     CONFIG_PROFILE_KIND,
@@ -58,7 +59,7 @@ def check_environment_flag(environment: str, flag: str = "--env") -> None:
         )
 
 
-def spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | None]:
+def spec_lookup(api: KubeClient, namespace: str) -> Callable[[str], ProfileSpec | None]:
     """``spec.extends`` resolved through the API, each base read once."""
     cache: dict[str, ProfileSpec | None] = {}
 
@@ -71,10 +72,9 @@ def spec_lookup(api: KubeApi, namespace: str) -> Callable[[str], ProfileSpec | N
     return lookup
 
 
-def namespace_labels(api: KubeApi, namespace: str) -> dict[str, str]:
+def namespace_labels(api: KubeClient, namespace: str) -> dict[str, str]:
     found = api.get_or_none(NAMESPACES, None, namespace)
-    labels: dict[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
-    return labels
+    return ((found or {}).get("metadata") or {}).get("labels") or {}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class ProfileSummary:
     generation: int | None = None
     observed_generation: int | None = None
     #: The object as read (managedFields dropped, as kubectl shows it), for ``-o yaml``.
-    obj: JSON = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    obj: OwnObject = dataclasses.field(default_factory=ConfigProfile, compare=False, repr=False)
 
     @property
     def stale(self) -> bool:
@@ -138,16 +138,14 @@ def int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def ready_condition_of(obj: JSON) -> JSON:
+def ready_condition_of(obj: OwnObject) -> Condition:
     """The Ready condition of ``obj``'s status ({} when there is none yet)."""
     conditions = (obj.get("status") or {}).get("conditions") or []
-    found = next(
-        (c for c in conditions if isinstance(c, dict) and c.get("type") == READY_CONDITION), {}
-    )
-    return dict(found)
+    found = next((c for c in conditions if c.get("type") == READY_CONDITION), Condition())
+    return found.copy()
 
 
-def summary(obj: JSON, kind: str = CONFIG_PROFILE_KIND) -> ProfileSummary:
+def summary(obj: OwnObject, kind: str = CONFIG_PROFILE_KIND) -> ProfileSummary:
     """What the operator last reported about ``obj``, and whether that is stale."""
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -158,23 +156,36 @@ def summary(obj: JSON, kind: str = CONFIG_PROFILE_KIND) -> ProfileSummary:
         environment=status.get("environment") or None,
         revision=int_or_none(status.get("revision")),
         ready=str(ready.get("status") or "Unknown"),
-        config_map=status.get("configMapName") or status.get("secretName") or None,
+        config_map=_served_name(obj),
         created=meta.get("creationTimestamp") or None,
         kind=kind,
-        reason=str(ready["reason"]) if ready.get("reason") else None,
+        reason=ready.get("reason") or None,
         generation=int_or_none(meta.get("generation")),
         observed_generation=int_or_none(status.get("observedGeneration")),
-        obj={
-            **obj,
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
-        },
+        obj=_as_shown(obj, kind),
     )
 
 
+def _served_name(obj: OwnObject) -> str | None:
+    """The ConfigMap or Secret the operator reported serving ``obj`` as."""
+    status = obj.get("status") or {}
+    name = status.get("configMapName") or status.get("secretName")
+    return name if isinstance(name, str) and name else None
+
+
+def _as_shown(obj: OwnObject, kind: str) -> OwnObject:
+    """``obj`` as kubectl shows it: its kind and version filled in, no managedFields."""
+    shown = obj.copy()
+    meta = (obj.get("metadata") or {}).copy()
+    meta.pop("managedFields", None)
+    shown["apiVersion"] = API_VERSION
+    shown["kind"] = kind
+    shown["metadata"] = meta
+    return shown
+
+
 def known_environments(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     spec: ProfileSpec,
@@ -193,7 +204,7 @@ def known_environments(
     return sorted(names)
 
 
-def kstrata_webhooks(api: KubeApi) -> list[str]:
+def kstrata_webhooks(api: KubeClient) -> list[str]:
     """ValidatingWebhookConfigurations with a webhook for kstrata.dev resources, by name.
 
     Empty when none, or when the caller may not list them (no guessing).
@@ -212,7 +223,7 @@ def kstrata_webhooks(api: KubeApi) -> list[str]:
     return sorted(names)
 
 
-def explain_refused_write(api: KubeApi, error: TransientClusterError) -> TransientClusterError:
+def explain_refused_write(api: KubeClient, error: TransientClusterError) -> TransientClusterError:
     """A write the API server failed (its own message kept), with the next step if known.
 
     The API server reports an admission webhook it could not call as a

@@ -11,7 +11,7 @@ diff model) is ``kstrata.app.history_toolkit``.
 Boundary: revision snapshots are read through
 :class:`kstrata.app.revisions.RevisionStore` (the operator writes them; this
 module never does); the live resources through
-:class:`kstrata.kube.api.KubeApi`; rendering, environment choice and the
+:class:`kstrata.kube.api.KubeClient`; rendering, environment choice and the
 sealed spec come from :mod:`kstrata.domain`, never re-implemented here.
 
 Promises:
@@ -74,7 +74,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import read_bounded
-from kstrata.kube.api import JSON, KubeApi
+from kstrata.kube.api import JSON, KubeClient
 from kstrata.wellknown import (
     API_VERSION,
     CONFIG_PROFILE_KIND,
@@ -130,7 +130,7 @@ class History:
 
 
 def revision_history(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     *,
@@ -196,7 +196,7 @@ class DiffRequest:
 
 
 def compute_diff(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str | None,
     default_namespace: str,
     request: DiffRequest,
@@ -228,7 +228,7 @@ def compute_diff(
 
 
 def _diff_revisions(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     kind: str | None,
@@ -261,7 +261,7 @@ def _diff_revisions(
 
 
 def _diff_environments(
-    api: KubeApi, namespace: str, name: str, kind: str | None, *, envs: tuple[str, str]
+    api: KubeClient, namespace: str, name: str, kind: str | None, *, envs: tuple[str, str]
 ) -> Diff:
     old_env, new_env = envs
     found_kind, obj = find_resource(api, namespace, name, kind)
@@ -293,7 +293,8 @@ class _FileResource:
 
 @functools.cache
 def _spec_schema(kind: Kind) -> JSON:
-    crd = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
+    # JSON (Any) only to walk the generated CRD; domain.crds types it as JSONObject.
+    crd: JSON = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
     schema: JSON = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return schema
 
@@ -360,7 +361,7 @@ def _read_resource_file(path: Path) -> _FileResource:
     return _FileResource(kind, name, namespace, defaulted)
 
 
-def _diff_file(api: KubeApi, namespace: str | None, default_namespace: str, path: Path) -> Diff:
+def _diff_file(api: KubeClient, namespace: str | None, default_namespace: str, path: Path) -> Diff:
     resource = _read_resource_file(path)
     if namespace and resource.namespace and namespace != resource.namespace:
         raise UsageError(f"{path} is for namespace {resource.namespace}, but -n names {namespace}")

@@ -35,7 +35,8 @@ from kstrata.errors import (
     NotFoundError,
     UsageError,
 )
-from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, JSON, SEALED_SECRETS, KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, CONFIG_PROFILES, SEALED_SECRETS, KubeClient, Resource
+from kstrata.payloads import KubeObject, OwnObject
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     REVISION_ANNOTATION,
@@ -53,7 +54,7 @@ Kind = OwnKind
 KIND_FLAGS: Final[dict[str, Kind]] = {"profile": CONFIG_PROFILE_KIND, "secret": SEALED_SECRET_KIND}
 
 
-RESOURCES: Final[dict[Kind, Resource]] = {
+RESOURCES: Final[dict[Kind, Resource[OwnObject]]] = {
     CONFIG_PROFILE_KIND: CONFIG_PROFILES,
     SEALED_SECRET_KIND: SEALED_SECRETS,
 }
@@ -66,12 +67,12 @@ _ITEM_FIELDS: Final = frozenset({"encryptedData", "environments"})
 class RevisionSource(Protocol):
     """What this module needs of :class:`kstrata.app.revisions.RevisionStore`."""
 
-    def history(self, owner: JSON) -> list[Snapshot]: ...
+    def history(self, owner: KubeObject) -> list[Snapshot]: ...
 
-    def get(self, owner: JSON, number: int) -> Snapshot: ...
+    def get(self, owner: KubeObject, number: int) -> Snapshot: ...
 
 
-def revision_source(api: KubeApi, store: RevisionSource | None) -> RevisionSource:
+def revision_source(api: KubeClient, store: RevisionSource | None) -> RevisionSource:
     if store is not None:
         return store
     from kstrata.app.revisions import RevisionStore
@@ -90,7 +91,9 @@ def _kind_flag(kind: str | None) -> Kind | None:
     raise UsageError(f"--kind: expected one of {', '.join(KIND_FLAGS)}")
 
 
-def find_resource(api: KubeApi, namespace: str, name: str, kind: str | None) -> tuple[Kind, JSON]:
+def find_resource(
+    api: KubeClient, namespace: str, name: str, kind: str | None
+) -> tuple[Kind, OwnObject]:
     """The live ConfigProfile or SealedSecret ``name``: the one ``kind`` says, else either.
 
     Without ``kind`` a name both kinds use is ambiguous: ``UsageError`` asks
@@ -119,7 +122,7 @@ def find_resource(api: KubeApi, namespace: str, name: str, kind: str | None) -> 
     return found[0]
 
 
-def current_revision(obj: JSON) -> int | None:
+def current_revision(obj: OwnObject) -> int | None:
     """The revision the operator last reported: ``status.revision``, else the annotation."""
     number = parse_revision((obj.get("status") or {}).get("revision"))
     if not number:
@@ -128,7 +131,7 @@ def current_revision(obj: JSON) -> int | None:
     return number or None
 
 
-def status_is_current(obj: JSON) -> bool:
+def status_is_current(obj: OwnObject) -> bool:
     """Whether the status describes the spec as it is now (the operator has caught up)."""
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation")
@@ -246,26 +249,26 @@ def snapshot_sealed(snapshot: Snapshot) -> SealedSide:
     return sealed_side(snapshot.spec, snapshot.environment, snapshot.fingerprints)
 
 
-def _live_fingerprints(obj: JSON) -> dict[str, str]:
+def _live_fingerprints(obj: OwnObject) -> dict[str, str]:
     """Fingerprints in status, trusted only while the status describes the current spec."""
     if not status_is_current(obj):
         return {}
     items = (obj.get("status") or {}).get("items") or []
     return {
         str(item["key"]): str(item["fingerprint"])
-        for item in items
+        for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict) and item.get("key") and item.get("fingerprint")
     }
 
 
-def live_sealed(obj: JSON, environment: str) -> SealedSide:
+def live_sealed(obj: OwnObject, environment: str) -> SealedSide:
     status_environment = (obj.get("status") or {}).get("environment")
     fingerprints = _live_fingerprints(obj) if environment == status_environment else {}
     return sealed_side(obj.get("spec") or {}, environment, fingerprints)
 
 
 def operator_environment(
-    api: KubeApi, namespace: str, spec_environment: str | None, live: JSON | None
+    api: KubeClient, namespace: str, spec_environment: str | None, live: OwnObject | None
 ) -> str:
     """The environment the operator would render ``spec_environment``'s resource for.
 
@@ -281,19 +284,21 @@ def operator_environment(
     return select_environment(spec_environment, labels, default).name
 
 
-def live_data(api: KubeApi, namespace: str, name: str, profile: JSON | None) -> dict[str, str]:
+def live_data(
+    api: KubeClient, namespace: str, name: str, profile: OwnObject | None
+) -> dict[str, str]:
     """The ConfigMap the live profile renders into, as it is now ({} when there is none)."""
     if profile is None:
         return {}
     config_map = (profile.get("status") or {}).get("configMapName")
     if not config_map:
-        output = (profile.get("spec") or {}).get("output") or {}
-        config_map = output.get("configMapName") or name
+        output = (profile.get("spec") or {}).get("output")
+        config_map = (output.get("configMapName") if isinstance(output, dict) else None) or name
     found = api.get_or_none(CONFIG_MAPS, namespace, str(config_map))
     return dict((found or {}).get("data") or {})
 
 
-def live_label(obj: JSON | None) -> str:
+def live_label(obj: OwnObject | None) -> str:
     if obj is None:
         return "not on the cluster"
     current = current_revision(obj)

@@ -7,7 +7,7 @@ formatting (tables, YAML) is the CLI's business.  ``import`` is its own use
 case (``kstrata.app.profile_import``); what these commands share with it and
 with ``history``/``diff``/``rollback`` is ``kstrata.app.command_toolkit``.
 
-Boundary: the cluster is reached only through :class:`kstrata.kube.api.KubeApi`;
+Boundary: the cluster is reached only through :class:`kstrata.kube.api.KubeClient`;
 merging, rendering, document loading, reading a served file back
 (:mod:`kstrata.domain.readback`), environment choice and schema checks come
 from :mod:`kstrata.domain`, never re-implemented here.
@@ -80,10 +80,11 @@ from kstrata.errors import (
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
-    JSON,
     SEALED_SECRETS,
-    KubeApi,
+    KubeClient,
+    Resource,
 )
+from kstrata.payloads import ConfigProfile, OwnObject
 from kstrata.wellknown import (
     API_VERSION,
     CHANGE_CAUSE_ANNOTATION,
@@ -120,7 +121,7 @@ def parse_key_path(text: str) -> tuple[str, ...]:
 
 
 def list_profiles(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str | None,
     *,
     sealed_secrets: bool = False,
@@ -137,7 +138,7 @@ def list_profiles(
     """
     if namespace is not None:
         check_name(namespace, "the namespace")
-    kinds = [(CONFIG_PROFILE_KIND, CONFIG_PROFILES)]
+    kinds: list[tuple[str, Resource[OwnObject]]] = [(CONFIG_PROFILE_KIND, CONFIG_PROFILES)]
     if sealed_secrets:
         kinds.append((SEALED_SECRET_KIND, SEALED_SECRETS))
     rows: list[ProfileSummary] = []
@@ -214,7 +215,7 @@ def _select(value: JSONValue, key: tuple[str, ...], shown: str, what: str) -> JS
     return current
 
 
-def get_profile(api: KubeApi, namespace: str, name: str) -> JSON:
+def get_profile(api: KubeClient, namespace: str, name: str) -> ConfigProfile:
     """The ConfigProfile, or a ``NotFoundError`` that names the likely next step.
 
     A SealedSecret of that name is said to be one; otherwise the hint is the
@@ -236,7 +237,9 @@ def get_profile(api: KubeApi, namespace: str, name: str) -> JSON:
     )
 
 
-def _served_config(api: KubeApi, namespace: str, config_map: str, spec: ProfileSpec) -> JSONValue:
+def _served_config(
+    api: KubeClient, namespace: str, config_map: str, spec: ProfileSpec
+) -> JSONValue:
     """The configuration in the ConfigMap the operator wrote, read back from its file.
 
     ``None`` when the ConfigMap is gone or holds no file kstrata can read back.
@@ -271,7 +274,7 @@ def _why_not_served(state: ProfileSummary, spec_problem: str | None) -> str:
 
 
 def _environment_for_get(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     spec: ProfileSpec,
@@ -341,7 +344,7 @@ def _spec_notes(
 
 
 def get_effective_config(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     *,
@@ -463,7 +466,7 @@ class SetResult:
     name: str
     #: The profile as it now reads (or would, with ``dry_run``): apiVersion, kind,
     #: name, namespace, the change-cause annotation and the whole spec.
-    manifest: JSON
+    manifest: ConfigProfile
     change_cause: str
     #: False when every value was already set: nothing needed writing.
     changed: bool
@@ -477,7 +480,7 @@ POLL_INTERVAL: Final = 0.2
 
 
 def await_operator(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     *,
@@ -590,7 +593,7 @@ def _edited_spec(
 
 
 def _check_profile(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     spec_value: JSONObject,
@@ -646,10 +649,10 @@ def _closest_path(configs: Sequence[JSONValue], path: tuple[str, ...]) -> str:
 
 
 def _check_known(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
-    profile: JSON,
+    profile: ConfigProfile,
     *,
     assignments: Sequence[Assignment],
     environment: str | None,
@@ -690,14 +693,14 @@ def _check_known(
         )
 
 
-def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
+def _manifest_view(profile: ConfigProfile, spec: JSONObject, cause: str) -> ConfigProfile:
     meta = profile.get("metadata") or {}
     return {
         "apiVersion": API_VERSION,
         "kind": CONFIG_PROFILE_KIND,
         "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
+            "name": meta.get("name", ""),
+            "namespace": meta.get("namespace", ""),
             "annotations": {CHANGE_CAUSE_ANNOTATION: cause},
         },
         "spec": spec,
@@ -705,7 +708,7 @@ def _manifest_view(profile: JSON, spec: JSONObject, cause: str) -> JSON:
 
 
 def set_values(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     assignments: Sequence[str],
@@ -780,9 +783,9 @@ def set_values(
         view = _manifest_view(profile, spec, cause)
         if dry_run or not changed:
             return SetResult(namespace, name, view, cause, changed=changed, written=False)
-        meta = dict(profile["metadata"])
+        meta = profile["metadata"].copy()
         meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE_ANNOTATION: cause}
-        body = {**profile, "metadata": meta, "spec": spec}
+        body: ConfigProfile = {**profile, "metadata": meta, "spec": spec}
         try:
             written = api.replace(CONFIG_PROFILES, namespace, body, dry_run=server_dry_run)
         except TransientClusterError as error:

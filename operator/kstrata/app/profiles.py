@@ -63,12 +63,12 @@ from kstrata.errors import (
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
-    JSON,
     NAMESPACES,
-    KubeApi,
+    KubeClient,
     owner_reference,
     post_event,
 )
+from kstrata.payloads import ConfigMap, ConfigProfile, ObjectMeta, ProfileStatus
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
@@ -98,11 +98,11 @@ class ProfileOutcome:
 
 
 class ProfileReconciler:
-    """Renders ConfigProfiles into ConfigMaps through one ``KubeApi``."""
+    """Renders ConfigProfiles into ConfigMaps through one ``KubeClient``."""
 
     def __init__(
         self,
-        api: KubeApi,
+        api: KubeClient,
         settings: Settings,
         namespace_labels: Callable[[str], dict[str, str] | None] | None = None,
     ) -> None:
@@ -115,8 +115,7 @@ class ProfileReconciler:
 
     def _read_namespace_labels(self, namespace: str) -> dict[str, str] | None:
         found = self.api.get_or_none(NAMESPACES, None, namespace)
-        labels: dict[str, str] | None = ((found or {}).get("metadata") or {}).get("labels")
-        return labels
+        return ((found or {}).get("metadata") or {}).get("labels")
 
     def _lookup(self, namespace: str) -> Callable[[str], ProfileSpec | None]:
         cache: dict[str, ProfileSpec | None] = {}
@@ -136,23 +135,24 @@ class ProfileReconciler:
 
     def reconcile(
         self,
-        profile: JSON,
+        profile: ConfigProfile,
         *,
         annotate: Callable[[dict[str, str]], None] | None = None,
         status_reported: Callable[[int], None] | None = None,
     ) -> ProfileOutcome:
         """Render ``profile`` into its ConfigMap; ``annotate``: see ``RevisionStore.publish``.
 
-        ``status_reported(revision)`` is called as soon as the status says the
-        reconcile succeeded (before the index and the event are written), so
-        rollouts need not wait for them.
+        ``status_reported(revision)`` is called as soon as the ConfigMap serves
+        the revision (before the status, the index and the event are written),
+        so rollouts need not wait for those writes; the reload pass takes the
+        reported revision over a status it lists before the write lands.
         """
         with metrics.reconcile_measured(CONFIG_PROFILE_KIND):
             return self._reconcile(profile, annotate, status_reported)
 
     def _reconcile(
         self,
-        profile: JSON,
+        profile: ConfigProfile,
         annotate: Callable[[dict[str, str]], None] | None,
         status_reported: Callable[[int], None] | None,
     ) -> ProfileOutcome:
@@ -195,7 +195,7 @@ class ProfileReconciler:
             raise
 
         revision = settled.number
-        new_status = {
+        new_status: ProfileStatus = {
             "observedGeneration": meta.get("generation", 0),
             "environment": choice.name,
             "environmentSource": choice.source,
@@ -212,9 +212,13 @@ class ProfileReconciler:
             message=message,
             generation=meta.get("generation", 0),
         )
-        written_status = self._patch_status(profile, new_status)
+        # Report before the status write: what a rollout needs is the
+        # ConfigMap, and the status PATCH costs it a round trip (issue 18).
+        # Should the status write fail, kopf retries the reconcile, which
+        # settles on the same revision and reports it again.
         if status_reported is not None:
             status_reported(revision)
+        written_status = self._patch_status(profile, new_status)
         # The index after the status; from the status write's answer, whose
         # resourceVersion is current (an interruption here leaves an index
         # that lags, which the next reconcile completes).
@@ -244,11 +248,11 @@ class ProfileReconciler:
 
     def _settle_revision(
         self,
-        profile: JSON,
+        profile: ConfigProfile,
         spec: ProfileSpec,
         rendered: RenderedProfile,
         choice: EnvironmentChoice,
-        existing: JSON | None,
+        existing: ConfigMap | None,
     ) -> Settled:
         """Which revision the rendered output is; a new one is snapshotted first.
 
@@ -262,7 +266,7 @@ class ProfileReconciler:
         hints: list[tuple[int, str | None]] = []
         status_revision = parse_revision(status.get("revision"))
         if status_revision and status.get("renderedDigest"):
-            hints.append((status_revision, rendered_digest(str(status["renderedDigest"]))))
+            hints.append((status_revision, rendered_digest(status["renderedDigest"])))
         if existing is not None and is_ours(existing, meta["uid"]):
             label = parse_revision(
                 ((existing.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
@@ -289,7 +293,7 @@ class ProfileReconciler:
         )
 
     def _write_over_unexpected(
-        self, profile: JSON, rendered: RenderedProfile, settled: Settled
+        self, profile: ConfigProfile, rendered: RenderedProfile, settled: Settled
     ) -> bool:
         """The create met a ConfigMap already there: write over it only if it is ours.
 
@@ -309,7 +313,11 @@ class ProfileReconciler:
         return self._write_config_map(profile, rendered, existing, settled.number)
 
     def _write_config_map(
-        self, profile: JSON, rendered: RenderedProfile, existing: JSON | None, revision: int
+        self,
+        profile: ConfigProfile,
+        rendered: RenderedProfile,
+        existing: ConfigMap | None,
+        revision: int,
     ) -> bool:
         """Create or update the ConfigMap if anything differs; True if its data was written."""
         meta = profile["metadata"]
@@ -321,7 +329,7 @@ class ProfileReconciler:
         }
         owner = owner_reference(profile)
         if existing is None:
-            body = {
+            body: ConfigMap = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {
@@ -335,7 +343,7 @@ class ProfileReconciler:
             self.api.create(CONFIG_MAPS, meta["namespace"], body)
             return True
 
-        existing_meta = existing["metadata"]
+        existing_meta = existing.get("metadata") or {}
         labels = dict(existing_meta.get("labels") or {})
         refs = [
             r for r in existing_meta.get("ownerReferences") or [] if not r.get("controller")
@@ -347,20 +355,21 @@ class ProfileReconciler:
         if not needs_metadata and not needs_data:
             return False
         labels.update(desired_labels)
-        updated = dict(existing)
-        updated["metadata"] = dict(existing_meta, labels=labels, ownerReferences=refs)
-        updated["data"] = data
+        updated_meta: ObjectMeta = {**existing_meta, "labels": labels, "ownerReferences": refs}
+        updated: ConfigMap = {**existing, "metadata": updated_meta, "data": data}
         updated.pop("binaryData", None)
         # PUT with the resourceVersion we read: a concurrent writer makes this a
         # ConflictError, and the retry re-reads instead of overwriting blindly.
         self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
         return needs_data
 
-    def _patch_status(self, profile: JSON, new_status: JSON) -> JSON | None:
+    def _patch_status(
+        self, profile: ConfigProfile, new_status: ProfileStatus
+    ) -> ConfigProfile | None:
         return patch_status_if_changed(self.api, CONFIG_PROFILES, profile, new_status)
 
     def _record_failure(
-        self, profile: JSON, error: KstrataError, choice: EnvironmentChoice | None
+        self, profile: ConfigProfile, error: KstrataError, choice: EnvironmentChoice | None
     ) -> None:
         """Ready=False with the reason, a Warning event when the reason is new; no data write."""
         record_failure(self.api, CONFIG_PROFILES, profile, error, choice)

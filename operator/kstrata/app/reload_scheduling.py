@@ -26,7 +26,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -602,7 +602,7 @@ class ReloadTriggers:
 
 
 def status_reporter(
-    reconciled: SourceReconciled | None, kind: str, obj: JSON
+    reconciled: SourceReconciled | None, kind: str, obj: Mapping[str, Any]
 ) -> Callable[[int], None] | None:
     """What a reconciler calls with the revision its status now reports."""
     if reconciled is None:

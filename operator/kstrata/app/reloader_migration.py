@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from kstrata.domain import reload_annotations as ra
 from kstrata.domain.reload_decision import pod_template, referenced_objects
 from kstrata.errors import NotFoundError
-from kstrata.kube.api import CONFIG_MAPS, JSON, RELOADABLE, SECRETS, KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, RELOADABLE, SECRETS, KubeClient, P, Resource
+from kstrata.payloads import KubeObject, Workload
 from kstrata.wellknown import (
     RELOAD_ANNOTATION,
     RELOAD_IGNORE_ANNOTATION,
@@ -49,11 +50,11 @@ class MigrationReport:
     applied: bool
 
 
-def _annotations(obj: JSON) -> dict[str, str]:
+def _annotations(obj: KubeObject) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("annotations") or {})
 
 
-def _list(api: KubeApi, resource: Resource, namespace: str | None) -> list[JSON]:
+def _list(api: KubeClient, resource: Resource[P], namespace: str | None) -> list[P]:
     # A kind whose CRD is not installed (Argo Rollouts) has no workloads to migrate.
     try:
         return api.list(resource, namespace)
@@ -62,7 +63,7 @@ def _list(api: KubeApi, resource: Resource, namespace: str | None) -> list[JSON]
 
 
 def _matching(
-    workload: JSON, namespace: str, sources: dict[tuple[str, str, str], JSON]
+    workload: Workload, namespace: str, sources: dict[tuple[str, str, str], KubeObject]
 ) -> tuple[frozenset[str], frozenset[str]]:
     """Referenced ConfigMaps and Secrets that carry Reloader's ``match``."""
     config_maps, secrets = referenced_objects(pod_template(workload).get("spec") or {})
@@ -80,7 +81,7 @@ def _matching(
 
 
 def migrate_reloader(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str | None,
     *,
     apply: bool,
@@ -91,16 +92,16 @@ def migrate_reloader(
     ``progress`` hears about each object written (the CLI shows it on a terminal).
     """
     report = progress or (lambda _message: None)
-    sources: dict[tuple[str, str, str], JSON] = {}
-    for resource in (CONFIG_MAPS, SECRETS):
-        for obj in _list(api, resource, namespace):
-            meta = obj.get("metadata") or {}
-            annotations = _annotations(obj)
+    sources: dict[tuple[str, str, str], KubeObject] = {}
+    for source in (CONFIG_MAPS, SECRETS):
+        for found in _list(api, source, namespace):
+            meta = found.get("metadata") or {}
+            annotations = _annotations(found)
             if RELOADER_MATCH in annotations or RELOADER_IGNORE in annotations:
                 # Annotations only: a Secret's data is dropped at once.
-                sources[(resource.kind, meta["namespace"], meta["name"])] = {"metadata": meta}
+                sources[(source.kind, meta["namespace"], meta["name"])] = {"metadata": meta}
     workloads: list[ra.Migration] = []
-    writes: list[tuple[Resource, ra.Migration]] = []
+    writes: list[tuple[Resource[Workload], ra.Migration]] = []
     for resource in RELOADABLE:
         for obj in _list(api, resource, namespace):
             annotations = _annotations(obj)
@@ -118,16 +119,15 @@ def migrate_reloader(
             workloads.append(migration)
             writes.append((resource, migration))
     done_sources: list[SourceMigration] = []
-    for (kind, ns, name), obj in sorted(sources.items()):
-        annotations = _annotations(obj)
+    for (kind, ns, name), source_obj in sorted(sources.items()):
+        annotations = _annotations(source_obj)
         if not ra.source_ignored(annotations, reloader_compatible=True):
             continue
         already = ra.source_ignored(annotations, reloader_compatible=False)
         if apply and not already:
             report(f"writing {kind} {ns}/{name}")
-            resource = CONFIG_MAPS if kind == ra.CONFIG_MAP else SECRETS
-            patch: JSON = {"metadata": {"annotations": {RELOAD_IGNORE_ANNOTATION: "true"}}}
-            api.patch(resource, ns, name, patch)
+            patch = {"metadata": {"annotations": {RELOAD_IGNORE_ANNOTATION: "true"}}}
+            api.patch(CONFIG_MAPS if kind == ra.CONFIG_MAP else SECRETS, ns, name, patch)
         done_sources.append(SourceMigration(kind, ns, name, done=apply or already))
     if apply:
         for number, (resource, migration) in enumerate(writes, 1):

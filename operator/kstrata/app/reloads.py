@@ -90,7 +90,8 @@ from kstrata.kube.api import (
     SEALED_SECRETS,
     SECRETS,
     KubeApi,
-    Resource,
+    RawResource,
+    as_payload,
     post_event,
 )
 from kstrata.wellknown import (
@@ -232,7 +233,7 @@ class NamespaceState:
     """One read of a namespace: its workloads (with their resource) and its sources."""
 
     namespace: str
-    workloads: tuple[tuple[Resource, JSON], ...]
+    workloads: tuple[tuple[RawResource, JSON], ...]
     profiles: tuple[JSON, ...]
     sealed: tuple[JSON, ...]
     sources: Sources
@@ -243,7 +244,7 @@ class NamespaceState:
 
 @dataclass(frozen=True)
 class _Plan:
-    resource: Resource
+    resource: RawResource
     workload: JSON
     decision: Decision
     found: Mapping[str, tuple[str, str]]
@@ -275,7 +276,7 @@ class ReloadReconciler:
         self.workload_kinds = workload_kinds or (lambda _namespace: None)
 
     def _list_or_empty(
-        self, resource: Resource, namespace: str, label_selector: str | None = None
+        self, resource: RawResource, namespace: str, label_selector: str | None = None
     ) -> list[JSON]:
         # A CRD that is not installed (SealedSecrets in an older install) means "none".
         try:
@@ -332,7 +333,7 @@ class ReloadReconciler:
                 found[(kind, name)] = seen
             else:
                 unknown.append((kind, name))
-        resources = {CONFIG_MAP_KIND: CONFIG_MAPS, SECRET_KIND: SECRETS}
+        resources: dict[str, RawResource] = {CONFIG_MAP_KIND: CONFIG_MAPS, SECRET_KIND: SECRETS}
         read = _raise_first(
             self._each(lambda p: self.api.get_or_none(resources[p[0]], namespace, p[1]), unknown)
         )
@@ -383,7 +384,7 @@ class ReloadReconciler:
         kinds = [*resources, CONFIG_PROFILES, SEALED_SECRETS]
         lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
         profiles, sealed = lists[-2], lists[-1]
-        workloads: list[tuple[Resource, JSON]] = []
+        workloads: list[tuple[RawResource, JSON]] = []
         wanted: set[tuple[str, str]] = set()
         for resource, items in zip(resources, lists[: len(resources)], strict=True):
             for item in items:
@@ -408,7 +409,7 @@ class ReloadReconciler:
         the object cannot cause a write (see ``reconcile_namespace``).
         """
         by_kind = {r.kind: r for r in RELOADABLE}
-        found: list[tuple[Resource, JSON]] = []
+        found: list[tuple[RawResource, JSON]] = []
         wanted: set[tuple[str, str]] = set()
         for kind, body in workloads:
             if (resource := by_kind.get(kind)) is None:
@@ -588,7 +589,7 @@ class ReloadReconciler:
         )
         post_event(
             self.api,
-            plan.workload,
+            as_payload(plan.resource, plan.workload),
             type_="Normal",
             reason=ROLLING_RESTART_REASON,
             message=f"kstrata rolling restart for new revisions: {what} ({plan.decision.desired})",
@@ -597,7 +598,7 @@ class ReloadReconciler:
 
     def _write_status(
         self,
-        resource: Resource,
+        resource: RawResource,
         source: JSON,
         statuses: Mapping[tuple[str, str], list[WorkloadStatus]],
     ) -> str:

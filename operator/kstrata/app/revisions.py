@@ -107,7 +107,8 @@ from kstrata.domain.revisions import (
     revision_object_name,
 )
 from kstrata.errors import ConflictError, DocumentError, RevisionNotFoundError
-from kstrata.kube.api import CONTROLLER_REVISIONS, JSON, KubeApi, Resource, owner_reference
+from kstrata.kube.api import CONTROLLER_REVISIONS, KubeClient, Resource, owner_reference
+from kstrata.payloads import ControllerRevision, KubeObject, ObjectMeta
 from kstrata.wellknown import (
     HISTORY_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -147,32 +148,31 @@ class Settled:
         return dict(index[0].annotations) if index else None
 
 
-def _meta(obj: JSON) -> JSON:
-    meta: JSON = obj.get("metadata") or {}
-    return meta
+def _meta(obj: KubeObject) -> ObjectMeta:
+    return obj.get("metadata") or {}
 
 
-def _annotations(obj: JSON) -> dict[str, str]:
+def _annotations(obj: KubeObject) -> dict[str, str]:
     return dict(_meta(obj).get("annotations") or {})
 
 
-def owner_selector(owner: JSON) -> str:
+def owner_selector(owner: KubeObject) -> str:
     return f"{OWNER_UID_LABEL}={_meta(owner)['uid']}"
 
 
-def _number_of(revision: JSON) -> int:
+def _number_of(revision: ControllerRevision) -> int:
     return parse_revision(revision.get("revision"))
 
 
 class RevisionStore:
     """Snapshots of one resource's revisions, as ControllerRevisions in its namespace."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self.api = api
 
     # --- reading (also used by the CLI) ----------------------------------
 
-    def _owned(self, owner: JSON) -> dict[int, JSON]:
+    def _owned(self, owner: KubeObject) -> dict[int, ControllerRevision]:
         """This owner's ControllerRevisions by number (one list call)."""
         meta = _meta(owner)
         found = self.api.list(
@@ -180,7 +180,7 @@ class RevisionStore:
         )
         return {_number_of(item): item for item in found if _number_of(item) > 0}
 
-    def history(self, owner: JSON) -> list[Snapshot]:
+    def history(self, owner: KubeObject) -> list[Snapshot]:
         """Every retained snapshot, oldest first; unreadable ones are skipped (and logged)."""
         snapshots: list[Snapshot] = []
         for number, item in sorted(self._owned(owner).items()):
@@ -197,7 +197,7 @@ class RevisionStore:
                 )
         return snapshots
 
-    def _get_object(self, owner: JSON, number: int) -> JSON | None:
+    def _get_object(self, owner: KubeObject, number: int) -> ControllerRevision | None:
         meta = _meta(owner)
         name = revision_object_name(str(owner.get("kind")), meta["name"], number)
         found = self.api.get_or_none(CONTROLLER_REVISIONS, meta["namespace"], name)
@@ -207,7 +207,7 @@ class RevisionStore:
             return None
         return found
 
-    def get(self, owner: JSON, number: int) -> Snapshot:
+    def get(self, owner: KubeObject, number: int) -> Snapshot:
         """Revision ``number``; ``RevisionNotFoundError`` if it is not retained."""
         found = self._get_object(owner, number)
         if found is None:
@@ -221,7 +221,7 @@ class RevisionStore:
 
     # --- writing (the reconcilers) ----------------------------------------
 
-    def _body(self, owner: JSON, snapshot: Snapshot) -> JSON:
+    def _body(self, owner: KubeObject, snapshot: Snapshot) -> ControllerRevision:
         meta = _meta(owner)
         return {
             "apiVersion": "apps/v1",
@@ -240,12 +240,12 @@ class RevisionStore:
             "data": encode_snapshot(snapshot),
         }
 
-    def _create(self, owner: JSON, snapshot: Snapshot) -> None:
+    def _create(self, owner: KubeObject, snapshot: Snapshot) -> None:
         """Create the ControllerRevision of ``snapshot``; ``ConflictError`` if the name is taken."""
         body = self._body(owner, snapshot)  # encodes first: too large raises before any write
         self.api.create(CONTROLLER_REVISIONS, _meta(owner)["namespace"], body)
 
-    def record(self, owner: JSON, snapshot: Snapshot) -> Snapshot:
+    def record(self, owner: KubeObject, snapshot: Snapshot) -> Snapshot:
         """Store ``snapshot``; idempotent by name.  Returns what is stored under that number.
 
         An existing revision with the same digest is returned as is (its
@@ -262,7 +262,7 @@ class RevisionStore:
             raise
         return snapshot
 
-    def prune(self, owner: JSON, numbers: Iterable[int]) -> None:
+    def prune(self, owner: KubeObject, numbers: Iterable[int]) -> None:
         meta = _meta(owner)
         for number in sorted(numbers):
             name = revision_object_name(str(owner.get("kind")), meta["name"], number)
@@ -270,7 +270,7 @@ class RevisionStore:
 
     def settle(
         self,
-        owner: JSON,
+        owner: KubeObject,
         digest: str,
         build: SnapshotBuilder,
         *,
@@ -317,7 +317,7 @@ class RevisionStore:
         raise ConflictError("the stored revisions kept changing while deciding the next one")
 
     def _run_before_serving(
-        self, owner: JSON, plan: RevisionPlan, build: SnapshotBuilder
+        self, owner: KubeObject, plan: RevisionPlan, build: SnapshotBuilder
     ) -> dict[int, object | None] | None:
         """Store what ``plan`` stores; a name found taken is returned (number -> what is there)."""
         for step in plan.steps:
@@ -334,8 +334,8 @@ class RevisionStore:
 
     def publish(
         self,
-        resource: Resource,
-        owner: JSON,
+        resource: Resource[KubeObject],
+        owner: KubeObject,
         settled: Settled,
         *,
         annotate: Callable[[dict[str, str]], None] | None = None,
@@ -373,8 +373,8 @@ class RevisionStore:
 
     def _write_index(
         self,
-        resource: Resource,
-        owner: JSON,
+        resource: Resource[KubeObject],
+        owner: KubeObject,
         step: WriteIndex,
         annotate: Callable[[dict[str, str]], None] | None,
     ) -> bool:
@@ -395,9 +395,11 @@ class RevisionStore:
             self._patch_index(resource, fresh, step.annotations)
         return True
 
-    def _patch_index(self, resource: Resource, owner: JSON, annotations: Mapping[str, str]) -> None:
+    def _patch_index(
+        self, resource: Resource[KubeObject], owner: KubeObject, annotations: Mapping[str, str]
+    ) -> None:
         meta = _meta(owner)
-        patch: JSON = {
+        patch = {
             "metadata": {
                 "resourceVersion": meta.get("resourceVersion"),
                 "annotations": dict(annotations),

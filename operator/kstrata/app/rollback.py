@@ -44,7 +44,8 @@ from kstrata.errors import (
     TransientClusterError,
     UsageError,
 )
-from kstrata.kube.api import JSON, KubeApi
+from kstrata.kube.api import KubeClient
+from kstrata.payloads import Condition, Opaque, OwnObject
 from kstrata.wellknown import (
     API_VERSION,
     CHANGE_CAUSE_ANNOTATION,
@@ -92,7 +93,7 @@ class RollbackResult:
     #: The revision current before the rollback.
     previous: int | None
     #: The restored resource: what ``-o yaml`` prints for GitOps users to commit.
-    manifest: JSON
+    manifest: OwnObject
     #: Live state against the restored one.
     diff: Diff
     #: False when the live spec already is revision ``target``'s.
@@ -110,14 +111,16 @@ def rollback_cause(number: int) -> str:
     return f"rollback to {number}"
 
 
-def _restored_manifest(kind: Kind, obj: JSON, spec: JSON, number: int) -> JSON:
+def _restored_manifest(
+    kind: Kind, obj: OwnObject, spec: dict[str, Opaque], number: int
+) -> OwnObject:
     meta = obj.get("metadata") or {}
     return {
         "apiVersion": API_VERSION,
         "kind": kind,
         "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
+            "name": meta.get("name", ""),
+            "namespace": meta.get("namespace", ""),
             "annotations": {CHANGE_CAUSE_ANNOTATION: rollback_cause(number)},
         },
         "spec": spec,
@@ -135,7 +138,7 @@ def _rendered_now(
 
 
 def _profile_rollback_diff(
-    api: KubeApi, namespace: str, name: str, obj: JSON, target: Snapshot
+    api: KubeClient, namespace: str, name: str, obj: OwnObject, target: Snapshot
 ) -> tuple[ConfigDiff, tuple[str, ...]]:
     spec = parse_profile_spec(target.spec)
     environment = operator_environment(api, namespace, spec.environment, obj)
@@ -165,7 +168,7 @@ def _profile_rollback_diff(
 
 
 def _sealed_rollback_diff(
-    api: KubeApi, namespace: str, name: str, obj: JSON, target: Snapshot
+    api: KubeClient, namespace: str, name: str, obj: OwnObject, target: Snapshot
 ) -> SecretDiff:
     live_spec = parse_sealed_spec(obj.get("spec") or {})
     live_env = operator_environment(api, namespace, live_spec.environment, obj)
@@ -189,7 +192,7 @@ def _sealed_rollback_diff(
 
 
 def _default_target(
-    kind: Kind, namespace: str, name: str, obj: JSON, *, current: int, source: RevisionSource
+    kind: Kind, namespace: str, name: str, obj: OwnObject, *, current: int, source: RevisionSource
 ) -> tuple[int, str]:
     """The last good revision: the one serving if the spec is not, else the one before it.
 
@@ -215,7 +218,7 @@ def _default_target(
 
 
 def rollback(
-    api: KubeApi,
+    api: KubeClient,
     namespace: str,
     name: str,
     *,
@@ -285,12 +288,14 @@ def rollback(
     )
     if not write or not changed:
         return result
-    meta = dict(obj["metadata"])
+    meta = obj["metadata"].copy()
     meta["annotations"] = {
         **(meta.get("annotations") or {}),
         CHANGE_CAUSE_ANNOTATION: rollback_cause(target.number),
     }
-    body = {**obj, "metadata": meta, "spec": target.spec}
+    body = obj.copy()
+    body["metadata"] = meta
+    body["spec"] = target.spec
     body.pop("status", None)
     resource = RESOURCES[found_kind]
     try:
@@ -336,7 +341,7 @@ def rollback(
 
 
 def _await_operator(
-    api: KubeApi,
+    api: KubeClient,
     kind: Kind,
     namespace: str,
     name: str,
@@ -376,12 +381,8 @@ def _await_operator(
             )
         sleep(POLL_INTERVAL)
     ready = next(
-        (
-            c
-            for c in status.get("conditions") or []
-            if isinstance(c, dict) and c.get("type") == READY_CONDITION
-        ),
-        {},
+        (c for c in status.get("conditions") or [] if c.get("type") == READY_CONDITION),
+        Condition(),
     )
     if ready.get("status") != "True":
         raise KstrataError(

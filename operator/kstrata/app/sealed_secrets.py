@@ -57,7 +57,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 from kstrata import metrics
 from kstrata.app.revisions import RevisionStore, Settled, history_limit
@@ -99,13 +99,20 @@ from kstrata.errors import (
     UnsealError,
 )
 from kstrata.kube.api import (
-    JSON,
     NAMESPACES,
     SEALED_SECRETS,
     SECRETS,
-    KubeApi,
+    KubeClient,
     owner_reference,
     post_event,
+)
+from kstrata.payloads import (
+    ObjectMeta,
+    OwnerReference,
+    SealedItemStatus,
+    SealedSecret,
+    SealedSecretStatus,
+    Secret,
 )
 from kstrata.settings import Settings
 from kstrata.wellknown import (
@@ -124,6 +131,10 @@ from kstrata.wellknown import (
 
 logger = logging.getLogger(__name__)
 
+ServerSetField: TypeAlias = Literal[
+    "uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink"
+]
+
 #: The label selector of the operator's (kopf's) Secret watch: the Secrets kstrata
 #: manages, and those labelled to be adopted (adopting one means kstrata manages it).
 MANAGED_SECRETS_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGER}"
@@ -133,8 +144,13 @@ KEY_MISSING: Final = UnknownKeyError.reason
 _SECRET_IN_THE_WAY: Final = frozenset({OwnershipError.reason, FORBIDDEN_SECRET_TYPE_REASON})
 _RETRIED_ON_EVENTS: Final = _SECRET_IN_THE_WAY | {KEY_MISSING}
 #: Metadata the API server sets; dropped when a Secret is created again from a copy.
-_SERVER_SET_METADATA: Final = frozenset(
-    {"uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink"}
+_SERVER_SET_METADATA: Final[tuple[ServerSetField, ...]] = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
 )
 #: kubectl's copy of what it last applied: for a Secret made with ``kubectl apply``
 #: it holds the values in clear (``stringData``) or base64 (``data``).  Never kept
@@ -156,8 +172,9 @@ class SealedOutcome:
     new_revision: bool = False
 
 
-def _template_data(sealed: JSON) -> object:
-    return ((sealed.get("spec") or {}).get("template") or {}).get("data")
+def _template_data(sealed: SealedSecret) -> object:
+    template = (sealed.get("spec") or {}).get("template")
+    return template.get("data") if isinstance(template, dict) else None
 
 
 @dataclass(frozen=True)
@@ -257,13 +274,13 @@ def unseal_failure(failures: list[ItemFailure], *, total: int) -> SealingError:
     return UnknownKeyError(message)
 
 
-def secret_adoptable(secret: JSON) -> bool:
+def secret_adoptable(secret: Secret) -> bool:
     """Whether a Secret asks to be adopted: it carries the label the operator's watch selects."""
     labels = (secret.get("metadata") or {}).get("labels") or {}
     return labels.get(MANAGED_BY_LABEL) == MANAGER
 
 
-def _check_existing(existing: JSON | None, owner_uid: str, name: str) -> None:
+def _check_existing(existing: Secret | None, owner_uid: str, name: str) -> None:
     """Refuse a Secret that is not ours (unless labelled for adoption) or of a type we never write.
 
     The ``kstrata.dev/adopt`` annotation that adopts a ConfigMap does not adopt a
@@ -290,7 +307,7 @@ def label_value(name: str) -> str:
     return f"{name[: _LABEL_VALUE_MAX - 11].rstrip('.-_')}-{digest}"
 
 
-def _decoded(secret: JSON) -> dict[str, bytes] | None:
+def _decoded(secret: Secret) -> dict[str, bytes] | None:
     """The Secret's data as bytes, or None if it cannot be decoded (then it differs)."""
     try:
         return {
@@ -305,16 +322,16 @@ def _encoded(data: Mapping[str, bytes]) -> dict[str, str]:
 
 
 def _secret_body(
-    sealed: JSON,
+    sealed: SealedSecret,
     template: SecretShape,
     plaintext: Mapping[str, bytes],
     *,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
-    refs: list[JSON] | None = None,
-) -> JSON:
+    refs: list[OwnerReference] | None = None,
+) -> Secret:
     meta = sealed["metadata"]
-    body: JSON = {
+    body: Secret = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
@@ -353,7 +370,7 @@ class SealedSecretReconciler:
 
     def __init__(
         self,
-        api: KubeApi,
+        api: KubeClient,
         settings: Settings,
         keys: KeyStore | None = None,
     ) -> None:
@@ -416,7 +433,7 @@ class SealedSecretReconciler:
 
     def reconcile(
         self,
-        sealed: JSON,
+        sealed: SealedSecret,
         namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
         keys: SealingKeys | None = None,
         *,
@@ -439,7 +456,7 @@ class SealedSecretReconciler:
 
     def _reconcile(
         self,
-        sealed: JSON,
+        sealed: SealedSecret,
         namespace_labels: Callable[[str], Mapping[str, str] | None],
         keys: SealingKeys | None,
         annotate: Callable[[dict[str, str]], None] | None,
@@ -500,13 +517,13 @@ class SealedSecretReconciler:
             f"for environment {choice.name}"
         )
         status = sealed.get("status") or {}
-        new_status: JSON = {
+        new_status: SealedSecretStatus = {
             "observedGeneration": generation,
             "environment": choice.name,
             "environmentSource": choice.source,
             "revision": revision,
             "secretName": name,
-            "keyIds": sorted({item["keyId"] for item in items}),
+            "keyIds": sorted({item.get("keyId", "") for item in items}),
             "items": items,
         }
         new_status["conditions"] = ready_condition(
@@ -558,12 +575,12 @@ class SealedSecretReconciler:
 
     def _write(
         self,
-        sealed: JSON,
+        sealed: SealedSecret,
         *,
         template: SecretShape,
         plaintext: Mapping[str, bytes],
         digest: str,
-        existing: JSON | None,
+        existing: Secret | None,
         settled: Settled,
     ) -> bool:
         """``_write_secret`` with the API server's refusals cleaned.
@@ -572,7 +589,7 @@ class SealedSecretReconciler:
         may refuse it in our own words, and writes again over what it read.
         """
 
-        def write(current: JSON | None) -> bool:
+        def write(current: Secret | None) -> bool:
             try:
                 return self._write_secret(
                     sealed, template, plaintext, digest, current, revision=settled.number
@@ -588,7 +605,7 @@ class SealedSecretReconciler:
             pass  # outside the handler: nothing of the 409 is chained to what follows
         return write(self._read_unexpected(sealed, settled))
 
-    def _read_unexpected(self, sealed: JSON, settled: Settled) -> JSON | None:
+    def _read_unexpected(self, sealed: SealedSecret, settled: Settled) -> Secret | None:
         """The create met a Secret already there: read it, and refuse it unless it is ours.
 
         If it is refused, the revision snapshot just recorded for this content
@@ -613,12 +630,12 @@ class SealedSecretReconciler:
         *,
         namespace: str,
         name: str,
-    ) -> list[JSON]:
+    ) -> list[SealedItemStatus]:
         """Per item: key, key id and (with a fingerprint key) the keyed fingerprint."""
         items = []
         for key, token in tokens.items():
             # The key that opened it (a multi-recipient token names other clusters' too).
-            item: JSON = {"key": key, "keyId": keys.ring.key_id_for(token)}
+            item: SealedItemStatus = {"key": key, "keyId": keys.ring.key_id_for(token)}
             if keys.fingerprint_key is not None:
                 item["fingerprint"] = fingerprint(
                     keys.fingerprint_key,
@@ -632,11 +649,11 @@ class SealedSecretReconciler:
 
     def _settle_revision(
         self,
-        sealed: JSON,
+        sealed: SealedSecret,
         choice: EnvironmentChoice,
         digest: str,
-        items: list[JSON],
-        existing: JSON | None,
+        items: list[SealedItemStatus],
+        existing: Secret | None,
     ) -> Settled:
         """Which revision the sealed tokens in effect are; a new one is snapshotted first.
 
@@ -655,7 +672,9 @@ class SealedSecretReconciler:
                 hints.append((label, sealed_digest))
         hints.append((parse_revision((sealed.get("status") or {}).get("revision")), None))
         fingerprints = {
-            str(item["key"]): str(item["fingerprint"]) for item in items if "fingerprint" in item
+            item["key"]: item["fingerprint"]
+            for item in items
+            if "key" in item and "fingerprint" in item
         }
 
         def build(number: int, cause: str) -> Snapshot:
@@ -676,11 +695,11 @@ class SealedSecretReconciler:
 
     def _write_secret(
         self,
-        sealed: JSON,
+        sealed: SealedSecret,
         template: SecretShape,
         plaintext: Mapping[str, bytes],
         digest: str,
-        existing: JSON | None,
+        existing: Secret | None,
         *,
         revision: int,
     ) -> bool:
@@ -688,7 +707,7 @@ class SealedSecretReconciler:
         meta = sealed["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         ours = existing is not None and is_ours(existing, uid)
-        existing_meta: JSON = (existing or {}).get("metadata") or {}
+        existing_meta: ObjectMeta = (existing or {}).get("metadata") or {}
 
         desired_labels = {
             **template.labels,
@@ -743,11 +762,16 @@ class SealedSecretReconciler:
             self._replace_secret(existing, body)
             return True
 
-        updated = dict(existing)
-        updated["metadata"] = dict(
-            existing_meta, labels=labels, annotations=annotations, ownerReferences=refs
-        )
-        updated["data"] = _encoded(plaintext)
+        updated: Secret = {
+            **existing,
+            "metadata": {
+                **existing_meta,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": refs,
+            },
+            "data": _encoded(plaintext),
+        }
         if template.immutable:
             updated["immutable"] = True
         else:
@@ -757,7 +781,7 @@ class SealedSecretReconciler:
         self.api.replace(SECRETS, namespace, updated)
         return True
 
-    def _replace_secret(self, existing: JSON, body: JSON) -> None:
+    def _replace_secret(self, existing: Secret, body: Secret) -> None:
         """Delete and create; if the new Secret is refused, put the old one back.
 
         All or nothing as far as the API allows: there is no transaction, so a
@@ -771,10 +795,10 @@ class SealedSecretReconciler:
         try:
             self.api.create(SECRETS, namespace, body)
         except KstrataError:
-            previous = dict(existing)
-            previous["metadata"] = {
-                k: v for k, v in existing["metadata"].items() if k not in _SERVER_SET_METADATA
-            }
+            previous_meta = existing["metadata"].copy()
+            for key in _SERVER_SET_METADATA:
+                previous_meta.pop(key, None)
+            previous: Secret = {**existing, "metadata": previous_meta}
             try:
                 self.api.create(SECRETS, namespace, previous)
             except KstrataError as restore_error:
@@ -806,11 +830,13 @@ class SealedSecretReconciler:
                 reason=RESERVED_NAME_REASON,
             )
 
-    def _patch_status(self, sealed: JSON, new_status: JSON) -> JSON | None:
+    def _patch_status(
+        self, sealed: SealedSecret, new_status: SealedSecretStatus
+    ) -> SealedSecret | None:
         return patch_status_if_changed(self.api, SEALED_SECRETS, sealed, new_status)
 
     def _record_failure(
-        self, sealed: JSON, error: KstrataError, choice: EnvironmentChoice | None
+        self, sealed: SealedSecret, error: KstrataError, choice: EnvironmentChoice | None
     ) -> None:
         """Ready=False with the reason, ONE Warning event per distinct failure; no Secret write."""
         # The handler's body may predate our last status patch (a quick retry):

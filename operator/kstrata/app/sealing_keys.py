@@ -23,7 +23,7 @@ anyone allowed to seal.  The ``kstrata keys`` use cases at the bottom read
 that ConfigMap, not the Secret, so listing and exporting need no access to
 private keys.
 
-Boundary: cluster access only through ``KubeApi``; key formats, key ids and
+Boundary: cluster access only through ``KubeClient``; key formats, key ids and
 the choice of the newest key come from ``kstrata.crypto``.  No private key
 byte is ever logged or put into a message.
 """
@@ -58,7 +58,8 @@ from kstrata.errors import (
     SealingError,
     SettingsError,
 )
-from kstrata.kube.api import CONFIG_MAPS, JSON, SECRETS, KubeClient
+from kstrata.kube.api import CONFIG_MAPS, SECRETS, KubeClient
+from kstrata.payloads import ConfigMap, Secret
 from kstrata.settings import Settings
 from kstrata.wellknown import COMPONENT_LABEL, MANAGED_BY_LABEL, MANAGER
 
@@ -91,7 +92,7 @@ class SealingKeys:
 _MISSING: Final = SealingKeys(KeyRing(), None, present=False)
 
 
-def _labelled(secret: JSON) -> bool:
+def _labelled(secret: Secret) -> bool:
     labels = (secret.get("metadata") or {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in _LABELS.items())
 
@@ -104,7 +105,7 @@ def suite_from(text: str) -> Suite:
         raise SettingsError(f"sealing suite must be one of {allowed}") from None
 
 
-def _decode_data(secret: JSON) -> dict[str, bytes]:
+def _decode_data(secret: Secret) -> dict[str, bytes]:
     decoded: dict[str, bytes] = {}
     for name, value in (secret.get("data") or {}).items():
         try:
@@ -115,7 +116,7 @@ def _decode_data(secret: JSON) -> dict[str, bytes]:
     return decoded
 
 
-def parse_key_secret(secret: JSON) -> SealingKeys:
+def parse_key_secret(secret: Secret) -> SealingKeys:
     """Parse the key Secret's entries; malformed entries are listed, not fatal.
 
     One damaged entry must not stop tokens sealed to the other keys from
@@ -164,14 +165,14 @@ class KeyStore:
 
     # --- reading ---------------------------------------------------------
 
-    def read_secret(self) -> JSON | None:
+    def read_secret(self) -> Secret | None:
         return self.api.get_or_none(SECRETS, self.namespace, KEY_SECRET_NAME)
 
     def load(self) -> SealingKeys:
         """The keys as the key Secret holds them now (an empty ring when it is missing)."""
         return self.keys_from(self.read_secret())
 
-    def observe(self, secret: JSON | None) -> SealingKeys:
+    def observe(self, secret: Secret | None) -> SealingKeys:
         """Remember the key Secret as its watch reported it (None: deleted); return its keys."""
         keys = self.keys_from(secret)
         with self._cache_lock:
@@ -189,7 +190,7 @@ class KeyStore:
             watched = self._watched
         return watched if watched is not None else self.load()
 
-    def keys_from(self, secret: JSON | None) -> SealingKeys:
+    def keys_from(self, secret: Secret | None) -> SealingKeys:
         if secret is None:
             metrics.SEALING_KEYS.set(0)
             metrics.SEALING_KEY_NEWEST_CREATED.set(0)
@@ -228,7 +229,7 @@ class KeyStore:
         if secret is None:
             pair = generate_keypair(suite=self.suite, created=now)
             fingerprint_key = FingerprintKey.generate(created=now)
-            body: JSON = {
+            body: Secret = {
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {
@@ -317,17 +318,17 @@ class KeyStore:
         logger.info("rotated sealing keys: new newest key %s", pair.key_id)
         return pair
 
-    def _add_entries(self, secret: JSON, additions: Mapping[str, str]) -> None:
+    def _add_entries(self, secret: Secret, additions: Mapping[str, str]) -> None:
         data = dict(secret.get("data") or {})
         for name, value in additions.items():
             # Entry names are key ids (or the fixed fingerprint name): an existing
             # name is never overwritten, whatever it holds.
             data.setdefault(name, value)
-        meta = dict(secret["metadata"])
+        meta = secret["metadata"].copy()
         labels = dict(meta.get("labels") or {})
         labels.update(_LABELS)
         meta["labels"] = labels
-        updated = dict(secret, metadata=meta, data=data)
+        updated: Secret = {**secret, "metadata": meta, "data": data}
         # PUT with the resourceVersion read: a concurrent rotation or restore makes
         # this a ConflictError (retried by the caller) instead of losing a key.
         self.api.replace(SECRETS, self.namespace, updated)
@@ -354,7 +355,7 @@ class KeyStore:
         text = keys.ring.public_bundle().serialize()
         existing = self.api.get_or_none(CONFIG_MAPS, self.namespace, PUBLIC_KEYS_CONFIG_MAP)
         if existing is None:
-            body: JSON = {
+            body: ConfigMap = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {
@@ -376,8 +377,11 @@ class KeyStore:
         if same_labels and same_data:
             return False
         labels.update(_LABELS)
-        updated = dict(existing, metadata=dict(meta, labels=labels))
-        updated["data"] = {PUBLIC_KEYS_DATA_KEY: text}
+        updated: ConfigMap = {
+            **existing,
+            "metadata": {**meta, "labels": labels},
+            "data": {PUBLIC_KEYS_DATA_KEY: text},
+        }
         updated.pop("binaryData", None)
         self.api.replace(CONFIG_MAPS, self.namespace, updated)
         logger.info("published %d sealing public key(s)", len(keys.ring))
@@ -449,7 +453,7 @@ def key_backup(api: KubeClient, namespace: str) -> tuple[str, int]:
     if len(keys.ring) == 0:
         raise NotFoundError(f"sealing key Secret {namespace}/{KEY_SECRET_NAME} holds no key pair")
     meta = secret.get("metadata") or {}
-    manifest: JSON = {
+    manifest: Secret = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {

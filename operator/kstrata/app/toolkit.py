@@ -17,14 +17,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeVar
 
 from kstrata.domain.environments import EnvironmentChoice
 from kstrata.errors import ClusterError, KstrataError, OwnershipError
-from kstrata.kube.api import JSON, KubeApi, Resource, post_event
+from kstrata.kube.api import KubeClient, Resource, post_event
+from kstrata.payloads import Condition, ConditionStatus, ConfigProfile, KubeObject, SealedSecret
 from kstrata.wellknown import ADOPT_ANNOTATION, READY_CONDITION
 
 logger = logging.getLogger(__name__)
+
+#: kstrata's own resources: what has a Ready condition and a status kstrata writes.
+Own = TypeVar("Own", ConfigProfile, SealedSecret)
 
 
 def rfc3339(when: dt.datetime) -> str:
@@ -37,17 +42,17 @@ def now_rfc3339() -> str:
     return rfc3339(dt.datetime.now(dt.UTC))
 
 
-def is_ours(obj: JSON, owner_uid: str) -> bool:
+def is_ours(obj: KubeObject, owner_uid: str) -> bool:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
 
 
-def adoptable(obj: JSON) -> bool:
+def adoptable(obj: KubeObject) -> bool:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     return annotations.get(ADOPT_ANNOTATION) == "true"
 
 
-def check_ownership(existing: JSON | None, owner_uid: str, what: str) -> None:
+def check_ownership(existing: KubeObject | None, owner_uid: str, what: str) -> None:
     """Refuse to take over an object that is not ours unless it asks to be adopted."""
     if existing is not None and not is_ours(existing, owner_uid) and not adoptable(existing):
         raise OwnershipError(
@@ -56,20 +61,20 @@ def check_ownership(existing: JSON | None, owner_uid: str, what: str) -> None:
         )
 
 
-def reconciled_before(obj: JSON) -> bool:
+def reconciled_before(obj: ConfigProfile | SealedSecret) -> bool:
     """Whether a reconcile ever recorded an outcome (success or failure) in the status."""
     status = obj.get("status") or {}
     return bool(status.get("conditions") or status.get("observedGeneration"))
 
 
 def patch_status_if_changed(
-    api: KubeApi, resource: Resource, obj: JSON, new_status: JSON
-) -> JSON | None:
+    api: KubeClient, resource: Resource[Own], obj: Own, new_status: Mapping[str, object]
+) -> Own | None:
     """Merge-patch ``status`` only if a field differs: replays and restarts write nothing.
 
     Returns the object as the API server answered the write, None if none was made.
     """
-    old = obj.get("status") or {}
+    old: Mapping[str, object] = obj.get("status") or {}
     if all(old.get(key) == value for key, value in new_status.items()):
         return None
     meta = obj["metadata"]
@@ -79,13 +84,13 @@ def patch_status_if_changed(
 
 
 def ready_condition(
-    previous: list[JSON], *, ok: bool, reason: str, message: str, generation: int
-) -> list[JSON]:
+    previous: list[Condition], *, ok: bool, reason: str, message: str, generation: int
+) -> list[Condition]:
     """The conditions list with Ready set; lastTransitionTime moves only on a status change."""
-    status = "True" if ok else "False"
+    status: ConditionStatus = "True" if ok else "False"
     old = next((c for c in previous if c.get("type") == READY_CONDITION), None)
-    transition = old["lastTransitionTime"] if old and old.get("status") == status else None
-    condition = {
+    transition = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    condition: Condition = {
         "type": READY_CONDITION,
         "status": status,
         "reason": reason,
@@ -97,9 +102,9 @@ def ready_condition(
 
 
 def record_failure(
-    api: KubeApi,
-    resource: Resource,
-    obj: JSON,
+    api: KubeClient,
+    resource: Resource[Own],
+    obj: Own,
     error: KstrataError,
     choice: EnvironmentChoice | None,
     *,
@@ -120,10 +125,10 @@ def record_failure(
             obj = api.get(resource, meta["namespace"], meta["name"])
     status = obj.get("status") or {}
     conditions = status.get("conditions") or []
-    previous: JSON = next((c for c in conditions if c.get("type") == READY_CONDITION), {})
+    previous = next((c for c in conditions if c.get("type") == READY_CONDITION), Condition())
     message = str(error)
     generation = meta.get("generation", 0)
-    new_status: dict[str, Any] = {"observedGeneration": generation}
+    new_status: dict[str, object] = {"observedGeneration": generation}
     if choice is not None:
         new_status["environment"] = choice.name
         new_status["environmentSource"] = choice.source

@@ -35,7 +35,7 @@ from kstrata.errors import (
     NotFoundError,
     OwnershipError,
 )
-from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi
+from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi, as_payload
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_PLURAL,
@@ -139,7 +139,7 @@ def register(
         with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
         try:
             # A first revision index rides on kopf's own patch after the handler.
-            profile = _plain(body)
+            profile = as_payload(CONFIG_PROFILES, _plain(body))
             with_index.reconcile(
                 profile,
                 annotate=patch.metadata.annotations.update,

@@ -36,6 +36,7 @@ from kstrata.controller import (
 from kstrata.errors import ConflictError, ForbiddenError, KstrataError, SettingsError
 from kstrata.kube.api import KubeApi, Resource
 from kstrata.kube.connection import Cluster
+from kstrata.payloads import KubeObject
 from kstrata.settings import Settings
 from kstrata.wellknown import MANAGER
 
@@ -45,10 +46,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: kopf's peering kinds (the CRDs ship in manifests/).
-CLUSTER_PEERINGS = Resource(
+CLUSTER_PEERINGS: Final[Resource[KubeObject]] = Resource(
     "kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False
 )
-NAMESPACED_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering")
+NAMESPACED_PEERINGS: Final[Resource[KubeObject]] = Resource(
+    "kopf.dev", "v1", "kopfpeerings", "KopfPeering"
+)
 
 
 @dataclass

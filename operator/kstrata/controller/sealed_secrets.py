@@ -55,7 +55,7 @@ from kstrata.errors import (
     OwnershipError,
     SealingError,
 )
-from kstrata.kube.api import JSON, SEALED_SECRETS, KubeApi
+from kstrata.kube.api import JSON, SEALED_SECRETS, SECRETS, KubeApi, as_payload
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     ENVIRONMENT_LABEL,
@@ -274,7 +274,7 @@ def _register_key_watch(
             if followed_secrets is not None:
                 followed_secrets.demand()  # to see a restore that lacks the labels
             return
-        keys = store.observe(_plain(body))
+        keys = store.observe(as_payload(SECRETS, _plain(body)))
         if not keys.present:
             return
         try:
@@ -336,7 +336,7 @@ def _register_sealed_secrets(
         field="spec",
     )
     def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: object) -> None:
-        sealed = _plain(body)
+        sealed = as_payload(SEALED_SECRETS, _plain(body))
         try:
             # A first revision index rides on kopf's own patch after the handler.
             reconciler.reconcile(

@@ -56,7 +56,8 @@ from kstrata.errors import (
     InvalidInputError,
     KstrataError,
 )
-from kstrata.kube.api import JSON, SECRETS, VALIDATING_WEBHOOKS, KubeApi
+from kstrata.kube.api import SECRETS, VALIDATING_WEBHOOKS, KubeApi
+from kstrata.payloads import Secret
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_PLURAL,
@@ -148,7 +149,7 @@ def shared_certificate(
     raise KstrataError(f"webhook certificate Secret {namespace}/{name} keeps changing")
 
 
-def _files(secret: JSON | None) -> dict[str, bytes] | None:
+def _files(secret: Secret | None) -> dict[str, bytes] | None:
     if secret is None:
         return None
     data = secret.get("data") or {}
@@ -179,26 +180,21 @@ def _unexpired_cas(files: dict[str, bytes] | None, now: dt.datetime) -> bytes:
 
 
 def _store(
-    api: KubeApi, namespace: str, name: str, existing: JSON | None, data: dict[str, bytes]
+    api: KubeApi, namespace: str, name: str, existing: Secret | None, data: dict[str, bytes]
 ) -> None:
     encoded = {key: base64.b64encode(value).decode() for key, value in data.items()}
     if existing is None:
-        api.create(
-            SECRETS,
-            namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": name,
-                    "labels": {MANAGED_BY_LABEL: MANAGER},
-                },
-                "type": "Opaque",
-                "data": encoded,
-            },
-        )
+        secret: Secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGER}},
+            "type": "Opaque",
+            "data": encoded,
+        }
+        api.create(SECRETS, namespace, secret)
     else:
-        api.replace(SECRETS, namespace, dict(existing, data=encoded))
+        updated: Secret = {**existing, "data": encoded}
+        api.replace(SECRETS, namespace, updated)
 
 
 def _write(directory: Path, files: dict[str, bytes]) -> ServingCertificate:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar, cast
 
 from kstrata.errors import (
     ClusterError,
@@ -26,6 +27,21 @@ from kstrata.errors import (
 )
 from kstrata.kube.connection import Cluster
 from kstrata.kube.transport import HttpStatusError
+from kstrata.payloads import (
+    ConfigMap,
+    ConfigProfile,
+    ControllerRevision,
+    Event,
+    KubeObject,
+    Namespace,
+    ObjectReference,
+    OwnerReference,
+    Pod,
+    SealedSecret,
+    Secret,
+    ValidatingWebhookConfiguration,
+    Workload,
+)
 from kstrata.wellknown import (
     ARGO_ROLLOUTS_GROUP,
     ARGO_ROLLOUTS_VERSION,
@@ -41,7 +57,19 @@ from kstrata.wellknown import (
 
 logger = logging.getLogger(__name__)
 
+#: Untyped wire JSON: only this package handles it.  Everything it hands out
+#: is one of the :mod:`kstrata.payloads` shapes (the one cast is in ``_typed``).
 JSON = dict[str, Any]
+
+#: The payload type a :class:`Resource` reads and writes (a ``payloads`` TypedDict).
+P = TypeVar("P", bound=Mapping[str, object])
+#: ``Resource``'s own parameter: covariant, as it only labels what the API
+#: answers, so ``Resource[ConfigProfile]`` is a ``Resource[KubeObject]`` (code
+#: that handles any kind) and a ``Resource[ConfigProfile | SealedSecret]``.
+P_co = TypeVar("P_co", bound=Mapping[str, object], covariant=True)
+
+#: A JSON merge patch (a partial object) or a JSON patch (a list of operations).
+Patch: TypeAlias = Mapping[str, object] | Sequence[Mapping[str, object]]
 
 #: Every write is attributed to this field manager (visible in managedFields).
 _MANAGER: Final = [("fieldManager", FIELD_MANAGER)]
@@ -51,8 +79,13 @@ JSON_PATCH: Final = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
-class Resource:
-    """Where a kind lives in the REST API."""
+class Resource(Generic[P_co]):
+    """Where a kind lives in the REST API; ``P_co`` is the payload type of its objects.
+
+    The type parameter is what makes ``api.get(CONFIG_MAPS, ...)`` a
+    :class:`~kstrata.payloads.ConfigMap` for mypy: the constants below are
+    declared with their payload type, and the API methods are generic in it.
+    """
 
     group: str
     version: str
@@ -72,23 +105,36 @@ class Resource:
         return root + (f"/{name}" if name else "")
 
 
-CONFIG_MAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
-SECRETS: Final = Resource("", "v1", "secrets", "Secret")
-NAMESPACES: Final = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
-EVENTS: Final = Resource("", "v1", "events", "Event")
-CONFIG_PROFILES: Final = Resource(GROUP, VERSION, CONFIG_PROFILE_PLURAL, CONFIG_PROFILE_KIND)
-SEALED_SECRETS: Final = Resource(GROUP, VERSION, SEALED_SECRET_PLURAL, SEALED_SECRET_KIND)
-CONTROLLER_REVISIONS: Final = Resource("apps", "v1", "controllerrevisions", "ControllerRevision")
-DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
-STATEFUL_SETS: Final = Resource("apps", "v1", "statefulsets", "StatefulSet")
-DAEMON_SETS: Final = Resource("apps", "v1", "daemonsets", "DaemonSet")
-PODS: Final = Resource("", "v1", "pods", "Pod")
+#: A resource whose objects are handled as untyped JSON: only for the code not
+#: yet on the payload types (the reload pass and its wiring, issue 17).  Typed
+#: code uses the constants below, whose payload types mypy then checks.
+RawResource: TypeAlias = Resource[Any]
+
+CONFIG_MAPS: Final[Resource[ConfigMap]] = Resource("", "v1", "configmaps", "ConfigMap")
+SECRETS: Final[Resource[Secret]] = Resource("", "v1", "secrets", "Secret")
+NAMESPACES: Final[Resource[Namespace]] = Resource(
+    "", "v1", "namespaces", "Namespace", namespaced=False
+)
+EVENTS: Final[Resource[Event]] = Resource("", "v1", "events", "Event")
+CONFIG_PROFILES: Final[Resource[ConfigProfile]] = Resource(
+    GROUP, VERSION, CONFIG_PROFILE_PLURAL, CONFIG_PROFILE_KIND
+)
+SEALED_SECRETS: Final[Resource[SealedSecret]] = Resource(
+    GROUP, VERSION, SEALED_SECRET_PLURAL, SEALED_SECRET_KIND
+)
+CONTROLLER_REVISIONS: Final[Resource[ControllerRevision]] = Resource(
+    "apps", "v1", "controllerrevisions", "ControllerRevision"
+)
+DEPLOYMENTS: Final[Resource[Workload]] = Resource("apps", "v1", "deployments", "Deployment")
+STATEFUL_SETS: Final[Resource[Workload]] = Resource("apps", "v1", "statefulsets", "StatefulSet")
+DAEMON_SETS: Final[Resource[Workload]] = Resource("apps", "v1", "daemonsets", "DaemonSet")
+PODS: Final[Resource[Pod]] = Resource("", "v1", "pods", "Pod")
 #: Workloads whose pod template is ``spec.template``.
 WORKLOADS: Final = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
 #: CronJobs: the pod template is ``spec.jobTemplate.spec.template``; rolling it
 #: makes the next Job run with the new configuration (running Jobs finish as
 #: they started).
-CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
+CRON_JOBS: Final[Resource[Workload]] = Resource("batch", "v1", "cronjobs", "CronJob")
 #: Argo Rollouts (a CRD that may be absent: listing it then finds none).  The
 #: pod template is ``spec.template``, as a Deployment's; rolling it starts the
 #: Rollout's own canary or blue-green update.  A Rollout that takes its
@@ -98,10 +144,12 @@ CRON_JOBS: Final = Resource("batch", "v1", "cronjobs", "CronJob")
 #: to follow on such a Rollout (its references are in the Deployment's
 #: template): annotate the referenced Deployment instead, whose template
 #: change Argo Rollouts then rolls out as a new version.
-ROLLOUTS: Final = Resource(ARGO_ROLLOUTS_GROUP, ARGO_ROLLOUTS_VERSION, "rollouts", "Rollout")
+ROLLOUTS: Final[Resource[Workload]] = Resource(
+    ARGO_ROLLOUTS_GROUP, ARGO_ROLLOUTS_VERSION, "rollouts", "Rollout"
+)
 #: Everything a reload pass may roll (``kstrata.domain.reload_decision.WORKLOAD_KINDS``).
 RELOADABLE: Final = (*WORKLOADS, CRON_JOBS, ROLLOUTS)
-VALIDATING_WEBHOOKS: Final = Resource(
+VALIDATING_WEBHOOKS: Final[Resource[ValidatingWebhookConfiguration]] = Resource(
     "admissionregistration.k8s.io",
     "v1",
     "validatingwebhookconfigurations",
@@ -171,32 +219,36 @@ class KubeClient(Protocol):
     (``NotFoundError``, ``ConflictError``, ...), as ``KubeApi`` translates them.
     """
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON: ...
+    def get(self, resource: Resource[P], namespace: str | None, name: str) -> P: ...
 
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None: ...
+    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None: ...
 
     def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[JSON]: ...
+        self,
+        resource: Resource[P],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[P]: ...
 
-    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON: ...
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P: ...
 
     def replace(
-        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
-    ) -> JSON: ...
+        self, resource: Resource[P], namespace: str | None, body: P, *, dry_run: bool = False
+    ) -> P: ...
 
     def patch(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None,
         name: str,
-        patch: Any,
+        patch: Patch,
         *,
         subresource: str | None = None,
         content_type: str = MERGE_PATCH,
-    ) -> JSON: ...
+    ) -> P: ...
 
-    def delete(self, resource: Resource, namespace: str | None, name: str) -> None: ...
+    def delete(self, resource: Resource[P], namespace: str | None, name: str) -> None: ...
 
 
 class KubeApi:
@@ -212,7 +264,7 @@ class KubeApi:
         path: str,
         what: str,
         *,
-        body: Any = None,
+        body: object = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> JSON:
@@ -235,11 +287,11 @@ class KubeApi:
         result: JSON = json.loads(raw) if raw else {}
         return result
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> JSON:
+    def get(self, resource: Resource[P], namespace: str | None, name: str) -> P:
         what = f"get {resource.kind} {_where(namespace, name)}"
-        return self._call("GET", resource.path(namespace, name), what)
+        return _typed(resource, self._call("GET", resource.path(namespace, name), what))
 
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
+    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None:
         try:
             return self.get(resource, namespace, name)
         except NotFoundError:
@@ -247,62 +299,65 @@ class KubeApi:
 
     def list(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
-    ) -> list[JSON]:
+    ) -> list[P]:
         query = [("labelSelector", label_selector)] if label_selector else []
         what = f"list {resource.plural}" + (f" in {namespace}" if namespace else "")
-        items: list[JSON] = []
+        items: list[P] = []
         continue_token = ""
         while True:
             page = [*query, ("limit", "500")]
             if continue_token:
                 page.append(("continue", continue_token))
             result = self._call("GET", resource.path(namespace), what, query=page)
-            items.extend(result.get("items") or [])
+            items.extend(_typed(resource, item) for item in result.get("items") or [])
             continue_token = (result.get("metadata") or {}).get("continue") or ""
             if not continue_token:
                 return items
 
-    def create(self, resource: Resource, namespace: str | None, body: JSON) -> JSON:
-        name = (body.get("metadata") or {}).get("name", "")
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
+        name = _name(body)
         what = f"create {resource.kind} {_where(namespace, name)}"
-        return self._call("POST", resource.path(namespace), what, body=body, query=_MANAGER)
+        created = self._call("POST", resource.path(namespace), what, body=body, query=_MANAGER)
+        return _typed(resource, created)
 
     def replace(
-        self, resource: Resource, namespace: str | None, body: JSON, *, dry_run: bool = False
-    ) -> JSON:
+        self, resource: Resource[P], namespace: str | None, body: P, *, dry_run: bool = False
+    ) -> P:
         """PUT with the body's ``resourceVersion``: a stale one raises ``ConflictError``.
 
         ``dry_run``: the API server validates and admits the write (webhooks
         included) and answers with the object it would store, storing nothing.
         """
-        name = body["metadata"]["name"]
+        name = _name(body)
         what = f"update {resource.kind} {_where(namespace, name)}"
         query = [*_MANAGER, ("dryRun", "All")] if dry_run else _MANAGER
-        return self._call("PUT", resource.path(namespace, name), what, body=body, query=query)
+        stored = self._call("PUT", resource.path(namespace, name), what, body=body, query=query)
+        return _typed(resource, stored)
 
     def patch(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None,
         name: str,
-        patch: Any,
+        patch: Patch,
         *,
         subresource: str | None = None,
         content_type: str = MERGE_PATCH,
-    ) -> JSON:
+    ) -> P:
         path = resource.path(namespace, name) + (f"/{subresource}" if subresource else "")
         target = f"{resource.kind} {_where(namespace, name)}"
         what = f"patch {subresource + ' of ' if subresource else ''}{target}"
-        return self._call(
+        patched = self._call(
             "PATCH", path, what, body=patch, content_type=content_type, query=_MANAGER
         )
+        return _typed(resource, patched)
 
     def service_proxy_post(
-        self, namespace: str, service: str, path: str, body: Any
+        self, namespace: str, service: str, path: str, body: Mapping[str, object]
     ) -> tuple[int, JSON]:
         """POST ``body`` to ``path`` of a Service through the API server's service proxy.
 
@@ -327,7 +382,7 @@ class KubeApi:
             answer = {}
         return response.status, answer if isinstance(answer, dict) else {}
 
-    def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+    def delete(self, resource: Resource[P], namespace: str | None, name: str) -> None:
         what = f"delete {resource.kind} {_where(namespace, name)}"
         try:
             self._call("DELETE", resource.path(namespace, name), what)
@@ -339,7 +394,35 @@ def _where(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def object_reference(obj: JSON) -> JSON:
+def _typed(resource: Resource[P], obj: JSON) -> P:
+    """The one place wire JSON becomes a payload type: a claim, not a check.
+
+    The API server stored the object under this resource's schema, so it has
+    the shape the ``payloads`` type names (every field optional; readers use
+    ``.get`` with a default, as they must at run time).
+    """
+    del resource  # carries the type only
+    return cast(P, obj)
+
+
+def as_payload(resource: Resource[P], obj: Mapping[str, Any]) -> P:
+    """An object that reached kstrata outside this module (a kopf handler's body), typed.
+
+    The same claim as every answer of :class:`KubeApi`: kopf delivers what
+    the API server stored under ``resource``.  ``obj`` itself, not a copy:
+    handlers pass a plain copy of kopf's read-only body.
+    """
+    del resource  # carries the type only
+    return cast(P, obj)
+
+
+def _name(body: Mapping[str, object]) -> str:
+    meta = body.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
+def object_reference(obj: KubeObject) -> ObjectReference:
     meta = obj.get("metadata") or {}
     return {
         "apiVersion": obj.get("apiVersion", ""),
@@ -350,7 +433,7 @@ def object_reference(obj: JSON) -> JSON:
     }
 
 
-def owner_reference(owner: JSON) -> JSON:
+def owner_reference(owner: KubeObject) -> OwnerReference:
     """An ownerReference making ``owner`` the controller (garbage collection deletes with it)."""
     meta = owner["metadata"]
     return {
@@ -364,10 +447,10 @@ def owner_reference(owner: JSON) -> JSON:
 
 
 def post_event(
-    api: KubeApi,
-    regarding: JSON,
+    api: KubeClient,
+    regarding: KubeObject,
     *,
-    type_: str,
+    type_: Literal["Normal", "Warning"],
     reason: str,
     message: str,
     now: str,
@@ -379,7 +462,7 @@ def post_event(
     """
     reference = object_reference(regarding)
     namespace = reference["namespace"] or "default"
-    body: JSON = {
+    body: Event = {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {

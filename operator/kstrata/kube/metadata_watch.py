@@ -45,6 +45,7 @@ from typing import Any, Final
 
 from kstrata.kube.api import Resource
 from kstrata.kube.connection import Cluster
+from kstrata.payloads import KubeObject
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class MetadataWatch:
     def __init__(
         self,
         cluster: Cluster,
-        resource: Resource,
+        resource: Resource[KubeObject],
         *,
         on_listed: Listed,
         on_changed: Changed,

@@ -11,8 +11,9 @@ through the real operator in tests/cluster/test_cli_history.py.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
@@ -36,8 +37,11 @@ from kstrata.kube.api import (
     CONFIG_PROFILES,
     NAMESPACES,
     SEALED_SECRETS,
-    KubeApi,
+    KubeClient,
+    P,
+    Patch,
     Resource,
+    as_payload,
 )
 
 NS = "shop"
@@ -54,13 +58,21 @@ class FakeApi:
         self.writes: list[str] = []
         self._version = 0
 
-    def _key(self, resource: Resource, namespace: str | None, name: str) -> tuple[str, str, str]:
+    def _key(
+        self, resource: Resource[Mapping[str, object]], namespace: str | None, name: str
+    ) -> tuple[str, str, str]:
         return (resource.plural, namespace or "", name)
 
-    def put(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> None:
+    def put(
+        self,
+        resource: Resource[Mapping[str, object]],
+        namespace: str | None,
+        body: Mapping[str, object],
+    ) -> None:
         """Arrange state directly (not counted as a write)."""
         self._version += 1
-        stored = copy.deepcopy(body)
+        stored: dict[str, Any] = {}
+        stored.update(copy.deepcopy(body))
         meta = stored.setdefault("metadata", {})
         meta["resourceVersion"] = str(self._version)
         meta.setdefault("uid", f"uid-{resource.plural}-{meta['name']}")
@@ -70,57 +82,59 @@ class FakeApi:
         stored.setdefault("apiVersion", resource.api_version)
         self.objects[self._key(resource, namespace, meta["name"])] = stored
 
-    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+    def get(self, resource: Resource[P], namespace: str | None, name: str) -> P:
         found = self.get_or_none(resource, namespace, name)
         if found is None:
             raise NotFoundError(f"get {resource.kind} {name}: not found")
         return found
 
-    def get_or_none(
-        self, resource: Resource, namespace: str | None, name: str
-    ) -> dict[str, Any] | None:
-        return copy.deepcopy(self.objects.get(self._key(resource, namespace, name)))
+    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None:
+        found = self.objects.get(self._key(resource, namespace, name))
+        return None if found is None else as_payload(resource, copy.deepcopy(found))
 
     def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        resource: Resource[P],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[P]:
         wanted = dict(part.split("=", 1) for part in (label_selector or "").split(",") if part)
         return [
-            copy.deepcopy(obj)
+            as_payload(resource, copy.deepcopy(obj))
             for (plural, ns, _), obj in sorted(self.objects.items())
             if plural == resource.plural
             and (namespace is None or ns == namespace)
             and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
         ]
 
-    def create(
-        self, resource: Resource, namespace: str | None, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        key = self._key(resource, namespace, body["metadata"]["name"])
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
+        key = self._key(resource, namespace, _name_of(body))
         if key in self.objects:
             raise ConflictError("exists")
         self.put(resource, namespace, body)
         self.writes.append(f"create {resource.plural}")
-        return copy.deepcopy(self.objects[key])
+        return as_payload(resource, copy.deepcopy(self.objects[key]))
 
     def replace(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None,
-        body: dict[str, Any],
+        body: P,
         *,
         dry_run: bool = False,
-    ) -> dict[str, Any]:
-        key = self._key(resource, namespace, body["metadata"]["name"])
+    ) -> P:
+        stored: dict[str, Any] = {}
+        stored.update(copy.deepcopy(body))
+        key = self._key(resource, namespace, stored["metadata"]["name"])
         current = self.objects.get(key)
         if current is None:
             raise NotFoundError("gone")
-        if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+        if current["metadata"]["resourceVersion"] != stored["metadata"].get("resourceVersion"):
             raise ConflictError("stale")
         if dry_run:  # the API server's dryRun=All: judged, not stored
             self.writes.append(f"dry-run replace {resource.plural}")
-            return copy.deepcopy(body)
-        stored = copy.deepcopy(body)
+            return as_payload(resource, stored)
         generation = current["metadata"].get("generation", 1)
         if stored.get("spec") != current.get("spec"):
             generation += 1
@@ -131,14 +145,28 @@ class FakeApi:
         stored["metadata"]["resourceVersion"] = str(self._version)
         self.objects[key] = stored
         self.writes.append(f"replace {resource.plural}")
-        return copy.deepcopy(stored)
+        return as_payload(resource, copy.deepcopy(stored))
 
-    def obj(self, resource: Resource, name: str) -> dict[str, Any]:
+    def obj(self, resource: Resource[Mapping[str, object]], name: str) -> dict[str, Any]:
         return self.objects[self._key(resource, NS, name)]
 
+    def patch(
+        self, resource: Resource[P], namespace: str | None, name: str, patch: Patch, **_: object
+    ) -> P:
+        raise AssertionError("history, diff and rollback never patch")
 
-def as_api(fake: FakeApi) -> KubeApi:
-    return cast(KubeApi, fake)
+    def delete(self, resource: Resource[P], namespace: str | None, name: str) -> None:
+        raise AssertionError("history, diff and rollback never delete")
+
+
+def as_api(fake: FakeApi) -> KubeClient:
+    return fake
+
+
+def _name_of(body: Mapping[str, object]) -> str:
+    meta = body["metadata"]
+    assert isinstance(meta, dict)
+    return str(meta["name"])
 
 
 # --- arranging profiles, secrets and their revisions ---------------------------
@@ -190,7 +218,7 @@ def profile_revision(
 
 def report(
     api: FakeApi,
-    resource: Resource,
+    resource: Resource[Mapping[str, object]],
     name: str,
     *,
     revision: int,
@@ -534,7 +562,14 @@ def test_file_diff_refuses_ambiguous_files(payments: FakeApi, tmp_path: Path) ->
 class Operator:
     """Stands in for the operator: each wait step it reports on the written generation."""
 
-    def __init__(self, api: FakeApi, resource: Resource, name: str, *, ready: bool = True) -> None:
+    def __init__(
+        self,
+        api: FakeApi,
+        resource: Resource[Mapping[str, object]],
+        name: str,
+        *,
+        ready: bool = True,
+    ) -> None:
         self.api, self.resource, self.name, self.ready = api, resource, name, ready
         self.steps = 0
 
@@ -599,7 +634,9 @@ def test_rollback_loses_no_concurrent_update(
     real_get = payments.get_or_none
     raced: list[bool] = []
 
-    def get_then_someone_writes(resource: Resource, namespace: str | None, name: str) -> Any:
+    def get_then_someone_writes(
+        resource: Resource[P], namespace: str | None, name: str
+    ) -> P | None:
         found = real_get(resource, namespace, name)
         if found and resource is CONFIG_PROFILES and name == "payments" and not raced:
             # Another writer changes the profile right after kstrata read it.

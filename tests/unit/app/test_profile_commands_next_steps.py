@@ -8,36 +8,42 @@ the exact wording of the stale-webhook hint for each answer of the API.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from kstrata.app.command_toolkit import explain_refused_write
 from kstrata.app.profile_commands import list_profiles
 from kstrata.errors import ForbiddenError, NotFoundError, TransientClusterError
-from kstrata.kube.api import KubeApi, Resource
+from kstrata.kube.api import KubeClient, P, Resource, as_payload
+from support.fake_api import FakeApi
 
 
-class ListingApi:
+class ListingApi(FakeApi):
     """``list`` answers from a table by plural; a missing plural is a 404, as without a CRD."""
 
     def __init__(self, listings: dict[str, Any]) -> None:
+        super().__init__()
         self.listings = listings
 
     def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
+        self,
+        resource: Resource[P],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[P]:
         assert label_selector is None  # these tests list without -l
         found = self.listings.get(resource.plural)
         if found is None:
             raise NotFoundError(f"list {resource.plural}: not found")
         if isinstance(found, Exception):
             raise found
-        return cast(list[dict[str, Any]], found)
+        return [as_payload(resource, obj) for obj in found]
 
 
-def api(**listings: Any) -> KubeApi:
-    return cast(KubeApi, ListingApi(listings))
+def api(**listings: Any) -> KubeClient:
+    return ListingApi(listings)
 
 
 def test_list_before_the_crds_exist_says_to_install_them() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +19,7 @@ from kstrata.domain.reload_decision import (
     workload_statuses,
 )
 from kstrata.errors import InvalidInputError
-from kstrata.kube.api import EVENTS, MERGE_PATCH, Resource
+from kstrata.kube.api import EVENTS, MERGE_PATCH, P, Patch, Resource
 from support.fake_api import FakeApi
 from support.reload_objects import source, workload
 
@@ -224,14 +223,14 @@ class RefusingApi(FakeApi):
 
     def patch(
         self,
-        resource: Resource,
+        resource: Resource[P],
         namespace: str | None,
         name: str,
-        patch: Any,
+        patch: Patch,
         *,
         subresource: str | None = None,
         content_type: str = MERGE_PATCH,
-    ) -> dict[str, Any]:
+    ) -> P:
         if name == "broken":
             raise InvalidInputError("patch Deployment ns/broken: rejected by the API server")
         return super().patch(resource, namespace, name, patch, subresource=subresource)

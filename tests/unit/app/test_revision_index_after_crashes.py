@@ -12,9 +12,6 @@ limit, never pruned: pruning goes by the index).
 
 from __future__ import annotations
 
-import copy
-from typing import Any, cast
-
 from kstrata.app.revisions import RevisionStore
 from kstrata.domain.revisions import (
     Snapshot,
@@ -22,38 +19,10 @@ from kstrata.domain.revisions import (
     encode_history,
     history_entry,
 )
-from kstrata.errors import ConflictError
-from kstrata.kube.api import CONFIG_PROFILES, CONTROLLER_REVISIONS, KubeApi, Resource
+from kstrata.kube.api import CONFIG_PROFILES, CONTROLLER_REVISIONS
+from kstrata.payloads import ConfigProfile
 from kstrata.wellknown import HISTORY_ANNOTATION, OWNER_UID_LABEL, REVISION_ANNOTATION
-
-
-class FakeApi:
-    """ControllerRevisions by name: create (409 when taken), get, list by the owner label."""
-
-    def __init__(self) -> None:
-        self.revisions: dict[str, dict[str, Any]] = {}
-
-    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> Any:
-        assert resource == CONTROLLER_REVISIONS
-        name = body["metadata"]["name"]
-        if name in self.revisions:
-            raise ConflictError("exists")
-        self.revisions[name] = copy.deepcopy(body)
-        return copy.deepcopy(body)
-
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> Any:
-        assert resource == CONTROLLER_REVISIONS
-        return copy.deepcopy(self.revisions.get(name))
-
-    def list(
-        self, resource: Resource, namespace: str | None = None, *, label_selector: str = ""
-    ) -> list[Any]:
-        key, _, value = label_selector.partition("=")
-        return [
-            copy.deepcopy(r)
-            for r in self.revisions.values()
-            if (r["metadata"].get("labels") or {}).get(key) == value
-        ]
+from support.fake_api import FakeApi
 
 
 def snapshot(number: int) -> Snapshot:
@@ -72,15 +41,17 @@ def snapshot(number: int) -> Snapshot:
 
 def test_an_index_two_revisions_behind_is_completed_with_every_stored_revision() -> None:
     api = FakeApi()
-    store = RevisionStore(cast(KubeApi, api))
-    owner: dict[str, Any] = {
+    store = RevisionStore(api)
+    owner: ConfigProfile = {
         "apiVersion": CONFIG_PROFILES.api_version,
         "kind": "ConfigProfile",
         "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "resourceVersion": "5"},
     }
     for number in range(1, 10):
         store.record(owner, snapshot(number))
-    assert all(OWNER_UID_LABEL in r["metadata"]["labels"] for r in api.revisions.values())
+    revisions = api.list(CONTROLLER_REVISIONS, "shop")
+    assert len(revisions) == 9
+    assert all(OWNER_UID_LABEL in r["metadata"]["labels"] for r in revisions)
     # The index still says 7; the status (a hint) says 9, with the content at hand.
     owner["metadata"]["annotations"] = {
         REVISION_ANNOTATION: "7",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -27,7 +27,8 @@ from kstrata.app.sealing_keys import (
 )
 from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, Suite, generate_keypair, seal
 from kstrata.errors import ConflictError, NotFoundError, UnknownKeyError
-from kstrata.kube.api import CONFIG_MAPS, SECRETS, KubeApi, Resource
+from kstrata.kube.api import CONFIG_MAPS, SECRETS, P, Resource, as_payload
+from kstrata.payloads import Secret
 from kstrata.settings import Settings
 from support.fake_api import FakeApi
 
@@ -35,8 +36,8 @@ NS = "ops"
 DAY0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-def key_secret(api: FakeApi) -> dict[str, Any]:
-    return api.stored(SECRETS, NS, KEY_SECRET_NAME)
+def key_secret(api: FakeApi) -> Secret:
+    return as_payload(SECRETS, api.stored(SECRETS, NS, KEY_SECRET_NAME))
 
 
 def bundle(api: FakeApi) -> PublicKeyBundle:
@@ -147,7 +148,7 @@ class CountingApi(FakeApi):
         super().__init__()
         self.reads = 0
 
-    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> Any:
+    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None:
         self.reads += 1
         return super().get_or_none(resource, namespace, name)
 
@@ -179,7 +180,7 @@ def test_a_token_for_a_key_the_watch_has_not_reported_yet_is_opened_after_one_re
     newest = store.rotate(DAY0 + dt.timedelta(days=1))
     context = SealingContext.bind(Scope.STRICT, item="password", namespace="ns", name="db")
     token = seal(b"value", newest.public, context)
-    reconciler = SealedSecretReconciler(cast(KubeApi, api), store.settings, keys=store)
+    reconciler = SealedSecretReconciler(api, store.settings, keys=store)
 
     api.reads = 0
     keys, opened = reconciler._unseal(None, {"password": token}, Scope.STRICT, "ns", "db")

@@ -28,6 +28,7 @@ from kstrata.cli import history_cmd, keys_cmd, migrate_cmd, profile_cmd
 from kstrata.cli.examples import command_path
 from kstrata.cli.main import build_parser, main
 from kstrata.domain.reload_annotations import Migration
+from kstrata.payloads import ConfigProfile
 from support.leaks import Canary, report, scan
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -240,7 +241,11 @@ def test_migrate_reloader_as_a_kubernetes_list(fmt: str, monkeypatch: pytest.Mon
 
 
 def test_set_prints_the_written_profile_with_o(monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = {"kind": "ConfigProfile", "metadata": {"name": "payments"}, "spec": {"base": {}}}
+    manifest: ConfigProfile = {
+        "kind": "ConfigProfile",
+        "metadata": {"name": "payments"},
+        "spec": {"base": {}},
+    }
     monkeypatch.setattr(profile_cmd, "_connect", lambda _args: (object(), "shop"))
     calls: list[dict[str, Any]] = []
 

@@ -45,6 +45,7 @@ from kstrata.errors import (
     UnsealError,
 )
 from kstrata.kube.api import post_event
+from kstrata.payloads import ConfigProfile
 from kstrata.settings import Settings
 
 CANARY = "CANARY-d0-not-log"
@@ -146,7 +147,7 @@ class _RefusingApi:
 def test_a_failed_event_is_logged_without_its_message(
     error: KstrataError, caplog: pytest.LogCaptureFixture
 ) -> None:
-    profile = {
+    profile: ConfigProfile = {
         "apiVersion": "kstrata.dev/v1alpha1",
         "kind": "ConfigProfile",
         "metadata": {"name": "payments", "namespace": "shop", "uid": "u1"},
