@@ -156,11 +156,13 @@ def schema_paths(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[st
         yield from schema_paths(node["items"], f"{path}[]")
 
 
+#: The CRDs as plain trees to walk (``domain.crds`` types them as JSONObject).
+CRD_TREES: list[dict[str, Any]] = all_crds()
 CRD_FIELDS = [
     pytest.param(
         crd["spec"]["names"]["kind"], path, node, id=f"{crd['spec']['names']['kind']}:{path}"
     )
-    for crd in all_crds()
+    for crd in CRD_TREES
     for top in ("spec", "status")
     for path, node in schema_paths(
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][top], top

@@ -31,11 +31,11 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import Any, Final, get_args
+from typing import TYPE_CHECKING, Final, get_args
 
 from kstrata.domain.environments import EnvironmentSource
 from kstrata.domain.extends import MAX_EXTENDS_DEPTH
-from kstrata.domain.jsonvalue import PathPart, json_path
+from kstrata.domain.jsonvalue import JSONObject, JSONValue, PathPart, json_path
 from kstrata.domain.profile import (
     DEFAULT_REVISION_HISTORY_LIMIT,
     MAX_REVISION_HISTORY_LIMIT,
@@ -60,7 +60,15 @@ from kstrata.wellknown import (
     VERSION,
 )
 
-Schema = dict[str, Any]
+if TYPE_CHECKING:
+    from kstrata.domain.schema_keywords import SchemaError, SchemaValidator
+
+#: One node of a CRD or of its OpenAPI schema: plain JSON, built here.
+Schema = JSONObject
+#: One entry of ``x-kubernetes-validations`` or ``additionalPrinterColumns``: a JSON
+#: object, typed as a JSONValue so that a list of them is a JSON list (``list`` is
+#: invariant: a ``list[Schema]`` is not a ``list[JSONValue]``).
+Entry = JSONValue
 
 
 #: ``spec.revisionHistoryLimit`` bounds.  The API keeps at least one old
@@ -119,15 +127,15 @@ _ENVIRONMENT_NAME_TEXT: Final = (
 # --- building blocks -----------------------------------------------------
 
 
-def _cel(rule: str, message: str, **extra: str) -> Schema:
+def _cel(rule: str, message: str, **extra: str) -> Entry:
     return {"rule": rule, "message": message, **extra}
 
 
-def _string(description: str, **keywords: Any) -> Schema:
+def _string(description: str, **keywords: JSONValue) -> Schema:
     return {"description": description, "type": "string", **keywords}
 
 
-def _integer(description: str, **keywords: Any) -> Schema:
+def _integer(description: str, **keywords: JSONValue) -> Schema:
     return {"description": description, "type": "integer", "format": "int64", **keywords}
 
 
@@ -136,7 +144,7 @@ def _object(
     properties: Mapping[str, Schema],
     *,
     required: tuple[str, ...] = (),
-    **keywords: Any,
+    **keywords: JSONValue,
 ) -> Schema:
     node: Schema = {"description": description, "type": "object"}
     if required:
@@ -146,7 +154,7 @@ def _object(
     return node
 
 
-def _open_object(description: str, **keywords: Any) -> Schema:
+def _open_object(description: str, **keywords: JSONValue) -> Schema:
     """Any JSON object, kept as given (the apiserver prunes nothing inside)."""
     return {
         "description": description,
@@ -156,7 +164,7 @@ def _open_object(description: str, **keywords: Any) -> Schema:
     }
 
 
-def _string_map(description: str, values: Schema, **keywords: Any) -> Schema:
+def _string_map(description: str, values: Schema, **keywords: JSONValue) -> Schema:
     return {
         "description": description,
         "type": "object",
@@ -170,7 +178,7 @@ def _cel_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _keys_rule(pattern: str, message: str, *, max_length: int | None = None) -> Schema:
+def _keys_rule(pattern: str, message: str, *, max_length: int | None = None) -> Entry:
     # Map keys have no schema of their own (structural schemas have no
     # propertyNames), so key syntax is a CEL rule on the map.
     check = f"k.matches({_cel_string(pattern)})"
@@ -356,8 +364,8 @@ def _workloads() -> Schema:
     }
 
 
-def _printer_columns(*, scope: bool) -> list[Schema]:
-    columns: list[Schema] = []
+def _printer_columns(*, scope: bool) -> list[Entry]:
+    columns: list[Entry] = []
     if scope:
         columns.append(
             {
@@ -420,7 +428,7 @@ def _crd(
     description: str,
     spec: Schema,
     status: Schema,
-    root_rules: list[Schema],
+    root_rules: list[Entry],
     scope_column: bool,
 ) -> Schema:
     root: Schema = {
@@ -635,7 +643,7 @@ def _encrypted_data(description: str) -> Schema:
     )
 
 
-def _secret_keys_rule() -> Schema:
+def _secret_keys_rule() -> Entry:
     return _cel(
         f"self.all(k, size(k) <= 253 && k.matches({_cel_string(DATA_KEY)}) "
         "&& k != '.' && !k.startsWith('..'))",
@@ -821,7 +829,7 @@ def all_crds() -> list[Schema]:
 _KINDS: Final = (CONFIG_PROFILE_KIND, SEALED_SECRET_KIND)
 
 
-def _to_json_schema(node: Any, *, root: bool = False) -> Any:
+def _to_json_schema(node: JSONValue, *, root: bool = False) -> JSONValue:
     """Translate one structural-schema node into JSON Schema (draft 2020-12).
 
     * ``x-kubernetes-*`` keywords are dropped; a node with
@@ -840,7 +848,7 @@ def _to_json_schema(node: Any, *, root: bool = False) -> Any:
     for key, value in node.items():
         if key.startswith("x-kubernetes-") or key in ("nullable", "description", "format"):
             continue
-        if key == "properties":
+        if key == "properties" and isinstance(value, dict):
             out[key] = {name: _to_json_schema(sub) for name, sub in value.items()}
         elif key in ("items", "additionalProperties"):
             out[key] = _to_json_schema(value)
@@ -860,8 +868,8 @@ def _to_json_schema(node: Any, *, root: bool = False) -> Any:
         out["additionalProperties"] = False
     if root:
         # Offline manifests are complete documents: apiVersion, kind and a name.
-        out["required"] = ["apiVersion", "kind", "metadata", *out.get("required", [])]
-        properties = out["properties"]
+        out["required"] = ["apiVersion", "kind", "metadata", *_list(out.get("required"))]
+        properties = _node(out["properties"])
         properties["apiVersion"] = {"const": API_VERSION}
         properties["metadata"] = {
             "type": "object",
@@ -874,17 +882,30 @@ def _to_json_schema(node: Any, *, root: bool = False) -> Any:
     return out
 
 
+def _node(value: JSONValue) -> Schema:
+    """``value``, a schema node this module built as an object (a bug otherwise)."""
+    if not isinstance(value, dict):
+        raise TypeError("a CRD schema node that kstrata builds as an object is not one")
+    return value
+
+
+def _list(value: JSONValue) -> list[JSONValue]:
+    return value if isinstance(value, list) else []
+
+
 @functools.cache
-def _validator(kind: str) -> Any:
+def _validator(kind: str) -> SchemaValidator:
     crd = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
-    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    schema = _to_json_schema(root, root=True)
-    schema["properties"]["kind"] = {"const": kind}
+    version = _node(_list(_node(crd["spec"])["versions"])[0])
+    root = _node(version["schema"])["openAPIV3Schema"]
+    schema = _node(_to_json_schema(root, root=True))
+    _node(schema["properties"])["kind"] = {"const": kind}
     # Imported lazily: jsonschema is the most expensive import of the domain,
     # and the offline CLI must start fast (see kstrata.domain.schema).
     validator_class = import_module("jsonschema").Draft202012Validator
     validator_class.check_schema(schema)
-    return validator_class(schema)
+    validator: SchemaValidator = validator_class(schema)
+    return validator
 
 
 def _field_path(parts: tuple[PathPart, ...]) -> str:
@@ -895,14 +916,14 @@ def _field_path(parts: tuple[PathPart, ...]) -> str:
     return json_path(parts).removeprefix("$").removeprefix(".")
 
 
-def _message(rule: str, expected: Any) -> str:
+def _message(rule: str, expected: JSONValue) -> str:
     """A message from the schema's side of the rule only (never the instance)."""
     simple: dict[str, Callable[[], str]] = {
-        "enum": lambda: "must be one of: " + ", ".join(str(item) for item in expected),
+        "enum": lambda: "must be one of: " + ", ".join(str(item) for item in _list(expected)),
         "const": lambda: f"must be {expected}",
         "type": lambda: (
             "must be of type "
-            + (" or ".join(expected) if isinstance(expected, list) else str(expected))
+            + (" or ".join(map(str, expected)) if isinstance(expected, list) else str(expected))
         ),
         # Shown as written in the CRD (see _to_json_schema for the \\Z).
         "pattern": lambda: "must match the pattern " + re.sub(r"\\Z$", "$", str(expected)),
@@ -920,18 +941,20 @@ def _message(rule: str, expected: Any) -> str:
     return build() if build is not None else f"violates the '{rule}' rule"
 
 
-def _violations(error: Any) -> list[tuple[tuple[PathPart, ...], str, str]]:
+def _violations(error: SchemaError) -> list[tuple[tuple[PathPart, ...], str, str]]:
     path = tuple(error.absolute_path)
     rule = str(error.validator)
     instance = error.instance
     if rule == "required" and isinstance(instance, dict):
         return [
             ((*path, name), rule, "required field is missing")
-            for name in error.validator_value
-            if name not in instance
+            for name in _list(error.validator_value)
+            if isinstance(name, str) and name not in instance
         ]
     if rule == "additionalProperties" and isinstance(instance, dict):
-        known = error.schema.get("properties", {})
+        node = error.schema if isinstance(error.schema, dict) else {}
+        declared = node.get("properties")
+        known = declared if isinstance(declared, dict) else {}
         # Only keys are read from the instance; they are part of the path anyway.
         return [((*path, key), rule, "unknown field") for key in instance if key not in known]
     return [(path, rule, _message(rule, error.validator_value))]

@@ -38,21 +38,22 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, NoReturn, TypeAlias
 
 from kstrata.domain import budget
-from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONValue, PathPart, json_path
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, JSONValue, PathPart, json_path
 from kstrata.errors import InputLimitError, InvalidSchemaError, SchemaViolationError, Violation
 
 if TYPE_CHECKING:
     from kstrata.domain.regex import Pattern
+    from kstrata.domain.schema_keywords import SchemaError, SchemaValidator
 
-# jsonschema ships no type information (and no stubs are installed), so its
-# objects are ``Any`` here; these aliases document what is meant.
-Validator = Any
-ValidationError = Any
+#: A compiled schema: the built-in checker, or jsonschema's validator for the
+#: rest (typed by the Protocols in :mod:`kstrata.domain.schema_keywords`, which
+#: this module imports only when a schema needs it).
+Validator: TypeAlias = "SimpleValidator | SchemaValidator"
 
 DRAFT_2020_12: Final = "https://json-schema.org/draft/2020-12/schema"
 _ACCEPTED_DIALECTS = frozenset({DRAFT_2020_12, DRAFT_2020_12 + "#"})
@@ -159,7 +160,7 @@ def _check_pattern(pattern: str, path: list[PathPart]) -> None:
         raise InvalidSchemaError(f"spec.schema {json_path(path)}: {error}") from None
 
 
-def _refuse_retrieval(uri: str) -> Any:
+def _refuse_retrieval(uri: str) -> NoReturn:
     no_such_resource = import_module("referencing.exceptions").NoSuchResource
     raise no_such_resource(ref=uri)
 
@@ -247,7 +248,7 @@ def _const_message(constant: object) -> str:
     return f"must equal {shown}" if shown is not None else "must equal the schema's constant"
 
 
-_SIMPLE_MESSAGES: Final[dict[str, Any]] = {
+_SIMPLE_MESSAGES: Final[dict[str, Callable[[JSONValue], str]]] = {
     "type": _type_message,
     "enum": _enum_message,
     "const": _const_message,
@@ -280,14 +281,14 @@ _SIMPLE_MESSAGES: Final[dict[str, Any]] = {
 _Found = tuple[tuple[PathPart, ...], str, str]
 
 
-def _additional(error: ValidationError) -> list[str]:
+def _additional(error: SchemaError, instance: JSONObject) -> list[str]:
     from kstrata.domain.schema_keywords import additional_keys
 
     schema = error.schema if isinstance(error.schema, dict) else {}
-    return additional_keys(error.instance, schema)
+    return additional_keys(instance, schema)
 
 
-def _describe(error: ValidationError) -> list[_Found]:
+def _describe(error: SchemaError) -> list[_Found]:
     """Safe (path, rule, message) triples for one jsonschema error.
 
     ``error.instance`` is only ever inspected for its keys (which are part of
@@ -308,11 +309,13 @@ def _describe(error: ValidationError) -> list[_Found]:
             (path, rule, f"property '{trigger}' requires property '{needed}'")
             for trigger, needs in value.items()
             if trigger in instance
-            for needed in needs
+            for needed in (needs if isinstance(needs, list) else [])
             if needed not in instance
         ]
     if rule == "additionalProperties" and isinstance(instance, dict):
-        return [((*path, key), rule, "property is not allowed") for key in _additional(error)]
+        return [
+            ((*path, key), rule, "property is not allowed") for key in _additional(error, instance)
+        ]
     if rule == "false":
         return [(path, rule, "is not allowed by the schema")]
     build = _SIMPLE_MESSAGES.get(rule)

@@ -29,15 +29,23 @@ rebuilds every message anyway, from the keyword and the schema's side).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import import_module
-from typing import Any, Final
+from typing import Final, Protocol
 
 from kstrata.domain import budget
+from kstrata.domain.jsonvalue import JSONObject, JSONValue, PathPart
 from kstrata.domain.regex import Pattern, compile_pattern
 from kstrata.errors import InvalidSchemaError
 
-__all__ = ["MAX_REFERENCE_DEPTH", "check_schema", "iter_violations", "validator_class"]
+__all__ = [
+    "MAX_REFERENCE_DEPTH",
+    "SchemaError",
+    "SchemaValidator",
+    "check_schema",
+    "iter_violations",
+    "validator_class",
+]
 
 #: References (``$ref``, ``$dynamicRef``) followed inside one another, at most.
 MAX_REFERENCE_DEPTH: Final = 256
@@ -46,7 +54,67 @@ _jsonschema = import_module("jsonschema")
 _ValidationError = import_module("jsonschema.exceptions").ValidationError
 _Draft = _jsonschema.Draft202012Validator
 
-Keyword = Callable[[Any, Any, Any, Any], Iterator[Any]]
+
+# --- what kstrata uses of jsonschema ---------------------------------------------
+#
+# jsonschema ships no type information (and no stubs are installed): these
+# Protocols name the attributes and methods used here and in
+# :mod:`kstrata.domain.schema`, so the rest of the code is checked against them.
+
+
+class SchemaError(Protocol):
+    """A ``jsonschema.ValidationError``, as far as kstrata reads one."""
+
+    @property
+    def absolute_path(self) -> Sequence[PathPart]: ...
+    @property
+    def validator(self) -> str | None: ...
+    @property
+    def validator_value(self) -> JSONValue: ...
+    @property
+    def instance(self) -> JSONValue: ...
+    @property
+    def schema(self) -> JSONValue: ...
+
+
+class _Resolved(Protocol):
+    @property
+    def contents(self) -> JSONValue: ...
+    @property
+    def resolver(self) -> object: ...
+
+
+class _Resolver(Protocol):
+    def lookup(self, ref: str) -> _Resolved: ...
+
+
+class SchemaValidator(Protocol):
+    """A jsonschema validator instance, as the keywords below and the schema module use it."""
+
+    @property
+    def _resolver(self) -> _Resolver: ...
+    def descend(
+        self,
+        instance: JSONValue,
+        schema: JSONValue,
+        path: PathPart | None = None,
+        schema_path: PathPart | None = None,
+    ) -> Iterator[SchemaError]: ...
+    def evolve(self, **changes: object) -> SchemaValidator: ...
+    def is_valid(self, instance: JSONValue) -> bool: ...
+    def iter_errors(self, instance: JSONValue) -> Iterator[SchemaError]: ...
+
+
+#: A keyword's implementation: (validator, the keyword's value, instance, the
+#: schema node holding the keyword) -> the errors found.  Where jsonschema's
+#: own ones ask ``validator.is_type(x, "object")`` (or ``"string"``), the ones
+#: here ask ``isinstance`` (``dict``, ``str``), which is what draft 2020-12's
+#: type checker does and what lets mypy follow the narrowing.
+Keyword = Callable[[SchemaValidator, JSONValue, JSONValue, JSONObject], Iterator[SchemaError]]
+
+
+def _list(value: JSONValue) -> list[JSONValue]:
+    return value if isinstance(value, list) else []
 
 
 # --- references ----------------------------------------------------------------
@@ -80,7 +148,9 @@ def _enter(ref: object, schema: object, instance: object) -> tuple[int, int]:
 def _bounded(keyword: Keyword) -> Keyword:
     """``$ref``/``$dynamicRef`` that refuse to loop (see the module docstring)."""
 
-    def follow(validator: Any, ref: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    def follow(
+        validator: SchemaValidator, ref: JSONValue, instance: JSONValue, schema: JSONObject
+    ) -> Iterator[SchemaError]:
         key = _enter(ref, schema, instance)
         try:
             yield from keyword(validator, ref, instance, schema)
@@ -93,19 +163,26 @@ def _bounded(keyword: Keyword) -> Keyword:
 # --- patterns --------------------------------------------------------------------
 
 
-def _compiled(patterns: Any) -> list[Pattern]:
-    return [compile_pattern(pattern) for pattern in patterns]
+def _compiled(patterns: JSONValue) -> list[Pattern]:
+    """The compiled keys of a ``patternProperties`` object."""
+    return [compile_pattern(pattern) for pattern in patterns] if isinstance(patterns, dict) else []
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    if validator.is_type(instance, "string") and not compile_pattern(pattern).search(instance):
+def _pattern(
+    validator: SchemaValidator, pattern: JSONValue, instance: JSONValue, schema: JSONObject
+) -> Iterator[SchemaError]:
+    if (
+        isinstance(instance, str)
+        and isinstance(pattern, str)
+        and not compile_pattern(pattern).search(instance)
+    ):
         yield _ValidationError("does not match the pattern")
 
 
 def _pattern_properties(
-    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
-) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
+    validator: SchemaValidator, patterns: JSONValue, instance: JSONValue, schema: JSONObject
+) -> Iterator[SchemaError]:
+    if not isinstance(instance, dict) or not isinstance(patterns, dict):
         return
     for pattern, subschema in patterns.items():
         compiled = compile_pattern(pattern)
@@ -114,10 +191,11 @@ def _pattern_properties(
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def additional_keys(instance: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+def additional_keys(instance: JSONObject, schema: JSONObject) -> list[str]:
     """Keys neither ``properties`` nor ``patternProperties`` of ``schema`` cover."""
-    properties = schema.get("properties", {})
-    patterns = _compiled(schema.get("patternProperties", {}))
+    declared = schema.get("properties")
+    properties = declared if isinstance(declared, dict) else {}
+    patterns = _compiled(schema.get("patternProperties"))
     return [
         key
         for key in instance
@@ -126,30 +204,32 @@ def additional_keys(instance: dict[str, Any], schema: dict[str, Any]) -> list[st
 
 
 def _additional_properties(
-    validator: Any, additional: Any, instance: Any, schema: Any
-) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
+    validator: SchemaValidator, additional: JSONValue, instance: JSONValue, schema: JSONObject
+) -> Iterator[SchemaError]:
+    if not isinstance(instance, dict):
         return
     extras = additional_keys(instance, schema)
-    if validator.is_type(additional, "object"):
+    if isinstance(additional, dict):
         for extra in extras:
             yield from validator.descend(instance[extra], additional, path=extra)
     elif not additional and extras:
         yield _ValidationError("additional properties are not allowed")
 
 
-def _is_valid(errors: Iterator[Any]) -> bool:
+def _is_valid(errors: Iterator[SchemaError]) -> bool:
     return next(errors, None) is None
 
 
-def _evaluated_keys(validator: Any, instance: Any, schema: Any) -> list[str]:  # noqa: PLR0912
+def _evaluated_keys(  # noqa: PLR0912
+    validator: SchemaValidator, instance: JSONObject, schema: JSONValue
+) -> list[str]:
     """jsonschema's ``find_evaluated_property_keys_by_schema``, with RE2 and bounded refs."""
-    if validator.is_type(schema, "boolean"):
-        return []
+    if not isinstance(schema, dict):
+        return []  # a boolean schema
     keys: list[str] = []
     for keyword in ("$ref", "$dynamicRef"):
         ref = schema.get(keyword)
-        if ref is None:
+        if not isinstance(ref, str):
             continue
         entered = _enter(ref, schema, instance)
         try:
@@ -162,7 +242,7 @@ def _evaluated_keys(validator: Any, instance: Any, schema: Any) -> list[str]:  #
         finally:
             _active.pairs.discard(entered)
     properties = schema.get("properties")
-    if validator.is_type(properties, "object"):
+    if isinstance(properties, dict):
         keys += properties.keys() & instance.keys()
     for keyword in ("additionalProperties", "unevaluatedProperties"):
         subschema = schema.get(keyword)
@@ -175,11 +255,12 @@ def _evaluated_keys(validator: Any, instance: Any, schema: Any) -> list[str]:  #
     if "patternProperties" in schema:
         patterns = _compiled(schema["patternProperties"])
         keys += (key for key in instance if any(pattern.search(key) for pattern in patterns))
-    for name, subschema in schema.get("dependentSchemas", {}).items():
+    dependent = schema.get("dependentSchemas")
+    for name, subschema in dependent.items() if isinstance(dependent, dict) else ():
         if name in instance:
             keys += _evaluated_keys(validator, instance, subschema)
     for keyword in ("allOf", "oneOf", "anyOf"):
-        for subschema in schema.get(keyword, []):
+        for subschema in _list(schema.get(keyword)):
             if _is_valid(validator.descend(instance, subschema)):
                 keys += _evaluated_keys(validator, instance, subschema)
     if "if" in schema:
@@ -193,9 +274,9 @@ def _evaluated_keys(validator: Any, instance: Any, schema: Any) -> list[str]:  #
 
 
 def _unevaluated_properties(
-    validator: Any, unevaluated: Any, instance: Any, schema: Any
-) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
+    validator: SchemaValidator, unevaluated: JSONValue, instance: JSONValue, schema: JSONObject
+) -> Iterator[SchemaError]:
+    if not isinstance(instance, dict):
         return
     evaluated = set(_evaluated_keys(validator, instance, schema))
     failed = [
@@ -217,7 +298,7 @@ def _is_regex(instance: object) -> bool:
     return True
 
 
-def _format_checker() -> Any:
+def _format_checker() -> object:
     checker = _jsonschema.FormatChecker(formats=())
     checker.checkers = dict(_Draft.FORMAT_CHECKER.checkers)
     checker.checks("regex", raises=InvalidSchemaError)(_is_regex)
@@ -254,7 +335,9 @@ _APPLICATORS: Final = (
 def _budgeted(keyword: Keyword) -> Keyword:
     """``keyword``, checking the thread's time budget before each application."""
 
-    def apply(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    def apply(
+        validator: SchemaValidator, value: JSONValue, instance: JSONValue, schema: JSONObject
+    ) -> Iterator[SchemaError]:
         budget.check()
         yield from keyword(validator, value, instance, schema)
 
@@ -281,11 +364,13 @@ Validator: Final = _jsonschema.validators.extend(
 )
 
 
-def validator_class() -> Any:
-    return Validator
+def validator_class() -> Callable[..., SchemaValidator]:
+    """The validator class: called with a schema and ``registry=`` (``referencing.Registry``)."""
+    validator: Callable[..., SchemaValidator] = Validator
+    return validator
 
 
-def check_schema(schema: dict[str, Any]) -> Any:
+def check_schema(schema: JSONObject) -> SchemaError | None:
     """The first error of ``schema`` against the draft 2020-12 metaschema, or None.
 
     Like ``Draft202012Validator.check_schema``, with the RE2 ``regex`` format
@@ -296,7 +381,7 @@ def check_schema(schema: dict[str, Any]) -> Any:
     return next(meta.iter_errors(schema), None)
 
 
-def iter_violations(validator: Any, config: Any) -> Iterator[Any]:
+def iter_violations(validator: SchemaValidator, config: JSONValue) -> Iterator[SchemaError]:
     """``validator.iter_errors(config)``, starting with no reference in progress."""
     _active.pairs.clear()
     yield from validator.iter_errors(config)

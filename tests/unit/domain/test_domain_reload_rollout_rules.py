@@ -80,7 +80,8 @@ def test_targets_and_the_crds_take_every_reloadable_kind() -> None:
         }
     }
     assert [t.kind for t in parse_targets(spec)] == ["Rollout", "CronJob"]
-    for crd in (crds.configprofile_crd(), crds.sealedsecret_crd()):
+    trees: list[dict[str, Any]] = [crds.configprofile_crd(), crds.sealedsecret_crd()]
+    for crd in trees:
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         target = schema["properties"]["spec"]["properties"]["reload"]["properties"]["targets"]
         assert target["items"]["properties"]["kind"]["enum"] == list(crds.RELOAD_KINDS)
