@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Final
+from typing import Final, Protocol
 
 from kstrata.errors import InvalidSchemaError
 
@@ -566,17 +566,36 @@ class Pattern:
         return self._search(data) is not None
 
 
+# google-re2 ships no type information: these Protocols name what is used of it.
+
+
+class _Options(Protocol):
+    max_mem: int
+    log_errors: bool
+
+
+class _Compiled(Protocol):
+    def search(self, text: bytes) -> object: ...
+
+
+class _RE2(Protocol):
+    error: type[Exception]
+
+    def Options(self) -> _Options: ...  # re2 spells it so
+
+    def compile(self, pattern: bytes, options: _Options) -> _Compiled: ...
+
+
 _engine_lock = threading.Lock()
-# Any: google-re2 ships no type information (the module and its Options).
-_engine: tuple[Any, Any] | None = None
+_engine: tuple[_RE2, _Options] | None = None
 
 
-def _re2() -> tuple[Any, Any]:
+def _re2() -> tuple[_RE2, _Options]:
     """The ``re2`` module and its options for untrusted patterns, imported once."""
     global _engine  # noqa: PLW0603
     with _engine_lock:
         if _engine is None:
-            module = import_module("re2")
+            module: _RE2 = import_module("re2")
             options = module.Options()
             options.max_mem = MAX_PROGRAM_BYTES
             # RE2 would print every refused pattern to stderr.
