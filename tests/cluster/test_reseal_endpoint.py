@@ -17,7 +17,7 @@ import logging
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def test_reseal_after_rotation_keeps_the_value_and_refuses_what_it_must(
         new_key = store.rotate(dt.datetime.now(dt.UTC)).key_id
         wait_bundle(cluster, keys_namespace, keys=2)
 
-        def send(request: dict[str, Any]) -> dict[str, Any]:
+        def send(request: Mapping[str, object]) -> dict[str, Any]:
             status, answer = post(url, json.dumps(request).encode())
             answers[f"answer {len(answers)} ({status})"] = json.dumps(answer)
             return answer

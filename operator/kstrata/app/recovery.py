@@ -30,7 +30,7 @@ import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from kstrata.crypto import KeyPair, KeyRing, Scope, SealingContext
 from kstrata.domain.environments import check_environment_name
@@ -42,6 +42,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import expand_files, read_bounded, write_atomically
+from kstrata.payloads import ObjectMeta, Secret
 from kstrata.wellknown import API_VERSION, GROUP, SEALED_SECRET_KIND, SEALED_SECRET_SINGULAR
 
 __all__ = [
@@ -149,7 +150,7 @@ def _secrets_in(document: JSONValue, source: str) -> list[JSONObject]:
     return secrets
 
 
-def _key_pairs(secret: dict[str, Any], source: str) -> list[KeyPair]:
+def _key_pairs(secret: JSONObject, source: str) -> list[KeyPair]:
     data = secret.get("data") or {}
     if not isinstance(data, dict):
         raise InvalidInputError(f"{source}: data must be a mapping")
@@ -183,7 +184,7 @@ class Recovered:
     #: item key -> the key id that opened it (public).
     key_ids: Mapping[str, str]
     #: The Secret manifest, values base64-encoded.  Holds plaintext: print only on request.
-    secret: dict[str, Any] = field(repr=False)
+    secret: Secret = field(repr=False)
 
     def summary(self) -> str:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name
@@ -244,7 +245,7 @@ def _sealed_secrets_in(document: JSONValue, source: str) -> list[JSONObject]:
 
 
 def _tokens(
-    spec: dict[str, Any], environment: str | None, where: str
+    spec: JSONObject, environment: str | None, where: str
 ) -> tuple[dict[str, str], str | None]:
     """The items in effect: base, with the chosen environment's overlay on top."""
     tokens = string_map(spec.get("encryptedData"), f"{where}: spec.encryptedData")
@@ -275,14 +276,15 @@ def _tokens(
 
 
 def _recover_one(
-    sealed: dict[str, Any],
+    sealed: JSONObject,
     ring: KeyRing,
     source: str,
     environment: str | None,
     default_namespace: str | None,
 ) -> Recovered:
-    metadata = sealed.get("metadata") or {}
-    name = metadata.get("name") if isinstance(metadata, dict) else None
+    found = sealed.get("metadata")
+    metadata = found if isinstance(found, dict) else {}
+    name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{source}: a SealedSecret has no metadata.name")
     namespace = metadata.get("namespace") or default_namespace
@@ -290,8 +292,10 @@ def _recover_one(
     spec = sealed.get("spec")
     if not isinstance(spec, dict):
         raise InvalidInputError(f"{where}: spec must be a mapping")
+    scope_name = spec.get("scope") or Scope.STRICT.value
     try:
-        scope = Scope(spec.get("scope") or Scope.STRICT.value)
+        # Not a string: the same refusal as an unknown name (Scope("") raises).
+        scope = Scope(scope_name if isinstance(scope_name, str) else "")
     except ValueError:
         raise InvalidInputError(
             f"{where}: spec.scope must be strict, namespace or cluster"
@@ -329,21 +333,23 @@ def _recover_one(
         namespace=namespace if isinstance(namespace, str) else None,
         environment=chosen,
         key_ids=key_ids,
-        secret=_secret_manifest(spec, name, namespace, values, where),
+        secret=_secret_manifest(
+            spec, name, namespace if isinstance(namespace, str) else None, values, where
+        ),
     )
 
 
 def _secret_manifest(
-    spec: dict[str, Any],
+    spec: JSONObject,
     name: str,
     namespace: str | None,
     values: Mapping[str, bytes],
     where: str,
-) -> dict[str, Any]:
+) -> Secret:
     template = spec.get("template") or {}
     if not isinstance(template, dict):
         raise InvalidInputError(f"{where}: spec.template must be a mapping")
-    metadata: dict[str, Any] = {"name": name}
+    metadata: ObjectMeta = {"name": name}
     if namespace:
         metadata["namespace"] = namespace
     labels = string_map(template.get("labels"), f"{where}: spec.template.labels")
@@ -352,11 +358,14 @@ def _secret_manifest(
         metadata["labels"] = labels
     if annotations:
         metadata["annotations"] = annotations
-    secret: dict[str, Any] = {
+    secret_type = template.get("type") or "Opaque"
+    if not isinstance(secret_type, str):
+        raise InvalidInputError(f"{where}: spec.template.type must be a string")
+    secret: Secret = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata,
-        "type": template.get("type") or "Opaque",
+        "type": secret_type,
         "data": {k: base64.b64encode(v).decode("ascii") for k, v in values.items()},
     }
     if template.get("immutable") is True:

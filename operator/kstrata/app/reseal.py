@@ -41,10 +41,10 @@ module is loaded by the operator and by the CLI, neither pays for the other).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from kstrata.crypto import (
     MAX_TOKEN_CHARS,
@@ -120,7 +120,7 @@ class Batch:
     #: (index, reason, message) per item that failed; messages hold no values.
     failures: tuple[tuple[int, str, str], ...] = ()
 
-    def as_data(self) -> dict[str, Any]:
+    def as_data(self) -> dict[str, object]:
         if self.failures:
             return {
                 "reason": "ResealFailed",
@@ -151,7 +151,7 @@ def _no_keys() -> PublicKey:
     raise SealingError("the operator holds no sealing key yet", reason="SealingKeyMissing")
 
 
-def _request_items(body: bytes) -> tuple[object, list[dict[str, Any]]]:
+def _request_items(body: bytes) -> tuple[object, list[dict[str, object]]]:
     if len(body) > MAX_REQUEST_BYTES:
         raise InputLimitError(f"a reseal request is at most {MAX_REQUEST_BYTES} bytes")
     try:
@@ -168,21 +168,25 @@ def _request_items(body: bytes) -> tuple[object, list[dict[str, Any]]]:
     return request.get("recipient"), items
 
 
-def _context(item: dict[str, Any]) -> tuple[SealingContext, str]:
+def _context(item: dict[str, object]) -> tuple[SealingContext, str]:
     token = item.get("token")
     if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
         raise InvalidInputError("token must be a string of a token's size")
+    scope_name = item.get("scope") or Scope.STRICT.value
     try:
-        scope = Scope(item.get("scope") or Scope.STRICT.value)
+        # Not a string: the same refusal as an unknown name (Scope("") raises).
+        scope = Scope(scope_name if isinstance(scope_name, str) else "")
     except ValueError:
         raise InvalidInputError("scope must be strict, namespace or cluster") from None
-    fields = {k: item.get(k) for k in ("namespace", "name", "item")}
-    if not all(v is None or isinstance(v, str) for v in fields.values()):
-        raise InvalidInputError("namespace, name and item are strings")
-    context = SealingContext.bind(
-        scope, item=fields["item"] or "", namespace=fields["namespace"], name=fields["name"]
-    )
+    namespace, name, key = (_optional_str(item.get(k)) for k in ("namespace", "name", "item"))
+    context = SealingContext.bind(scope, item=key or "", namespace=namespace, name=name)
     return context, token
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInputError("namespace, name and item are strings")
 
 
 def reseal_batch(body: bytes, ring: KeyRing, registered: Collection[str] = ()) -> Batch:
@@ -214,7 +218,7 @@ def reseal_batch(body: bytes, ring: KeyRing, registered: Collection[str] = ()) -
     return Batch(key_id=target.key_id, tokens=tuple(tokens), changed=changed)
 
 
-def _reseal_one(item: dict[str, Any], ring: KeyRing, target: PublicKey) -> tuple[str, bool]:
+def _reseal_one(item: dict[str, object], ring: KeyRing, target: PublicKey) -> tuple[str, bool]:
     context, token = _context(item)
     header = parse_token(token)
     if len(header.key_ids) > 1:
@@ -249,7 +253,7 @@ class Item:
     item: str
     token: str
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, str | None]:
         bound_name = self.name if self.scope == Scope.STRICT.value else None
         bound_ns = self.namespace if self.scope != Scope.CLUSTER.value else None
         return {
@@ -301,7 +305,7 @@ def collect(paths: Sequence[Path], default_namespace: str | None = None) -> list
     return files
 
 
-def _sealed_secrets(document: object) -> list[dict[str, Any]]:
+def _sealed_secrets(document: object) -> list[dict[str, object]]:
     if not isinstance(document, dict):
         return []
     if document.get("kind") == "List" and isinstance(document.get("items"), list):
@@ -311,9 +315,9 @@ def _sealed_secrets(document: object) -> list[dict[str, Any]]:
     return []
 
 
-def _items(sealed: dict[str, Any], where: str, default_namespace: str | None) -> list[Item]:
+def _items(sealed: dict[str, object], where: str, default_namespace: str | None) -> list[Item]:
     found_metadata = sealed.get("metadata")
-    metadata: dict[str, Any] = found_metadata if isinstance(found_metadata, dict) else {}
+    metadata: dict[str, object] = found_metadata if isinstance(found_metadata, dict) else {}
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{where}: a SealedSecret has no metadata.name")
@@ -356,7 +360,8 @@ def _items(sealed: dict[str, Any], where: str, default_namespace: str | None) ->
     return found
 
 
-Send = Callable[[dict[str, Any]], dict[str, Any]]
+#: POSTs one request to the endpoint; answers its JSON object.
+Send = Callable[[Mapping[str, object]], Mapping[str, object]]
 
 
 def _batches(items: Sequence[Item]) -> list[list[Item]]:
@@ -391,7 +396,7 @@ def reseal_files(files: Sequence[SourceFile], send: Send, recipient: str | None 
     for batch in _batches(items):
         answer = send({"recipient": recipient, "items": [item.wire() for item in batch]})
         failures = answer.get("failures")
-        if failures:
+        if isinstance(failures, list) and failures:
             raise SealingError(
                 f"{len(failures)} item(s) cannot be resealed, no file was changed: "
                 + "; ".join(_failure(batch, f) for f in failures[:20])
@@ -448,7 +453,7 @@ def rewritten(source: SourceFile) -> str:
     return text
 
 
-def resealed_manifests(files: Sequence[SourceFile]) -> dict[str, Any]:
+def resealed_manifests(files: Sequence[SourceFile]) -> dict[str, object]:
     """The SealedSecrets of the rewritten files, as a ``List`` (``-o json``)."""
     from kstrata.domain.documents import load_documents
 
@@ -515,7 +520,7 @@ def _replace_file(path: Path, text: str) -> None:
 def proxy_sender(api: KubeApi, namespace: str) -> Send:
     """``send`` for :func:`reseal_files`: POST to the endpoint through the service proxy."""
 
-    def send(request: dict[str, Any]) -> dict[str, Any]:
+    def send(request: Mapping[str, object]) -> Mapping[str, object]:
         status, answer = api.service_proxy_post(
             namespace, f"https:{RESEAL_SERVICE}:{RESEAL_SERVICE_PORT}", RESEAL_PATH, request
         )
