@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK, connect_from, kubeconfig_path
+from kstrata.cli.common import EXIT_OK, connect_from, flags, kubeconfig_path
 from kstrata.cli.progress import with_progress
 from kstrata.errors import UsageError
 from kstrata.wellknown import SEALED_SECRET_PLURAL, SEALED_SECRET_SINGULAR
@@ -75,26 +76,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-#: Flags that only the secret imports take (their dest names).
-_SECRET_ONLY = ("sops_binary", "cert", "operator_namespace", "scope", "output_dir")
+@dataclass(frozen=True)
+class ImportFlags:
+    """What ``import`` reads of its flags (see :func:`kstrata.cli.common.flags`)."""
+
+    source: str | None
+    filename: list[Path]
+    environments: list[str]
+    full: bool
+    name: str | None
+    namespace: str | None
+    bitnami_keys: Path | None
+    sops: bool
+    sops_binary: str | None
+    cert: list[Path]
+    operator_namespace: str | None
+    scope: str | None
+    output_dir: Path | None
+    output: str | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+    def secret_only(self) -> dict[str, object]:
+        """Flags that only the secret imports take, by dest name."""
+        return {
+            "sops_binary": self.sops_binary,
+            "cert": self.cert,
+            "operator_namespace": self.operator_namespace,
+            "scope": self.scope,
+            "output_dir": self.output_dir,
+        }
 
 
-def wants_secret_import(args: argparse.Namespace) -> bool:
+def wants_secret_import(parsed: argparse.Namespace) -> bool:
     """A secret import, or a secret import's flag (refused by :func:`run` without one)."""
+    args = flags(ImportFlags, parsed)
     return (
         args.bitnami_keys is not None
-        or bool(args.sops)
-        or any(getattr(args, dest) not in (None, []) for dest in _SECRET_ONLY)
+        or args.sops
+        or any(value not in (None, []) for value in args.secret_only().values())
     )
 
 
-def run(args: argparse.Namespace, out: TextIO) -> int:
+def run(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.secret_imports import import_bitnami, import_sops, load_bitnami_keys
 
+    args = flags(ImportFlags, parsed)
     if args.bitnami_keys is not None and args.sops:
         raise UsageError("import: give either --bitnami-keys or --sops")
     if args.bitnami_keys is None and not args.sops:
-        given = [f"--{dest.replace('_', '-')}" for dest in _SECRET_ONLY if getattr(args, dest)]
+        given = [
+            f"--{dest.replace('_', '-')}" for dest, value in args.secret_only().items() if value
+        ]
         raise UsageError(
             f"import: {', '.join(given)} are for the secret imports: "
             "add --bitnami-keys BACKUP or --sops"
@@ -145,19 +178,17 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     from kstrata.app.secret_imports import manifests_text
 
-    out.write(manifests_text(imported, getattr(args, "output", None) or "yaml"))
+    out.write(manifests_text(imported, args.output or "yaml"))
     print(f"imported {len(imported)} SealedSecret(s)", file=sys.stderr)
     return EXIT_OK
 
 
-def _key_source(args: argparse.Namespace) -> tuple[KeySource, Callable[[], str | None]]:
+def _key_source(args: ImportFlags) -> tuple[KeySource, Callable[[], str | None]]:
     """kstrata's public keys (``--cert``, else the cluster's) and the context's namespace."""
     from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
 
     if args.cert:
-        return list(args.cert), lambda: kubeconfig_namespace(
-            kubeconfig_path(args), getattr(args, "context", None)
-        )
+        return list(args.cert), lambda: kubeconfig_namespace(kubeconfig_path(args), args.context)
 
     state: dict[str, Cluster] = {}
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kstrata.cli import reseal_cmd, seal_cmd
+from kstrata.cli import import_secrets_cmd, reseal_cmd, seal_cmd
 from kstrata.cli.common import flags
 from kstrata.cli.main import build_parser
 
@@ -46,8 +46,9 @@ def test_a_field_argparse_does_not_give_and_that_has_no_default_fails_loudly() -
         (seal_cmd._SealFlags, ["seal", "--name", "db", "--from-literal", "k=v"]),
         (seal_cmd._UnsealFlags, ["unseal", "--recovery-keys", "keys.yaml", "-f", "s.yaml"]),
         (reseal_cmd.ResealFlags, ["reseal", "-f", "s.yaml"]),
+        (import_secrets_cmd.ImportFlags, ["import", "-f", "s.yaml", "--sops"]),
     ],
-    ids=["seal", "unseal", "reseal"],
+    ids=["seal", "unseal", "reseal", "import"],
 )
 def test_every_field_of_a_commands_flags_is_a_dest_of_its_parser(
     cls: type[DataclassInstance], argv: list[str]
