@@ -34,7 +34,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from kstrata.app.seal_commands import (
     LAST_APPLIED_ANNOTATION,
@@ -56,7 +56,7 @@ from kstrata.crypto.bitnami import (
     open_value,
 )
 from kstrata.crypto.context import check_item
-from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, string_map
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, JSONValue, string_map
 from kstrata.errors import (
     InputLimitError,
     InvalidInputError,
@@ -170,7 +170,7 @@ def import_bitnami(
     """
     from kstrata.domain.documents import load_documents, objects_of
 
-    found: list[tuple[str, dict[str, Any]]] = []
+    found: list[tuple[str, JSONObject]] = []
     for path in expand_files(paths, recursive=True):
         source = "<stdin>" if str(path) == "-" else str(path)
         data = read_bounded(path, DEFAULT_LIMITS.max_bytes, what="-f", stdin=True)
@@ -215,7 +215,7 @@ def import_bitnami(
 
 
 def _identity(
-    source: str, metadata: dict[str, Any], default_namespace: str | None
+    source: str, metadata: JSONObject, default_namespace: str | None
 ) -> tuple[str, str | None, str, BitnamiScope]:
     """Name, namespace, a message prefix and the Bitnami scope of one object."""
     name = metadata.get("name")
@@ -270,7 +270,7 @@ def _open_items(
 
 def _import_one(
     source: str,
-    obj: dict[str, Any],
+    obj: JSONObject,
     bitnami_keys: Sequence[BitnamiKey],
     recipients: Sequence[PublicKey],
     default_namespace: str | None,
@@ -321,7 +321,7 @@ def _import_one(
 
 
 def _bitnami_template(
-    value: Any, where: str, item_keys: Sequence[str]
+    value: JSONValue, where: str, item_keys: Sequence[str]
 ) -> tuple[JSONObject, list[str]]:
     """kstrata's ``spec.template`` from Bitnami's: type, labels, annotations, immutable, data."""
     if value is None:
@@ -354,7 +354,7 @@ def _bitnami_template(
     return template, notes
 
 
-def _template_data(data: Any, where: str, item_keys: Sequence[str]) -> JSONObject:
+def _template_data(data: JSONValue, where: str, item_keys: Sequence[str]) -> JSONObject:
     """Bitnami's templated data, when every template is one kstrata renders the same."""
     # kstrata's templates take the forms Bitnami users write ({{ .key }}, {{ index . "k" }});
     # Go template functions (sprig) have no kstrata counterpart: refused, never dropped.
@@ -367,10 +367,14 @@ def _template_data(data: Any, where: str, item_keys: Sequence[str]) -> JSONObjec
             f"{where}: its spec.template.data cannot be imported as kstrata templates "
             f"(functions, pipelines and conditionals have no counterpart): {error.message}"
         ) from None
+    if not isinstance(data, dict):  # parse_template_data refused it already
+        raise InvalidInputError(f"{where}: spec.template.data must be a mapping")
     return dict(sorted(data.items()))
 
 
-def _template_metadata(value: Any, where: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
+def _template_metadata(
+    value: JSONValue, where: str
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Labels and annotations of the template, without Bitnami's and kubectl's own."""
     metadata = value or {}
     if not isinstance(metadata, dict):
@@ -446,17 +450,18 @@ def _run_sops(sops: str, path: Path, timeout: float) -> bytes:
     return bytes(completed.stdout)
 
 
-def _decode_json(output: bytes, path: Path) -> Any:
+def _decode_json(output: bytes, path: Path) -> JSONValue:
     import json
 
     try:
-        return json.loads(output)
+        decoded: JSONValue = json.loads(output)
     except ValueError:
         # json's message quotes a piece of the document: not repeated.
         raise InvalidInputError(f"{path}: sops did not print a JSON document") from None
+    return decoded
 
 
-def _scalar_bytes(value: Any) -> bytes | None:
+def _scalar_bytes(value: JSONValue) -> bytes | None:
     if isinstance(value, bool):
         return b"true" if value else b"false"
     if isinstance(value, str):
@@ -467,7 +472,7 @@ def _scalar_bytes(value: Any) -> bytes | None:
 
 
 def _sops_items(
-    document: Any, path: Path
+    document: JSONValue, path: Path
 ) -> tuple[dict[str, bytes], JSONObject, str | None, str | None]:
     """Values, template, namespace and name of one decrypted document."""
     if not isinstance(document, dict):
@@ -480,7 +485,7 @@ def _sops_items(
         if not isinstance(metadata, dict):
             raise InvalidInputError(f"{path}: metadata must be a mapping")
         template = _secret_template(document, metadata, str(path))
-        for key, encoded in (document.get("data") or {}).items():
+        for key, encoded in _mapping(document.get("data"), path, "data").items():
             _check_key(key, path, "data")
             if not isinstance(encoded, str):
                 raise InvalidInputError(f"{path}: data.{key} must be a base64 string")
@@ -488,7 +493,7 @@ def _sops_items(
                 values[key] = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 raise InvalidInputError(f"{path}: data.{key} is not valid base64") from None
-        for key, text in (document.get("stringData") or {}).items():
+        for key, text in _mapping(document.get("stringData"), path, "stringData").items():
             _check_key(key, path, "stringData")
             if not isinstance(text, str):
                 # sops (YAML 1.2) reads an unquoted 0018 or true as a number or a boolean.
@@ -516,7 +521,16 @@ def _sops_items(
     return values, {}, None, None
 
 
-def _check_key(key: Any, path: Path, where: str) -> None:
+def _mapping(value: JSONValue, path: Path, field: str) -> dict[str, JSONValue]:
+    """A Secret manifest's data or stringData ({} when absent)."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{path}: {field} must be a mapping")
+    return value
+
+
+def _check_key(key: str, path: Path, where: str) -> None:
     try:
         check_item(key)
     except SealingError:
@@ -666,7 +680,7 @@ def manifests_text(imported: Sequence[Imported], fmt: str) -> str:
     from kstrata.app.seal_commands import _dump
 
     if fmt == "json":
-        body: Mapping[str, Any] = (
+        body: JSONObject = (
             imported[0].manifest
             if len(imported) == 1
             else {"apiVersion": "v1", "kind": "List", "items": [i.manifest for i in imported]}

@@ -156,6 +156,21 @@ def test_failures_are_clear_and_print_nothing(
     assert "db is not a string or number" in err
 
 
+def test_a_secret_whose_data_is_not_a_mapping_is_refused_clearly(
+    sops: Path, work: dict[str, Any]
+) -> None:
+    # Read as a mapping without a check, a string here was an AttributeError.
+    manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata: c2VjcmV0\n"
+    path = encrypt(sops, work, "creds.yaml", manifest)
+    code, out, err = run(
+        "import", "-f", str(path), "--sops", "--sops-binary", str(sops),
+        "--cert", str(work["bundle"]), "-n", "shop",
+    )  # fmt: skip
+    assert (code, out) == (1, "")
+    assert "data must be a mapping" in err
+    assert "c2VjcmV0" not in err
+
+
 def test_no_value_leaks_into_output_errors_or_files(
     sops: Path, work: dict[str, Any], kstrata_key: KeyPair, tmp_path: Path
 ) -> None:
