@@ -27,7 +27,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,8 @@ from support.leaks import (
     Canary,
     CliTranscript,
     LogCapture,
+    captured_logs,
     cluster_texts,
-    debug_logging,
     redact,
     report,
     scan,
@@ -166,15 +165,10 @@ def operator_log(canaries: tuple[Canary, Canary]) -> Iterator[LogCapture]:
     First among the root handlers, so pytest's captured-log report and kopf's
     own stream only ever see records with the canaries redacted.
     """
-    capture = LogCapture(redacting=canaries)
-    restore = debug_logging("kopf", "kstrata", "kubernetes", "urllib3", "aiohttp")
-    root = logging.getLogger()
-    root.handlers.insert(0, capture)
-    try:
+    with captured_logs(
+        "kopf", "kstrata", "kubernetes", "urllib3", "aiohttp", redacting=canaries
+    ) as capture:
         yield capture
-    finally:
-        root.removeHandler(capture)
-        restore()
 
 
 # --- the flows --------------------------------------------------------------

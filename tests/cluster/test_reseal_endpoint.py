@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import ssl
 import urllib.error
 import urllib.request
@@ -32,7 +31,7 @@ from kstrata.crypto import KeyRing, generate_keypair, parse_token
 from kstrata.kube.api import KubeApi
 from kstrata.settings import Settings
 from support.cluster import TestCluster
-from support.leaks import Canary, LogCapture, debug_logging, scan
+from support.leaks import Canary, LogCapture, captured_logs, scan
 from support.operator import RunningOperator, running_operator
 from support.sealed_secrets import published_bundle, seal_for, secret_data, wait_bundle
 from support.waiting import wait_for
@@ -42,15 +41,8 @@ pytestmark = pytest.mark.usefixtures("kstrata_crds")
 
 @pytest.fixture
 def operator_log() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    restore = debug_logging("kopf", "kstrata", "aiohttp")
-    root = logging.getLogger()
-    root.handlers.insert(0, capture)
-    try:
+    with captured_logs("kopf", "kstrata", "aiohttp") as capture:
         yield capture
-    finally:
-        root.removeHandler(capture)
-        restore()
 
 
 @contextlib.contextmanager

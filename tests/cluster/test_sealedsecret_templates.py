@@ -13,7 +13,6 @@ produced Secret's data.
 from __future__ import annotations
 
 import contextlib
-import logging
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from kstrata.app.admission import webhook_configuration
 from kstrata.crypto import PublicKeyBundle
 from kstrata.payloads import WebhookClientConfig
 from support.cluster import TestCluster
-from support.leaks import Canary, LogCapture, cluster_texts, debug_logging, report, scan
+from support.leaks import Canary, LogCapture, captured_logs, cluster_texts, report, scan
 from support.operator import RunningOperator, running_operator
 from support.reloads import (
     create_deployment,
@@ -54,15 +53,8 @@ URL = 'postgres://{{ .user }}:{{ index . "password" }}@db:5432/app'
 @pytest.fixture
 def operator_log() -> Iterator[LogCapture]:
     """Every log record of this process at DEBUG (operator, kopf, clients), for the scan."""
-    capture = LogCapture()
-    restore = debug_logging("kopf", "kstrata", "kubernetes", "urllib3", "aiohttp")
-    root = logging.getLogger()
-    root.handlers.insert(0, capture)
-    try:
+    with captured_logs("kopf", "kstrata", "kubernetes", "urllib3", "aiohttp") as capture:
         yield capture
-    finally:
-        root.removeHandler(capture)
-        restore()
 
 
 def spec(

@@ -19,6 +19,7 @@ canary's label and the form's name, and locations are redacted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -336,3 +337,22 @@ def debug_logging(*names: str) -> Callable[[], None]:
             logger.setLevel(level)
 
     return restore
+
+
+@contextlib.contextmanager
+def captured_logs(*names: str, redacting: Iterable[Canary] = ()) -> Iterator[LogCapture]:
+    """Every log record of this process at DEBUG (the root and ``names``), for a leak scan.
+
+    The capture is first among the root handlers, so with ``redacting``
+    pytest's captured-log report and kopf's own stream only ever see records
+    with the canaries redacted.
+    """
+    capture = LogCapture(redacting=redacting)
+    restore = debug_logging(*names)
+    root = logging.getLogger()
+    root.handlers.insert(0, capture)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        restore()
