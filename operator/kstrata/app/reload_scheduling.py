@@ -79,11 +79,12 @@ class NamespaceCoalescer(Generic[_State]):
     loop; the action runs in a thread.
 
     ``read_ahead(namespace)``, if given, runs (in a thread) as soon as a pass
-    is scheduled, overlapping a settled pass's wait and an eager pass's wait
-    for the lock, and its result is handed to the action, which then need not
-    read again.  It is handed over only if nothing was scheduled or changed
-    in the namespace since the read began; otherwise the action gets None and
-    reads for itself.
+    that must wait is scheduled, overlapping a settled pass's wait and an
+    eager pass's wait for the lock, and its result is handed to the action,
+    which then need not read again (an eager pass that need not wait reads in
+    the action's own thread).  It is handed over only if nothing was
+    scheduled or changed in the namespace since the read began; otherwise the
+    action gets None and reads for itself.
     """
 
     def __init__(
@@ -183,12 +184,16 @@ class NamespaceCoalescer(Generic[_State]):
     async def _run(self, namespace: str, settled: bool, delay: float | None) -> None:
         key = (namespace, settled)
         version = self._versions.get(namespace, 0)
-        ahead = self._start_read_ahead(namespace) if delay is None else None
+        lock = self._locks.setdefault(namespace, asyncio.Lock())
+        # A read ahead pays only while the pass waits (the quiet period, a pass
+        # in progress); an eager pass that can start now reads in its own
+        # thread, one hop to a thread and back less before the rollout.
+        waits = settled or lock.locked()
+        ahead = self._start_read_ahead(namespace) if delay is None and waits else None
         if delay is not None:
             await asyncio.sleep(delay)
         if settled:
             await self._settle(namespace)
-        lock = self._locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             # From here on a new trigger starts a new pass: this one may have
             # read the namespace before that change.
@@ -302,13 +307,37 @@ class ReloadTriggers:
         self._listed_kinds: dict[str, dict[tuple[str, str], frozenset[str]]] = {}
         #: namespace -> sources whose status.workloads lists workloads, as (kind, name).
         self._listing: dict[str, set[tuple[str, str]]] = {}
-        #: (kind, namespace, name) -> generation whose status a reconciler reported
-        #: before the watch delivered it (see ``source_reconciled``).
-        self._reported: dict[tuple[str, str, str], int] = {}
+        #: (kind, namespace, name) -> (generation, revision) a reconciler reported
+        #: before the watch delivered its status (see ``source_reconciled``).
+        self._reported: dict[tuple[str, str, str], tuple[int, int]] = {}
         #: kopf's event loop, once running: reconcile threads reach it through this.
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Told the kind of every ConfigMap or Secret that gains its first follower.
         self.on_follow: Callable[[str], None] | None = None
+        #: namespace -> triggers so far that need a pass over the whole namespace (all
+        #: but a followed ConfigMap's or Secret's data change), and how many of them
+        #: the last complete pass covered (``plain_followers``).
+        self._full_triggers: dict[str, int] = {}
+        self._full_covered: dict[str, int] = {}
+        #: namespace -> (source kind, name) -> (kind, name) of the workloads its
+        #: status.workloads lists.
+        self._listed_workloads: dict[str, dict[tuple[str, str], frozenset[tuple[str, str]]]] = {}
+
+    def _schedule_full(self, namespace: str) -> None:
+        self._full_triggers[namespace] = self._full_triggers.get(namespace, 0) + 1
+        self.coalescer.schedule(namespace)
+
+    def full_triggers(self, namespace: str) -> int:
+        """How many whole-namespace triggers ``namespace`` has had (any thread).
+
+        Read before a pass reads the namespace; handed to ``covered`` once
+        that pass has decided on every workload there.
+        """
+        return self._full_triggers.get(namespace, 0)
+
+    def covered(self, namespace: str, triggers: int) -> None:
+        """A pass that read the whole namespace after ``triggers`` triggers held nothing back."""
+        self._full_covered[namespace] = max(self._full_covered.get(namespace, 0), triggers)
 
     def needs_pass(self, namespace: str) -> bool:
         """Whether a pass over ``namespace`` could write anything at all.
@@ -333,6 +362,7 @@ class ReloadTriggers:
         self._targets.get(namespace, {}).pop((kind, name), None)
         self._listing.get(namespace, set()).discard((kind, name))
         self._listed_kinds.get(namespace, {}).pop((kind, name), None)
+        self._listed_workloads.get(namespace, {}).pop((kind, name), None)
         self._kstrata_sources.get(namespace, set()).discard((kind, name))
         self.in_flight.get(namespace, set()).discard((kind, name))
         # The workloads keep what they run: nothing rolls.  A pending pass may go on.
@@ -341,7 +371,8 @@ class ReloadTriggers:
     def source_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
         key = (kind, namespace, name)
         status = body.get("status") or {}
-        if (reported := self._reported.get(key)) is not None:
+        if (found := self._reported.get(key)) is not None:
+            reported = found[0]
             generation = _as_int((body.get("metadata") or {}).get("generation"))
             observed = _as_int(status.get("observedGeneration")) or 0
             if generation == reported and observed < reported:
@@ -353,22 +384,29 @@ class ReloadTriggers:
         listing = self._listing.setdefault(namespace, set())
         entries = status.get("workloads")
         listed = self._listed_kinds.setdefault(namespace, {})
+        listed_workloads = self._listed_workloads.setdefault(namespace, {})
         if entries:
             listing.add((kind, name))
             listed[(kind, name)] = frozenset(
                 str(e.get("kind")) for e in entries if isinstance(e, dict)
             )
+            listed_workloads[(kind, name)] = frozenset(
+                (str(e.get("kind")), str(e.get("name"))) for e in entries if isinstance(e, dict)
+            )
         else:
             listing.discard((kind, name))
             listed.pop((kind, name), None)
+            listed_workloads.pop((kind, name), None)
         self._observe(kind, namespace, name, body)
 
     def source_reconciled(self, written: SourceStatus) -> None:
-        """A reconcile thread wrote this status: act on it now, not when the watch brings it.
+        """A reconcile thread served this revision: act on it now, not when the watch brings it.
 
         Saves the round of kopf delivering our own status write (~20-30 ms of
-        the change-to-rollout latency).  The watch event that follows is the
-        same news and schedules nothing more.  Safe to call from any thread.
+        the change-to-rollout latency), and, where the reconciler reports
+        before writing its status, that write too (``reported_revision``).
+        The watch event that follows is the same news and schedules nothing
+        more.  Safe to call from any thread.
         """
         loop = self.loop
         if loop is None:
@@ -391,8 +429,22 @@ class ReloadTriggers:
         known = self._generations.get(key)
         if known is not None and known > generation:
             return  # a newer spec write is already in flight: this news is stale
-        self._reported[key] = generation
+        self._reported[key] = (generation, body["status"]["revision"])
         self._observe(kind, namespace, name, body)
+
+    def reported_revision(
+        self, kind: str, namespace: str, name: str, generation: int
+    ) -> int | None:
+        """The revision a reconciler reported for this generation, not yet in a status read.
+
+        A reconciler reports once the output serves (the ConfigMap written),
+        before its status write, and a pass's LIST may not show that status
+        yet: for such a generation the pass takes the reported revision (any
+        thread).  Only for the same generation: a report of an older spec, or
+        of a deleted object, never stands in for what a list says.
+        """
+        found = self._reported.get((kind, namespace, name))
+        return found[1] if found is not None and found[0] == generation else None
 
     def _observe(self, kind: str, namespace: str, name: str, body: JSON) -> None:
         key = (kind, namespace, name)
@@ -425,7 +477,7 @@ class ReloadTriggers:
             return
         self._sources[key] = seen
         if revision:
-            self.coalescer.schedule(namespace)
+            self._schedule_full(namespace)
 
     def _targeted(self, namespace: str, workload: JSON) -> bool:
         return any(
@@ -472,7 +524,7 @@ class ReloadTriggers:
             self._follow(namespace, uid, previous[2], frozenset())
         # Its entry must leave the sources' status.workloads.
         if previous is not None and (previous[0][0] is not None or previous[1] or previous[2]):
-            self.coalescer.schedule(namespace)
+            self._schedule_full(namespace)
 
     def workload_seen(self, namespace: str, uid: str, workload: JSON) -> None:
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
@@ -501,7 +553,7 @@ class ReloadTriggers:
         # Not opted in and never was: nothing to do (keeps passes off busy namespaces).
         if previous == seen or (previous is None and not opted and not seen[1]):
             return
-        self.coalescer.schedule(namespace)
+        self._schedule_full(namespace)
 
     def _digest(self, body: JSON) -> bytes:
         digest = hashlib.blake2b(key=self._digest_key, digest_size=16)
@@ -571,22 +623,57 @@ class ReloadTriggers:
         found = list(self._bodies.get(namespace, {}).items())
         result: list[tuple[str, JSON]] = []
         for uid, (kind, body) in found:
-            previous = self._workloads.get(uid)
-            followed = previous[2] if previous is not None else frozenset()
-            for source_kind, source_name in followed:
-                seen = self._described.get((source_kind, namespace, source_name))
-                if seen is None or seen.owner is not None:
-                    return None
-            annotations = (body.get("metadata") or {}).get("annotations") or {}
-            record = annotations.get(REVISIONS_ANNOTATION) or ""
-            keys = [entry.partition("=")[0].strip() for entry in str(record).split(",") if entry]
-            if any(not key.startswith(("configmap/", "secret/")) for key in keys):
-                return None
-            request = reload_request(body, reloader_compatible=self.reloader_compatible)
-            if request.names:
+            if not self._plain_only(namespace, uid, body):
                 return None
             result.append((kind, body))
         return result
+
+    def plain_followers(self, namespace: str) -> list[tuple[str, JSON]] | None:
+        """The watch's copies of the workloads that follow only plain sources, when a pass
+        need decide on nothing else; None when it must read the namespace (any thread).
+
+        That is when nothing but followed ConfigMaps' and Secrets' data changed
+        since the last pass that decided on the whole namespace
+        (``full_triggers``, ``covered``), and every interested workload that
+        follows a plain source follows nothing else, is no source's target and
+        is listed in no source's ``status.workloads``: then the other
+        workloads have nothing new to decide and no source's status can
+        change, so the pass needs neither the lists nor the sources.  A
+        ConfigMap change in a namespace that also has ConfigProfiles rolls
+        its followers on one PATCH after the event, as where it has none.
+        """
+        if self._full_triggers.get(namespace, 0) > self._full_covered.get(namespace, 0):
+            return None
+        listed: set[tuple[str, str]] = set()
+        for names in list(self._listed_workloads.get(namespace, {}).values()):
+            listed |= names
+        result: list[tuple[str, JSON]] = []
+        for uid, (kind, body) in list(self._bodies.get(namespace, {}).items()):
+            previous = self._workloads.get(uid)
+            if previous is None or not previous[2]:
+                continue  # follows no plain source: nothing new for it
+            name = str((body.get("metadata") or {}).get("name"))
+            if previous[1] or (kind, name) in listed or not self._plain_only(namespace, uid, body):
+                return None
+            result.append((kind, body))
+        return result
+
+    def _plain_only(self, namespace: str, uid: str, body: JSON) -> bool:
+        """Whether a watched workload follows only plain sources the watch has described
+        (none owned by a kstrata source) and records nothing else."""
+        previous = self._workloads.get(uid)
+        followed = previous[2] if previous is not None else frozenset()
+        for source_kind, source_name in followed:
+            seen = self._described.get((source_kind, namespace, source_name))
+            if seen is None or seen.owner is not None:
+                return False
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        record = annotations.get(REVISIONS_ANNOTATION) or ""
+        keys = [entry.partition("=")[0].strip() for entry in str(record).split(",") if entry]
+        if any(not key.startswith(("configmap/", "secret/")) for key in keys):
+            return False
+        request = reload_request(body, reloader_compatible=self.reloader_compatible)
+        return not request.names
 
     def follows(self, kind: str, namespace: str, name: str) -> bool:
         """Whether a workload follows this ConfigMap or Secret (one lookup)."""

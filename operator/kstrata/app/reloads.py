@@ -265,6 +265,7 @@ class ReloadReconciler:
         reloader_compatible: bool = False,
         watched: Callable[[str, str, str], PlainSource | None] | None = None,
         workload_kinds: Callable[[str], frozenset[str] | None] | None = None,
+        reported_revision: Callable[[str, str, str, int], int | None] | None = None,
     ) -> None:
         self.api = api
         self.fingerprint_key = fingerprint_key or (lambda: None)
@@ -274,6 +275,28 @@ class ReloadReconciler:
         self.watched = watched or (lambda _kind, _namespace, _name: None)
         #: namespace -> the workload kinds a pass must list there (None: all).
         self.workload_kinds = workload_kinds or (lambda _namespace: None)
+        #: (kind, namespace, name, generation) -> the revision its reconciler reported
+        #: before writing the status a list shows (``ReloadTriggers.reported_revision``).
+        self.reported_revision = reported_revision or (lambda _k, _ns, _n, _g: None)
+
+    def _current(self, kind: str, source: JSON) -> int:
+        """A source's current revision: its status, or what its reconciler reported since.
+
+        The profile reconciler reports once its ConfigMap serves the new
+        revision and writes the status after that, so a rollout need not wait
+        for the status write; a list made in between still shows the old one.
+        """
+        listed = _revision(source)
+        meta, status = source.get("metadata") or {}, source.get("status") or {}
+        generation = meta.get("generation")
+        observed = status.get("observedGeneration")
+        if isinstance(generation, int) and (not isinstance(observed, int) or observed < generation):
+            reported = self.reported_revision(
+                kind, meta.get("namespace", ""), meta["name"], generation
+            )
+            if reported is not None:
+                return max(listed, reported)
+        return listed
 
     def _list_or_empty(
         self, resource: RawResource, namespace: str, label_selector: str | None = None
@@ -358,8 +381,12 @@ class ReloadReconciler:
             if source.fingerprint is not None:
                 plain[(kind, name)] = source.fingerprint
         return Sources(
-            profiles={p["metadata"]["name"]: _revision(p) for p in profiles},
-            sealed_secrets={s["metadata"]["name"]: _revision(s) for s in sealed},
+            profiles={
+                p["metadata"]["name"]: self._current(CONFIG_PROFILE_KIND, p) for p in profiles
+            },
+            sealed_secrets={
+                s["metadata"]["name"]: self._current(SEALED_SECRET_KIND, s) for s in sealed
+            },
             config_maps=config_maps,
             secrets=secrets,
             profile_targets=_targets(profiles),
@@ -402,9 +429,10 @@ class ReloadReconciler:
         """A namespace state from the workload watch's copies, with no LIST at all.
 
         Only for a namespace where the watches saw no ConfigProfile or
-        SealedSecret (the controller decides): then nothing but the
-        workloads and the plain sources they follow matters, and the
-        sources come from the ConfigMap/Secret watch too (``watched``).  The
+        SealedSecret, or for the followers of plain sources alone when
+        nothing else changed there (the controller decides): then nothing
+        but those workloads and the plain sources they follow matters, and
+        the sources come from the ConfigMap/Secret watch too (``watched``).  The
         pass writes with the copies' resourceVersion, so a copy older than
         the object cannot cause a write (see ``reconcile_namespace``).
         """

@@ -43,7 +43,10 @@ what ``NamespaceCoalescer`` schedules, both in ``kstrata.app.reload_scheduling``
   only what the watch has not described, so a restart compares like with
   like and rolls nothing.  Where no kstrata source is in play, a pass takes
   the workloads from their watch too (``ReloadTriggers.watched_workloads``)
-  and writes with their resourceVersion: one PATCH after the event.
+  and writes with their resourceVersion: one PATCH after the event.  So does
+  a pass for such a change in a namespace with kstrata sources, for the
+  workloads that follow plain sources only, when nothing else changed there
+  since a pass covered the whole namespace (``plain_followers``).
 
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
@@ -113,6 +116,9 @@ from kstrata.wellknown import (
 
 logger = logging.getLogger(__name__)
 
+#: A namespace read for a pass, and whether it covers every workload there.
+ReadState = tuple[NamespaceState, bool]
+
 
 def register(
     registry: kopf.OperatorRegistry,
@@ -134,41 +140,15 @@ def register(
         # Lambdas: ``watched`` is made below, around the coalescer.
         watched=lambda kind, namespace, name: watched.described(kind, namespace, name),  # noqa: PLW0108
         workload_kinds=lambda namespace: watched.workload_kinds(namespace),  # noqa: PLW0108
+        reported_revision=lambda *source: watched.reported_revision(*source),  # noqa: PLW0108
     )
 
-    def run_pass(
-        namespace: str, changed_at: float, state: NamespaceState | None, settled: bool
-    ) -> bool:
-        outcome = reconciler.reconcile_namespace(
-            namespace, changed_at=changed_at, state=state, settled=settled
-        )
-        if outcome.rolled or outcome.paused:
-            logger.info(
-                "reload pass in %s: rolled %s, held by pause %s",
-                namespace,
-                ", ".join(outcome.rolled) or "-",
-                ", ".join(outcome.paused) or "-",
-            )
-        if outcome.held:
-            logger.debug(
-                "reload pass in %s: %s wait for the rest of a change set",
-                namespace,
-                ", ".join(outcome.held),
-            )
-        return bool(outcome.held)
-
+    passes = _Passes(reconciler)
     window = min(max(settings.reload_coalesce_seconds, 0.0), MAX_COALESCE_SECONDS)
     in_flight: dict[str, set[tuple[str, str]]] = {}
-
-    def read_ahead(namespace: str) -> NamespaceState:
-        workloads = watched.watched_workloads(namespace)
-        if workloads is not None:
-            return reconciler.state_from_watch(namespace, workloads)
-        return reconciler.read_namespace(namespace)
-
     coalescer = NamespaceCoalescer(
-        run_pass,
-        read_ahead=read_ahead,
+        passes.run,
+        read_ahead=passes.read,
         window=window,
         quiet=min(max(settings.reload_quiet_seconds, 0.0), MAX_QUIET_SECONDS),
         retry_delay=min(max(settings.retry_backoff, 0.1), MAX_RETRY_SECONDS),
@@ -179,6 +159,7 @@ def register(
     watched = ReloadTriggers(
         coalescer, in_flight, reloader_compatible=compatible, fingerprint_key=fingerprint_key
     )
+    passes.watched = watched
 
     @kopf.on.startup(id="reload_loop", registry=registry)
     async def remember_loop(**_: Any) -> None:
@@ -254,6 +235,60 @@ def register(
         await coalescer.close()
 
     return watched.source_reconciled
+
+
+class _Passes:
+    """A pass over one namespace (run in a thread) and what it reads.
+
+    It reads the watch's copies where they are all a pass needs: a
+    namespace without kstrata sources (``watched_workloads``), or the
+    followers of plain sources when nothing else changed since a pass
+    covered the whole namespace (``plain_followers``); otherwise it lists.
+    """
+
+    def __init__(self, reconciler: ReloadReconciler) -> None:
+        self.reconciler = reconciler
+        self.watched: ReloadTriggers | None = None
+
+    def read(self, namespace: str) -> ReadState:
+        """What a pass decides on, and whether that is the whole namespace."""
+        watched, reconciler = self.watched, self.reconciler
+        assert watched is not None  # set before kopf starts
+        workloads = watched.watched_workloads(namespace)
+        if workloads is not None:
+            return reconciler.state_from_watch(namespace, workloads), True
+        followers = watched.plain_followers(namespace)
+        if followers is not None:
+            return reconciler.state_from_watch(namespace, followers), False
+        return reconciler.read_namespace(namespace), True
+
+    def run(
+        self, namespace: str, changed_at: float, state: ReadState | None, settled: bool
+    ) -> bool:
+        watched = self.watched
+        assert watched is not None
+        triggers = watched.full_triggers(namespace)
+        # Read here unless read ahead (a pass that need not wait reads in its own thread).
+        read, whole = state if state is not None else self.read(namespace)
+        outcome = self.reconciler.reconcile_namespace(
+            namespace, changed_at=changed_at, state=read, settled=settled
+        )
+        if whole and not outcome.held:
+            watched.covered(namespace, triggers)
+        if outcome.rolled or outcome.paused:
+            logger.info(
+                "reload pass in %s: rolled %s, held by pause %s",
+                namespace,
+                ", ".join(outcome.rolled) or "-",
+                ", ".join(outcome.paused) or "-",
+            )
+        if outcome.held:
+            logger.debug(
+                "reload pass in %s: %s wait for the rest of a change set",
+                namespace,
+                ", ".join(outcome.held),
+            )
+        return bool(outcome.held)
 
 
 def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) -> None:

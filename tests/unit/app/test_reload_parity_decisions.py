@@ -348,3 +348,54 @@ def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_list
     fresh.reconcile_namespace("ns", state=state)
     sent = fresh.api.patches[0]  # type: ignore[attr-defined]
     assert sent["metadata"]["resourceVersion"] == "7"  # a watched copy's write is guarded
+
+
+def test_a_plain_change_needs_no_lists_where_nothing_else_changed() -> None:
+    """``plain_followers``: in a namespace that also has ConfigProfiles, a followed
+    ConfigMap's change is decided on the watch's copies of its followers alone, as
+    long as no other trigger came since a pass covered the whole namespace and
+    each follower follows plain sources only (no profile, no target, no status
+    entry); otherwise the pass reads the namespace."""
+    coalescer = Recorder()
+    triggers = ReloadTriggers(coalescer, {})  # type: ignore[arg-type]
+    profile = {"metadata": {"generation": 1}, "spec": {}, "status": {"revision": 1}}
+    profile["status"]["observedGeneration"] = 1
+    triggers.source_seen("ConfigProfile", "ns", "p", profile)
+    on_profile = dict(workload({"kstrata.dev/reload": "p"}, config_maps=()), metadata={
+        "name": "web", "annotations": {"kstrata.dev/reload": "p"}})  # fmt: skip
+    on_plain = dict(workload({"kstrata.dev/reload": "configmap/cfg"}), metadata={
+        "name": "plain", "annotations": {"kstrata.dev/reload": "configmap/cfg"}})  # fmt: skip
+    triggers.workload_seen("ns", "uid-web", on_profile)
+    triggers.workload_seen("ns", "uid-plain", on_plain)
+    triggers.plain_seen("ConfigMap", "ns", "cfg", {"metadata": {"name": "cfg"}, "data": {}})
+    assert triggers.watched_workloads("ns") is None  # a profile is in play here
+
+    # Workloads were seen, and no pass has covered the namespace since: read it.
+    assert triggers.plain_followers("ns") is None
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    found = triggers.plain_followers("ns")
+    assert found is not None
+    assert [body["metadata"]["name"] for _, body in found] == ["plain"]
+
+    # A new revision of the profile: the next pass must decide on everything.
+    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status={
+        "observedGeneration": 1, "revision": 2}))  # fmt: skip
+    assert triggers.plain_followers("ns") is None
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    assert triggers.plain_followers("ns") is not None
+
+    # A follower some source lists in its status.workloads: read (its entry may go).
+    listing = {"observedGeneration": 1, "revision": 2,
+               "workloads": [{"kind": "Deployment", "name": "plain", "revision": 1}]}  # fmt: skip
+    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status=listing))
+    assert triggers.plain_followers("ns") is None
+    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status={
+        "observedGeneration": 1, "revision": 2}))  # fmt: skip
+    assert triggers.plain_followers("ns") is not None
+
+    # A follower of the ConfigMap that follows the profile too: read.
+    both = {"kstrata.dev/reload": "p,configmap/cfg"}
+    triggers.workload_seen("ns", "uid-plain", dict(on_plain, metadata={
+        "name": "plain", "annotations": both}))  # fmt: skip
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    assert triggers.plain_followers("ns") is None

@@ -134,3 +134,34 @@ def test_one_change_set_rolls_each_workload_once_however_the_passes_fall(
     api.patches.clear()
     assert reconciler.reconcile_namespace("ns", settled=False).held == ()
     assert rollouts(api) == {}
+
+
+def test_a_revision_reported_before_its_status_write_rolls_at_once() -> None:
+    """The profile reconciler reports once its ConfigMap serves, then writes the status.
+
+    A pass that lists the profile in between sees the old status: it takes
+    the reported revision for that generation (and only for it), so the
+    rollout does not wait for the status write.
+    """
+    objects = namespace({"single": ("payments",)})
+    payments = objects[("configprofiles", "ns", "payments")]
+    payments["metadata"]["generation"] = 2
+    payments["status"]["observedGeneration"] = 1  # the status write is still on its way
+    reported = {("ConfigProfile", "ns", "payments", 2): 2}
+    api = FakeApi(objects)
+
+    stale = ReloadReconciler(api, reported_revision=lambda *key: reported.get(key))  # type: ignore[arg-type]
+    reported_for_an_older_spec = {("ConfigProfile", "ns", "payments", 1): 2}
+    older = ReloadReconciler(
+        api,  # type: ignore[arg-type]
+        reported_revision=lambda *key: reported_for_an_older_spec.get(key),
+    )
+    assert older.reconcile_namespace("ns").rolled == ()
+    assert stale.reconcile_namespace("ns").rolled == ("Deployment/single",)
+    record = objects[("deployments", "ns", "single")]["metadata"]["annotations"]
+    assert record["kstrata.dev/revisions"] == "payments=2"
+
+    # The status lands; the report is gone by then: nothing rolls again.
+    objects[("configprofiles", "ns", "payments")]["status"].update(observedGeneration=2, revision=2)
+    assert ReloadReconciler(api).reconcile_namespace("ns").rolled == ()  # type: ignore[arg-type]
+    assert rollouts(api) == {"single": 1}

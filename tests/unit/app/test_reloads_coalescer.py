@@ -191,7 +191,11 @@ async def until(condition: Any) -> None:
 
 
 def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
-    """The reads overlap the wait; a trigger or spec write meanwhile voids them."""
+    """The reads overlap the wait; a trigger or spec write meanwhile voids them.
+
+    An eager pass that can start at once does not read ahead: it reads in the
+    action's own thread, one hop less before the rollout.
+    """
 
     async def scenario() -> None:
         reads: list[str] = []
@@ -212,20 +216,20 @@ def test_what_was_read_while_waiting_is_used_only_if_nothing_moved() -> None:
         )
         coalescer.note_change("ns")
         coalescer.schedule("ns")
-        await action.next_pass()  # eager, held
-        await action.next_pass()  # settled, after the quiet period
-        assert (reads, action.states) == (["ns", "ns"], ["read #1", "read #2"])
+        await action.next_pass()  # eager, held: nothing to wait for, so no read ahead
+        await action.next_pass()  # settled, after the quiet period: used its read
+        assert (reads, action.states) == (["ns"], [None, "read #1"])
         await until(lambda: not coalescer._locks["ns"].locked())  # that pass is over
 
         busy["ns"] = True  # another source in flight holds the settled pass
         coalescer.schedule("ns")
-        await action.next_pass()  # eager: used its read
-        await until(lambda: len(reads) == 4)  # the settled pass's read, during its wait
+        await action.next_pass()  # eager: read for itself
+        await until(lambda: len(reads) == 2)  # the settled pass's read, during its wait
         coalescer.note_change("ns")  # its spec write: what was read ahead is stale
         busy["ns"] = False
         coalescer.poke("ns")
         await action.next_pass()
-        assert action.states == ["read #1", "read #2", "read #3", None]  # it read for itself
+        assert action.states == [None, "read #1", None, None]  # it read for itself
         assert action.settled == [False, True, False, True]
         await coalescer.close()
 
@@ -263,16 +267,16 @@ def test_what_was_read_while_another_pass_wrote_is_not_used() -> None:
             return action(namespace, changed_at, state, settled)
 
         coalescer = NamespaceCoalescer(blocking, window=60.0, retry_delay=0.1, read_ahead=read)
-        coalescer.schedule("ns")
-        await asyncio.wait_for(read_done.wait(), timeout=10)
+        coalescer.schedule("ns")  # nothing to wait for: reads in its own thread
         await asyncio.wait_for(in_action.wait(), timeout=10)  # the first pass is writing
-        read_done.clear()
+        assert reads == []
         coalescer.schedule("ns")  # say, the second source of an apply reconciled
         await asyncio.wait_for(read_done.wait(), timeout=10)  # read while the first writes
         release.set()
         await action.next_pass()
         await action.next_pass()
-        assert action.states == ["read #1", None]  # the second pass read for itself
+        assert reads == ["ns"]  # read ahead while the first pass held the lock
+        assert action.states == [None, None]  # and the second pass read for itself
         await coalescer.close()
 
     run(scenario())
@@ -425,6 +429,9 @@ def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> Non
         await asyncio.to_thread(triggers.source_reconciled, written)  # from a reconcile thread
         await asyncio.sleep(0)  # the loop runs what the thread handed over
         assert (fake.scheduled, in_flight["ns"]) == (["ns", "ns"], set())
+        # Reported before the status write: a pass takes it for that generation only.
+        assert triggers.reported_revision("ConfigProfile", "ns", "p", 2) == 2
+        assert triggers.reported_revision("ConfigProfile", "ns", "p", 1) is None
 
         # The index patch made before that status: neither in flight nor new.
         triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 1, 1))
@@ -432,6 +439,7 @@ def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> Non
         # The status itself: already known.
         triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 2, 2))
         assert fake.scheduled == ["ns", "ns"]
+        assert triggers.reported_revision("ConfigProfile", "ns", "p", 2) is None  # caught up
 
         # A report overtaken by a newer spec write changes nothing.
         triggers.source_seen("ConfigProfile", "ns", "p", profile(3, 2, 2))
