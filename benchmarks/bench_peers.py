@@ -47,6 +47,11 @@ kubeseal certificate is then a self-signed RSA-4096 certificate made here
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--json out.json]
 
+``--reload-only`` runs only the reload part: a fresh control plane, kstrata
+started on it, ``--reload-samples`` interleaved changes, no peers and no CLI
+(about a minute; for before/after comparisons of the reload path, run it
+alternately with ``PYTHONPATH=<snapshot>/operator``).
+
 ``--quick`` shrinks every size (one repetition, 200 objects, 100 manifests).
 The report's Markdown table goes to standard output; its JSON to --json.
 """
@@ -563,7 +568,14 @@ def reloads(bench: Bench, samples: int) -> dict[str, Any]:
         bench.custom.patch_namespaced_custom_object(
             KSTRATA_GROUP, VERSION, kstrata_ns, "configprofiles", "p", {"spec": {"base": {"i": i}}}
         )
-        kstrata_ms.append((kstrata_seen.wait_for([("web", f"p={i + 1}")]) - started) * 1000)
+        try:
+            seen_at = kstrata_seen.wait_for([("web", f"p={i + 1}")])
+        except TimeoutError as error:
+            # Tell a rollout that never came from a watch of this process that broke.
+            found = apps.read_namespaced_deployment("web", kstrata_ns)
+            now = (found.spec.template.metadata.annotations or {}).get(RECORD)
+            raise TimeoutError(f"{error}; the template records {now!r} now") from error
+        kstrata_ms.append((seen_at - started) * 1000)
 
         if plain_supported:
             kstrata_seen.wait_until("plain", caught_up)
@@ -806,6 +818,13 @@ def _controller_rows(reps: list[dict[str, Any]]) -> list[str]:
         )
     reload = reps[-1].get("reloads")
     if reload:
+        rows += _reload_rows(reload)
+    return rows
+
+
+def _reload_rows(reload: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    if reload:
         floor, ours = reload["api_floor_ms"], reload["kstrata_configprofile_ms"]
         rows.append(
             f"| one change → pod template patched, p50 | API floor (watch + 1 PATCH) "
@@ -855,6 +874,27 @@ def _cli_rows(cli_results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def reload_only(samples: int, out: Path | None) -> int:
+    """The reload rows alone: kstrata on a fresh control plane, no peers (``--reload-only``)."""
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()}: {os.cpu_count()} cores",
+        "load_before": load(),
+    }
+    with control_plane() as bench:
+        operator_keys(bench)
+        with operator(bench):
+            results["reloads"] = reloads(bench, samples)
+    results["load_after"] = load()
+    rows = ["| measure | peer | kstrata | kstrata vs peer |", "|---|---|---|---|"]
+    rows += _reload_rows(results["reloads"])
+    print(json.dumps(results, indent=2))
+    print("\n".join(rows))
+    if out:
+        out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
@@ -868,6 +908,7 @@ def main() -> int:
     parser.add_argument("--bulk", type=int)
     parser.add_argument("--bulk-runs", type=int, default=3)
     parser.add_argument("--cli-only", action="store_true", help="only the offline CLI part")
+    parser.add_argument("--reload-only", action="store_true", help="only the reload part")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = {
@@ -883,6 +924,8 @@ def main() -> int:
     if args.quick:
         args.namespaces = min(args.namespaces, 10)
 
+    if args.reload_only:
+        return reload_only(args.reload_samples, args.json)
     binaries = {"kubeseal": install("kubeseal")}
     if not args.cli_only:
         binaries["controller"] = install("sealed-secrets-controller")
