@@ -33,8 +33,14 @@ from kstrata.domain.profile import (
 )
 from kstrata.domain.sealed_spec import check_secret_type, checked_tokens, parse_sealed_spec
 from kstrata.errors import ExtendsError, NotFoundError, SchemaViolationError, Violation
-from kstrata.kube.api import CONFIG_PROFILES, JSON, NAMESPACES, VALIDATING_WEBHOOKS, KubeClient
-from kstrata.payloads import Opaque, ValidatingWebhookConfiguration, WebhookClientConfig
+from kstrata.kube.api import CONFIG_PROFILES, NAMESPACES, VALIDATING_WEBHOOKS, KubeClient
+from kstrata.payloads import (
+    ConfigProfile,
+    Opaque,
+    SealedSecret,
+    ValidatingWebhookConfiguration,
+    WebhookClientConfig,
+)
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     CONFIG_PROFILE_PLURAL,
@@ -86,7 +92,7 @@ def _namespace_labels(
 def review_sealed_secret(
     api: KubeClient,
     settings: Settings,
-    sealed: JSON,
+    sealed: SealedSecret,
     namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
 ) -> None:
     """Raise ``InvalidInputError`` (``TemplateError`` for templates) if not admissible.
@@ -108,7 +114,7 @@ def review_sealed_secret(
 def review_profile(
     api: KubeClient,
     settings: Settings,
-    profile: JSON,
+    profile: ConfigProfile,
     namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
 ) -> None:
     """Raise ``InvalidInputError`` (``SchemaViolationError`` for schemas) if not admissible.

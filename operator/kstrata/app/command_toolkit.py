@@ -29,7 +29,6 @@ from kstrata.domain.profile import (
 from kstrata.errors import ClusterError, TransientClusterError, UsageError
 from kstrata.kube.api import (
     CONFIG_PROFILES,
-    JSON,
     NAMESPACES,
     VALIDATING_WEBHOOKS,
     KubeClient,
@@ -115,7 +114,7 @@ class ProfileSummary:
             return self.reason or ("Pending" if self.ready == "Unknown" else "NotReady")
         return "Current"
 
-    def as_data(self) -> JSON:
+    def as_data(self) -> dict[str, object]:
         """The row as data for ``-o yaml|json`` (no AGE: it would not be deterministic)."""
         return {
             "kind": self.kind,

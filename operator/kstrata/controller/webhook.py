@@ -56,7 +56,14 @@ from kstrata.errors import (
     InvalidInputError,
     KstrataError,
 )
-from kstrata.kube.api import SECRETS, VALIDATING_WEBHOOKS, KubeApi
+from kstrata.kube.api import (
+    CONFIG_PROFILES,
+    SEALED_SECRETS,
+    SECRETS,
+    VALIDATING_WEBHOOKS,
+    KubeApi,
+    as_payload,
+)
 from kstrata.payloads import Secret
 from kstrata.settings import Settings
 from kstrata.wellknown import (
@@ -224,7 +231,8 @@ def register(
         # reconcile validates for the environment it renders anyway.
         labels = labels_reader(indexes) if INDEX_ID in indexes else None
         try:
-            admission.review_profile(api, settings, dict(body), labels)
+            profile = as_payload(CONFIG_PROFILES, dict(body))
+            admission.review_profile(api, settings, profile, labels)
         except InvalidInputError as error:
             raise kopf.AdmissionError(str(error), code=422) from error
 
@@ -241,7 +249,8 @@ def register(
         # names template and item keys (never a value: none is known here).
         labels = labels_reader(indexes) if INDEX_ID in indexes else None
         try:
-            admission.review_sealed_secret(api, settings, dict(body), labels)
+            sealed = as_payload(SEALED_SECRETS, dict(body))
+            admission.review_sealed_secret(api, settings, sealed, labels)
         except InvalidInputError as error:
             raise kopf.AdmissionError(str(error), code=422) from error
 
