@@ -15,10 +15,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    ClusterFlags,
+    Subcommands,
+    connect_from,
+    flags,
+    kubernetes_list,
+    print_data,
+)
 from kstrata.errors import UsageError
 from kstrata.files import write_atomically
 
@@ -103,15 +112,46 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
 
 
-def _api(args: argparse.Namespace) -> KubeApi:
+@dataclass(frozen=True, kw_only=True)
+class _KeysFlags:
+    """What every ``keys`` subcommand reads (see :func:`kstrata.cli.common.flags`)."""
+
+    operator_namespace: str
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ListFlags(_KeysFlags):
+    output: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ExportFlags(_KeysFlags):
+    out: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _BackupFlags(_KeysFlags):
+    out: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RotateFlags(_KeysFlags):
+    suite: str | None
+    output: str | None
+
+
+def _api(args: ClusterFlags) -> KubeApi:
     from kstrata.kube.api import KubeApi
 
     return KubeApi(connect_from(args))
 
 
-def _list(args: argparse.Namespace, out: TextIO) -> int:
+def _list(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.sealing_keys import list_keys
 
+    args = flags(_ListFlags, parsed)
     rows = list_keys(_api(args), args.operator_namespace)
     if args.output:
         print_data(kubernetes_list([row.as_data() for row in rows]), args.output, out)
@@ -131,9 +171,10 @@ def format_table(rows: list[KeyInfo]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def _export(args: argparse.Namespace, out: TextIO) -> int:
+def _export(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.sealing_keys import export_public_keys
 
+    args = flags(_ExportFlags, parsed)
     text = export_public_keys(_api(args), args.operator_namespace)
     if args.out is None:
         out.write(text)
@@ -146,10 +187,11 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _backup(args: argparse.Namespace, out: TextIO) -> int:
+def _backup(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.recovery import BACKUP_WARNING, check_private_target, write_new_private_file
     from kstrata.app.sealing_keys import key_backup
 
+    args = flags(_BackupFlags, parsed)
     check_private_target(args.out)  # before any private key is read
     text, count = key_backup(_api(args), args.operator_namespace)
     write_new_private_file(args.out, text)
@@ -158,9 +200,10 @@ def _backup(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _rotate(args: argparse.Namespace, out: TextIO) -> int:
+def _rotate(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.sealing_keys import rotate_keys
 
+    args = flags(_RotateFlags, parsed)
     info = rotate_keys(
         _api(args), args.operator_namespace, dt.datetime.now(dt.UTC), suite=args.suite
     )

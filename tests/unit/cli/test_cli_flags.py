@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kstrata.cli import import_secrets_cmd, reseal_cmd, seal_cmd
+from kstrata.cli import import_secrets_cmd, keys_cmd, reseal_cmd, seal_cmd
 from kstrata.cli.common import flags
 from kstrata.cli.main import build_parser
 
@@ -47,8 +47,21 @@ def test_a_field_argparse_does_not_give_and_that_has_no_default_fails_loudly() -
         (seal_cmd._UnsealFlags, ["unseal", "--recovery-keys", "keys.yaml", "-f", "s.yaml"]),
         (reseal_cmd.ResealFlags, ["reseal", "-f", "s.yaml"]),
         (import_secrets_cmd.ImportFlags, ["import", "-f", "s.yaml", "--sops"]),
+        (keys_cmd._ListFlags, ["keys", "list"]),
+        (keys_cmd._ExportFlags, ["keys", "export"]),
+        (keys_cmd._BackupFlags, ["keys", "backup", "-o", "backup.yaml"]),
+        (keys_cmd._RotateFlags, ["keys", "rotate"]),
     ],
-    ids=["seal", "unseal", "reseal", "import"],
+    ids=[
+        "seal",
+        "unseal",
+        "reseal",
+        "import",
+        "keys list",
+        "keys export",
+        "keys backup",
+        "keys rotate",
+    ],
 )
 def test_every_field_of_a_commands_flags_is_a_dest_of_its_parser(
     cls: type[DataclassInstance], argv: list[str]
