@@ -9,7 +9,7 @@ and prints.
 Boundary: the token format, the key bundle and the context binding come from
 :mod:`kstrata.crypto`; document loading and the SealedSecret's constants from
 :mod:`kstrata.domain`.  The cluster is touched only to read the operator's
-public key ConfigMap, through :class:`kstrata.kube.api.KubeApi`, imported
+public key ConfigMap, through :class:`kstrata.kube.api.KubeClient`, imported
 lazily: with ``--cert`` neither the Kubernetes client nor kopf is loaded, so
 the command starts fast and works offline.
 
@@ -65,7 +65,7 @@ from kstrata.files import expand_files, read_bounded, write_atomically
 from kstrata.wellknown import API_VERSION, SEALED_SECRET_KIND
 
 if TYPE_CHECKING:
-    from kstrata.kube.api import KubeApi
+    from kstrata.kube.api import KubeClient
 
 __all__ = [
     "DEFAULT_CONTROLLER_NAMESPACE",
@@ -173,7 +173,7 @@ class BulkSealRequest:
 class ClusterKeys:
     """Read the public keys from the operator's ConfigMap; ``connect`` is called only then."""
 
-    connect: Callable[[], KubeApi] = field(repr=False)
+    connect: Callable[[], KubeClient] = field(repr=False)
     namespace: str | None = None
 
 
@@ -535,7 +535,7 @@ def load_public_keys(keys: Path | ClusterKeys) -> PublicKeyBundle:
     return _parse_bundle(data, source=f"--cert {keys}")
 
 
-def fetch_public_keys(api: KubeApi, namespace: str | None = None) -> PublicKeyBundle:
+def fetch_public_keys(api: KubeClient, namespace: str | None = None) -> PublicKeyBundle:
     """Read the operator's published public key bundle from its ConfigMap."""
     from kstrata.kube.api import CONFIG_MAPS
 
