@@ -310,6 +310,9 @@ class ReloadTriggers:
         #: (kind, namespace, name) -> (generation, revision) a reconciler reported
         #: before the watch delivered its status (see ``source_reconciled``).
         self._reported: dict[tuple[str, str, str], tuple[int, int]] = {}
+        #: The same, kept after the watch has caught up (until a newer report or the
+        #: deletion): a pass may have listed the old status just before it did.
+        self._reported_revisions: dict[tuple[str, str, str], tuple[int, int]] = {}
         #: kopf's event loop, once running: reconcile threads reach it through this.
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Told the kind of every ConfigMap or Secret that gains its first follower.
@@ -359,6 +362,7 @@ class ReloadTriggers:
         self._sources.pop(key, None)
         self._generations.pop(key, None)
         self._reported.pop(key, None)
+        self._reported_revisions.pop(key, None)
         self._targets.get(namespace, {}).pop((kind, name), None)
         self._listing.get(namespace, set()).discard((kind, name))
         self._listed_kinds.get(namespace, {}).pop((kind, name), None)
@@ -430,6 +434,7 @@ class ReloadTriggers:
         if known is not None and known > generation:
             return  # a newer spec write is already in flight: this news is stale
         self._reported[key] = (generation, body["status"]["revision"])
+        self._reported_revisions[key] = self._reported[key]
         self._observe(kind, namespace, name, body)
 
     def reported_revision(
@@ -441,9 +446,11 @@ class ReloadTriggers:
         before its status write, and a pass's LIST may not show that status
         yet: for such a generation the pass takes the reported revision (any
         thread).  Only for the same generation: a report of an older spec, or
-        of a deleted object, never stands in for what a list says.
+        of a deleted object, never stands in for what a list says.  Kept after
+        the watch has delivered that status: a pass that listed just before
+        it landed asks after the watch caught up (an entry per source).
         """
-        found = self._reported.get((kind, namespace, name))
+        found = self._reported_revisions.get((kind, namespace, name))
         return found[1] if found is not None and found[0] == generation else None
 
     def _observe(self, kind: str, namespace: str, name: str, body: JSON) -> None:
