@@ -6,7 +6,9 @@ class is checked by mypy as one (the assignment at the bottom), with no
 more: ``create`` on a taken name and ``PUT`` with a stale ``resourceVersion``
 are ``ConflictError``; a missing object is ``NotFoundError``; every write
 stamps a new ``resourceVersion`` and a ``uid``; lists filter on equality label
-selectors; patches are JSON merge patches (RFC 7386); a ``generateName``
+selectors; a ``PUT`` bumps ``metadata.generation`` when the spec changed and
+cannot change ``status`` (the subresource); ``dry_run`` is recorded in ``writes``
+but stores nothing; patches are JSON merge patches (RFC 7386); a ``generateName``
 gets a suffix, as an Event posted by a pass has.  Reload passes patch from a
 thread pool, so writes hold a lock.  The same use cases run against the real
 API server in the cluster tier.
@@ -107,8 +109,16 @@ class FakeApi:
             raise NotFoundError(f"{resource.kind} {key[2]} not found")
         if current["metadata"]["resourceVersion"] != wire["metadata"].get("resourceVersion"):
             raise ConflictError(f"{resource.kind} {key[2]}: stale resourceVersion")
+        if "generation" in current["metadata"]:
+            changed = wire.get("spec") != current.get("spec")
+            wire["metadata"]["generation"] = current["metadata"]["generation"] + changed
+        if "status" in current:
+            # The status subresource: a PUT of the main resource cannot change it.
+            wire["status"] = copy.deepcopy(current["status"])
         stamped = self._stamp(wire)
-        if not dry_run:
+        if dry_run:  # the API server's dryRun=All: judged, not stored
+            self.writes.append(f"dry-run replace {resource.plural}")
+        else:
             self.objects[key] = stamped
             self.writes.append(f"replace {resource.plural}")
         return as_payload(resource, copy.deepcopy(stamped))

@@ -1,6 +1,7 @@
 """history, diff and rollback use cases on an in-memory API, with the real RevisionStore.
 
-The fake keeps the API behaviours these use cases rely on: PUT fails on a
+The API is support.fake_api's (the one fake), with ``put`` to arrange state.
+It keeps the API behaviours these use cases rely on: PUT fails on a
 stale resourceVersion (ConflictError), a spec change bumps
 metadata.generation, and ControllerRevisions are listed by label selector.
 Snapshots are stored through the operator's own ``RevisionStore.record``, so
@@ -41,8 +42,8 @@ from kstrata.kube.api import (
     P,
     Patch,
     Resource,
-    as_payload,
 )
+from support.fake_api import FakeApi as SharedFakeApi
 
 NS = "shop"
 API_VERSION = "kstrata.dev/v1alpha1"
@@ -50,18 +51,8 @@ API_VERSION = "kstrata.dev/v1alpha1"
 SEALED_DEFAULTS: dict[str, Any] = {"scope": "strict", "revisionHistoryLimit": 10}
 
 
-class FakeApi:
-    """Objects by (plural, namespace, name); resourceVersion and generation kept honestly."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[str] = []
-        self._version = 0
-
-    def _key(
-        self, resource: Resource[Mapping[str, object]], namespace: str | None, name: str
-    ) -> tuple[str, str, str]:
-        return (resource.plural, namespace or "", name)
+class FakeApi(SharedFakeApi):
+    """The one fake API, with a way to arrange state, and no patch or delete allowed."""
 
     def put(
         self,
@@ -80,75 +71,10 @@ class FakeApi:
         meta.setdefault("namespace", namespace)
         stored.setdefault("kind", resource.kind)
         stored.setdefault("apiVersion", resource.api_version)
-        self.objects[self._key(resource, namespace, meta["name"])] = stored
-
-    def get(self, resource: Resource[P], namespace: str | None, name: str) -> P:
-        found = self.get_or_none(resource, namespace, name)
-        if found is None:
-            raise NotFoundError(f"get {resource.kind} {name}: not found")
-        return found
-
-    def get_or_none(self, resource: Resource[P], namespace: str | None, name: str) -> P | None:
-        found = self.objects.get(self._key(resource, namespace, name))
-        return None if found is None else as_payload(resource, copy.deepcopy(found))
-
-    def list(
-        self,
-        resource: Resource[P],
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-    ) -> list[P]:
-        wanted = dict(part.split("=", 1) for part in (label_selector or "").split(",") if part)
-        return [
-            as_payload(resource, copy.deepcopy(obj))
-            for (plural, ns, _), obj in sorted(self.objects.items())
-            if plural == resource.plural
-            and (namespace is None or ns == namespace)
-            and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
-        ]
-
-    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
-        key = self._key(resource, namespace, _name_of(body))
-        if key in self.objects:
-            raise ConflictError("exists")
-        self.put(resource, namespace, body)
-        self.writes.append(f"create {resource.plural}")
-        return as_payload(resource, copy.deepcopy(self.objects[key]))
-
-    def replace(
-        self,
-        resource: Resource[P],
-        namespace: str | None,
-        body: P,
-        *,
-        dry_run: bool = False,
-    ) -> P:
-        stored: dict[str, Any] = {}
-        stored.update(copy.deepcopy(body))
-        key = self._key(resource, namespace, stored["metadata"]["name"])
-        current = self.objects.get(key)
-        if current is None:
-            raise NotFoundError("gone")
-        if current["metadata"]["resourceVersion"] != stored["metadata"].get("resourceVersion"):
-            raise ConflictError("stale")
-        if dry_run:  # the API server's dryRun=All: judged, not stored
-            self.writes.append(f"dry-run replace {resource.plural}")
-            return as_payload(resource, stored)
-        generation = current["metadata"].get("generation", 1)
-        if stored.get("spec") != current.get("spec"):
-            generation += 1
-        stored["metadata"]["generation"] = generation
-        # The status subresource: a PUT of the main resource cannot change it.
-        stored["status"] = copy.deepcopy(current.get("status"))
-        self._version += 1
-        stored["metadata"]["resourceVersion"] = str(self._version)
-        self.objects[key] = stored
-        self.writes.append(f"replace {resource.plural}")
-        return as_payload(resource, copy.deepcopy(stored))
+        self.objects[(resource.plural, namespace or "", meta["name"])] = stored
 
     def obj(self, resource: Resource[Mapping[str, object]], name: str) -> dict[str, Any]:
-        return self.objects[self._key(resource, NS, name)]
+        return self.objects[(resource.plural, NS, name)]
 
     def patch(
         self, resource: Resource[P], namespace: str | None, name: str, patch: Patch, **_: object
@@ -161,12 +87,6 @@ class FakeApi:
 
 def as_api(fake: FakeApi) -> KubeClient:
     return fake
-
-
-def _name_of(body: Mapping[str, object]) -> str:
-    meta = body["metadata"]
-    assert isinstance(meta, dict)
-    return str(meta["name"])
 
 
 # --- arranging profiles, secrets and their revisions ---------------------------
