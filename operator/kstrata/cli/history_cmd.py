@@ -41,14 +41,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kstrata.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
+    ClusterFlags,
     Subcommands,
     connect_from,
+    flags,
     kubernetes_list,
     print_data,
     split_type_name,
@@ -184,13 +187,48 @@ def register(commands: Subcommands) -> None:
     rollback.set_defaults(handler=_rollback)
 
 
-def _kind_and_name(args: argparse.Namespace) -> tuple[str | None, str]:
+@dataclass(frozen=True, kw_only=True)
+class _Flags:
+    """What every subcommand here reads (see :func:`kstrata.cli.common.flags`)."""
+
+    namespace: str | None
+    kind: str | None
+    output: str | None
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _HistoryFlags(_Flags):
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _DiffFlags(_Flags):
+    name: str | None
+    revision: int | None
+    to_revision: int | None
+    environment: str | None
+    to_environment: str | None
+    filename: Path | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RollbackFlags(_Flags):
+    name: str
+    to_revision: int | None
+    dry_run: str | None
+    wait: bool
+    timeout: float
+
+
+def _kind_and_name(given: str, kind_flag: str | None) -> tuple[str | None, str]:
     """``--kind`` and NAME, NAME possibly TYPE/NAME (``cfp/payments``, ``kss/db``)."""
-    kind, name = split_type_name(args.name)
+    kind, name = split_type_name(given)
     flag = {CONFIG_PROFILE_KIND: "profile", SEALED_SECRET_KIND: "secret"}.get(kind or "")
-    if flag is not None and args.kind is not None and args.kind != flag:
-        raise UsageError(f"{args.name} names a {kind}, but --kind says {args.kind}")
-    return flag or args.kind, name
+    if flag is not None and kind_flag is not None and kind_flag != flag:
+        raise UsageError(f"{given} names a {kind}, but --kind says {kind_flag}")
+    return flag or kind_flag, name
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +247,7 @@ def _revision(text: str) -> int:
     return int(text)
 
 
-def _connect(args: argparse.Namespace) -> tuple[KubeApi, str]:
+def _connect(args: ClusterFlags) -> tuple[KubeApi, str]:
     """The API and the context's default namespace."""
     from kstrata.kube.api import KubeApi
 
@@ -225,10 +263,11 @@ def resource_id(kind: str, name: str) -> str:
 # --- history -----------------------------------------------------------------
 
 
-def _history(args: argparse.Namespace, out: TextIO) -> int:
+def _history(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.history_commands import revision_history
 
-    kind, name = _kind_and_name(args)
+    args = flags(_HistoryFlags, parsed)
+    kind, name = _kind_and_name(args.name, args.kind)
     api, default_namespace = _connect(args)
     found = revision_history(api, args.namespace or default_namespace, name, kind=kind)
     if args.output:
@@ -264,10 +303,13 @@ def format_history(history: History) -> str:
 # --- diff --------------------------------------------------------------------
 
 
-def _diff(args: argparse.Namespace, out: TextIO) -> int:
+def _diff(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.history_commands import DiffRequest, compute_diff
 
-    kind, name = _kind_and_name(args) if args.name is not None else (args.kind, None)
+    args = flags(_DiffFlags, parsed)
+    kind, name = (
+        _kind_and_name(args.name, args.kind) if args.name is not None else (args.kind, None)
+    )
     request = DiffRequest(
         name=name,
         kind=kind,
@@ -395,12 +437,13 @@ def format_secret_diff(diff: SecretDiff) -> str:
 # --- rollback ----------------------------------------------------------------
 
 
-def _rollback(args: argparse.Namespace, out: TextIO) -> int:
+def _rollback(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.rollback import rollback
 
+    args = flags(_RollbackFlags, parsed)
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    kind, name = _kind_and_name(args)
+    kind, name = _kind_and_name(args.name, args.kind)
     api, default_namespace = _connect(args)
     # A line on stderr while it waits for the operator, on a terminal only.
     result = with_progress(rollback)(

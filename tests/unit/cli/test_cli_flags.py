@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kstrata.cli import import_secrets_cmd, keys_cmd, reseal_cmd, seal_cmd
+from kstrata.cli import history_cmd, import_secrets_cmd, keys_cmd, reseal_cmd, seal_cmd
 from kstrata.cli.common import flags
 from kstrata.cli.main import build_parser
 
@@ -40,29 +40,23 @@ def test_a_field_argparse_does_not_give_and_that_has_no_default_fails_loudly() -
         flags(_Example, argparse.Namespace(context="prod"))
 
 
-@pytest.mark.parametrize(
-    ("cls", "argv"),
-    [
-        (seal_cmd._SealFlags, ["seal", "--name", "db", "--from-literal", "k=v"]),
-        (seal_cmd._UnsealFlags, ["unseal", "--recovery-keys", "keys.yaml", "-f", "s.yaml"]),
-        (reseal_cmd.ResealFlags, ["reseal", "-f", "s.yaml"]),
-        (import_secrets_cmd.ImportFlags, ["import", "-f", "s.yaml", "--sops"]),
-        (keys_cmd._ListFlags, ["keys", "list"]),
-        (keys_cmd._ExportFlags, ["keys", "export"]),
-        (keys_cmd._BackupFlags, ["keys", "backup", "-o", "backup.yaml"]),
-        (keys_cmd._RotateFlags, ["keys", "rotate"]),
-    ],
-    ids=[
-        "seal",
-        "unseal",
-        "reseal",
-        "import",
-        "keys list",
-        "keys export",
-        "keys backup",
-        "keys rotate",
-    ],
-)
+#: Each command's flags dataclass and a command line that reaches it.
+_COMMANDS: list[tuple[type[DataclassInstance], list[str]]] = [
+    (seal_cmd._SealFlags, ["seal", "--name", "db", "--from-literal", "k=v"]),
+    (seal_cmd._UnsealFlags, ["unseal", "--recovery-keys", "keys.yaml", "-f", "s.yaml"]),
+    (reseal_cmd.ResealFlags, ["reseal", "-f", "s.yaml"]),
+    (import_secrets_cmd.ImportFlags, ["import", "-f", "s.yaml", "--sops"]),
+    (keys_cmd._ListFlags, ["keys", "list"]),
+    (keys_cmd._ExportFlags, ["keys", "export"]),
+    (keys_cmd._BackupFlags, ["keys", "backup", "-o", "backup.yaml"]),
+    (keys_cmd._RotateFlags, ["keys", "rotate"]),
+    (history_cmd._HistoryFlags, ["history", "cfp/app"]),
+    (history_cmd._DiffFlags, ["diff", "app", "--revision", "1"]),
+    (history_cmd._RollbackFlags, ["rollback", "app"]),
+]
+
+
+@pytest.mark.parametrize(("cls", "argv"), _COMMANDS, ids=[cls.__name__ for cls, _ in _COMMANDS])
 def test_every_field_of_a_commands_flags_is_a_dest_of_its_parser(
     cls: type[DataclassInstance], argv: list[str]
 ) -> None:
