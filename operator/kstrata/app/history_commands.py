@@ -61,7 +61,7 @@ from kstrata.app.history_toolkit import (
 from kstrata.app.suggest import check_environment_declared
 from kstrata.domain.crds import configprofile_crd, sealedsecret_crd
 from kstrata.domain.documents import load_documents
-from kstrata.domain.jsonvalue import DEFAULT_LIMITS
+from kstrata.domain.jsonvalue import DEFAULT_LIMITS, JSONObject, JSONValue
 from kstrata.domain.profile import (
     parse_profile_manifest,
     parse_profile_spec,
@@ -74,7 +74,7 @@ from kstrata.errors import (
     UsageError,
 )
 from kstrata.files import read_bounded
-from kstrata.kube.api import JSON, KubeClient
+from kstrata.kube.api import KubeClient
 from kstrata.wellknown import (
     API_VERSION,
     CONFIG_PROFILE_KIND,
@@ -288,18 +288,25 @@ class _FileResource:
     kind: Kind
     name: str
     namespace: str | None
-    spec: JSON
+    spec: JSONObject
+
+
+def _child(node: JSONValue, key: str) -> JSONObject:
+    """``node[key]`` when both are objects, else {} (the generated CRDs always have them)."""
+    found = node.get(key) if isinstance(node, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 @functools.cache
-def _spec_schema(kind: Kind) -> JSON:
-    # JSON (Any) only to walk the generated CRD; domain.crds types it as JSONObject.
-    crd: JSON = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
-    schema: JSON = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    return schema
+def _spec_schema(kind: Kind) -> JSONObject:
+    crd = configprofile_crd() if kind == CONFIG_PROFILE_KIND else sealedsecret_crd()
+    versions = _child(crd, "spec").get("versions")
+    version = versions[0] if isinstance(versions, list) and versions else None
+    schema = _child(_child(version, "schema"), "openAPIV3Schema")
+    return _child(_child(schema, "properties"), "spec")
 
 
-def _defaulted(value: object, schema: JSON) -> object:
+def _defaulted(value: JSONValue, schema: JSONObject) -> JSONValue:
     """``value`` with the CRD's defaults filled in, as the API server would on apply.
 
     Structural defaulting: a default applies to an absent field of an object
@@ -307,19 +314,20 @@ def _defaulted(value: object, schema: JSON) -> object:
     differ from the live object, which the server gave ``scope: strict``.
     """
     if isinstance(value, dict):
-        properties: JSON = schema.get("properties") or {}
+        properties = _child(schema, "properties")
         others = schema.get("additionalProperties")
         result = dict(value)
         for key, sub in properties.items():
-            if key not in result and "default" in sub:
+            if key not in result and isinstance(sub, dict) and "default" in sub:
                 result[key] = copy.deepcopy(sub["default"])
         for key, item in list(result.items()):
             sub = properties.get(key, others if isinstance(others, dict) else None)
-            if sub is not None:
+            if isinstance(sub, dict):
                 result[key] = _defaulted(item, sub)
         return result
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_defaulted(item, schema["items"]) for item in value]
+    items = schema.get("items")
+    if isinstance(value, list) and isinstance(items, dict):
+        return [_defaulted(item, items) for item in value]
     return value
 
 
