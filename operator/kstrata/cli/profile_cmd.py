@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -24,6 +25,7 @@ from kstrata.cli.common import (
     EXIT_OK,
     Subcommands,
     connect_from,
+    flags,
     kubernetes_list,
     print_data,
     split_type_name,
@@ -39,6 +41,7 @@ from kstrata.wellknown import (
 
 if TYPE_CHECKING:
     from kstrata.app.command_toolkit import ProfileSummary
+    from kstrata.cli.import_secrets_cmd import ImportFlags
     from kstrata.kube.api import KubeApi
 
 DATA_FORMATS = ("yaml", "json")
@@ -206,7 +209,42 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
 
 
-def _connect(args: argparse.Namespace) -> tuple[KubeApi, str]:
+@dataclass(frozen=True, kw_only=True)
+class _Flags:
+    """What every command here reads (see :func:`kstrata.cli.common.flags`)."""
+
+    namespace: str | None
+    output: str | None
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ListFlags(_Flags):
+    all_namespaces: bool
+    selector: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _GetFlags(_Flags):
+    name: str
+    env: str | None
+    from_spec: bool
+    key: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SetFlags(_Flags):
+    name: str
+    assignments: list[str]
+    env: str | None
+    create: bool
+    dry_run: str | None
+    wait: bool
+    timeout: float
+
+
+def _connect(args: _Flags | ImportFlags) -> tuple[KubeApi, str]:
     """The API and the namespace to use: ``-n``, else the kubeconfig context's."""
     from kstrata.kube.api import KubeApi
 
@@ -214,9 +252,10 @@ def _connect(args: argparse.Namespace) -> tuple[KubeApi, str]:
     return KubeApi(cluster), args.namespace or cluster.default_namespace
 
 
-def _list(args: argparse.Namespace, out: TextIO) -> int:
+def _list(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import list_profiles
 
+    args = flags(_ListFlags, parsed)
     api, namespace = _connect(args)
     rows = list_profiles(
         api,
@@ -330,9 +369,10 @@ def age(created: str | None, now: dt.datetime) -> str:
     return f"{seconds // _DAY // 365}y"
 
 
-def _get(args: argparse.Namespace, out: TextIO) -> int:
+def _get(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import get_effective_config
 
+    args = flags(_GetFlags, parsed)
     name = _profile_name(args.name, "get")
     api, namespace = _connect(args)
     found = get_effective_config(
@@ -349,9 +389,10 @@ def _get(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _set(args: argparse.Namespace, out: TextIO) -> int:
+def _set(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.profile_commands import set_values
 
+    args = flags(_SetFlags, parsed)
     name = _profile_name(args.name, "set")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
@@ -400,15 +441,16 @@ def _environment_file(text: str) -> tuple[str, Path]:
     return environment, Path(path)
 
 
-def _import(args: argparse.Namespace, out: TextIO) -> int:
+def _import(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.cli import import_secrets_cmd
 
-    if import_secrets_cmd.wants_secret_import(args):
-        return import_secrets_cmd.run(args, out)
+    if import_secrets_cmd.wants_secret_import(parsed):
+        return import_secrets_cmd.run(parsed, out)
+    args = flags(import_secrets_cmd.ImportFlags, parsed)
     if len(args.filename) > 1:
         raise UsageError("import: one base file with -f (environments with --env ENV=FILE)")
-    args.filename = args.filename[0] if args.filename else None
-    if (args.source is None) == (args.filename is None):
+    base = args.filename[0] if args.filename else None
+    if (args.source is None) == (base is None):
         raise UsageError("import: give either configmap/NAME or -f FILE")
     if args.source is not None:
         from kstrata.app.profile_import import import_config_map
@@ -426,8 +468,9 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         # Offline: files only, no connection (works without a kubeconfig).
         from kstrata.app.profile_import import import_files
 
+        assert base is not None  # exactly one of configmap/NAME and -f, checked above
         result = import_files(
-            args.filename,
+            base,
             [_environment_file(text) for text in args.environments],
             name=args.name,
             namespace=args.namespace,

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from kstrata.cli import history_cmd, import_secrets_cmd, keys_cmd, reseal_cmd, seal_cmd
+from kstrata.cli import (
+    history_cmd,
+    import_secrets_cmd,
+    keys_cmd,
+    profile_cmd,
+    reseal_cmd,
+    seal_cmd,
+)
 from kstrata.cli.common import flags
 from kstrata.cli.main import build_parser
 
@@ -53,10 +60,14 @@ _COMMANDS: list[tuple[type[DataclassInstance], list[str]]] = [
     (history_cmd._HistoryFlags, ["history", "cfp/app"]),
     (history_cmd._DiffFlags, ["diff", "app", "--revision", "1"]),
     (history_cmd._RollbackFlags, ["rollback", "app"]),
+    (profile_cmd._ListFlags, ["list", "-A"]),
+    (profile_cmd._GetFlags, ["get", "app", "--key", "a.b"]),
+    (profile_cmd._SetFlags, ["set", "app", "a=1"]),
+    (import_secrets_cmd.ImportFlags, ["import", "-f", "base.yaml"]),
 ]
 
 
-@pytest.mark.parametrize(("cls", "argv"), _COMMANDS, ids=[cls.__name__ for cls, _ in _COMMANDS])
+@pytest.mark.parametrize(("cls", "argv"), _COMMANDS, ids=[" ".join(argv) for _, argv in _COMMANDS])
 def test_every_field_of_a_commands_flags_is_a_dest_of_its_parser(
     cls: type[DataclassInstance], argv: list[str]
 ) -> None:
