@@ -26,7 +26,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -42,6 +42,7 @@ from kstrata.domain.reload_decision import (
 )
 from kstrata.errors import KstrataError
 from kstrata.kube.api import JSON
+from kstrata.payloads import OwnObject
 from kstrata.wellknown import REVISIONS_ANNOTATION
 
 logger = logging.getLogger(__name__)
@@ -696,7 +697,7 @@ class ReloadTriggers:
 
 
 def status_reporter(
-    reconciled: SourceReconciled | None, kind: str, obj: Mapping[str, Any]
+    reconciled: SourceReconciled | None, kind: str, obj: OwnObject
 ) -> Callable[[int], None] | None:
     """What a reconciler calls with the revision its status now reports."""
     if reconciled is None:
