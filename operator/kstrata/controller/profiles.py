@@ -35,7 +35,7 @@ from kstrata.errors import (
     NotFoundError,
     OwnershipError,
 )
-from kstrata.kube.api import CONFIG_PROFILES, JSON, KubeApi, as_payload
+from kstrata.kube.api import CONFIG_PROFILES, KubeApi, as_payload
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_PLURAL,
@@ -173,7 +173,7 @@ def register(
         await asyncio.to_thread(reconcile_quietly, name, members.in_namespace(name))
 
 
-def _plain(body: kopf.Body) -> JSON:
+def _plain(body: kopf.Body) -> dict[str, object]:
     """A plain dict copy of kopf's read-only body view."""
     import copy
 

@@ -55,7 +55,7 @@ from kstrata.errors import (
     OwnershipError,
     SealingError,
 )
-from kstrata.kube.api import JSON, SEALED_SECRETS, SECRETS, KubeApi, as_payload
+from kstrata.kube.api import SEALED_SECRETS, SECRETS, KubeApi, as_payload
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     ENVIRONMENT_LABEL,
@@ -292,7 +292,7 @@ def _register_key_watch(
         except KstrataError as error:
             logger.warning("labelling the key Secret: %s", error.reason)
 
-    def key_secret_seen(_namespace: str, _name: str, _body: JSON | None) -> None:
+    def key_secret_seen(_namespace: str, _name: str, _body: Mapping[str, object] | None) -> None:
         # Restored without its labels, the key Secret is outside kopf's selection:
         # once labelled, kopf's watch reports it and the handler above takes over.
         asyncio.get_running_loop().run_in_executor(None, label_key_secret)
@@ -375,7 +375,7 @@ def _register_sealed_secrets(
             members.seen(namespace, name)
             metrics.OBJECTS.observe(SEALED_SECRET_KIND, body)
 
-    def blocking_secret_changed(namespace: str, name: str, _: JSON | None) -> None:
+    def blocking_secret_changed(namespace: str, name: str, _: Mapping[str, object] | None) -> None:
         # A Secret that kept a SealedSecret from unsealing was deleted, labelled for
         # adoption or otherwise changed: look again now rather than at the next retry.
         # (On the event loop: the reconcile goes to a thread.)
@@ -425,6 +425,6 @@ def _register_sealed_secrets(
         await asyncio.to_thread(_reconcile_quietly, api, reconciler, pairs, indexes)
 
 
-def _plain(body: kopf.Body) -> JSON:
+def _plain(body: kopf.Body) -> dict[str, object]:
     """A plain dict copy of kopf's read-only body view."""
     return copy.deepcopy(dict(body))
