@@ -6,6 +6,8 @@ Neither imports kopf or the Kubernetes client (a test checks ``sys.modules``).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from kstrata.cli.common import (
@@ -13,6 +15,7 @@ from kstrata.cli.common import (
     EXIT_OK,
     FilesAction,
     Subcommands,
+    flags,
     kubernetes_list,
     print_data,
 )
@@ -67,16 +70,27 @@ def _files_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _render(args: argparse.Namespace, out: TextIO) -> int:
+@dataclass(frozen=True)
+class _Flags:
+    """What ``render`` and ``validate`` read (see :func:`kstrata.cli.common.flags`)."""
+
+    files: list[Path]
+    env: str | None
+    output: str | None
+
+
+def _render(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.offline import render_files
 
+    args = flags(_Flags, parsed)
     out.write(render_files(expand_files(args.files), args.env, args.output))
     return EXIT_OK
 
 
-def _validate(args: argparse.Namespace, out: TextIO) -> int:
+def _validate(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.offline import validate_files
 
+    args = flags(_Flags, parsed)
     problems = validate_files(expand_files(args.files), args.env)
     if args.output:
         items = [

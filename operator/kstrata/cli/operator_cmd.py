@@ -15,12 +15,20 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, TextIO
 
 from kstrata import __version__
-from kstrata.cli.common import EXIT_OK, Subcommands, add_output_flag, kubeconfig_path, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    Subcommands,
+    add_output_flag,
+    flags,
+    kubeconfig_path,
+    print_data,
+)
 from kstrata.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -29,18 +37,48 @@ if TYPE_CHECKING:
 CONFIG_DIR_ENV: Final = "KSTRATA_CONFIG_DIR"
 ENVIRONMENT_ENV: Final = "KSTRATA_ENVIRONMENT"
 
-#: Flags that set one setting each when given: (argparse dest, settings field).
-_VALUE_FLAGS: Final = (
-    ("default_environment", "default_environment"),
-    ("operator_namespace", "operator_namespace"),
-    ("metrics_address", "metrics_address"),
-    ("liveness", "liveness_endpoint"),
-    ("log_level", "log_level"),
-    ("log_format", "log_format"),
-    ("webhook_address", "webhook_address"),
-    ("webhook_url", "webhook_url"),
-    ("reseal_address", "reseal_address"),
-)
+
+@dataclass(frozen=True, kw_only=True)
+class _SettingsFlags:
+    """What ``operator run`` and ``operator settings`` read (see ``cli.common.flags``)."""
+
+    config_dir: Path | None
+    environment: str | None
+    namespaces: list[str] | None
+    all_namespaces: bool
+    standalone: bool | None
+    default_environment: str | None
+    operator_namespace: str | None
+    metrics_address: str | None
+    liveness: str | None
+    log_level: str | None
+    log_format: str | None
+    webhook_address: str | None
+    webhook_url: str | None
+    no_webhook: bool
+    reseal_address: str | None
+    reseal_recipients: list[str]
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+    def values(self) -> dict[str, str | None]:
+        """Flags that set one setting each when given, by settings field."""
+        return {
+            "default_environment": self.default_environment,
+            "operator_namespace": self.operator_namespace,
+            "metrics_address": self.metrics_address,
+            "liveness_endpoint": self.liveness,
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "webhook_address": self.webhook_address,
+            "webhook_url": self.webhook_url,
+            "reseal_address": self.reseal_address,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ShowSettingsFlags(_SettingsFlags):
+    output: str
 
 
 def register(commands: Subcommands) -> None:
@@ -138,23 +176,24 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _version(args: argparse.Namespace, out: TextIO) -> int:
-    if args.output:
+    output: str | None = args.output
+    if output:
         import platform
 
         # As `kubectl version -o json` nests it: scripts read .clientVersion.gitVersion.
         version = {"gitVersion": __version__, "pythonVersion": platform.python_version()}
-        print_data({"clientVersion": version}, args.output, out)
+        print_data({"clientVersion": version}, output, out)
         return EXIT_OK
     print(f"kstrata {__version__}", file=out)
     return EXIT_OK
 
 
-def _settings_files(args: argparse.Namespace) -> tuple[Path, str] | None:
+def _settings_files(args: _SettingsFlags) -> tuple[Path, str] | None:
     """The settings directory and environment to load, or None for the defaults."""
-    config_dir: Path | None = args.config_dir
+    config_dir = args.config_dir
     if config_dir is None and os.environ.get(CONFIG_DIR_ENV):
         config_dir = Path(os.environ[CONFIG_DIR_ENV])
-    environment: str | None = args.environment or os.environ.get(ENVIRONMENT_ENV) or None
+    environment = args.environment or os.environ.get(ENVIRONMENT_ENV) or None
     if config_dir is None:
         if environment is not None:
             raise SettingsError(
@@ -173,7 +212,7 @@ def _settings_files(args: argparse.Namespace) -> tuple[Path, str] | None:
     return config_dir, environment
 
 
-def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+def _flag_overrides(args: _SettingsFlags) -> dict[str, object]:
     overrides: dict[str, object] = {}
     if args.namespaces:
         overrides["namespaces"] = tuple(args.namespaces)
@@ -181,9 +220,9 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
         overrides["namespaces"] = ()
     if args.standalone is not None:
         overrides["standalone"] = args.standalone
-    for flag, name in _VALUE_FLAGS:
-        if getattr(args, flag) is not None:
-            overrides[name] = getattr(args, flag)
+    for name, value in args.values().items():
+        if value is not None:
+            overrides[name] = value
     if args.no_webhook:
         overrides["webhook_address"] = None
     if args.reseal_recipients:
@@ -191,7 +230,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
-def effective_settings(args: argparse.Namespace) -> Settings:
+def effective_settings(args: _SettingsFlags) -> Settings:
     """Defaults, then the settings files (if any), then the flags given."""
     from kstrata.settings import Settings, load_settings
 
@@ -200,7 +239,8 @@ def effective_settings(args: argparse.Namespace) -> Settings:
     return settings.with_overrides(**_flag_overrides(args))
 
 
-def _operator_run(args: argparse.Namespace, out: TextIO) -> int:
+def _operator_run(parsed: argparse.Namespace, out: TextIO) -> int:
+    args = flags(_SettingsFlags, parsed)
     # Settings first: invalid settings stop start-up before kopf or the client load.
     settings = effective_settings(args)
     kubeconfig = kubeconfig_path(args)
@@ -241,9 +281,10 @@ def operator_imports() -> ModuleType:
     return runner
 
 
-def _operator_settings(args: argparse.Namespace, out: TextIO) -> int:
+def _operator_settings(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.settings import BASE_FILE, settings_document
 
+    args = flags(_ShowSettingsFlags, parsed)
     settings = effective_settings(args)
     document = settings_document(settings)
     if args.output == "json":

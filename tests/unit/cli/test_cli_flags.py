@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kstrata.cli import (
+    config_cmd,
     history_cmd,
     import_secrets_cmd,
     keys_cmd,
+    operator_cmd,
     profile_cmd,
     reseal_cmd,
     seal_cmd,
@@ -64,6 +66,10 @@ _COMMANDS: list[tuple[type[DataclassInstance], list[str]]] = [
     (profile_cmd._GetFlags, ["get", "app", "--key", "a.b"]),
     (profile_cmd._SetFlags, ["set", "app", "a=1"]),
     (import_secrets_cmd.ImportFlags, ["import", "-f", "base.yaml"]),
+    (config_cmd._Flags, ["render", "-f", "app.yaml"]),
+    (config_cmd._Flags, ["validate", "-f", "app.yaml"]),
+    (operator_cmd._SettingsFlags, ["operator", "run"]),
+    (operator_cmd._ShowSettingsFlags, ["operator", "settings"]),
 ]
 
 
