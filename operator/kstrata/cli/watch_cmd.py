@@ -23,10 +23,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK, Subcommands
+from kstrata.cli.common import EXIT_OK, Subcommands, flags
 from kstrata.errors import InvalidSchemaError, KstrataError, UsageError
 
 if TYPE_CHECKING:
@@ -154,7 +155,25 @@ def _load_schema(path: Path) -> JSONObject:
 Action = Callable[[], str]
 
 
-def _build_action(args: argparse.Namespace, watched: Path) -> tuple[Action, str]:
+@dataclass(frozen=True)
+class _WatchFlags:
+    """What ``watch`` reads of its flags (see :func:`kstrata.cli.common.flags`)."""
+
+    directory: Path
+    key: str | None
+    schema: Path | None
+    signal: str | None
+    exec_command: str | None
+    http_post: str | None
+    pid: int | None
+    pidfile: Path | None
+    debounce: float
+    poll_interval: float
+    timeout: float
+    once: bool
+
+
+def _build_action(args: _WatchFlags, watched: Path) -> tuple[Action, str]:
     """The reload action and a description of it, or a UsageError for bad combinations."""
     from kstrata import watch_actions as hot
 
@@ -162,8 +181,8 @@ def _build_action(args: argparse.Namespace, watched: Path) -> tuple[Action, str]
         raise UsageError("--pid and --pidfile only go with --signal")
     if args.signal is not None:
         sig = hot.parse_signal(args.signal)
-        pid: int | None = args.pid
-        pidfile: Path | None = args.pidfile
+        pid = args.pid
+        pidfile = args.pidfile
         if pid is None and pidfile is None:
             raise UsageError("--signal needs --pid PID or --pidfile FILE")
         if pid is not None and pid <= 0:
@@ -186,14 +205,16 @@ def _build_action(args: argparse.Namespace, watched: Path) -> tuple[Action, str]
             raise UsageError("--exec: the command is empty")
         # The command learns what changed from the environment, not from a value.
         env = dict(os.environ, KSTRATA_WATCH_PATH=str(watched))
-        timeout: float = args.timeout
+        timeout = args.timeout
 
         def execute() -> str:
             hot.run_command(argv, timeout=timeout, env=env)
             return f"ran {argv[0]}"
 
         return execute, f"run {argv[0]}"
-    url: str = args.http_post
+    # argparse requires one of --signal, --exec and --http-post.
+    assert args.http_post is not None
+    url = args.http_post
     shown = hot.check_post_url(url)
 
     def post() -> str:
@@ -229,7 +250,7 @@ def _watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_watch(
-    args: argparse.Namespace,
+    parsed: argparse.Namespace,
     out: TextIO,
     *,
     err: TextIO | None = None,
@@ -244,7 +265,8 @@ def run_watch(
 
     from kstrata import watch as hot
 
-    directory: Path = args.directory
+    args = flags(_WatchFlags, parsed)
+    directory = args.directory
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     watched = directory

@@ -23,6 +23,7 @@ from kstrata.cli import (
     profile_cmd,
     reseal_cmd,
     seal_cmd,
+    watch_cmd,
 )
 from kstrata.cli.common import flags
 from kstrata.cli.main import build_parser
@@ -70,6 +71,7 @@ _COMMANDS: list[tuple[type[DataclassInstance], list[str]]] = [
     (config_cmd._Flags, ["validate", "-f", "app.yaml"]),
     (operator_cmd._SettingsFlags, ["operator", "run"]),
     (operator_cmd._ShowSettingsFlags, ["operator", "settings"]),
+    (watch_cmd._WatchFlags, ["watch", "/etc/app", "--signal", "HUP", "--pid", "1"]),
 ]
 
 
