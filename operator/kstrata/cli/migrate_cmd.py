@@ -11,10 +11,18 @@ nothing is written.  Imports of the app layer happen inside the handler.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kstrata.cli.common import EXIT_OK, Subcommands, connect_from, kubernetes_list, print_data
+from kstrata.cli.common import (
+    EXIT_OK,
+    Subcommands,
+    connect_from,
+    flags,
+    kubernetes_list,
+    print_data,
+)
 from kstrata.cli.progress import with_progress
 from kstrata.wellknown import RELOAD_ANNOTATION, RELOAD_IGNORE_ANNOTATION
 
@@ -57,10 +65,23 @@ def register(commands: Subcommands) -> None:
     reloader.set_defaults(handler=_reloader)
 
 
-def _reloader(args: argparse.Namespace, out: TextIO) -> int:
+@dataclass(frozen=True)
+class _ReloaderFlags:
+    """What ``migrate reloader`` reads (see :func:`kstrata.cli.common.flags`)."""
+
+    namespace: str | None
+    all_namespaces: bool
+    apply: bool
+    output: str | None
+    kubeconfig: Path | None = None
+    context: str | None = None
+
+
+def _reloader(parsed: argparse.Namespace, out: TextIO) -> int:
     from kstrata.app.reloader_migration import migrate_reloader
     from kstrata.kube.api import KubeApi
 
+    args = flags(_ReloaderFlags, parsed)
     cluster = connect_from(args)
     namespace = None if args.all_namespaces else (args.namespace or cluster.default_namespace)
     # A line on stderr per object written, on a terminal only.

@@ -19,6 +19,7 @@ from kstrata.cli import (
     history_cmd,
     import_secrets_cmd,
     keys_cmd,
+    migrate_cmd,
     operator_cmd,
     profile_cmd,
     reseal_cmd,
@@ -71,6 +72,7 @@ _COMMANDS: list[tuple[type[DataclassInstance], list[str]]] = [
     (config_cmd._Flags, ["validate", "-f", "app.yaml"]),
     (operator_cmd._SettingsFlags, ["operator", "run"]),
     (operator_cmd._ShowSettingsFlags, ["operator", "settings"]),
+    (migrate_cmd._ReloaderFlags, ["migrate", "reloader", "-A"]),
     (watch_cmd._WatchFlags, ["watch", "/etc/app", "--signal", "HUP", "--pid", "1"]),
 ]
 
