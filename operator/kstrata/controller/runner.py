@@ -351,8 +351,13 @@ _ENDPOINT_FLAGS: Final = {
 def _endpoints(settings: Settings) -> list[tuple[str, str, str, int]]:
     """(setting, value, host, port) of every endpoint the settings ask for."""
     found = []
-    for setting in _ENDPOINT_FLAGS:
-        value = getattr(settings, setting)
+    # The settings of _ENDPOINT_FLAGS, read as attributes so each is typed.
+    addresses = {
+        "metrics_address": settings.metrics_address,
+        "liveness_endpoint": settings.liveness_endpoint,
+        "webhook_address": settings.webhook_address,
+    }
+    for setting, value in addresses.items():
         if not value:
             continue
         if setting == "liveness_endpoint":
