@@ -8,18 +8,19 @@ refused the profile with a reason).  The SealedSecret twins are in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from kstrata.domain.crds import GROUP, VERSION
+from kstrata.payloads import Condition, ConfigProfile
 from support.cluster import TestCluster
 from support.waiting import wait_for
 
 PLURAL = "configprofiles"
 
 
-def profile(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def profile(name: str, spec: dict[str, Any]) -> ConfigProfile:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ConfigProfile",
@@ -28,27 +29,28 @@ def profile(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply(cluster: TestCluster, namespace: str, body: dict[str, Any] | str) -> None:
+def apply(cluster: TestCluster, namespace: str, body: ConfigProfile | str) -> None:
     """``kubectl apply`` of one object, or of YAML text as a user would write it."""
     text = body if isinstance(body, str) else yaml.safe_dump(body)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
 
 
-def get_profile(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    return cluster.kstrata_object(PLURAL, namespace, name)
+def get_profile(cluster: TestCluster, namespace: str, name: str) -> ConfigProfile:
+    # The API's answer, claimed to be a ConfigProfile as kstrata.kube.api claims it.
+    return cast(ConfigProfile, cluster.kstrata_object(PLURAL, namespace, name))
 
 
-def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
+def condition(body: ConfigProfile, kind: str = "Ready") -> Condition | None:
     for item in (body.get("status") or {}).get("conditions") or []:
         if item.get("type") == kind:
-            return dict(item)
+            return item.copy()
     return None
 
 
-def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
+def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int) -> ConfigProfile:
     """The profile once Ready at ``revision`` for its current generation."""
 
-    def ready() -> dict[str, Any] | None:
+    def ready() -> ConfigProfile | None:
         body = get_profile(cluster, namespace, name)
         ready_condition = condition(body)
         if (
@@ -63,8 +65,8 @@ def wait_ready(cluster: TestCluster, namespace: str, name: str, *, revision: int
     return wait_for(ready, timeout=30, what=f"{name} Ready at revision {revision}")
 
 
-def wait_not_ready(cluster: TestCluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    def failed() -> dict[str, Any] | None:
+def wait_not_ready(cluster: TestCluster, namespace: str, name: str, reason: str) -> ConfigProfile:
+    def failed() -> ConfigProfile | None:
         body = get_profile(cluster, namespace, name)
         ready_condition = condition(body)
         if ready_condition and (ready_condition["status"], ready_condition["reason"]) == (
