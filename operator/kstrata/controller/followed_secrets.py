@@ -38,7 +38,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import kopf
 
@@ -126,8 +125,8 @@ class FollowedSecrets:
             watch.start()
             logger.info("following Secrets by metadata (%s)", watch.where)
 
-    def _from_thread(self, handler: Callable[..., None], *bound: Any) -> Callable[..., None]:
-        def deliver(*args: Any) -> None:
+    def _from_thread(self, handler: Callable[..., None], *bound: object) -> Callable[..., None]:
+        def deliver(*args: object) -> None:
             loop = self.loop
             if loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -237,11 +236,11 @@ def register(
     followed = FollowedSecrets(api, cluster, settings.namespaces)
 
     @kopf.on.startup(id="followed_secrets", registry=registry)
-    async def attach(**_: Any) -> None:
+    async def attach(**_: object) -> None:
         followed.attach(asyncio.get_running_loop())
 
     @kopf.on.cleanup(id="followed_secrets", registry=registry)
-    async def stop(**_: Any) -> None:
+    async def stop(**_: object) -> None:
         await followed.close()
 
     return followed

@@ -83,8 +83,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import kopf
 
@@ -162,12 +161,12 @@ def register(
     passes.watched = watched
 
     @kopf.on.startup(id="reload_loop", registry=registry)
-    async def remember_loop(**_: Any) -> None:
+    async def remember_loop(**_: object) -> None:
         watched.loop = asyncio.get_running_loop()
 
-    def source_event(kind: str) -> Callable[..., Any]:
+    def source_event(kind: str) -> Callable[..., Awaitable[None]]:
         async def handler(
-            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
+            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: object
         ) -> None:
             if namespace is None:
                 return
@@ -185,9 +184,14 @@ def register(
         GROUP, VERSION, SEALED_SECRET_PLURAL, id="reload_sealed_secrets", registry=registry
     )(source_event(SEALED_SECRET_KIND))
 
-    def workload_event(kind: str) -> Callable[..., Any]:
+    def workload_event(kind: str) -> Callable[..., Awaitable[None]]:
         async def handler(
-            *, type: str | None, namespace: str | None, uid: str | None, body: kopf.Body, **_: Any
+            *,
+            type: str | None,
+            namespace: str | None,
+            uid: str | None,
+            body: kopf.Body,
+            **_: object,
         ) -> None:
             if namespace is None or uid is None:
                 return
@@ -210,9 +214,9 @@ def register(
             registry=registry,
         )(workload_event(resource.kind))
 
-    def plain_event(kind: str) -> Callable[..., Any]:
+    def plain_event(kind: str) -> Callable[..., Awaitable[None]]:
         async def handler(
-            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: Any
+            *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: object
         ) -> None:
             if namespace is None:
                 return
@@ -230,7 +234,7 @@ def register(
         _follow_secrets(watched, followed_secrets)
 
     @kopf.on.cleanup(id="reload_timers", registry=registry)
-    async def stop_timers(**_: Any) -> None:
+    async def stop_timers(**_: object) -> None:
         watched.loop = None
         await coalescer.close()
 
