@@ -35,7 +35,7 @@ from kstrata.errors import (
     NotFoundError,
     OwnershipError,
 )
-from kstrata.kube.api import CONFIG_PROFILES, KubeApi, as_payload
+from kstrata.kube.api import CONFIG_PROFILES, KubeApi, payload_copy
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_PLURAL,
@@ -139,7 +139,7 @@ def register(
         with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
         try:
             # A first revision index rides on kopf's own patch after the handler.
-            profile = as_payload(CONFIG_PROFILES, _plain(body))
+            profile = payload_copy(CONFIG_PROFILES, body)
             with_index.reconcile(
                 profile,
                 annotate=patch.metadata.annotations.update,
@@ -171,10 +171,3 @@ def register(
         if type in (None, "ADDED", "DELETED") or previous == label:
             return
         await asyncio.to_thread(reconcile_quietly, name, members.in_namespace(name))
-
-
-def _plain(body: kopf.Body) -> dict[str, object]:
-    """A plain dict copy of kopf's read-only body view."""
-    import copy
-
-    return copy.deepcopy(dict(body))

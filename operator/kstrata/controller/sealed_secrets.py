@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime as dt
 import logging
 import traceback
@@ -55,7 +54,7 @@ from kstrata.errors import (
     OwnershipError,
     SealingError,
 )
-from kstrata.kube.api import SEALED_SECRETS, SECRETS, KubeApi, as_payload
+from kstrata.kube.api import SEALED_SECRETS, SECRETS, KubeApi, payload_copy
 from kstrata.settings import Settings
 from kstrata.wellknown import (
     ENVIRONMENT_LABEL,
@@ -274,7 +273,7 @@ def _register_key_watch(
             if followed_secrets is not None:
                 followed_secrets.demand()  # to see a restore that lacks the labels
             return
-        keys = store.observe(as_payload(SECRETS, _plain(body)))
+        keys = store.observe(payload_copy(SECRETS, body))
         if not keys.present:
             return
         try:
@@ -336,7 +335,7 @@ def _register_sealed_secrets(
         field="spec",
     )
     def unseal(*, body: kopf.Body, patch: kopf.Patch, **indexes: object) -> None:
-        sealed = as_payload(SEALED_SECRETS, _plain(body))
+        sealed = payload_copy(SEALED_SECRETS, body)
         try:
             # A first revision index rides on kopf's own patch after the handler.
             reconciler.reconcile(
@@ -423,8 +422,3 @@ def _register_sealed_secrets(
             return
         pairs = [(name, other) for other in members.in_namespace(name)]
         await asyncio.to_thread(_reconcile_quietly, api, reconciler, pairs, indexes)
-
-
-def _plain(body: kopf.Body) -> dict[str, object]:
-    """A plain dict copy of kopf's read-only body view."""
-    return copy.deepcopy(dict(body))

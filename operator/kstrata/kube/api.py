@@ -11,6 +11,7 @@ response body (which may echo object data) is ever put into a message.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -414,6 +415,15 @@ def as_payload(resource: Resource[P], obj: Mapping[str, Any]) -> P:
     """
     del resource  # carries the type only
     return cast(P, obj)
+
+
+def payload_copy(resource: Resource[P], obj: Mapping[str, Any]) -> P:
+    """A plain deep copy of a kopf handler's body (a read-only view of kopf's cache), typed.
+
+    For the reconcilers, which get an object of their own to read, keep and
+    pass on, detached from what kopf holds; ``as_payload`` types without copying.
+    """
+    return as_payload(resource, copy.deepcopy(dict(obj)))
 
 
 def _name(body: Mapping[str, object]) -> str:
