@@ -26,9 +26,9 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from kstrata import metrics
 from kstrata.app.reloads import FingerprintKeySource, PlainSource, describe_plain
@@ -41,8 +41,14 @@ from kstrata.domain.reload_decision import (
     wanted_plain,
 )
 from kstrata.errors import KstrataError
-from kstrata.kube.api import JSON
-from kstrata.payloads import OwnObject
+from kstrata.payloads import (
+    ConfigMap,
+    ConfigProfile,
+    Opaque,
+    OwnObject,
+    Secret,
+    Workload,
+)
 from kstrata.wellknown import REVISIONS_ANNOTATION
 
 logger = logging.getLogger(__name__)
@@ -239,6 +245,16 @@ class NamespaceCoalescer(Generic[_State]):
                 await task
 
 
+class PassScheduler(Protocol):
+    """What ``ReloadTriggers`` asks of the coalescer, whatever state its passes read ahead."""
+
+    def schedule(self, namespace: str) -> None: ...
+
+    def note_change(self, namespace: str) -> None: ...
+
+    def poke(self, namespace: str) -> None: ...
+
+
 def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -256,7 +272,7 @@ class SourceStatus:
     name: str
     generation: int
     revision: int
-    spec: JSON
+    spec: dict[str, Opaque]
 
 
 SourceReconciled = Callable[[SourceStatus], None]
@@ -267,7 +283,7 @@ class ReloadTriggers:
 
     def __init__(
         self,
-        coalescer: NamespaceCoalescer[Any],
+        coalescer: PassScheduler,
         in_flight: dict[str, set[tuple[str, str]]],
         *,
         reloader_compatible: bool = False,
@@ -301,7 +317,7 @@ class ReloadTriggers:
         self._interested_kinds: dict[str, dict[str, str]] = {}
         #: namespace -> uid -> (kind, the watch's last copy) of interested workloads, so a
         #: pass in a namespace with no kstrata sources needs no LIST (``watched_workloads``).
-        self._bodies: dict[str, dict[str, tuple[str, JSON]]] = {}
+        self._bodies: dict[str, dict[str, tuple[str, Workload]]] = {}
         #: namespace -> ConfigProfiles and SealedSecrets the watches have seen there.
         self._kstrata_sources: dict[str, set[tuple[str, str]]] = {}
         #: namespace -> (source kind, name) -> workload kinds its status.workloads lists.
@@ -373,7 +389,7 @@ class ReloadTriggers:
         # The workloads keep what they run: nothing rolls.  A pending pass may go on.
         self.coalescer.poke(namespace)
 
-    def source_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+    def source_seen(self, kind: str, namespace: str, name: str, body: OwnObject) -> None:
         key = (kind, namespace, name)
         status = body.get("status") or {}
         if (found := self._reported.get(key)) is not None:
@@ -416,7 +432,8 @@ class ReloadTriggers:
         loop = self.loop
         if loop is None:
             return
-        body: JSON = {
+        # The status as the watch will bring it (same shape for a SealedSecret).
+        body: ConfigProfile = {
             "metadata": {"generation": written.generation},
             "spec": written.spec,
             "status": {"observedGeneration": written.generation, "revision": written.revision},
@@ -428,7 +445,7 @@ class ReloadTriggers:
                 self._reconciled, written.kind, written.namespace, written.name, body
             )
 
-    def _reconciled(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+    def _reconciled(self, kind: str, namespace: str, name: str, body: OwnObject) -> None:
         key = (kind, namespace, name)
         generation = body["metadata"]["generation"]
         known = self._generations.get(key)
@@ -454,7 +471,7 @@ class ReloadTriggers:
         found = self._reported_revisions.get((kind, namespace, name))
         return found[1] if found is not None and found[0] == generation else None
 
-    def _observe(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+    def _observe(self, kind: str, namespace: str, name: str, body: OwnObject) -> None:
         key = (kind, namespace, name)
         self._kstrata_sources.setdefault(namespace, set()).add((kind, name))
         meta, status = body.get("metadata") or {}, body.get("status") or {}
@@ -487,7 +504,7 @@ class ReloadTriggers:
         if revision:
             self._schedule_full(namespace)
 
-    def _targeted(self, namespace: str, workload: JSON) -> bool:
+    def _targeted(self, namespace: str, workload: Workload) -> bool:
         return any(
             target.matches(workload)
             for entries in self._targets.get(namespace, {}).values()
@@ -534,7 +551,7 @@ class ReloadTriggers:
         if previous is not None and (previous[0][0] is not None or previous[1] or previous[2]):
             self._schedule_full(namespace)
 
-    def workload_seen(self, namespace: str, uid: str, workload: JSON) -> None:
+    def workload_seen(self, namespace: str, uid: str, workload: Workload) -> None:
         annotations = (workload.get("metadata") or {}).get("annotations") or {}
         compatible = self.reloader_compatible
         opted = opted_in(annotations, reloader_compatible=compatible)
@@ -563,17 +580,22 @@ class ReloadTriggers:
             return
         self._schedule_full(namespace)
 
-    def _digest(self, body: JSON) -> bytes:
+    def _digest(self, body: ConfigMap | Secret) -> bytes:
         digest = hashlib.blake2b(key=self._digest_key, digest_size=16)
-        for section in ("data", "binaryData"):
-            values = body.get(section) or {}
+        # A Secret has no binaryData field: its second section is empty.
+        sections: tuple[tuple[str, object], ...] = (
+            ("data", body.get("data")),
+            ("binaryData", body.get("binaryData")),
+        )
+        for section, found in sections:
+            values = found if isinstance(found, Mapping) else {}
             for key in sorted(values):
                 for part in (section, str(key), str(values[key])):
                     encoded = part.encode("utf-8")
                     digest.update(len(encoded).to_bytes(8, "big") + encoded)
         return digest.digest()
 
-    def plain_seen(self, kind: str, namespace: str, name: str, body: JSON) -> None:
+    def plain_seen(self, kind: str, namespace: str, name: str, body: ConfigMap | Secret) -> None:
         """A ConfigMap or Secret event: a pass if a followed one's data changed.
 
         Unfollowed ones cost one dictionary lookup.  A followed one seen for
@@ -611,7 +633,7 @@ class ReloadTriggers:
         self._digests.pop((kind, namespace, name), None)
         self._described.pop((kind, namespace, name), None)
 
-    def watched_workloads(self, namespace: str) -> list[tuple[str, JSON]] | None:
+    def watched_workloads(self, namespace: str) -> list[tuple[str, Workload]] | None:
         """The watch's copies of the namespace's interested workloads, when they are all a
         pass needs; None when it must LIST (any thread).
 
@@ -629,14 +651,14 @@ class ReloadTriggers:
         ):
             return None
         found = list(self._bodies.get(namespace, {}).items())
-        result: list[tuple[str, JSON]] = []
+        result: list[tuple[str, Workload]] = []
         for uid, (kind, body) in found:
             if not self._plain_only(namespace, uid, body):
                 return None
             result.append((kind, body))
         return result
 
-    def plain_followers(self, namespace: str) -> list[tuple[str, JSON]] | None:
+    def plain_followers(self, namespace: str) -> list[tuple[str, Workload]] | None:
         """The watch's copies of the workloads that follow only plain sources, when a pass
         need decide on nothing else; None when it must read the namespace (any thread).
 
@@ -655,7 +677,7 @@ class ReloadTriggers:
         listed: set[tuple[str, str]] = set()
         for names in list(self._listed_workloads.get(namespace, {}).values()):
             listed |= names
-        result: list[tuple[str, JSON]] = []
+        result: list[tuple[str, Workload]] = []
         for uid, (kind, body) in list(self._bodies.get(namespace, {}).items()):
             previous = self._workloads.get(uid)
             if previous is None or not previous[2]:
@@ -666,7 +688,7 @@ class ReloadTriggers:
             result.append((kind, body))
         return result
 
-    def _plain_only(self, namespace: str, uid: str, body: JSON) -> bool:
+    def _plain_only(self, namespace: str, uid: str, body: Workload) -> bool:
         """Whether a watched workload follows only plain sources the watch has described
         (none owned by a kstrata source) and records nothing else."""
         previous = self._workloads.get(uid)

@@ -52,7 +52,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -84,15 +84,23 @@ from kstrata.errors import ConflictError, InvalidInputError, KstrataError, NotFo
 from kstrata.kube.api import (
     CONFIG_MAPS,
     CONFIG_PROFILES,
-    JSON,
     PODS,
     RELOADABLE,
     SEALED_SECRETS,
     SECRETS,
     KubeApi,
-    RawResource,
-    as_payload,
+    P,
+    Resource,
     post_event,
+)
+from kstrata.payloads import (
+    ConfigMap,
+    ConfigProfile,
+    ObjectMeta,
+    OwnObject,
+    SealedSecret,
+    Secret,
+    Workload,
 )
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
@@ -114,14 +122,14 @@ _R = TypeVar("_R")
 # --- reading the namespace and patching ------------------------------------
 
 
-def _revision(obj: JSON) -> int:
+def _revision(obj: OwnObject) -> int:
     try:
         return int((obj.get("status") or {}).get("revision") or 0)
     except (TypeError, ValueError):
         return 0
 
 
-def _controller_owner(obj: JSON, kind: str) -> str | None:
+def _controller_owner(obj: ConfigMap | Secret, kind: str) -> str | None:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") == kind:
             name = ref.get("name")
@@ -129,11 +137,15 @@ def _controller_owner(obj: JSON, kind: str) -> str | None:
     return None
 
 
-def _entries(obj: JSON) -> dict[str, bytes]:
+def _entries(obj: ConfigMap | Secret) -> dict[str, bytes]:
     """A ConfigMap's or Secret's data as fingerprint entries (data and binaryData apart)."""
     entries: dict[str, bytes] = {}
-    for section in ("data", "binaryData"):
-        values = obj.get(section) or {}
+    # A Secret has no binaryData field: its second section is empty.
+    sections: tuple[tuple[str, object], ...] = (
+        ("data", obj.get("data")),
+        ("binaryData", obj.get("binaryData")),
+    )
+    for section, values in sections:
         if isinstance(values, Mapping):
             for key, value in values.items():
                 entries[f"{section}:{key}"] = str(value).encode("utf-8")
@@ -160,7 +172,7 @@ def describe_plain(
     kind: str,
     namespace: str,
     name: str,
-    obj: JSON,
+    obj: ConfigMap | Secret,
     key: FingerprintKey | None,
     *,
     reloader_compatible: bool,
@@ -233,9 +245,9 @@ class NamespaceState:
     """One read of a namespace: its workloads (with their resource) and its sources."""
 
     namespace: str
-    workloads: tuple[tuple[RawResource, JSON], ...]
-    profiles: tuple[JSON, ...]
-    sealed: tuple[JSON, ...]
+    workloads: tuple[tuple[Resource[Workload], Workload], ...]
+    profiles: tuple[ConfigProfile, ...]
+    sealed: tuple[SealedSecret, ...]
     sources: Sources
     #: The workloads are the watch's copies, not a LIST's: every write then
     #: carries their resourceVersion, and a conflict redoes the pass from lists.
@@ -244,8 +256,8 @@ class NamespaceState:
 
 @dataclass(frozen=True)
 class _Plan:
-    resource: RawResource
-    workload: JSON
+    resource: Resource[Workload]
+    workload: Workload
     decision: Decision
     found: Mapping[str, tuple[str, str]]
 
@@ -279,7 +291,7 @@ class ReloadReconciler:
         #: before writing the status a list shows (``ReloadTriggers.reported_revision``).
         self.reported_revision = reported_revision or (lambda _k, _ns, _n, _g: None)
 
-    def _current(self, kind: str, source: JSON) -> int:
+    def _current(self, kind: str, source: OwnObject) -> int:
         """A source's current revision: its status, or what its reconciler reported since.
 
         The profile reconciler reports once its ConfigMap serves the new
@@ -299,8 +311,8 @@ class ReloadReconciler:
         return listed
 
     def _list_or_empty(
-        self, resource: RawResource, namespace: str, label_selector: str | None = None
-    ) -> list[JSON]:
+        self, resource: Resource[P], namespace: str, label_selector: str | None = None
+    ) -> list[P]:
         # A CRD that is not installed (SealedSecrets in an older install) means "none".
         try:
             return self.api.list(resource, namespace, label_selector=label_selector)
@@ -331,8 +343,8 @@ class ReloadReconciler:
         namespace: str,
         *,
         wanted: Iterable[tuple[str, str]] = (),
-        profiles: list[JSON] | None = None,
-        sealed: list[JSON] | None = None,
+        profiles: Sequence[ConfigProfile] | None = None,
+        sealed: Sequence[SealedSecret] | None = None,
     ) -> Sources:
         """The namespace's sources; ``profiles``/``sealed``: lists already read, if any.
 
@@ -356,7 +368,10 @@ class ReloadReconciler:
                 found[(kind, name)] = seen
             else:
                 unknown.append((kind, name))
-        resources: dict[str, RawResource] = {CONFIG_MAP_KIND: CONFIG_MAPS, SECRET_KIND: SECRETS}
+        resources: dict[str, Resource[ConfigMap | Secret]] = {
+            CONFIG_MAP_KIND: CONFIG_MAPS,
+            SECRET_KIND: SECRETS,
+        }
         read = _raise_first(
             self._each(lambda p: self.api.get_or_none(resources[p[0]], namespace, p[1]), unknown)
         )
@@ -408,12 +423,20 @@ class ReloadReconciler:
         """
         needed = self.workload_kinds(namespace)
         resources = [r for r in RELOADABLE if needed is None or r.kind in needed]
-        kinds = [*resources, CONFIG_PROFILES, SEALED_SECRETS]
-        lists = _raise_first(self._each(lambda r: self._list_or_empty(r, namespace), kinds))
-        profiles, sealed = lists[-2], lists[-1]
-        workloads: list[tuple[RawResource, JSON]] = []
+        lists: list[list[Workload]] = [[] for _ in resources]
+        profiles: list[ConfigProfile] = []
+        sealed: list[SealedSecret] = []
+
+        def reader(into: list[P], resource: Resource[P]) -> Callable[[], None]:
+            return lambda: into.extend(self._list_or_empty(resource, namespace))
+
+        # One call per kind, all at once: the lists land in their own typed places.
+        reads = [reader(items, r) for items, r in zip(lists, resources, strict=True)]
+        reads += [reader(profiles, CONFIG_PROFILES), reader(sealed, SEALED_SECRETS)]
+        _raise_first(self._each(lambda read: read(), reads))
+        workloads: list[tuple[Resource[Workload], Workload]] = []
         wanted: set[tuple[str, str]] = set()
-        for resource, items in zip(resources, lists[: len(resources)], strict=True):
+        for resource, items in zip(resources, lists, strict=True):
             for item in items:
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", resource.kind)
@@ -424,7 +447,7 @@ class ReloadReconciler:
         return NamespaceState(namespace, tuple(workloads), tuple(profiles), tuple(sealed), sources)
 
     def state_from_watch(
-        self, namespace: str, workloads: Iterable[tuple[str, JSON]]
+        self, namespace: str, workloads: Iterable[tuple[str, Workload]]
     ) -> NamespaceState:
         """A namespace state from the workload watch's copies, with no LIST at all.
 
@@ -437,12 +460,14 @@ class ReloadReconciler:
         the object cannot cause a write (see ``reconcile_namespace``).
         """
         by_kind = {r.kind: r for r in RELOADABLE}
-        found: list[tuple[RawResource, JSON]] = []
+        found: list[tuple[Resource[Workload], Workload]] = []
         wanted: set[tuple[str, str]] = set()
         for kind, body in workloads:
             if (resource := by_kind.get(kind)) is None:
                 continue
-            item = dict(body, apiVersion=resource.api_version, kind=kind)
+            item = body.copy()  # shallow: the watch's own copy stays as it was
+            item["apiVersion"] = resource.api_version
+            item["kind"] = kind
             found.append((resource, item))
             wanted |= wanted_plain(
                 item, reload_request(item, reloader_compatible=self.reloader_compatible)
@@ -515,8 +540,9 @@ class ReloadReconciler:
             else (p.workload, p.decision, p.found)
             for p in plans
         )
-        sources_read = [(CONFIG_PROFILES, o) for o in profiles] + [
-            (SEALED_SECRETS, o) for o in sealed
+        sources_read: list[tuple[Resource[OwnObject], OwnObject]] = [
+            *((CONFIG_PROFILES, o) for o in profiles),
+            *((SEALED_SECRETS, o) for o in sealed),
         ]
         written = _raise_first(
             self._each(lambda rs: self._write_status(rs[0], rs[1], statuses), sources_read)
@@ -536,7 +562,7 @@ class ReloadReconciler:
         409 when the object has changed since)."""
         meta = plan.workload["metadata"]
         annotations = {REVISIONS_ANNOTATION: plan.decision.desired}
-        written: JSON = {"annotations": annotations}
+        written: dict[str, object] = {"annotations": annotations}
         if guarded:
             written["resourceVersion"] = meta.get("resourceVersion")
         if plan.decision.action == "sync-pods":
@@ -547,7 +573,7 @@ class ReloadReconciler:
             # which restarts nothing.
             self._sync_pods(plan)
         if plan.decision.action in ("record", "sync-pods"):
-            patch: JSON = {"metadata": written}
+            patch: dict[str, object] = {"metadata": written}
             self.api.patch(plan.resource, meta["namespace"], meta["name"], patch)
             return
         # One merge patch writes the record and the template together: never a
@@ -581,7 +607,8 @@ class ReloadReconciler:
         selector = label_selector((plan.workload.get("spec") or {}).get("selector"))
         if selector is None:
             return  # no usable selector: leave it to the kubelet's periodic sync
-        patch: JSON = {"metadata": {"annotations": {REVISIONS_ANNOTATION: plan.decision.desired}}}
+        meta_patch: ObjectMeta = {"annotations": {REVISIONS_ANNOTATION: plan.decision.desired}}
+        patch = {"metadata": meta_patch}
         pods = self.api.list(PODS, meta["namespace"], label_selector=selector)
         synced = 0
         for pod in pods:
@@ -617,7 +644,7 @@ class ReloadReconciler:
         )
         post_event(
             self.api,
-            as_payload(plan.resource, plan.workload),
+            plan.workload,
             type_="Normal",
             reason=ROLLING_RESTART_REASON,
             message=f"kstrata rolling restart for new revisions: {what} ({plan.decision.desired})",
@@ -626,8 +653,8 @@ class ReloadReconciler:
 
     def _write_status(
         self,
-        resource: RawResource,
-        source: JSON,
+        resource: Resource[OwnObject],
+        source: OwnObject,
         statuses: Mapping[tuple[str, str], list[WorkloadStatus]],
     ) -> str:
         """Patch ``status.workloads`` of one source if it differs; the label if written."""
@@ -644,7 +671,7 @@ class ReloadReconciler:
         return f"{resource.kind}/{meta['name']}"
 
 
-def _targets(sources: list[JSON]) -> dict[str, tuple[Target, ...]]:
+def _targets(sources: Sequence[OwnObject]) -> dict[str, tuple[Target, ...]]:
     found = {s["metadata"]["name"]: parse_targets(s.get("spec")) for s in sources}
     return {name: targets for name, targets in found.items() if targets}
 

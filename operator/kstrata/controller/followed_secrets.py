@@ -42,15 +42,13 @@ from dataclasses import dataclass
 import kopf
 
 from kstrata.errors import KstrataError
-from kstrata.kube.api import JSON, SECRETS, KubeApi, RawResource
+from kstrata.kube.api import SECRETS, KubeApi
 from kstrata.kube.connection import Cluster
 from kstrata.kube.metadata_watch import MetadataWatch, ObjectVersion
+from kstrata.payloads import Secret
 from kstrata.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: Followed Secrets are handed on as untyped JSON (the reload pass is not on payload types yet).
-_RAW_SECRETS: RawResource = SECRETS
 
 Key = tuple[str, str]
 
@@ -69,7 +67,7 @@ class Interest:
 
     wants: Callable[[str, str], bool]
     keys: Callable[[], Iterable[Key]]
-    changed: Callable[[str, str, JSON | None], None]
+    changed: Callable[[str, str, Secret | None], None]
     fetch: bool = False
 
 
@@ -212,9 +210,7 @@ class FollowedSecrets:
             while True:
                 self._refetch.discard(key)
                 try:
-                    body = await asyncio.to_thread(
-                        self._api.get_or_none, _RAW_SECRETS, namespace, name
-                    )
+                    body = await asyncio.to_thread(self._api.get_or_none, SECRETS, namespace, name)
                 except KstrataError as error:
                     # Read again at its next change or relist.
                     self._known.pop(key, None)

@@ -102,13 +102,20 @@ from kstrata.app.reloads import (
 )
 from kstrata.controller.followed_secrets import FollowedSecrets, Interest
 from kstrata.domain.reload_decision import SECRET_KIND
-from kstrata.kube.api import JSON, RELOADABLE, KubeApi
+from kstrata.kube.api import (
+    CONFIG_MAPS,
+    CONFIG_PROFILES,
+    RELOADABLE,
+    SEALED_SECRETS,
+    KubeApi,
+    Resource,
+    as_payload,
+)
+from kstrata.payloads import ConfigMap, OwnObject, Secret, Workload
 from kstrata.settings import Settings
 from kstrata.wellknown import (
-    CONFIG_PROFILE_KIND,
     CONFIG_PROFILE_PLURAL,
     GROUP,
-    SEALED_SECRET_KIND,
     SEALED_SECRET_PLURAL,
     VERSION,
 )
@@ -164,7 +171,9 @@ def register(
     async def remember_loop(**_: object) -> None:
         watched.loop = asyncio.get_running_loop()
 
-    def source_event(kind: str) -> Callable[..., Awaitable[None]]:
+    def source_event(resource: Resource[OwnObject]) -> Callable[..., Awaitable[None]]:
+        kind = resource.kind
+
         async def handler(
             *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: object
         ) -> None:
@@ -173,18 +182,20 @@ def register(
             if type == "DELETED":
                 watched.source_deleted(kind, namespace, name)
             else:
-                watched.source_seen(kind, namespace, name, dict(body))
+                watched.source_seen(kind, namespace, name, as_payload(resource, dict(body)))
 
         return handler
 
     kopf.on.event(GROUP, VERSION, CONFIG_PROFILE_PLURAL, id="reload_profiles", registry=registry)(
-        source_event(CONFIG_PROFILE_KIND)
+        source_event(CONFIG_PROFILES)
     )
     kopf.on.event(
         GROUP, VERSION, SEALED_SECRET_PLURAL, id="reload_sealed_secrets", registry=registry
-    )(source_event(SEALED_SECRET_KIND))
+    )(source_event(SEALED_SECRETS))
 
-    def workload_event(kind: str) -> Callable[..., Awaitable[None]]:
+    def workload_event(resource: Resource[Workload]) -> Callable[..., Awaitable[None]]:
+        kind = resource.kind
+
         async def handler(
             *,
             type: str | None,
@@ -198,7 +209,8 @@ def register(
             if type == "DELETED":
                 watched.workload_deleted(namespace, uid)
             else:
-                watched.workload_seen(namespace, uid, dict(body, kind=kind))
+                workload = as_payload(resource, dict(body, kind=kind))
+                watched.workload_seen(namespace, uid, workload)
 
         return handler
 
@@ -212,9 +224,11 @@ def register(
             resource.plural,
             id=f"reload_{resource.plural}",
             registry=registry,
-        )(workload_event(resource.kind))
+        )(workload_event(resource))
 
-    def plain_event(kind: str) -> Callable[..., Awaitable[None]]:
+    def plain_event(resource: Resource[ConfigMap | Secret]) -> Callable[..., Awaitable[None]]:
+        kind = resource.kind
+
         async def handler(
             *, type: str | None, namespace: str | None, name: str, body: kopf.Body, **_: object
         ) -> None:
@@ -223,12 +237,12 @@ def register(
             if type == "DELETED":
                 watched.plain_deleted(kind, namespace, name)
             else:
-                watched.plain_seen(kind, namespace, name, dict(body))
+                watched.plain_seen(kind, namespace, name, as_payload(resource, dict(body)))
 
         return handler
 
     kopf.on.event("", "v1", "configmaps", id="reload_configmaps", registry=registry)(
-        plain_event("ConfigMap")
+        plain_event(CONFIG_MAPS)
     )
     if followed_secrets is not None:
         _follow_secrets(watched, followed_secrets)
@@ -302,7 +316,7 @@ def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) 
     starts when the first workload follows a Secret.
     """
 
-    def changed(namespace: str, name: str, body: JSON | None) -> None:
+    def changed(namespace: str, name: str, body: Secret | None) -> None:
         if body is None:
             watched.plain_deleted(SECRET_KIND, namespace, name)
         else:

@@ -106,11 +106,6 @@ class Resource(Generic[P_co]):
         return root + (f"/{name}" if name else "")
 
 
-#: A resource whose objects are handled as untyped JSON: only for the code not
-#: yet on the payload types (the reload pass and its wiring, issue 17).  Typed
-#: code uses the constants below, whose payload types mypy then checks.
-RawResource: TypeAlias = Resource[Any]
-
 CONFIG_MAPS: Final[Resource[ConfigMap]] = Resource("", "v1", "configmaps", "ConfigMap")
 SECRETS: Final[Resource[Secret]] = Resource("", "v1", "secrets", "Secret")
 NAMESPACES: Final[Resource[Namespace]] = Resource(

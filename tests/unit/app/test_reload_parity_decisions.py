@@ -25,6 +25,15 @@ from kstrata.domain.reload_decision import (
     wanted_plain,
 )
 from kstrata.errors import ConflictError
+from kstrata.payloads import (
+    ConfigMap,
+    ConfigProfile,
+    Opaque,
+    PodTemplate,
+    ProfileStatus,
+    Workload,
+    WorkloadSpec,
+)
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -35,13 +44,13 @@ def workload(
     kind: str = "Deployment",
     config_maps: tuple[str, ...] = ("cfg",),
     secrets: tuple[str, ...] = ("creds",),
-) -> dict[str, Any]:
-    pod = {
+) -> Workload:
+    pod: dict[str, Opaque] = {
         "containers": [{"name": "a", "envFrom": [{"secretRef": {"name": n}} for n in secrets]}],
         "volumes": [{"name": n, "configMap": {"name": n}} for n in config_maps],
     }
-    template = {"metadata": {}, "spec": pod}
-    spec: dict[str, Any] = (
+    template: PodTemplate = {"metadata": {}, "spec": pod}
+    spec: WorkloadSpec = (
         {"jobTemplate": {"spec": {"template": template}}}
         if kind == "CronJob"
         else {"template": template}
@@ -229,8 +238,8 @@ class Recorder:
 
 def test_the_watch_keeps_only_followed_sources_and_ignores_metadata_only_writes() -> None:
     coalescer = Recorder()
-    triggers = ReloadTriggers(coalescer, {})  # type: ignore[arg-type]
-    cm = {"metadata": {"name": "cfg", "labels": {}}, "data": {"k": "v1"}}
+    triggers = ReloadTriggers(coalescer, {})
+    cm: ConfigMap = {"metadata": {"name": "cfg", "labels": {}}, "data": {"k": "v1"}}
     triggers.plain_seen("ConfigMap", "ns", "cfg", cm)  # nobody follows it yet
     assert coalescer.scheduled == []
     assert not triggers._digests
@@ -239,10 +248,10 @@ def test_the_watch_keeps_only_followed_sources_and_ignores_metadata_only_writes(
     triggers.plain_seen("ConfigMap", "ns", "cfg", cm)  # first sight: a pass checks once
     assert coalescer.scheduled == ["ns"]
     assert coalescer.changes == ["ns"]  # it may be the first of a change set
-    relabelled = dict(cm, metadata={"name": "cfg", "labels": {"x": "y"}})
+    relabelled: ConfigMap = {**cm, "metadata": {"name": "cfg", "labels": {"x": "y"}}}
     triggers.plain_seen("ConfigMap", "ns", "cfg", relabelled)
     assert coalescer.scheduled == ["ns"]  # metadata only: nothing
-    triggers.plain_seen("ConfigMap", "ns", "cfg", dict(cm, data={"k": "v2"}))
+    triggers.plain_seen("ConfigMap", "ns", "cfg", {**cm, "data": {"k": "v2"}})
     assert coalescer.scheduled == ["ns", "ns"]
     assert coalescer.changes == ["ns", "ns"]
     # No plain hash of the data is kept.
@@ -277,13 +286,15 @@ def test_the_migrate_command_parses_and_prints_a_stable_report() -> None:
 
 
 def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
-    triggers = ReloadTriggers(Recorder(), {})  # type: ignore[arg-type]
+    triggers = ReloadTriggers(Recorder(), {})
     assert triggers.workload_kinds("ns") == frozenset()
     triggers.workload_seen("ns", "u1", workload({"kstrata.dev/reload": "auto"}, kind="CronJob"))
     triggers.workload_seen("ns", "u2", workload({}))  # not opted in: no list of its kind
     assert triggers.workload_kinds("ns") == frozenset({"CronJob"})
-    listed = {"kind": "StatefulSet", "name": "db", "revision": 1}
-    source = {"metadata": {"generation": 1}, "status": {"workloads": [listed]}}
+    source: ConfigProfile = {
+        "metadata": {"generation": 1},
+        "status": {"workloads": [{"kind": "StatefulSet", "name": "db", "revision": 1}]},
+    }
     triggers.source_seen("ConfigProfile", "ns", "p", source)
     assert triggers.workload_kinds("ns") == frozenset({"CronJob", "StatefulSet"})
     triggers.workload_deleted("ns", "u1")
@@ -294,7 +305,7 @@ def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
 class GuardedApi:
     """Enough of KubeApi for one Deployment: merge patches honour a resourceVersion."""
 
-    def __init__(self, deployment: dict[str, Any]) -> None:
+    def __init__(self, deployment: Workload) -> None:
         self.deployment = deployment
         self.patches: list[dict[str, Any]] = []
         self.conflicts = 0
@@ -324,7 +335,7 @@ class GuardedApi:
 
 def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_lists() -> None:
     w = workload({"kstrata.dev/reload": "auto-configmaps"}, secrets=())
-    w["metadata"].update(namespace="ns", resourceVersion="7")
+    w["metadata"].update({"namespace": "ns", "resourceVersion": "7"})
     w["metadata"]["annotations"]["kstrata.dev/revisions"] = "configmap/cfg=cfgFingerPr1"
     api = GuardedApi(copy.deepcopy(w))
     described = PlainSource(owner=None, fingerprint="cfgFingerPr2", ignored=False, matching=False)
@@ -357,14 +368,14 @@ def test_a_plain_change_needs_no_lists_where_nothing_else_changed() -> None:
     each follower follows plain sources only (no profile, no target, no status
     entry); otherwise the pass reads the namespace."""
     coalescer = Recorder()
-    triggers = ReloadTriggers(coalescer, {})  # type: ignore[arg-type]
-    profile = {"metadata": {"generation": 1}, "spec": {}, "status": {"revision": 1}}
+    triggers = ReloadTriggers(coalescer, {})
+    profile: ConfigProfile = {"metadata": {"generation": 1}, "spec": {}, "status": {"revision": 1}}
     profile["status"]["observedGeneration"] = 1
     triggers.source_seen("ConfigProfile", "ns", "p", profile)
-    on_profile = dict(workload({"kstrata.dev/reload": "p"}, config_maps=()), metadata={
-        "name": "web", "annotations": {"kstrata.dev/reload": "p"}})  # fmt: skip
-    on_plain = dict(workload({"kstrata.dev/reload": "configmap/cfg"}), metadata={
-        "name": "plain", "annotations": {"kstrata.dev/reload": "configmap/cfg"}})  # fmt: skip
+    on_profile: Workload = {**workload({"kstrata.dev/reload": "p"}, config_maps=()), "metadata": {
+        "name": "web", "annotations": {"kstrata.dev/reload": "p"}}}  # fmt: skip
+    on_plain: Workload = {**workload({"kstrata.dev/reload": "configmap/cfg"}), "metadata": {
+        "name": "plain", "annotations": {"kstrata.dev/reload": "configmap/cfg"}}}  # fmt: skip
     triggers.workload_seen("ns", "uid-web", on_profile)
     triggers.workload_seen("ns", "uid-plain", on_plain)
     triggers.plain_seen("ConfigMap", "ns", "cfg", {"metadata": {"name": "cfg"}, "data": {}})
@@ -378,24 +389,27 @@ def test_a_plain_change_needs_no_lists_where_nothing_else_changed() -> None:
     assert [body["metadata"]["name"] for _, body in found] == ["plain"]
 
     # A new revision of the profile: the next pass must decide on everything.
-    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status={
-        "observedGeneration": 1, "revision": 2}))  # fmt: skip
+    triggers.source_seen("ConfigProfile", "ns", "p", {**profile, "status": {
+        "observedGeneration": 1, "revision": 2}})  # fmt: skip
     assert triggers.plain_followers("ns") is None
     triggers.covered("ns", triggers.full_triggers("ns"))
     assert triggers.plain_followers("ns") is not None
 
     # A follower some source lists in its status.workloads: read (its entry may go).
-    listing = {"observedGeneration": 1, "revision": 2,
-               "workloads": [{"kind": "Deployment", "name": "plain", "revision": 1}]}  # fmt: skip
-    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status=listing))
+    listing: ProfileStatus = {
+        "observedGeneration": 1,
+        "revision": 2,
+        "workloads": [{"kind": "Deployment", "name": "plain", "revision": 1}],
+    }
+    triggers.source_seen("ConfigProfile", "ns", "p", {**profile, "status": listing})
     assert triggers.plain_followers("ns") is None
-    triggers.source_seen("ConfigProfile", "ns", "p", dict(profile, status={
-        "observedGeneration": 1, "revision": 2}))  # fmt: skip
+    triggers.source_seen("ConfigProfile", "ns", "p", {**profile, "status": {
+        "observedGeneration": 1, "revision": 2}})  # fmt: skip
     assert triggers.plain_followers("ns") is not None
 
     # A follower of the ConfigMap that follows the profile too: read.
     both = {"kstrata.dev/reload": "p,configmap/cfg"}
-    triggers.workload_seen("ns", "uid-plain", dict(on_plain, metadata={
-        "name": "plain", "annotations": both}))  # fmt: skip
+    triggers.workload_seen("ns", "uid-plain", {**on_plain, "metadata": {
+        "name": "plain", "annotations": both}})  # fmt: skip
     triggers.covered("ns", triggers.full_triggers("ns"))
     assert triggers.plain_followers("ns") is None

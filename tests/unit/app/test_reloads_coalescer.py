@@ -13,6 +13,7 @@ from typing import Any
 
 from kstrata.app.reload_scheduling import NamespaceCoalescer, ReloadTriggers, SourceStatus
 from kstrata.errors import TransientClusterError
+from kstrata.payloads import Workload
 
 
 class Recorder:
@@ -328,7 +329,7 @@ def profile(generation: int, observed: int | None, revision: int | None, **spec:
 def test_sources_are_in_flight_until_their_generation_is_observed() -> None:
     fake = FakeCoalescer()
     in_flight: dict[str, set[tuple[str, str]]] = {}
-    triggers = ReloadTriggers(fake, in_flight)  # type: ignore[arg-type]
+    triggers = ReloadTriggers(fake, in_flight)
     triggers.source_seen("ConfigProfile", "ns", "p", profile(1, None, None))
     assert in_flight["ns"] == {("ConfigProfile", "p")}
     assert fake.scheduled == []
@@ -353,7 +354,7 @@ def test_sources_are_in_flight_until_their_generation_is_observed() -> None:
 
 def test_workload_events_schedule_only_what_may_matter() -> None:
     fake = FakeCoalescer()
-    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    triggers = ReloadTriggers(fake, {})
     target = {"kind": "Deployment", "selector": {"matchLabels": {"tier": "backend"}}}
     triggers.source_seen("SealedSecret", "ns", "db", profile(1, 1, 1, reload={"targets": [target]}))
     fake.scheduled.clear()
@@ -382,11 +383,11 @@ def test_workload_events_schedule_only_what_may_matter() -> None:
 
 def test_passes_are_needed_only_where_something_reloads() -> None:
     fake = FakeCoalescer()
-    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    triggers = ReloadTriggers(fake, {})
     triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
     assert not triggers.needs_pass("ns")  # a profile nobody uses
 
-    opted_in = {"metadata": {"name": "web", "annotations": {"kstrata.dev/reload": "p"}}}
+    opted_in: Workload = {"metadata": {"name": "web", "annotations": {"kstrata.dev/reload": "p"}}}
     triggers.workload_seen("ns", "u1", opted_in)
     assert triggers.needs_pass("ns")
     assert not triggers.needs_pass("other")
@@ -419,7 +420,7 @@ def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> Non
     async def scenario() -> None:
         fake = FakeCoalescer()
         in_flight: dict[str, set[tuple[str, str]]] = {}
-        triggers = ReloadTriggers(fake, in_flight)  # type: ignore[arg-type]
+        triggers = ReloadTriggers(fake, in_flight)
         triggers.loop = asyncio.get_running_loop()
         triggers.source_seen("ConfigProfile", "ns", "p", profile(1, 1, 1))
         triggers.source_seen("ConfigProfile", "ns", "p", profile(2, 1, 1))  # the spec write
@@ -454,7 +455,7 @@ def test_a_reported_status_schedules_at_once_and_the_watch_adds_nothing() -> Non
 
 def test_no_report_reaches_a_stopped_loop() -> None:
     fake = FakeCoalescer()
-    triggers = ReloadTriggers(fake, {})  # type: ignore[arg-type]
+    triggers = ReloadTriggers(fake, {})
     report = SourceStatus("ConfigProfile", "ns", "p", 1, 1, {})
     triggers.source_reconciled(report)  # before start-up: no loop yet
     closed = asyncio.new_event_loop()
