@@ -17,17 +17,14 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
-import controlplane
 from kstrata.cli.main import main
 from support.cluster import TestCluster
-from support.operator import RunningOperator, running_operator
+from support.operator import operator_with_webhook
 from support.waiting import wait_for
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
@@ -67,26 +64,6 @@ def serving(cluster: TestCluster, namespace: str, revision: int) -> dict[str, An
         return body if handled and status.get("revision") == revision else None
 
     return wait_for(check, timeout=60, what=f"payments serving revision {revision}")
-
-
-@contextlib.contextmanager
-def operator_with_webhook(cluster: TestCluster, namespace: str) -> Iterator[RunningOperator]:
-    port = controlplane.free_port()
-    configuration = f"kstrata-test-{namespace}"
-    admission = client.AdmissionregistrationV1Api(cluster.api)
-    try:
-        with running_operator(
-            cluster,
-            namespaces=(namespace,),
-            webhook_address=f"127.0.0.1:{port}",
-            webhook_url=f"https://127.0.0.1:{port}",
-            webhook_configuration=configuration,
-        ) as running:
-            yield running
-    finally:
-        # A webhook left pointing at a stopped operator would refuse every later write.
-        if cluster.exists(admission.read_validating_webhook_configuration, configuration):
-            admission.delete_validating_webhook_configuration(configuration)
 
 
 def test_rollback_dry_run_server_is_judged_by_the_webhook_and_stores_nothing(

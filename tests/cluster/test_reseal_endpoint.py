@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 import controlplane
 from kstrata.app.reseal import RESEAL_PATH, collect, reseal_files, write_in_place
@@ -32,7 +31,7 @@ from kstrata.kube.api import KubeApi
 from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.leaks import Canary, LogCapture, captured_logs, scan
-from support.operator import RunningOperator, running_operator
+from support.operator import RunningOperator, operator_with_webhook
 from support.sealed_secrets import published_bundle, seal_for, secret_data, wait_bundle
 from support.waiting import wait_for
 
@@ -49,24 +48,15 @@ def operator_log() -> Iterator[LogCapture]:
 def operator_with_reseal(
     cluster: TestCluster, namespace: str, keys_namespace: str, **overrides: Any
 ) -> Iterator[tuple[RunningOperator, str]]:
-    webhook_port, reseal_port = controlplane.free_port(), controlplane.free_port()
-    name = f"kstrata-test-{namespace}"
-    admission = client.AdmissionregistrationV1Api(cluster.api)
-    try:
-        with running_operator(
-            cluster,
-            namespaces=(namespace, keys_namespace),
-            operator_namespace=keys_namespace,
-            webhook_address=f"127.0.0.1:{webhook_port}",
-            webhook_url=f"https://127.0.0.1:{webhook_port}",
-            webhook_configuration=name,
-            reseal_address=f"127.0.0.1:{reseal_port}",
-            **overrides,
-        ) as running:
-            yield running, f"https://127.0.0.1:{reseal_port}{RESEAL_PATH}"
-    finally:
-        if cluster.exists(admission.read_validating_webhook_configuration, name):
-            admission.delete_validating_webhook_configuration(name)
+    reseal_port = controlplane.free_port()
+    with operator_with_webhook(
+        cluster,
+        namespace,
+        keys_namespace,
+        reseal_address=f"127.0.0.1:{reseal_port}",
+        **overrides,
+    ) as running:
+        yield running, f"https://127.0.0.1:{reseal_port}{RESEAL_PATH}"
 
 
 def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:

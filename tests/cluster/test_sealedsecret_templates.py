@@ -12,7 +12,6 @@ produced Secret's data.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from kstrata.crypto import PublicKeyBundle
 from kstrata.payloads import WebhookClientConfig
 from support.cluster import TestCluster
 from support.leaks import Canary, LogCapture, captured_logs, cluster_texts, report, scan
-from support.operator import RunningOperator, running_operator
+from support.operator import operator_with_webhook, running_operator
 from support.reloads import (
     create_deployment,
     replica_sets,
@@ -229,29 +228,6 @@ def test_a_bad_template_keeps_the_last_good_secret_and_says_why(
         same_data(secret_data(cluster, namespace, "db"), served)
 
     assert_no_leak(cluster, [namespace, keys_namespace], operator_log, [user, password])
-
-
-@contextlib.contextmanager
-def operator_with_webhook(
-    cluster: TestCluster, namespace: str, keys_namespace: str
-) -> Iterator[RunningOperator]:
-    port = controlplane.free_port()
-    name = f"kstrata-test-{namespace}"
-    admission = client.AdmissionregistrationV1Api(cluster.api)
-    try:
-        with running_operator(
-            cluster,
-            namespaces=(namespace, keys_namespace),
-            operator_namespace=keys_namespace,
-            webhook_address=f"127.0.0.1:{port}",
-            webhook_url=f"https://127.0.0.1:{port}",
-            webhook_configuration=name,
-        ) as running:
-            yield running
-    finally:
-        # A webhook pointing at a stopped test operator would fail every later apply.
-        if cluster.exists(admission.read_validating_webhook_configuration, name):
-            admission.delete_validating_webhook_configuration(name)
 
 
 def test_admission_refuses_a_bad_template_naming_its_key(

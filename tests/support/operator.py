@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kopf.testing import KopfRunner
+from kubernetes import client
 
 import controlplane
 from kstrata.controller.runner import OperatorContext, assemble, kopf_cli_args
@@ -71,3 +72,33 @@ def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[Running
             what="the operator to start",
         )
         yield running
+
+
+@contextlib.contextmanager
+def operator_with_webhook(
+    cluster: TestCluster, namespace: str, keys_namespace: str | None = None, **overrides: Any
+) -> Iterator[RunningOperator]:
+    """The operator with its admission webhook registered for ``namespace``, removed afterwards.
+
+    With ``keys_namespace`` it also watches that namespace and keeps its sealing keys there.
+    """
+    port = controlplane.free_port()
+    name = f"kstrata-test-{namespace}"
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    if keys_namespace is not None:
+        overrides = {"operator_namespace": keys_namespace, **overrides}
+    watched = (namespace,) if keys_namespace is None else (namespace, keys_namespace)
+    try:
+        with running_operator(
+            cluster,
+            namespaces=watched,
+            webhook_address=f"127.0.0.1:{port}",
+            webhook_url=f"https://127.0.0.1:{port}",
+            webhook_configuration=name,
+            **overrides,
+        ) as running:
+            yield running
+    finally:
+        # A webhook left pointing at a stopped operator would refuse every later write.
+        if cluster.exists(admission.read_validating_webhook_configuration, name):
+            admission.delete_validating_webhook_configuration(name)
