@@ -6,10 +6,12 @@ class is checked by mypy as one (the assignment at the bottom), with no
 more: ``create`` on a taken name and ``PUT`` with a stale ``resourceVersion``
 are ``ConflictError``; a missing object is ``NotFoundError``; every write
 stamps a new ``resourceVersion`` and a ``uid``; lists filter on equality label
-selectors; a ``PUT`` bumps ``metadata.generation`` when the spec changed and
-cannot change ``status`` (the subresource); ``dry_run`` is recorded in ``writes``
-but stores nothing; patches are JSON merge patches (RFC 7386); a ``generateName``
-gets a suffix, as an Event posted by a pass has.  Reload passes patch from a
+selectors; a merge patch that carries ``metadata.resourceVersion`` is
+``ConflictError`` when the object has changed since; a ``PUT`` bumps
+``metadata.generation`` when the spec changed and cannot change ``status``
+(the subresource); ``dry_run`` is recorded in ``writes`` but stores nothing;
+patches are JSON merge patches (RFC 7386); a ``generateName`` gets a suffix,
+as an Event posted by a pass has.  Reload passes patch from a
 thread pool, so writes hold a lock.  The same use cases run against the real
 API server in the cluster tier.
 """
@@ -140,6 +142,9 @@ class FakeApi:
             current = self.objects.get(key)
             if current is None:
                 raise NotFoundError(f"{resource.kind} {name} not found")
+            wanted = _wire(patch).get("metadata", {}).get("resourceVersion")
+            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                raise ConflictError(f"{resource.kind} {name}: stale resourceVersion")
             merged = merge_patch(copy.deepcopy(current), _wire(patch))
             assert isinstance(merged, dict)
             self.objects[key] = self._stamp(merged)

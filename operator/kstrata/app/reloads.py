@@ -42,7 +42,7 @@ unless something changes the pod), so on a new revision kstrata annotates the
 workload's own running pods, which makes the kubelet sync them now, and then
 updates the same record on the workload's metadata; first sight records only.
 
-Boundary: this module decides and patches through ``KubeApi``; it knows
+Boundary: this module decides and patches through ``KubeClient``; it knows
 nothing about kopf.  The controller decides *when* to call it (coalesced per
 namespace).  Only workloads in the namespace given are ever read or written.
 """
@@ -88,7 +88,7 @@ from kstrata.kube.api import (
     RELOADABLE,
     SEALED_SECRETS,
     SECRETS,
-    KubeApi,
+    KubeClient,
     P,
     Resource,
     post_event,
@@ -204,7 +204,7 @@ class FingerprintKeySource:
     plain hash is never an option.
     """
 
-    def __init__(self, api: KubeApi, namespace: str) -> None:
+    def __init__(self, api: KubeClient, namespace: str) -> None:
         self.api = api
         self.namespace = namespace
         self._key: FingerprintKey | None = None
@@ -271,7 +271,7 @@ class ReloadReconciler:
 
     def __init__(
         self,
-        api: KubeApi,
+        api: KubeClient,
         *,
         fingerprint_key: Callable[[], FingerprintKey | None] | None = None,
         reloader_compatible: bool = False,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from kstrata.domain.reload_decision import (
     wanted_plain,
 )
 from kstrata.errors import ConflictError
+from kstrata.kube.api import MERGE_PATCH, P, Patch, Resource
 from kstrata.payloads import (
     ConfigMap,
     ConfigProfile,
@@ -34,6 +36,7 @@ from kstrata.payloads import (
     Workload,
     WorkloadSpec,
 )
+from support.fake_api import FakeApi
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -302,46 +305,51 @@ def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
     assert triggers.workload_kinds("ns") == frozenset()
 
 
-class GuardedApi:
-    """Enough of KubeApi for one Deployment: merge patches honour a resourceVersion."""
+class GuardedApi(FakeApi):
+    """The fake API with one Deployment, counting the patches refused as stale."""
 
     def __init__(self, deployment: Workload) -> None:
-        self.deployment = deployment
-        self.patches: list[dict[str, Any]] = []
+        super().__init__({("deployments", "ns", "w"): dict(copy.deepcopy(deployment))})
         self.conflicts = 0
 
-    def list(self, resource: Any, namespace: str | None = None, **_: Any) -> list[Any]:
-        return [copy.deepcopy(self.deployment)] if resource.kind == "Deployment" else []
-
-    def get_or_none(self, resource: Any, namespace: str | None, name: str) -> Any:
-        return None
-
-    def patch(self, resource: Any, namespace: str | None, name: str, patch: Any, **_: Any) -> Any:
-        if resource.kind != "Deployment":
-            return {}
-        meta = self.deployment["metadata"]
-        wanted = patch.get("metadata", {}).get("resourceVersion")
-        if wanted is not None and wanted != meta["resourceVersion"]:
+    def patch(
+        self,
+        resource: Resource[P],
+        namespace: str | None,
+        name: str,
+        patch: Patch,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> P:
+        try:
+            return super().patch(
+                resource, namespace, name, patch, subresource=subresource, content_type=content_type
+            )
+        except ConflictError:
             self.conflicts += 1
-            raise ConflictError("conflict")
-        self.patches.append(patch)
-        meta["annotations"].update(patch["metadata"]["annotations"])
-        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-        return {}
+            raise
 
-    def create(self, resource: Any, namespace: str | None, body: Any) -> Any:
-        return body
+
+def sent_versions(api: FakeApi) -> list[object]:
+    """The resourceVersion each accepted patch of the Deployment carried (None: unguarded)."""
+    versions: list[object] = []
+    for plural, _, _, _, body in api.patches:
+        if plural == "deployments":
+            assert isinstance(body, Mapping)
+            metadata = body.get("metadata")
+            versions.append(metadata.get("resourceVersion") if isinstance(metadata, dict) else None)
+    return versions
 
 
 def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_lists() -> None:
     w = workload({"kstrata.dev/reload": "auto-configmaps"}, secrets=())
     w["metadata"].update({"namespace": "ns", "resourceVersion": "7"})
     w["metadata"]["annotations"]["kstrata.dev/revisions"] = "configmap/cfg=cfgFingerPr1"
-    api = GuardedApi(copy.deepcopy(w))
+    api = GuardedApi(w)
     described = PlainSource(owner=None, fingerprint="cfgFingerPr2", ignored=False, matching=False)
     reconciler = ReloadReconciler(
-        api,  # type: ignore[arg-type]
-        watched=lambda kind, namespace, name: described if name == "cfg" else None,
+        api, watched=lambda kind, namespace, name: described if name == "cfg" else None
     )
     stale = copy.deepcopy(w)
     stale["metadata"]["resourceVersion"] = "6"
@@ -350,15 +358,12 @@ def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_list
     )
     assert api.conflicts == 1
     assert outcome.rolled == ("Deployment/w",)
-    assert len(api.patches) == 1  # one rollout, decided on the list's copy
-    fresh = ReloadReconciler(
-        GuardedApi(copy.deepcopy(w)),  # type: ignore[arg-type]
-        watched=lambda kind, namespace, name: described,
-    )
+    assert sent_versions(api) == [None]  # one rollout, decided on the list's copy
+    fresh_api = GuardedApi(w)
+    fresh = ReloadReconciler(fresh_api, watched=lambda kind, namespace, name: described)
     state = fresh.state_from_watch("ns", [("Deployment", w)])
     fresh.reconcile_namespace("ns", state=state)
-    sent = fresh.api.patches[0]  # type: ignore[attr-defined]
-    assert sent["metadata"]["resourceVersion"] == "7"  # a watched copy's write is guarded
+    assert sent_versions(fresh_api) == ["7"]  # a watched copy's write is guarded
 
 
 def test_a_plain_change_needs_no_lists_where_nothing_else_changed() -> None:

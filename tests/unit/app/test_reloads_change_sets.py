@@ -60,7 +60,7 @@ def test_only_rollouts_of_workloads_following_several_sources_wait() -> None:
 def test_a_change_set_rolls_single_source_workloads_at_once_and_the_others_once() -> None:
     objects = namespace({"single": ("payments",), "both": ("payments", "db")})
     api = FakeApi(objects)
-    reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
+    reconciler = ReloadReconciler(api)
 
     # The profile of the apply is reconciled; the secret is not written yet.
     objects[("configprofiles", "ns", "payments")]["status"]["revision"] = 2
@@ -110,7 +110,7 @@ def test_one_change_set_rolls_each_workload_once_however_the_passes_fall(
     the new revisions; one that follows a single source rolls in the first pass after it."""
     objects = namespace(followed)
     api = FakeApi(objects)
-    reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
+    reconciler = ReloadReconciler(api)
     for name, eager in zip(changed, eager_passes, strict=False):
         objects[("configprofiles", "ns", name)]["status"]["revision"] = 2
         if eager:
@@ -150,10 +150,10 @@ def test_a_revision_reported_before_its_status_write_rolls_at_once() -> None:
     reported = {("ConfigProfile", "ns", "payments", 2): 2}
     api = FakeApi(objects)
 
-    stale = ReloadReconciler(api, reported_revision=lambda *key: reported.get(key))  # type: ignore[arg-type]
+    stale = ReloadReconciler(api, reported_revision=lambda *key: reported.get(key))
     reported_for_an_older_spec = {("ConfigProfile", "ns", "payments", 1): 2}
     older = ReloadReconciler(
-        api,  # type: ignore[arg-type]
+        api,
         reported_revision=lambda *key: reported_for_an_older_spec.get(key),
     )
     assert older.reconcile_namespace("ns").rolled == ()
@@ -163,5 +163,5 @@ def test_a_revision_reported_before_its_status_write_rolls_at_once() -> None:
 
     # The status lands; the report is gone by then: nothing rolls again.
     objects[("configprofiles", "ns", "payments")]["status"].update(observedGeneration=2, revision=2)
-    assert ReloadReconciler(api).reconcile_namespace("ns").rolled == ()  # type: ignore[arg-type]
+    assert ReloadReconciler(api).reconcile_namespace("ns").rolled == ()
     assert rollouts(api) == {"single": 1}

@@ -184,7 +184,7 @@ def test_a_pass_rolls_targets_writes_status_once_and_stays_in_its_namespace() ->
         ),
     }
     api = FakeApi(objects)
-    reconciler = ReloadReconciler(api)  # type: ignore[arg-type]
+    reconciler = ReloadReconciler(api)
     outcome = reconciler.reconcile_namespace("ns")
     assert (outcome.recorded, outcome.rolled, outcome.statuses) == (
         ("Deployment/web",),
@@ -244,7 +244,7 @@ def test_one_refused_workload_does_not_hold_the_others() -> None:
         ("deployments", "ns", "web"): workload("web", annotations=dict(reload)),
     }
     api = RefusingApi(objects)
-    outcome = ReloadReconciler(api).reconcile_namespace("ns")  # type: ignore[arg-type]
+    outcome = ReloadReconciler(api).reconcile_namespace("ns")
     assert outcome.rolled == ("Deployment/web",)
     assert objects[("deployments", "ns", "broken")]["spec"]["template"]["metadata"] == {}
     # The status still says where each one is: broken behind, web current.
