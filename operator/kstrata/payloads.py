@@ -228,24 +228,34 @@ class Workload(KubeObject, total=False):
 # --- kstrata's own resources ---------------------------------------------------
 
 
+#: The kinds of workload kstrata reloads (what a ``status.workloads`` entry names).
+WorkloadKind: TypeAlias = Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob", "Rollout"]
+
+
 class WorkloadStatusEntry(TypedDict, total=False):
     """A workload that uses the resource, in its status (``workloads``)."""
 
-    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob", "Rollout"]
+    kind: WorkloadKind
     name: str
+    #: Absent while the workload's record does not name the source yet (paused).
     revision: int
 
 
-class ProfileStatus(TypedDict, total=False):
+class SourceStatus(TypedDict, total=False):
+    """What the status of both of kstrata's resources says (they are reconciled alike)."""
+
     observedGeneration: int
     environment: str
     environmentSource: str
     revision: int
+    workloads: list[WorkloadStatusEntry]
+    conditions: list[Condition]
+
+
+class ProfileStatus(SourceStatus, total=False):
     configMapName: str
     renderedDigest: str
     dependsOn: list[str]
-    workloads: list[WorkloadStatusEntry]
-    conditions: list[Condition]
 
 
 class ConfigProfile(KubeObject, total=False):
@@ -261,16 +271,10 @@ class SealedItemStatus(TypedDict, total=False):
     keyId: str
 
 
-class SealedSecretStatus(TypedDict, total=False):
-    observedGeneration: int
-    environment: str
-    environmentSource: str
-    revision: int
+class SealedSecretStatus(SourceStatus, total=False):
     secretName: str
     keyIds: list[str]
     items: list[SealedItemStatus]
-    workloads: list[WorkloadStatusEntry]
-    conditions: list[Condition]
 
 
 class SealedSecret(KubeObject, total=False):

@@ -68,7 +68,6 @@ from kstrata.domain.reload_decision import (
     Decision,
     Sources,
     Target,
-    WorkloadStatus,
     decide,
     dependencies,
     label_selector,
@@ -101,6 +100,7 @@ from kstrata.payloads import (
     SealedSecret,
     Secret,
     Workload,
+    WorkloadStatusEntry,
 )
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
@@ -655,7 +655,7 @@ class ReloadReconciler:
         self,
         resource: Resource[OwnObject],
         source: OwnObject,
-        statuses: Mapping[tuple[str, str], list[WorkloadStatus]],
+        statuses: Mapping[tuple[str, str], list[WorkloadStatusEntry]],
     ) -> str:
         """Patch ``status.workloads`` of one source if it differs; the label if written."""
         meta = source["metadata"]

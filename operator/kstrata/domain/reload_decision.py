@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, get_args
 
 from kstrata.domain import reload_annotations as ra
-from kstrata.payloads import PodTemplate, Workload
+from kstrata.payloads import PodTemplate, Workload, WorkloadKind, WorkloadStatusEntry
 from kstrata.wellknown import (
     CONFIG_PROFILE_KIND,
     RELOAD_ANNOTATION,
@@ -460,12 +460,8 @@ def waits_for_change_set(decision: Decision, found: Mapping[str, tuple[str, str]
 # --- status.workloads -------------------------------------------------------
 
 
-class WorkloadStatus(TypedDict, total=False):
-    """One entry of a source's ``status.workloads`` (a list-map keyed by kind and name)."""
-
-    kind: str
-    name: str
-    revision: int
+#: ``status.workloads`` is a list-map keyed by kind and name; these are the kinds.
+_WORKLOAD_KINDS: Final[tuple[WorkloadKind, ...]] = get_args(WorkloadKind)
 
 
 def effective_record(decision: Decision) -> str | None:
@@ -481,7 +477,7 @@ def effective_record(decision: Decision) -> str | None:
 
 def workload_statuses(
     evaluated: Iterable[tuple[WorkloadBody, Decision, Mapping[str, tuple[str, str]]]],
-) -> dict[tuple[str, str], list[WorkloadStatus]]:
+) -> dict[tuple[str, str], list[WorkloadStatusEntry]]:
     """(source kind, source name) -> its ``status.workloads``, sorted by kind and name.
 
     Only rolling workloads are listed: a ``hot`` workload's record says which
@@ -491,18 +487,20 @@ def workload_statuses(
     that it is behind.  ``revision`` is left out when the record does not name
     the source yet (a name added while the workload is paused).
     """
-    result: dict[tuple[str, str], list[WorkloadStatus]] = {}
+    result: dict[tuple[str, str], list[WorkloadStatusEntry]] = {}
     for workload, decision, found in evaluated:
         record = effective_record(decision)
         if record is None:
             continue
         revisions = parse_revisions(record)
-        entry_kind = str(workload.get("kind", ""))
+        entry_kind = next((k for k in _WORKLOAD_KINDS if k == workload.get("kind")), None)
+        if entry_kind is None:
+            continue  # not a workload kstrata reloads: nothing to list
         entry_name = str(_object(workload.get("metadata")).get("name", ""))
         for key, source in found.items():
             if source[0] not in (CONFIG_PROFILE_KIND, SEALED_SECRET_KIND):
                 continue  # a plain ConfigMap or Secret has no status to list workloads in
-            entry = WorkloadStatus(kind=entry_kind, name=entry_name)
+            entry = WorkloadStatusEntry(kind=entry_kind, name=entry_name)
             if isinstance(recorded := revisions.get(key), int):
                 entry["revision"] = recorded
             result.setdefault(source, []).append(entry)
