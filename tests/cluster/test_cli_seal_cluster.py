@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from kstrata.app.seal_commands import PUBLIC_KEYS_CONFIGMAP, PUBLIC_KEYS_ITEM
+from kstrata.app.sealing_toolkit import PUBLIC_KEYS_CONFIGMAP, PUBLIC_KEYS_ITEM
 from kstrata.cli.main import main
 from kstrata.crypto import KeyPair, KeyRing, PublicKeyBundle, SealingContext, generate_keypair
 from support.cluster import TestCluster

@@ -36,14 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from kstrata.app.seal_commands import (
+from kstrata.app.sealing_toolkit import (
     LAST_APPLIED_ANNOTATION,
     MAX_SEALED_ITEMS,
     KeySource,
-    _new_manifest,
-    _seal_items,
     check_binding,
+    dump_manifest,
     load_recipients,
+    new_manifest,
+    seal_items,
+    secret_template,
 )
 from kstrata.crypto import MAX_PLAINTEXT_BYTES, PublicKey
 from kstrata.crypto.bitnami import (
@@ -298,10 +300,10 @@ def _import_one(
         tokens, bitnami_keys, encryption_label(scope, namespace or "", name), where
     )
     try:
-        sealed = _seal_items(values, recipients, kstrata_scope, namespace, name)
+        sealed = seal_items(values, recipients, kstrata_scope, namespace, name)
     finally:
         values.clear()
-    manifest = _new_manifest(
+    manifest = new_manifest(
         namespace=namespace,
         name=name,
         scope=kstrata_scope,
@@ -479,12 +481,10 @@ def _sops_items(
         raise InvalidInputError(f"{path}: expected a mapping (a Secret manifest or KEY: value)")
     values: dict[str, bytes] = {}
     if document.get("apiVersion") == "v1" and document.get("kind") == "Secret":
-        from kstrata.app.seal_commands import _secret_template
-
         metadata = document.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise InvalidInputError(f"{path}: metadata must be a mapping")
-        template = _secret_template(document, metadata, str(path))
+        template = secret_template(document, metadata, str(path))
         for key, encoded in _mapping(document.get("data"), path, "data").items():
             _check_key(key, path, "data")
             if not isinstance(encoded, str):
@@ -597,7 +597,7 @@ def _sops_one(
             suffix=" (give --name/-n)",
             no_namespace=f"{where}: no namespace: give -n NAMESPACE",
         )
-        sealed = _seal_items(values, recipients, scope, namespace, name)
+        sealed = seal_items(values, recipients, scope, namespace, name)
     finally:
         values.clear()
         del output
@@ -607,7 +607,7 @@ def _sops_one(
         namespace=namespace,
         scope=scope,
         items=tuple(sorted(sealed)),
-        manifest=_new_manifest(
+        manifest=new_manifest(
             namespace=namespace,
             name=name,
             scope=scope,
@@ -654,8 +654,6 @@ def _name_from(path: Path) -> str:
 
 def write_manifests(imported: Sequence[Imported], directory: Path) -> list[Path]:
     """One file per SealedSecret in ``directory`` (ciphertext only), replaced atomically."""
-    from kstrata.app.seal_commands import _dump
-
     if not directory.is_dir():
         raise UsageError(f"--output-dir {directory} is not a directory")
     names: dict[str, Imported] = {}
@@ -670,20 +668,18 @@ def write_manifests(imported: Sequence[Imported], directory: Path) -> list[Path]
     for file_name, item in names.items():
         target = directory / file_name
         # Ciphertext only: readable like any manifest kept in git.
-        write_atomically(target, _dump(item.manifest, "yaml"), mode=0o644)
+        write_atomically(target, dump_manifest(item.manifest, "yaml"), mode=0o644)
         written.append(target)
     return written
 
 
 def manifests_text(imported: Sequence[Imported], fmt: str) -> str:
     """YAML documents separated by ``---``, or one JSON ``List`` (one object: itself)."""
-    from kstrata.app.seal_commands import _dump
-
     if fmt == "json":
         body: JSONObject = (
             imported[0].manifest
             if len(imported) == 1
             else {"apiVersion": "v1", "kind": "List", "items": [i.manifest for i in imported]}
         )
-        return _dump(dict(body), "json")
-    return "---\n".join(_dump(item.manifest, "yaml") for item in imported)
+        return dump_manifest(dict(body), "json")
+    return "---\n".join(dump_manifest(item.manifest, "yaml") for item in imported)

@@ -25,7 +25,7 @@ from kstrata.wellknown import SEALED_SECRET_PLURAL, SEALED_SECRET_SINGULAR
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from kstrata.app.seal_commands import KeySource
+    from kstrata.app.sealing_toolkit import KeySource
     from kstrata.kube.api import KubeApi
     from kstrata.kube.connection import Cluster
 
@@ -185,7 +185,7 @@ def run(parsed: argparse.Namespace, out: TextIO) -> int:
 
 def _key_source(args: ImportFlags) -> tuple[KeySource, Callable[[], str | None]]:
     """kstrata's public keys (``--cert``, else the cluster's) and the context's namespace."""
-    from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
+    from kstrata.app.sealing_toolkit import ClusterKeys, kubeconfig_namespace
 
     if args.cert:
         return list(args.cert), lambda: kubeconfig_namespace(kubeconfig_path(args), args.context)

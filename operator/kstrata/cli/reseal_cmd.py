@@ -118,7 +118,7 @@ class ResealFlags:
 def sender(args: ResealFlags) -> Send:
     """Where requests go: the operator's endpoint through the service proxy."""
     from kstrata.app.reseal import proxy_sender
-    from kstrata.app.seal_commands import DEFAULT_OPERATOR_NAMESPACE
+    from kstrata.app.sealing_toolkit import DEFAULT_OPERATOR_NAMESPACE
     from kstrata.kube.api import KubeApi
 
     api = KubeApi(connect_from(args), timeout=90.0)
@@ -129,7 +129,7 @@ def _reseal(parsed: argparse.Namespace, out: TextIO) -> int:
     import sys
 
     from kstrata.app import reseal
-    from kstrata.app.seal_commands import kubeconfig_namespace
+    from kstrata.app.sealing_toolkit import kubeconfig_namespace
     from kstrata.crypto.keys import MAX_BUNDLE_BYTES
     from kstrata.files import read_bounded
 

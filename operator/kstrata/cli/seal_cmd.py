@@ -3,7 +3,8 @@
 The shell only: flags become one :class:`kstrata.app.seal_commands.SealRequest`
 and one key source, :func:`kstrata.app.seal_commands.seal_manifest` does the
 work, and the manifest is printed (``--raw``: one bare token, from
-:func:`kstrata.app.seal_commands.seal_raw`).  ``unseal`` is its break-glass
+:func:`kstrata.app.seal_commands.seal_raw`; ``-f`` Secret manifests, one
+SealedSecret each, from :func:`kstrata.app.seal_bulk.seal_secrets`).  ``unseal`` is its break-glass
 counterpart (:mod:`kstrata.app.recovery`): offline, with a key backup.
 The app layer is imported inside the
 handler, so registering ``seal`` costs the other commands nothing; with
@@ -37,7 +38,7 @@ from kstrata.wellknown import GROUP, SEALED_SECRET_SINGULAR
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from kstrata.app.seal_commands import KeySource
+    from kstrata.app.sealing_toolkit import KeySource
     from kstrata.kube.api import KubeApi
     from kstrata.kube.connection import Cluster
 
@@ -270,7 +271,7 @@ class _Connection:
 
 def _sources(args: _SealFlags) -> tuple[KeySource, Callable[[], str | None]]:
     """The key source and the context-namespace lookup for these flags."""
-    from kstrata.app.seal_commands import ClusterKeys, kubeconfig_namespace
+    from kstrata.app.sealing_toolkit import ClusterKeys, kubeconfig_namespace
 
     operator_namespace = args.operator_namespace
     if args.controller_namespace is not None:
@@ -336,7 +337,7 @@ def _seal_secrets(args: _SealFlags, out: TextIO) -> int:
     """``-f`` without ``--merge-into``: every Secret given, one SealedSecret each."""
     if args.literals or args.files:
         raise UsageError("-f cannot be combined with --from-literal or --from-file")
-    from kstrata.app.seal_commands import BulkSealRequest, seal_secrets, write_sealed
+    from kstrata.app.seal_bulk import BulkSealRequest, seal_secrets, write_sealed
 
     keys, context_namespace = _sources(args)
     # A line on stderr per Secret sealed, on a terminal only.

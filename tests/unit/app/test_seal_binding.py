@@ -1,4 +1,4 @@
-"""``seal_commands.check_binding``: the one check of what a SealedSecret's tokens bind to.
+"""``sealing_toolkit.check_binding``: the one check of what a SealedSecret's tokens bind to.
 
 ``seal``, ``import --sops`` and ``import sealedsecret --bitnami-keys`` all call
 it before any key is used; each words the message its own way.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from kstrata.app.seal_commands import check_binding
+from kstrata.app.sealing_toolkit import check_binding
 from kstrata.errors import InvalidInputError, UsageError
 
 

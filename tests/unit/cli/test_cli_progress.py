@@ -28,7 +28,7 @@ from kstrata.app import (
     profile_commands,
     recovery,
     reloader_migration,
-    seal_commands,
+    seal_bulk,
     secret_imports,
 )
 from kstrata.app import rollback as rollback_module
@@ -182,7 +182,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
         monkeypatch.setattr(profile_commands, "set_values", reporting(written, fail=fail))
         report = MigrationReport((), (), applied=True)
         monkeypatch.setattr(reloader_migration, "migrate_reloader", reporting(report, fail=fail))
-        monkeypatch.setattr(seal_commands, "seal_secrets", reporting([], fail=fail))
+        monkeypatch.setattr(seal_bulk, "seal_secrets", reporting([], fail=fail))
         monkeypatch.setattr(secret_imports, "load_bitnami_keys", lambda _path: [])
         monkeypatch.setattr(secret_imports, "import_bitnami", reporting([], fail=fail))
         monkeypatch.setattr(secret_imports, "import_sops", reporting([], fail=fail))

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kstrata.app import seal_commands
+from kstrata.app import sealing_toolkit
 from kstrata.cli import seal_cmd
 from kstrata.crypto import (
     MAX_PLAINTEXT_BYTES,
@@ -429,17 +429,17 @@ def test_usage_errors(cert: Path, argv: list[str], message: str) -> None:
 
 
 def test_scope_and_crd_constants_agree() -> None:
-    assert seal_cmd.SCOPE_CHOICES == crds.SCOPES == seal_commands.SCOPES
-    assert seal_commands.MAX_SEALED_ITEMS == crds.MAX_SEALED_ITEMS
+    assert seal_cmd.SCOPE_CHOICES == crds.SCOPES == sealing_toolkit.SCOPES
+    assert sealing_toolkit.MAX_SEALED_ITEMS == crds.MAX_SEALED_ITEMS
 
 
 def test_public_key_location_matches_the_operator() -> None:
     from kstrata.app import sealing_keys
     from kstrata.settings import Settings
 
-    assert seal_commands.PUBLIC_KEYS_CONFIGMAP == sealing_keys.PUBLIC_KEYS_CONFIG_MAP
-    assert seal_commands.PUBLIC_KEYS_ITEM == sealing_keys.PUBLIC_KEYS_DATA_KEY
-    assert Settings().operator_namespace == seal_commands.DEFAULT_CONTROLLER_NAMESPACE
+    assert sealing_toolkit.PUBLIC_KEYS_CONFIGMAP == sealing_keys.PUBLIC_KEYS_CONFIG_MAP
+    assert sealing_toolkit.PUBLIC_KEYS_ITEM == sealing_keys.PUBLIC_KEYS_DATA_KEY
+    assert Settings().operator_namespace == sealing_toolkit.DEFAULT_OPERATOR_NAMESPACE
 
 
 def test_merge_into_a_file_without_spec(tmp_path: Path, cert: Path, keypair: KeyPair) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kstrata.app.seal_commands import kubeconfig_namespace
+from kstrata.app.sealing_toolkit import kubeconfig_namespace
 from kstrata.errors import UnknownContextError
 from kstrata.kube.kubeconfig import context_names
 from kstrata.kube.names import contexts
