@@ -28,7 +28,9 @@ two controllers alternating):
 
 Then, on the last repetition's control plane with kstrata running:
 reload latency p50 over ``--reload-samples`` changes, interleaved one floor
-change, one ConfigProfile change (kstrata: profile write -> a watch sees the
+change, one change seen by the **kopf floor** (``kopf_floor.py``, its own
+process: a kopf operator whose event handler sends that one PATCH, the least
+a kopf operator can do), one ConfigProfile change (kstrata: profile write -> a watch sees the
 Deployment's pod template carrying the new revision), and, where kstrata
 follows plain ConfigMaps (``kstrata.dev/reload: configmap/NAME``), one plain
 ConfigMap change (-> the template's record changes); "missing" otherwise.
@@ -483,10 +485,41 @@ class FloorReloader:
         self.stopper.stop()
 
 
+@contextlib.contextmanager
+def kopf_floor(bench: Bench, namespace: str, configmap: str, workload: str) -> Iterator[None]:
+    """The kopf floor (``kopf_floor.py``) in its own process, for the life of the block."""
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(bench.plane.kubeconfig),
+        KOPF_FLOOR_NAMESPACE=namespace,
+        KOPF_FLOOR_CONFIGMAP=configmap,
+        KOPF_FLOOR_DEPLOYMENT=workload,
+    )
+    argv = [sys.executable, "-m", "kopf", "run", "--standalone", "-A", "--quiet"]
+    argv.append(str(Path(__file__).with_name("kopf_floor.py")))
+    log = tempfile.NamedTemporaryFile(prefix="kstrata-kopf-floor-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
 def reloads(bench: Bench, samples: int) -> dict[str, Any]:
+    with kopf_floor(bench, "peers-kopf", "src", "kopf-floor"):
+        return _reloads(bench, samples)
+
+
+def _reloads(bench: Bench, samples: int) -> dict[str, Any]:
     apps = client.AppsV1Api(bench.cluster.api_client)
-    floor_ns, kstrata_ns = "peers-floor", "peers-reload"
-    for namespace in (floor_ns, kstrata_ns):
+    floor_ns, kstrata_ns, kopf_ns = "peers-floor", "peers-reload", "peers-kopf"
+    for namespace in (floor_ns, kstrata_ns, kopf_ns):
         bench.core.create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
         )
@@ -502,6 +535,21 @@ def reloads(bench: Bench, samples: int) -> dict[str, Any]:
         lambda d: (d.spec.template.metadata.annotations or {}).get("v"),
     )
     floor = FloorReloader(bench, floor_ns, "src", "floor")
+
+    # The kopf floor: kopf_floor.py patches the template with the ConfigMap's value;
+    # the initial "0" patched proves its watch is running.
+    bench.core.create_namespaced_config_map(
+        kopf_ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="src"), data={"v": "0"})
+    )
+    kopf_app = deployment("kopf-floor", "none")
+    kopf_app.metadata.annotations = {}
+    apps.create_namespaced_deployment(kopf_ns, kopf_app)
+    kopf_seen = Follower(
+        apps.list_namespaced_deployment,
+        kopf_ns,
+        lambda d: (d.spec.template.metadata.annotations or {}).get("v"),
+    )
+    kopf_seen.wait_for([("kopf-floor", "0")], timeout=120)
 
     kstrata_seen = Follower(apps.list_namespaced_deployment, kstrata_ns, template_record)
     revisions = Follower(
@@ -555,12 +603,17 @@ def reloads(bench: Bench, samples: int) -> dict[str, Any]:
     except TimeoutError:
         plain_supported = False
 
-    floor_ms, kstrata_ms, plain_ms = [], [], []
+    floor_ms, kopf_ms, kstrata_ms, plain_ms = [], [], [], []
     for i in range(1, samples + 1):
         floor_seen.wait_until("floor", caught_up)
         started = time.perf_counter()
         bench.core.patch_namespaced_config_map("src", floor_ns, {"data": {"v": str(i)}})
         floor_ms.append((floor_seen.wait_for([("floor", str(i))]) - started) * 1000)
+
+        kopf_seen.wait_until("kopf-floor", caught_up)
+        started = time.perf_counter()
+        bench.core.patch_namespaced_config_map("src", kopf_ns, {"data": {"v": str(i)}})
+        kopf_ms.append((kopf_seen.wait_for([("kopf-floor", str(i))]) - started) * 1000)
 
         revisions.wait_until("p", rolled)
         kstrata_seen.wait_until("web", caught_up)
@@ -584,11 +637,12 @@ def reloads(bench: Bench, samples: int) -> dict[str, Any]:
             bench.core.patch_namespaced_config_map("settings", kstrata_ns, {"data": {"v": str(i)}})
             kstrata_seen.wait_until("plain", lambda d, old=before: template_record(d) != old)
             plain_ms.append((time.perf_counter() - started) * 1000)
-    for follower in (floor_seen, kstrata_seen, revisions):
+    for follower in (floor_seen, kopf_seen, kstrata_seen, revisions):
         follower.stop()
     floor.stop()
     return {
         "api_floor_ms": spread(floor_ms),
+        "kopf_floor_ms": spread(kopf_ms),
         "kstrata_configprofile_ms": spread(kstrata_ms),
         "kstrata_plain_configmap_ms": spread(plain_ms) if plain_ms else "missing",
     }
@@ -842,6 +896,20 @@ def _reload_rows(reload: dict[str, Any]) -> list[str]:
                 f"| plain ConfigMap changed → pod template patched, p50 | API floor as above | "
                 f"{cell(plain, 'ms')} | {latency_ratio(plain['median'], floor['median'])} |"
             )
+        kopf = reload.get("kopf_floor_ms")
+        if kopf:
+            rows.append(
+                f"| kopf floor (`kopf_floor.py`: kopf event handler + 1 PATCH) | API floor as "
+                f"above | {cell(kopf, 'ms')} | "
+                f"{latency_ratio(kopf['median'], floor['median'])} |"
+            )
+            if plain != "missing":
+                versus = latency_ratio(plain["median"], kopf["median"])
+                rows.append(
+                    f"| plain ConfigMap changed → pod template patched, p50 | kopf floor "
+                    f"{cell(kopf, 'ms')} | {cell(plain, 'ms')} | "
+                    f"{versus.replace('floor', 'kopf floor')} |"
+                )
     return rows
 
 
