@@ -46,7 +46,11 @@ what ``NamespaceCoalescer`` schedules, both in ``kstrata.app.reload_scheduling``
   and writes with their resourceVersion: one PATCH after the event.  So does
   a pass for such a change in a namespace with kstrata sources, for the
   workloads that follow plain sources only, when nothing else changed there
-  since a pass covered the whole namespace (``plain_followers``).
+  since a pass covered the whole namespace (``plain_followers``), and a pass
+  after only ConfigProfiles' or SealedSecrets' revisions changed there
+  (``source_followers``): it decides rollouts on the watches' copies and
+  the reconcilers' reports, and the sources' ``status.workloads`` is then
+  written by a pass on lists, after the rollouts.
 
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
@@ -82,6 +86,7 @@ writes void what the next one read ahead.  A failed pass is retried after
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -259,9 +264,12 @@ class _Passes:
     """A pass over one namespace (run in a thread) and what it reads.
 
     It reads the watch's copies where they are all a pass needs: a
-    namespace without kstrata sources (``watched_workloads``), or the
+    namespace without kstrata sources (``watched_workloads``), the
     followers of plain sources when nothing else changed since a pass
-    covered the whole namespace (``plain_followers``); otherwise it lists.
+    covered the whole namespace (``plain_followers``), or every interested
+    workload when only kstrata sources' revisions changed since
+    (``source_followers``: then a pass on lists follows the rollouts, for
+    the sources' ``status.workloads``); otherwise it lists.
     """
 
     def __init__(self, reconciler: ReloadReconciler) -> None:
@@ -278,6 +286,9 @@ class _Passes:
         followers = watched.plain_followers(namespace)
         if followers is not None:
             return reconciler.state_from_watch(namespace, followers), False
+        known = watched.source_followers(namespace)
+        if known is not None:
+            return reconciler.state_from_watch(namespace, known[0], known[1]), False
         return reconciler.read_namespace(namespace), True
 
     def run(
@@ -291,6 +302,21 @@ class _Passes:
         outcome = self.reconciler.reconcile_namespace(
             namespace, changed_at=changed_at, state=read, settled=settled
         )
+        if read.sources_watched and (outcome.rolled or outcome.recorded):
+            # The rollouts are out; the sources' status.workloads is decided on
+            # lists now, off the latency path (it rolls nothing the first did).
+            # A pass that wrote no workload changed no status: the last pass on
+            # lists wrote them for the same records.
+            after = self.reconciler.reconcile_namespace(
+                namespace, changed_at=changed_at, settled=settled
+            )
+            outcome = dataclasses.replace(
+                after,
+                rolled=outcome.rolled + after.rolled,
+                recorded=outcome.recorded + after.recorded,
+                held=tuple(dict.fromkeys(outcome.held + after.held)),
+            )
+            whole = True
         if whole and not outcome.held:
             watched.covered(namespace, triggers)
         if outcome.rolled or outcome.paused:

@@ -418,3 +418,54 @@ def test_a_plain_change_needs_no_lists_where_nothing_else_changed() -> None:
         "name": "plain", "annotations": both}})  # fmt: skip
     triggers.covered("ns", triggers.full_triggers("ns"))
     assert triggers.plain_followers("ns") is None
+
+
+def test_a_new_revision_alone_is_decided_on_the_watches_copies() -> None:
+    """``source_followers``: after a pass covered the whole namespace, a kstrata
+    source's new revision (and nothing else) is decided on the watch's copies of
+    the interested workloads and the revisions and targets the watches saw; any
+    other trigger (targets, a workload's annotations, a new source) needs the
+    lists again until a pass covers it."""
+    triggers = ReloadTriggers(Recorder(), {})
+
+    def profile(revision: int, spec: dict[str, Any] | None = None) -> ConfigProfile:
+        status: ProfileStatus = {"observedGeneration": 1, "revision": revision}
+        return {"metadata": {"generation": 1}, "spec": spec or {}, "status": status}
+
+    def names(found: Any) -> list[str]:
+        return [body["metadata"]["name"] for _, body in found[0]]
+
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(1))
+    web: Workload = {**workload({"kstrata.dev/reload": "p"}, config_maps=()), "metadata": {
+        "name": "web", "annotations": {"kstrata.dev/reload": "p"}}}  # fmt: skip
+    triggers.workload_seen("ns", "uid-web", web)
+    assert triggers.source_followers("ns") is None  # no pass has covered the namespace
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    assert triggers.source_followers("ns") is not None
+
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(2))
+    found = triggers.source_followers("ns")
+    assert found is not None
+    assert names(found) == ["web"]
+    assert found[1].profiles == {"p": 2}
+    assert found[1].sealed == {}
+
+    # New targets: the lists decide which workloads they reach.
+    targets = {"reload": {"targets": [{"kind": "Deployment", "name": "web"}]}}
+    triggers.source_seen("ConfigProfile", "ns", "p", profile(2, targets))
+    assert triggers.source_followers("ns") is None
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    found = triggers.source_followers("ns")
+    assert found is not None
+    assert {name: len(t) for name, t in found[1].profile_targets.items()} == {"p": 1}
+
+    # A source seen for the first time, then a workload's annotations: lists again.
+    triggers.source_seen("SealedSecret", "ns", "db", profile(1))
+    assert triggers.source_followers("ns") is None
+    triggers.covered("ns", triggers.full_triggers("ns"))
+    found = triggers.source_followers("ns")
+    assert found is not None
+    assert found[1].sealed == {"db": 1}
+    triggers.workload_seen("ns", "uid-web", {**web, "metadata": {
+        "name": "web", "annotations": {"kstrata.dev/reload": "p,db"}}})  # fmt: skip
+    assert triggers.source_followers("ns") is None
