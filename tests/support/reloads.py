@@ -73,17 +73,20 @@ def deployment_manifest(
     annotations: dict[str, str],
     config_maps: tuple[str, ...] = (),
     secrets: tuple[str, ...] = (),
+    *,
+    app: str | None = None,
 ) -> Any:
-    """A one-replica Deployment (labels ``app: name``) whose pods use :func:`pod_spec`."""
+    """A one-replica Deployment of :func:`pod_spec` pods, labelled ``app: name`` (or ``app``)."""
+    label = name if app is None else app
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "annotations": annotations},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
+            "selector": {"matchLabels": {"app": label}},
             "template": {
-                "metadata": {"labels": {"app": name}},
+                "metadata": {"labels": {"app": label}},
                 "spec": pod_spec(config_maps, secrets),
             },
         },
@@ -132,18 +135,9 @@ def pod_template(config_map: str) -> dict[str, Any]:
 def create_deployment(
     cluster: TestCluster, namespace: str, name: str, annotations: dict[str, str], app: str = "x"
 ) -> None:
-    template = pod_template("payments")
-    template["metadata"]["labels"]["app"] = app
-    body = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": app}},
-            "template": template,
-        },
-    }
+    """A Deployment mounting the ``payments`` ConfigMap; its pods labelled ``app`` (shared
+    by default, as the StatefulSets and DaemonSets here are)."""
+    body = deployment_manifest(name, annotations, ("payments",), app=app)
     apps(cluster).create_namespaced_deployment(namespace, body)
 
 
