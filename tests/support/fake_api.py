@@ -41,13 +41,15 @@ class FakeApi:
     """Objects by (plural, namespace, name); ``writes`` says what was written, in order.
 
     ``patches`` keeps each patch as sent (plural, namespace, name, subresource,
-    body), for tests that count what a pass wrote to which object.
+    body), for tests that count what a pass wrote to which object;
+    ``conflicts`` counts the writes refused with ``ConflictError``.
     """
 
     def __init__(self, objects: dict[Key, JSON] | None = None) -> None:
         self.objects: dict[Key, JSON] = {} if objects is None else objects
         self.writes: list[str] = []
         self.patches: list[tuple[str, str, str, str | None, Patch]] = []
+        self.conflicts = 0
         self._version = 0
         self._lock = threading.Lock()
 
@@ -96,6 +98,7 @@ class FakeApi:
                 metadata["name"] = f"{metadata['generateName']}{self._version + 1}"
             key = (resource.plural, namespace or "", metadata["name"])
             if key in self.objects:
+                self.conflicts += 1
                 raise ConflictError(f"{resource.kind} {key[2]} already exists")
             self.objects[key] = self._stamp(wire)
             self.writes.append(f"create {resource.plural}")
@@ -110,6 +113,7 @@ class FakeApi:
         if current is None:
             raise NotFoundError(f"{resource.kind} {key[2]} not found")
         if current["metadata"]["resourceVersion"] != wire["metadata"].get("resourceVersion"):
+            self.conflicts += 1
             raise ConflictError(f"{resource.kind} {key[2]}: stale resourceVersion")
         if "generation" in current["metadata"]:
             changed = wire.get("spec") != current.get("spec")
@@ -144,6 +148,7 @@ class FakeApi:
                 raise NotFoundError(f"{resource.kind} {name} not found")
             wanted = _wire(patch).get("metadata", {}).get("resourceVersion")
             if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                self.conflicts += 1
                 raise ConflictError(f"{resource.kind} {name}: stale resourceVersion")
             merged = merge_patch(copy.deepcopy(current), _wire(patch))
             assert isinstance(merged, dict)

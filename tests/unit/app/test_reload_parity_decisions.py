@@ -25,8 +25,6 @@ from kstrata.domain.reload_decision import (
     template_patch,
     wanted_plain,
 )
-from kstrata.errors import ConflictError
-from kstrata.kube.api import MERGE_PATCH, P, Patch, Resource
 from kstrata.payloads import (
     ConfigMap,
     ConfigProfile,
@@ -305,30 +303,9 @@ def test_a_pass_lists_only_the_workload_kinds_that_can_matter() -> None:
     assert triggers.workload_kinds("ns") == frozenset()
 
 
-class GuardedApi(FakeApi):
-    """The fake API with one Deployment, counting the patches refused as stale."""
-
-    def __init__(self, deployment: Workload) -> None:
-        super().__init__({("deployments", "ns", "w"): dict(copy.deepcopy(deployment))})
-        self.conflicts = 0
-
-    def patch(
-        self,
-        resource: Resource[P],
-        namespace: str | None,
-        name: str,
-        patch: Patch,
-        *,
-        subresource: str | None = None,
-        content_type: str = MERGE_PATCH,
-    ) -> P:
-        try:
-            return super().patch(
-                resource, namespace, name, patch, subresource=subresource, content_type=content_type
-            )
-        except ConflictError:
-            self.conflicts += 1
-            raise
+def one_deployment(deployment: Workload) -> FakeApi:
+    """The fake API holding one Deployment, ns/w (it refuses a stale guarded patch)."""
+    return FakeApi({("deployments", "ns", "w"): dict(copy.deepcopy(deployment))})
 
 
 def sent_versions(api: FakeApi) -> list[object]:
@@ -346,7 +323,7 @@ def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_list
     w = workload({"kstrata.dev/reload": "auto-configmaps"}, secrets=())
     w["metadata"].update({"namespace": "ns", "resourceVersion": "7"})
     w["metadata"]["annotations"]["kstrata.dev/revisions"] = "configmap/cfg=cfgFingerPr1"
-    api = GuardedApi(w)
+    api = one_deployment(w)
     described = PlainSource(owner=None, fingerprint="cfgFingerPr2", ignored=False, matching=False)
     reconciler = ReloadReconciler(
         api, watched=lambda kind, namespace, name: described if name == "cfg" else None
@@ -359,7 +336,7 @@ def test_a_pass_on_a_stale_watched_copy_writes_nothing_and_decides_again_on_list
     assert api.conflicts == 1
     assert outcome.rolled == ("Deployment/w",)
     assert sent_versions(api) == [None]  # one rollout, decided on the list's copy
-    fresh_api = GuardedApi(w)
+    fresh_api = one_deployment(w)
     fresh = ReloadReconciler(fresh_api, watched=lambda kind, namespace, name: described)
     state = fresh.state_from_watch("ns", [("Deployment", w)])
     fresh.reconcile_namespace("ns", state=state)
