@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kstrata.app.seal_inputs import Items, coordinates, secret_documents, secret_items
 from kstrata.app.sealing_toolkit import (
+    Binding,
     KeySource,
     SealResult,
     dump_manifest,
@@ -76,11 +77,11 @@ def seal_secrets(
             "each keeps its own metadata.name"
         )
     context_namespace = _asked_once(request.context_namespace)
-    planned: list[tuple[Items, str, str | None, str]] = []
+    planned: list[tuple[Items, Binding]] = []
     seen: dict[tuple[str | None, str], str] = {}
     for source, document in documents:
         items = secret_items(document, source)
-        scope, namespace, name = coordinates(
+        binding = coordinates(
             items,
             None,
             scope=request.scope,
@@ -88,37 +89,20 @@ def seal_secrets(
             name=request.name,
             context_namespace=context_namespace,
         )
-        earlier = seen.get((namespace, name))
+        earlier = seen.get((binding.namespace, binding.name))
         if earlier is not None:
             # Two Secrets for one SealedSecret: one would silently replace the other.
             raise InvalidInputError(f"{source}: the same namespace and name as {earlier}")
-        seen[(namespace, name)] = source
-        planned.append((items, scope, namespace, name))
+        seen[(binding.namespace, binding.name)] = source
+        planned.append((items, binding))
     recipients = load_recipients(keys)
-    key_ids = tuple(r.key_id for r in recipients)
     results: list[SealResult] = []
-    for number, (items, scope, namespace, name) in enumerate(planned, 1):
+    for number, (items, binding) in enumerate(planned, 1):
         if progress is not None:
-            progress(f"sealing {number}/{len(planned)}: {namespace}/{name}")
-        sealed = seal_items(items.values, recipients, scope, namespace, name)
-        manifest = new_manifest(
-            namespace=namespace,
-            name=name,
-            scope=scope,
-            environment=environment,
-            sealed=sealed,
-            template=items.template,
-        )
-        results.append(
-            SealResult(
-                manifest=manifest,
-                name=name,
-                namespace=namespace,
-                items=tuple(sorted(sealed)),
-                key_id=key_ids[0],
-                key_ids=key_ids,
-            )
-        )
+            progress(f"sealing {number}/{len(planned)}: {binding.namespace}/{binding.name}")
+        sealed = seal_items(items.values, recipients, binding)
+        manifest = new_manifest(binding, sealed, items.template, environment)
+        results.append(SealResult.of(binding, manifest, sealed, recipients))
     return results
 
 

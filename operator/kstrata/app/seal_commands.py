@@ -139,7 +139,7 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
     )
     templates = read_templates(request.templates, request.template_files)
     target = None if request.merge_into is None else load_target(request.merge_into)
-    scope, namespace, name = coordinates(
+    binding = coordinates(
         items,
         target,
         scope=request.scope,
@@ -147,45 +147,23 @@ def seal_manifest(request: SealRequest, keys: KeySource) -> SealResult:
         name=request.name,
         context_namespace=request.context_namespace,
     )
+
+    def manifest_with(sealed: Mapping[str, str]) -> JSONObject:
+        if target is None:
+            return new_manifest(binding, sealed, items.template, environment)
+        return _merged_manifest(target, environment, sealed, items.template)
+
     if templates:
         # Checked on the manifest as it will be (tokens left out) before any key is fetched.
-        placeholders = dict.fromkeys(items.values, "")
-        _with_templates(
-            _merged_manifest(target, environment, placeholders, items.template)
-            if target is not None
-            else new_manifest(
-                namespace=namespace, name=name, scope=scope, environment=environment,
-                sealed=placeholders, template=items.template,
-            ),
-            templates,
-        )  # fmt: skip
+        _with_templates(manifest_with(dict.fromkeys(items.values, "")), templates)
     recipients = load_recipients(keys)
-    sealed = seal_items(items.values, recipients, scope, namespace, name)
-    if target is None:
-        manifest = new_manifest(
-            namespace=namespace,
-            name=name,
-            scope=scope,
-            environment=environment,
-            sealed=sealed,
-            template=items.template,
-        )
-    else:
-        manifest = _merged_manifest(target, environment, sealed, items.template)
+    sealed = seal_items(items.values, recipients, binding)
+    manifest = manifest_with(sealed)
     _with_templates(manifest, templates)
-    written = None
-    if target is not None:
-        _write_private(target.path, dump_manifest(manifest, _format_of(target.path)))
-        written = target.path
-    return SealResult(
-        manifest=manifest,
-        name=name,
-        namespace=namespace,
-        items=tuple(sorted(sealed)),
-        key_id=recipients[0].key_id,
-        written=written,
-        key_ids=tuple(r.key_id for r in recipients),
-    )
+    if target is None:
+        return SealResult.of(binding, manifest, sealed, recipients)
+    _write_private(target.path, dump_manifest(manifest, _format_of(target.path)))
+    return SealResult.of(binding, manifest, sealed, recipients, written=target.path)
 
 
 def seal_raw(
@@ -198,7 +176,7 @@ def seal_raw(
     """
     item = checked_key(request.item, "--key")
     name_needed = (request.scope or DEFAULT_SCOPE) == Scope.STRICT.value
-    scope, namespace, name = coordinates(
+    binding = coordinates(
         Items({}),
         None,
         scope=request.scope,
@@ -218,7 +196,7 @@ def seal_raw(
     else:
         value = _read_stdin(stdin, item)
     recipients = load_recipients(keys)
-    token = seal_items({item: value}, recipients, scope, namespace, name)[item]
+    token = seal_items({item: value}, recipients, binding)[item]
     return RawSealResult(token=token, item=item, key_ids=tuple(r.key_id for r in recipients))
 
 
@@ -240,7 +218,7 @@ def _read_stdin(stdin: BinaryIO | None, item: str) -> bytes:
 def _merged_manifest(
     target: MergeTarget,
     environment: str | None,
-    sealed: dict[str, str],
+    sealed: Mapping[str, str],
     template: JSONObject,
 ) -> JSONObject:
     """The target with the given items added or replaced; everything else as it was."""

@@ -29,6 +29,7 @@ from kstrata.app.sealing_toolkit import (
     DEFAULT_SCOPE,
     MAX_SEALED_ITEMS,
     SCOPES,
+    Binding,
     check_binding,
     object_field,
     optional_str,
@@ -326,7 +327,7 @@ def coordinates(
     namespace: str | None,
     name: str | None,
     context_namespace: Callable[[], str | None] | None,
-) -> tuple[str, str | None, str]:
+) -> Binding:
     """Scope, namespace and name: from the flags, the Secret and the merge target, agreeing."""
     in_secret = items.source or "-f"
     in_target = "" if target is None else str(target.path)
@@ -368,4 +369,4 @@ def coordinates(
         prefix="the SealedSecret's ",
         no_namespace=f"--namespace is required for {scope} scope",
     )
-    return scope, namespace, name
+    return Binding(scope, namespace, name)

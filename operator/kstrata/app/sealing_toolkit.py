@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from kstrata.crypto import (
     MAX_RECIPIENTS,
@@ -66,6 +66,7 @@ __all__ = [
     "PUBLIC_KEYS_CONFIGMAP",
     "PUBLIC_KEYS_ITEM",
     "SCOPES",
+    "Binding",
     "ClusterKeys",
     "KeySource",
     "SealResult",
@@ -231,6 +232,16 @@ def kubeconfig_namespace(path: Path | None, context: str | None) -> str | None:
 # --- sealing -------------------------------------------------------------
 
 
+class Binding(NamedTuple):
+    """What a SealedSecret's tokens are bound to; they travel together from
+    the coordinates worked out to the tokens sealed and the manifest built."""
+
+    scope: str
+    #: None: cluster scope, the manifest portable across namespaces.
+    namespace: str | None
+    name: str
+
+
 def check_binding(
     name: str,
     namespace: str | None,
@@ -260,13 +271,10 @@ def check_binding(
 
 
 def seal_items(
-    values: Mapping[str, bytes],
-    recipients: Sequence[PublicKey],
-    scope: str,
-    namespace: str | None,
-    name: str,
+    values: Mapping[str, bytes], recipients: Sequence[PublicKey], binding: Binding
 ) -> dict[str, str]:
     """One token per item: v1 for one recipient (every operator reads it), else v2."""
+    scope, namespace, name = binding
     sealed: dict[str, str] = {}
     for item, plaintext in values.items():
         context = SealingContext.bind(scope, item=item, namespace=namespace, name=name)
@@ -296,17 +304,36 @@ class SealResult:
     #: Every recipient key sealed to (``key_id`` is the first).
     key_ids: tuple[str, ...] = ()
 
+    @classmethod
+    def of(
+        cls,
+        binding: Binding,
+        manifest: JSONObject,
+        sealed: Mapping[str, str],
+        recipients: Sequence[PublicKey],
+        written: Path | None = None,
+    ) -> SealResult:
+        """The result of sealing ``sealed``'s items to ``recipients`` into ``manifest``."""
+        key_ids = tuple(r.key_id for r in recipients)
+        return cls(
+            manifest=manifest,
+            name=binding.name,
+            namespace=binding.namespace,
+            items=tuple(sorted(sealed)),
+            key_id=key_ids[0],
+            written=written,
+            key_ids=key_ids,
+        )
+
 
 def new_manifest(
-    *,
-    namespace: str | None,
-    name: str,
-    scope: str,
-    environment: str | None,
-    sealed: dict[str, str],
+    binding: Binding,
+    sealed: Mapping[str, str],
     template: JSONObject,
+    environment: str | None = None,
 ) -> JSONObject:
     """A new SealedSecret: the tokens in ``spec.encryptedData`` (or under ``environment``)."""
+    scope, namespace, name = binding
     metadata: JSONObject = {"name": name}
     if namespace is not None:
         metadata["namespace"] = namespace

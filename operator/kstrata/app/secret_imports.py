@@ -39,6 +39,7 @@ from typing import Final
 from kstrata.app.sealing_toolkit import (
     LAST_APPLIED_ANNOTATION,
     MAX_SEALED_ITEMS,
+    Binding,
     KeySource,
     check_binding,
     dump_manifest,
@@ -295,27 +296,20 @@ def _import_one(
     if len(tokens) > MAX_SEALED_ITEMS:
         raise InputLimitError(f"{where}: more than {MAX_SEALED_ITEMS} items")
     template, notes = _bitnami_template(spec.get("template"), where, sorted(tokens))
-    kstrata_scope = scope.kstrata_scope.value
+    binding = Binding(scope.kstrata_scope.value, namespace, name)
     values = _open_items(
         tokens, bitnami_keys, encryption_label(scope, namespace or "", name), where
     )
     try:
-        sealed = seal_items(values, recipients, kstrata_scope, namespace, name)
+        sealed = seal_items(values, recipients, binding)
     finally:
         values.clear()
-    manifest = new_manifest(
-        namespace=namespace,
-        name=name,
-        scope=kstrata_scope,
-        environment=None,
-        sealed=sealed,
-        template=template,
-    )
+    manifest = new_manifest(binding, sealed, template)
     return Imported(
         source=source,
         name=name,
         namespace=namespace,
-        scope=kstrata_scope,
+        scope=binding.scope,
         items=tuple(sorted(sealed)),
         manifest=manifest,
         notes=tuple(f"{where}: {note}" for note in notes),
@@ -597,7 +591,8 @@ def _sops_one(
             suffix=" (give --name/-n)",
             no_namespace=f"{where}: no namespace: give -n NAMESPACE",
         )
-        sealed = seal_items(values, recipients, scope, namespace, name)
+        binding = Binding(scope, namespace, name)
+        sealed = seal_items(values, recipients, binding)
     finally:
         values.clear()
         del output
@@ -607,14 +602,7 @@ def _sops_one(
         namespace=namespace,
         scope=scope,
         items=tuple(sorted(sealed)),
-        manifest=new_manifest(
-            namespace=namespace,
-            name=name,
-            scope=scope,
-            environment=None,
-            sealed=sealed,
-            template=template,
-        ),
+        manifest=new_manifest(binding, sealed, template),
     )
 
 
