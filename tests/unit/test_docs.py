@@ -844,18 +844,12 @@ def test_the_per_environment_files_import_into_the_checkout_example() -> None:
 
 def test_the_hand_made_config_map_imports_into_the_orders_example() -> None:
     from kstrata.app.profile_import import import_config_map
-    from kstrata.kube.api import CONFIG_MAPS
+    from support.fake_api import FakeApi
 
     config_map = yaml.safe_load((EXAMPLES / "migration" / "orders-configmap.yaml").read_text())
-
-    class OneConfigMap:
-        """The one read import_config_map makes, answered from the example file."""
-
-        def get(self, resource: Any, namespace: str, name: str) -> dict[str, Any]:
-            assert (resource, namespace, name) == (CONFIG_MAPS, "shop", "orders-config")
-            return dict(config_map)
-
-    result = import_config_map(OneConfigMap(), "shop", "orders-config", profile_name="orders")  # type: ignore[arg-type]
+    api = FakeApi({("configmaps", "shop", "orders-config"): config_map})
+    result = import_config_map(api, "shop", "orders-config", profile_name="orders")
+    assert api.writes == []  # an import reads; it writes nothing to the cluster
     expected = (EXAMPLES / "migration" / "orders.yaml").read_text(encoding="utf-8")
     assert result.manifest == _without_leading_comments(expected)
     (hint,) = result.hints

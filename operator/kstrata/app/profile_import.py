@@ -10,7 +10,7 @@ prints nothing.  The one new piece of configuration logic it needs,
 lives in ``kstrata.domain.merge``; ``.env``/``.properties`` are read by
 ``kstrata.watch``'s parsers, the same the hot reload uses.
 
-Boundary: the cluster only through ``KubeApi``; loading, merging, rendering
+Boundary: the cluster only through ``KubeClient``; loading, merging, rendering
 and environment choice from ``kstrata.domain``.  Messages name ConfigMaps,
 keys, files, environments and line numbers, never configuration values.
 """
@@ -62,7 +62,7 @@ from kstrata.errors import (
 from kstrata.files import read_bounded
 from kstrata.kube.api import (
     CONFIG_MAPS,
-    KubeApi,
+    KubeClient,
 )
 from kstrata.wellknown import (
     ADOPT_ANNOTATION,
@@ -184,7 +184,7 @@ def _render_for(spec: ProfileSpec, name: str, environment: str | None) -> dict[s
 
 
 def import_config_map(
-    api: KubeApi, namespace: str, name: str, *, profile_name: str | None = None
+    api: KubeClient, namespace: str, name: str, *, profile_name: str | None = None
 ) -> ImportResult:
     """A ConfigProfile manifest that renders exactly the ConfigMap's current data.
 
