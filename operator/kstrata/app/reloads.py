@@ -23,8 +23,10 @@ namespace: a source only ever reaches workloads in its own namespace.  Either
 way the workload's own ``reload-strategy`` and ``reload-paused`` annotations
 still decide, so the team owning a workload keeps the last word.
 
-After a pass every source's ``status.workloads`` lists the rolling workloads
-that depend on it and the revision each one records.  That write is a status
+After a pass on lists every source's ``status.workloads`` lists the rolling
+workloads that depend on it and the revision each one records (a pass on the
+watches' copies, ``NamespaceState.sources_watched``, has not read them and
+writes none: the controller runs a pass on lists after it).  That write is a status
 merge patch of that one key, made only when the list differs, and nothing
 watches it: it can neither bump a revision nor schedule another pass.
 

@@ -50,7 +50,9 @@ what ``NamespaceCoalescer`` schedules, both in ``kstrata.app.reload_scheduling``
   after only ConfigProfiles' or SealedSecrets' revisions changed there
   (``source_followers``): it decides rollouts on the watches' copies and
   the reconcilers' reports, and the sources' ``status.workloads`` is then
-  written by a pass on lists, after the rollouts.
+  written by a pass on lists after the rollouts: the settled pass that
+  follows once the namespace is quiet, so the next change's pass does not
+  wait behind those LISTs.
 
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
@@ -268,13 +270,21 @@ class _Passes:
     followers of plain sources when nothing else changed since a pass
     covered the whole namespace (``plain_followers``), or every interested
     workload when only kstrata sources' revisions changed since
-    (``source_followers``: then a pass on lists follows the rollouts, for
-    the sources' ``status.workloads``); otherwise it lists.
+    (``source_followers``); otherwise it lists.
+
+    A pass on ``source_followers`` that wrote leaves the sources'
+    ``status.workloads`` to the settled pass that follows (``owed``), which
+    lists once the namespace is quiet: done at once, its LISTs and status
+    writes would hold the namespace's lock, and the next change's pass would
+    wait behind them.
     """
 
     def __init__(self, reconciler: ReloadReconciler) -> None:
         self.reconciler = reconciler
         self.watched: ReloadTriggers | None = None
+        #: Namespaces whose sources' status.workloads a pass on the watches'
+        #: copies left to a pass on lists (pass threads only).
+        self.owed: set[str] = set()
 
     def read(self, namespace: str) -> ReadState:
         """What a pass decides on, and whether that is the whole namespace."""
@@ -303,10 +313,15 @@ class _Passes:
             namespace, changed_at=changed_at, state=read, settled=settled
         )
         if read.sources_watched and (outcome.rolled or outcome.recorded):
-            # The rollouts are out; the sources' status.workloads is decided on
-            # lists now, off the latency path (it rolls nothing the first did).
-            # A pass that wrote no workload changed no status: the last pass on
-            # lists wrote them for the same records.
+            # Every workload is decided; the sources' status.workloads is owed.
+            # (A pass that wrote no workload changed no status: the last pass on
+            # lists wrote them for the same records.)
+            self.owed.add(namespace)
+            whole = True
+        listed = not read.from_watch  # a pass on lists writes the statuses
+        if settled and not listed and namespace in self.owed:
+            # Quiet now: the statuses on lists, after this pass's rollouts (it
+            # rolls nothing they did).
             after = self.reconciler.reconcile_namespace(
                 namespace, changed_at=changed_at, settled=settled
             )
@@ -316,7 +331,9 @@ class _Passes:
                 recorded=outcome.recorded + after.recorded,
                 held=tuple(dict.fromkeys(outcome.held + after.held)),
             )
-            whole = True
+            listed = True
+        if listed:
+            self.owed.discard(namespace)
         if whole and not outcome.held:
             watched.covered(namespace, triggers)
         if outcome.rolled or outcome.paused:
@@ -332,7 +349,8 @@ class _Passes:
                 namespace,
                 ", ".join(outcome.held),
             )
-        return bool(outcome.held)
+        # Owed statuses call for a settled pass, as held rollouts do.
+        return bool(outcome.held) or namespace in self.owed
 
 
 def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) -> None:
