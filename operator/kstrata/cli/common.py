@@ -228,9 +228,15 @@ def print_data(value: object, fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return
-    import yaml
+    # PyYAML costs ~9 ms to import; `seal --cert` prints YAML but reads none.
+    from kstrata.cli.plain_yaml import dump
 
-    out.write(yaml.safe_dump(value, sort_keys=True, allow_unicode=True, default_flow_style=False))
+    text = dump(value)
+    if text is None:
+        import yaml
+
+        text = yaml.safe_dump(value, sort_keys=True, allow_unicode=True, default_flow_style=False)
+    out.write(text)
 
 
 #: kubectl's spellings of each kind in ``TYPE/NAME`` arguments.
