@@ -58,6 +58,8 @@ class Members:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Only objects that extend others: most refer to none, and an empty
+        # frozenset and its key cost ~300 bytes each (20,000 objects at 10x scale).
         self._refs: dict[tuple[str, str], frozenset[str]] = {}
         self._names: dict[str, set[str]] = {}
         self._referrers: dict[tuple[str, str], set[str]] = {}
@@ -66,7 +68,8 @@ class Members:
         wanted = frozenset(ref for ref in refs if isinstance(ref, str))
         with self._lock:
             self._forget(namespace, name)
-            self._refs[(namespace, name)] = wanted
+            if wanted:
+                self._refs[(namespace, name)] = wanted
             self._names.setdefault(namespace, set()).add(name)
             for ref in wanted:
                 self._referrers.setdefault((namespace, ref), set()).add(name)
