@@ -59,7 +59,9 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -97,9 +99,39 @@ def load() -> float:
     return round(os.getloadavg()[0], 1)
 
 
-def cpu_seconds(running: OperatorProcess) -> float:
-    fields = Path(f"/proc/{running.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+def proc_cpu(stat: Path) -> float:
+    """utime + stime of a process or thread (``/proc/PID[/task/TID]/stat``), in seconds."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(running: OperatorProcess) -> float:
+    return proc_cpu(Path(f"/proc/{running.process.pid}/stat"))
+
+
+def plane_cpu(bench: Bench) -> dict[str, float]:
+    """CPU-seconds so far of each control-plane process (etcd, kube-apiserver, the controllers)."""
+    return {
+        c.name: proc_cpu(Path(f"/proc/{c.process.pid}/stat"))
+        for c in bench.plane.components
+        if c.process is not None
+    }
+
+
+def thread_split(running: OperatorProcess) -> dict[str, float]:
+    """The operator's CPU by thread: the main thread runs kopf's event loop (kopf, aiohttp,
+    kstrata's async handlers); the others are the handler pool, where kstrata's reconciles
+    and their API calls run (and the memory-trim thread, which is idle during a burst)."""
+    pid = running.process.pid
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            cpu = proc_cpu(task / "stat")
+            if task.name == str(pid):
+                main += cpu
+            else:
+                others += cpu
+    return {"main_thread_kopf_loop": main, "other_threads_handlers": others}
 
 
 def pages(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -385,7 +417,11 @@ def both_counters(running: OperatorProcess) -> float:
 
 
 def cold_start(
-    bench: Bench, size: int, followed: dict[tuple[str, str], str], idle_after: float
+    bench: Bench,
+    size: int,
+    followed: dict[tuple[str, str], str],
+    idle_after: float,
+    tracing: bool = False,
 ) -> dict[str, Any]:
     objects = 2 * size
     spawned = time.perf_counter()
@@ -393,6 +429,9 @@ def cold_start(
         ready = time.perf_counter()
         live_rss = running.rss_mib()
         loads = [load()]
+        plane = [plane_cpu(bench)]
+        operator_cpu = [cpu_seconds(running)]
+        own_cpu = [time.process_time()]
         progress: list[tuple[float, float]] = []
 
         def reconciled_all() -> bool:
@@ -406,6 +445,10 @@ def cold_start(
         wait(reconciled_all, 3600, "every object reconciled", 0.5)
         reconciled = time.perf_counter()
         loads.append(load())
+        plane.append(plane_cpu(bench))
+        operator_cpu.append(cpu_seconds(running))
+        own_cpu.append(time.process_time())
+        threads = thread_split(running)
         wait(lambda: recorded_all(bench, followed), 1800, "every workload to record", 2.0)
         wait(lambda: all_handled(bench, size), 1800, "kopf to settle", 2.0)
         settled = time.perf_counter()
@@ -413,6 +456,14 @@ def cold_start(
         cpu = cpu_seconds(running)
         peak = running.rss_peak_mib()
         settled_rss = idle_rss(running, idle_after)
+        heap = heap_snapshot(running, "settled") if tracing else None
+        if heap is not None:
+            # kopf's per-object workers end 5 s after their last event, or 15 s
+            # (consistency_timeout) after their own PATCH: what they still hold
+            # at "settled" is gone by now.
+            time.sleep(20)  # a reading after kopf's timeouts, not a wait for a condition
+            heap["later"] = heap_snapshot(running, "later")
+            heap["later"]["rss_mib"] = round(running.rss_mib(), 1)
     return {
         "objects": objects,
         "seconds_from_process_start": round(settled - spawned, 1),
@@ -429,6 +480,41 @@ def cold_start(
         "progress_seconds_and_count_of_each_kind": progress,
         "metrics_answers_over_5_s": len(SLOW_METRICS),
         "load_average": loads,
+        "cpu_until_reconciled": cpu_floor(
+            objects, reconciled - ready, plane, operator_cpu, own_cpu, threads
+        ),
+        **({"heap": heap} if heap is not None else {}),
+    }
+
+
+def cpu_floor(
+    objects: int,
+    seconds: float,
+    plane: list[dict[str, float]],
+    operator_cpu: list[float],
+    own_cpu: list[float],
+    threads: dict[str, float],
+) -> dict[str, Any]:
+    """CPU-ms per object of every process on the machine that works for the cold start.
+
+    From liveness until both counters are full: the benchmark polls only
+    ``/metrics`` then (its LISTs of every object come after), so the control
+    plane's CPU is the operator's load on it. The thread split is the
+    operator's whole life until then (its start-up before liveness included).
+    """
+    per = {name: (plane[1][name] - plane[0][name]) * 1000 / objects for name in plane[0]}
+    per["operator"] = (operator_cpu[1] - operator_cpu[0]) * 1000 / objects
+    per["benchmark_client"] = (own_cpu[1] - own_cpu[0]) * 1000 / objects
+    total = sum(per.values())
+    split_total = sum(threads.values()) or 1.0
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_ms_per_object": {name: round(ms, 2) for name, ms in per.items()},
+        "cpu_ms_per_object_all": round(total, 2),
+        "cores_busy_on_average": round(total * objects / 1000 / seconds, 2),
+        "objects_per_second_if_two_cores_did_only_this": round(2000 / total, 1),
+        "operator_threads_share": {k: round(v / split_total, 3) for k, v in threads.items()},
+        "operator_threads_cpu_seconds": {k: round(v, 1) for k, v in threads.items()},
     }
 
 
@@ -536,17 +622,118 @@ if _out:
 """
 
 
+#: Added by ``--tracemalloc FRAMES``: ``tracemalloc`` from the operator's first
+#: import, ``FRAMES`` frames per allocation, and a thread that, when the
+#: benchmark writes a tag into ``OUT.request``, collects garbage, dumps a
+#: snapshot to ``OUT.TAG.snap`` and then writes ``OUT.TAG.done`` (a file, not
+#: a signal: kopf owns the main thread's signal handling).
+_SITECUSTOMIZE_TRACEMALLOC = """
+import os as _os
+_heap_out = _os.environ.get("KSTRATA_TRACEMALLOC_OUT")
+if _heap_out:
+    import gc as _gc, inspect as _inspect, json as _json, threading as _threading
+    import time as _time, tracemalloc as _tracemalloc
+    if int(_os.environ.get("KSTRATA_TRACEMALLOC_FRAMES", "6")):
+        _tracemalloc.start(int(_os.environ.get("KSTRATA_TRACEMALLOC_FRAMES", "6")))
+
+    def _heap_requests():
+        request = _heap_out + ".request"
+        while True:
+            _time.sleep(0.2)
+            try:
+                with open(request) as f:
+                    tag = f.read().strip()
+                _os.unlink(request)
+            except OSError:
+                continue
+            _gc.collect()
+            if _tracemalloc.is_tracing():
+                _tracemalloc.take_snapshot().dump(f"{_heap_out}.{tag}.snap")
+            try:
+                census = _holders()
+            except Exception as error:  # reported, not fatal to the operator
+                census = {"error": repr(error)}
+            with open(f"{_heap_out}.{tag}.holders.json", "w") as f:
+                _json.dump(census, f)
+            open(f"{_heap_out}.{tag}.done", "w").close()
+
+    def _name(o):
+        return type(o).__module__ + "." + type(o).__qualname__
+
+    def _holders():
+        # Every live Kubernetes object body (a dict with metadata and apiVersion or
+        # spec or data), by kind, and what holds a sample of them: a chain of
+        # referrer types (instance dicts named by their owner's class), found by
+        # one pass over the gc's objects per level, not a get_referrers per object.
+        everything = _gc.get_objects()
+        kinds, chains, sample = {}, {}, []
+        for o in everything:
+            if type(o) is dict and "metadata" in o and (
+                "apiVersion" in o or "spec" in o or "data" in o
+            ):
+                kind = str(o.get("kind") or "(no kind)")
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if kinds[kind] % 10 == 1:
+                    sample.append(o)
+        paths = {id(o): [str(o.get("kind") or "(no kind)")] for o in sample}
+        heads = {id(o): o for o in sample}
+        ours = {id(everything), id(sample), id(heads)}
+        for _ in range(4):
+            wanted = {}
+            for key, h in heads.items():
+                wanted.setdefault(id(h), []).append(key)
+            found = {}
+            for o in everything:
+                if id(o) in ours or _inspect.isframe(o):
+                    continue
+                for r in _gc.get_referents(o):
+                    for key in wanted.get(id(r), ()):
+                        found.setdefault(key, []).append(o)
+            for key in list(heads):
+                holders = found.get(key) or [None]
+                holder = next((h for h in holders if type(h).__name__ != "cell"), holders[0])
+                if holder is None:
+                    paths[key].append("(a frame or nothing)")
+                    del heads[key]
+                    continue
+                if type(holder) is dict:
+                    owner = next(
+                        (o for o in _gc.get_referrers(holder)
+                         if getattr(o, "__dict__", None) is holder), None)
+                    if owner is not None:
+                        holder = owner
+                paths[key].append(_name(holder))
+                heads[key] = holder
+        for path in paths.values():
+            chain = " <- ".join(path)
+            chains[chain] = chains.get(chain, 0) + 1
+        del everything
+        return {"bodies_by_kind": kinds, "sampled_chains": chains, "sampled": len(sample)}
+
+    _threading.Thread(target=_heap_requests, name="heap-snapshots", daemon=True).start()
+"""
+
+
 @contextlib.contextmanager
-def profiled(directory: Path | None) -> Iterator[None]:
-    """The operators started inside write ``DIRECTORY/cold.prof.PID[.threads]`` (no py-spy here)."""
+def profiled(directory: Path | None, frames: int = 0) -> Iterator[None]:
+    """The operators started inside write ``DIRECTORY/cold.prof.PID[.threads]`` (no py-spy
+    here), or with ``frames`` trace the heap for ``heap_snapshot`` instead."""
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    saved = {key: os.environ.get(key) for key in ("PYTHONPATH", "KSTRATA_CPROFILE_OUT")}
+    (directory / "sitecustomize.py").write_text(
+        _SITECUSTOMIZE_TRACEMALLOC if frames else _SITECUSTOMIZE
+    )
+    names = ("PYTHONPATH", "KSTRATA_CPROFILE_OUT", "KSTRATA_TRACEMALLOC_OUT")
+    saved = {key: os.environ.get(key) for key in (*names, "KSTRATA_TRACEMALLOC_FRAMES")}
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), saved["PYTHONPATH"]]))
-    os.environ["KSTRATA_CPROFILE_OUT"] = str(directory / "cold.prof")
+    if frames:
+        os.environ["KSTRATA_TRACEMALLOC_OUT"] = str(directory / "heap")
+        # -1: only the census of bodies and their holders, without tracemalloc
+        os.environ["KSTRATA_TRACEMALLOC_FRAMES"] = str(max(frames, 0))
+    else:
+        os.environ["KSTRATA_CPROFILE_OUT"] = str(directory / "cold.prof")
     try:
         yield
     finally:
@@ -557,6 +744,81 @@ def profiled(directory: Path | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def heap_snapshot(running: OperatorProcess, tag: str) -> dict[str, Any]:
+    """Ask the traced operator for a snapshot and summarise who holds its heap."""
+    out = os.environ["KSTRATA_TRACEMALLOC_OUT"]
+    Path(f"{out}.request").write_text(tag)
+    wait(lambda: Path(f"{out}.{tag}.done").exists(), 600, "heap snapshot", 0.5)
+    census = json.loads(Path(f"{out}.{tag}.holders.json").read_text())
+    snap = Path(f"{out}.{tag}.snap")
+    traced = heap_holders(tracemalloc.Snapshot.load(str(snap))) if snap.exists() else {}
+    return {**traced, "bodies": census}
+
+
+def _short(filename: str) -> str:
+    for marker in ("/site-packages/", "/operator/", "/lib/python3."):
+        if marker in filename:
+            rest = filename.split(marker, 1)[1]
+            return rest.split("/", 1)[1] if marker == "/lib/python3." else rest
+    return filename
+
+
+def heap_holders(snapshot: tracemalloc.Snapshot, top: int = 300) -> dict[str, Any]:
+    """Traced bytes by holder: the innermost frame in kstrata's or kopf's code (what asked
+    for the memory), else the innermost frame (a library or the interpreter's imports)."""
+    by_line: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    for trace in snapshot.traces:
+        frames = list(trace.traceback)  # oldest first
+        holder = next(
+            (f for f in reversed(frames) if "/kstrata/" in f.filename or "/kopf/" in f.filename),
+            frames[-1],
+        )
+        name = _short(holder.filename)
+        key = f"{name}:{holder.lineno}"
+        by_line[key] += trace.size
+        counts[key] += 1
+        package = name.split("/", 1)[0] if "/" in name else "stdlib:" + name.split(".", 1)[0]
+        if "importlib" in frames[-1].filename or frames[-1].filename.startswith("<frozen"):
+            package = "imports"
+        by_package[package] += trace.size
+    return {
+        "traced_mib": round(sum(by_package.values()) / 2**20, 1),
+        "by_package_kib": {k: round(v / 1024, 1) for k, v in by_package.most_common(40)},
+        "by_holder_kib_and_blocks": {
+            k: [round(v / 1024, 1), counts[k]] for k, v in by_line.most_common(top)
+        },
+    }
+
+
+def heap_growth(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    """Bytes per object between two sizes' settled heaps, by package and by holder."""
+    objects = large["objects"] - small["objects"]
+
+    def per_object(a: dict[str, Any], b: dict[str, Any], pick: Callable[[Any], float]) -> Any:
+        keys = set(a) | set(b)
+        grown = {k: (pick(b.get(k, 0)) - pick(a.get(k, 0))) * 1024 / objects for k in keys}
+        return {k: round(v) for k, v in sorted(grown.items(), key=lambda kv: -abs(kv[1]))[:40]}
+
+    hs, hl = small["heap"], large["heap"]
+    return {
+        "objects_between": objects,
+        "traced_bytes_per_object": round((hl["traced_mib"] - hs["traced_mib"]) * 2**20 / objects),
+        "settled_rss_bytes_per_object": round(
+            (large["settled_rss_mib"] - small["settled_rss_mib"]) * 2**20 / objects
+        ),
+        "by_package_bytes_per_object": per_object(
+            hs["by_package_kib"], hl["by_package_kib"], float
+        ),
+        "by_holder_bytes_per_object": per_object(
+            hs["by_holder_kib_and_blocks"],
+            hl["by_holder_kib_and_blocks"],
+            lambda v: float(v[0]) if v else 0.0,
+        ),
+    }
+
+
 def one_size(
     size: int,
     items: int,
@@ -564,17 +826,22 @@ def one_size(
     changes: int,
     idle_after: float,
     cprofile: Path | None = None,
+    frames: int = 0,
+    cold_only: bool = False,
 ) -> dict[str, Any]:
     with control_plane() as bench:
         made = set_up(bench, size, items, concurrency)
         result: dict[str, Any] = {"set_up": made["report"]}
         print(json.dumps({size: result}, indent=2), flush=True)
-        with profiled(cprofile):
-            result["cold_start"] = cold_start(bench, size, made["followed"], idle_after)
+        with profiled(cprofile, frames):
+            result["cold_start"] = cold_start(
+                bench, size, made["followed"], idle_after, tracing=bool(frames)
+            )
         print(json.dumps({size: result["cold_start"]}, indent=2), flush=True)
-        result.update(
-            restart_and_change(bench, size, made["namespaces"][0], made["followed"], changes)
-        )
+        if not cold_only:
+            result.update(
+                restart_and_change(bench, size, made["namespaces"][0], made["followed"], changes)
+            )
     return result
 
 
@@ -619,8 +886,22 @@ def main() -> int:
     parser.add_argument(
         "--cprofile", type=Path, help="profile each cold start's operator into this directory"
     )
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace the operator's heap (FRAMES per allocation, into --cprofile's directory "
+        "or a temporary one) and report who holds it once settled; slows the operator; "
+        "-1: only count the object bodies it holds and what holds them",
+    )
+    parser.add_argument(
+        "--cold-only", action="store_true", help="stop after the cold start (no restart, no change)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.tracemalloc and args.cprofile is None:
+        args.cprofile = Path(tempfile.mkdtemp(prefix="kstrata-heap-"))
     if os.environ.get("KSTRATA_BENCH_SCALE", "1") != "1":
         print("skipped: `make bench SCALE=1` runs it (tens of minutes)")
         return 0
@@ -633,12 +914,15 @@ def main() -> int:
             args.changes,
             args.idle_after,
             args.cprofile / str(size) if args.cprofile else None,
+            args.tracemalloc,
+            args.cold_only,
         )
         print(json.dumps({size: results[str(size)]}, indent=2), flush=True)
-    if len(args.sizes) >= 2:
-        results["projection"] = projection(
-            results[str(args.sizes[0])], results[str(args.sizes[-1])]
-        )
+    small, large = results[str(args.sizes[0])], results[str(args.sizes[-1])]
+    if len(args.sizes) >= 2 and not args.cold_only:
+        results["projection"] = projection(small, large)
+    if len(args.sizes) >= 2 and args.tracemalloc > 0:
+        results["heap_growth"] = heap_growth(small["cold_start"], large["cold_start"])
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
