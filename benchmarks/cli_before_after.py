@@ -7,8 +7,9 @@ here every run of ``render``, ``validate`` and ``seal --cert`` alternates
 between the two trees (the order flipping each round), with ``python -c
 pass`` in each round for the machine's state.  Each tree is an ``operator/``
 directory put first on ``PYTHONPATH`` (``git archive REV operator | tar -x``).
-Reported: median, min and max wall time and the median CPU time (user +
-system of the child), which moves less with other work on the machine.
+Reported: median, p90, min and max wall time and the median CPU time (user +
+system of the child), which moves less with other work on the machine, and
+the load average at the start and the end.
 
     .venv/bin/python benchmarks/cli_before_after.py BEFORE/operator AFTER/operator [--runs 30]
 """
@@ -55,6 +56,10 @@ def _children_cpu_ms() -> float:
     return (usage.ru_utime + usage.ru_stime) * 1000
 
 
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path, help="the before tree's operator/ directory")
@@ -67,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "before": {**base, "PYTHONPATH": str(args.before.resolve())},
         "after": {**base, "PYTHONPATH": str(args.after.resolve())},
     }
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kstrata-cli-before-after-") as scratch:
         cert = Path(scratch) / "cert.json"
         cert.write_text(
@@ -95,14 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                     cpu[(tree, label)].append(_children_cpu_ms() - cpu_start)
     print(
         f"n = {args.runs} per tree and command; python -c pass median "
-        f"{statistics.median(python):.1f} ms; load average {os.getloadavg()[0]:.2f} at the end"
+        f"{statistics.median(python):.1f} ms (p90 {_p90(python):.1f}); load average "
+        f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     )
     for label in measured:
         for tree in trees:
             times, cpus = wall[(tree, label)], cpu[(tree, label)]
             print(
-                f"{label:12} {tree:6} wall median {statistics.median(times):6.1f} ms "
-                f"({min(times):.1f}-{max(times):.1f}), CPU median {statistics.median(cpus):5.1f} ms"
+                f"{label:12} {tree:6} wall median {statistics.median(times):6.1f} ms, "
+                f"p90 {_p90(times):6.1f} ({min(times):.1f}-{max(times):.1f}), "
+                f"CPU median {statistics.median(cpus):5.1f} ms"
             )
     return 0
 
