@@ -11,8 +11,9 @@ import each other (the ``independence`` contract in ``.importlinter``).
   ConfigMap (:class:`ClusterKeys`), read by :func:`load_recipients`; the
   kubeconfig context's namespace (:func:`kubeconfig_namespace`), read
   without the Kubernetes client.
-* Sealing: :func:`check_binding` (what the tokens are bound to) and
-  :func:`seal_items` (one token per item, v1 or multi-recipient v2).
+* Sealing: :class:`Binding` (the scope, namespace and name the tokens are
+  bound to), :func:`check_binding` and :func:`seal_items` (one token per
+  item, v1 or multi-recipient v2).
 * The manifest: :func:`new_manifest`, :func:`secret_template` (what a
   Secret's metadata carries over, never kubectl's last-applied copy) and
   :func:`dump_manifest`.
