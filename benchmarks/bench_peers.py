@@ -605,6 +605,13 @@ def _reloads(bench: Bench, samples: int) -> dict[str, Any]:
 
     floor_ms, kopf_ms, kstrata_ms, plain_ms = [], [], [], []
     for i in range(1, samples + 1):
+        # Every sample starts once kstrata is done with the previous ones (its
+        # status.workloads and kopf's record written, the Deployment controller
+        # caught up): its tail must not land in a floor's sample.
+        revisions.wait_until("p", rolled)
+        kstrata_seen.wait_until("web", caught_up)
+        if plain_supported:
+            kstrata_seen.wait_until("plain", caught_up)
         floor_seen.wait_until("floor", caught_up)
         started = time.perf_counter()
         bench.core.patch_namespaced_config_map("src", floor_ns, {"data": {"v": str(i)}})
