@@ -117,9 +117,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
+    if argv is not None and _version_only(argv):
+        return parser  # argparse prints the version and exits before it needs a command
     for register in _command_groups(None if argv is None else command_word(argv)):
         register(commands)
     return parser
+
+
+def _version_only(argv: Sequence[str]) -> bool:
+    """``kstrata --version``: no command and no help, so no command group is needed.
+
+    Building every group for it cost ~15 ms of imports; the version is a constant.
+    """
+    return "--version" in argv and command_word(argv) is None and not {"-h", "--help"} & set(argv)
 
 
 def exit_code_for(error: KstrataError) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 from importlib import import_module
 
@@ -55,7 +56,17 @@ def test_a_known_command_gets_only_its_own_group() -> None:
     assert top_level_commands(build_parser(["render", "-f", "x"])) == {"render", "validate"}
 
 
-@pytest.mark.parametrize("argv", [None, [], ["--help"], ["frobnicate"], ["--help", "render"]])
+def test_version_alone_gets_no_group() -> None:
+    assert top_level_commands(build_parser(["--version"])) == set()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--version"]) == 0
+    assert out.getvalue().startswith("kstrata ")
+
+
+@pytest.mark.parametrize(
+    "argv", [None, [], ["--help"], ["frobnicate"], ["--help", "render"], ["--version", "--help"]]
+)
 def test_anything_else_gets_every_group(argv: list[str] | None) -> None:
     assert top_level_commands(build_parser(argv)) == set(COMMAND_GROUPS)
 
