@@ -49,3 +49,19 @@ def test_settings_are_immutable() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.default_environment = "prod"  # type: ignore[misc]
+
+
+def test_the_connection_pool_holds_every_thread_that_calls_at_once() -> None:
+    # A thread that finds the pool full opens a connection and drops it after
+    # the call (a TLS handshake and a logged warning each time).
+    import os
+
+    from kstrata.app.reloads import PARALLEL_CALLS
+    from kstrata.kube.connection import Credentials
+    from kstrata.kube.transport import Transport
+
+    transport = Transport(Credentials(server="https://127.0.0.1:1", ca_path=None, verify_tls=False))
+    handler_threads = kopf_settings(Settings()).execution.max_workers
+    assert handler_threads is not None
+    loop_default_executor = min(32, (os.cpu_count() or 1) + 4)
+    assert transport._pool_size >= handler_threads + loop_default_executor + PARALLEL_CALLS
