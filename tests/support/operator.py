@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kopf.testing import KopfRunner
@@ -62,6 +64,7 @@ def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[Running
     settings = test_settings(**overrides)
     context = OperatorContext(settings=settings, cluster=cluster.connection)
     args = [*kopf_cli_args(settings), "--verbose"]
+    before = _webhook_directories()
     registry, operator_settings = assemble(context)
     with KopfRunner(args, registry=registry, settings=operator_settings, timeout=60) as runner:
         assert settings.liveness_endpoint is not None
@@ -72,6 +75,12 @@ def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[Running
             what="the operator to start",
         )
         yield running
+    # A stopped operator leaves no serving key behind (the suite runs one at a time).
+    assert _webhook_directories() - before == set()
+
+
+def _webhook_directories() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("kstrata-webhook-*"))
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,12 @@ class WebhookSetup:
     server: kopf.WebhookServer
     certificate: ServingCertificate
     port: int
+    #: The private directory the serving key and certificate were written to.
+    directory: Path
+
+    def remove_files(self) -> None:
+        """Delete the key and certificate files: the servers loaded them at start."""
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def tls_secret_name(settings: Settings) -> str:
@@ -124,7 +131,7 @@ def prepare(settings: Settings, api: KubeApi | None = None) -> WebhookSetup | No
         pkeyfile=str(certificate.keyfile),
         cadata=certificate.ca_pem,
     )
-    return WebhookSetup(server=server, certificate=certificate, port=port)
+    return WebhookSetup(server=server, certificate=certificate, port=port, directory=directory)
 
 
 def shared_certificate(
@@ -284,6 +291,12 @@ def register(
             )
         except KstrataError as error:
             raise kopf.TemporaryError(str(error), delay=5) from error
+
+    @kopf.on.cleanup(id="webhook-certificate-files", registry=registry)
+    def remove_certificate_files(**_: object) -> None:
+        # A private key must not outlive the process that served with it: every
+        # start makes a new directory, and a developer's /tmp kept one per run.
+        setup.remove_files()
 
     @kopf.on.cleanup(id="webhook-configuration-removal", registry=registry)
     def remove_webhook(**_: object) -> None:
