@@ -73,8 +73,9 @@ PRINT_THEN_IDLE = [
 
 
 @pytest.fixture(scope="module")
-def helm(request: pytest.FixtureRequest) -> Helm:
-    return Helm(install_tool(request.config, "helm"))
+def helm(request: pytest.FixtureRequest) -> Iterator[Helm]:
+    with Helm(install_tool(request.config, "helm")) as helm:
+        yield helm
 
 
 def release(helm: Helm, cluster: TestCluster, *args: str) -> str:

@@ -7,6 +7,7 @@ against the cluster in test_helm_chart_cluster.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from support.integration_tools import MONITORING, the
 
 
 @pytest.fixture(scope="module")
-def chart(helm: Path) -> Helm:
-    return Helm(helm)
+def chart(helm: Path) -> Iterator[Helm]:
+    with Helm(helm) as chart:
+        yield chart
 
 
 def container(objects: list[Object]) -> Object:

@@ -28,8 +28,9 @@ OPERATOR_NAMESPACE = "kstrata-system"
 
 
 @pytest.fixture(scope="module")
-def chart(helm: Path) -> Helm:
-    return Helm(helm)
+def chart(helm: Path) -> Iterator[Helm]:
+    with Helm(helm) as chart:
+        yield chart
 
 
 def kustomize(kubectl: Path, directory: Path) -> list[Object]:

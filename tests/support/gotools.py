@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,13 @@ class Helm:
     path: Path
     #: Helm's config, cache and data directories: never the user's own.
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kstrata-helm-")))
+
+    def __enter__(self) -> Helm:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        # Helm's config, cache and data directories go with the fixture.
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         return dict(
