@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kstrata.app.seal_inputs import Items, coordinates, secret_documents, secret_items
+from kstrata.app.seal_inputs import (
+    Items,
+    asked_once,
+    coordinates,
+    secret_documents,
+    secret_items,
+)
 from kstrata.app.sealing_toolkit import (
     Binding,
     KeySource,
@@ -76,7 +82,7 @@ def seal_secrets(
             f"--name names one SealedSecret, but -f gave {len(documents)} Secrets: "
             "each keeps its own metadata.name"
         )
-    context_namespace = _asked_once(request.context_namespace)
+    context_namespace = asked_once(request.context_namespace)
     planned: list[tuple[Items, Binding]] = []
     seen: dict[tuple[str | None, str], str] = {}
     for source, document in documents:
@@ -104,22 +110,6 @@ def seal_secrets(
         manifest = new_manifest(binding, sealed, items.template, environment)
         results.append(SealResult.of(binding, manifest, sealed, recipients))
     return results
-
-
-def _asked_once(
-    lookup: Callable[[], str | None] | None,
-) -> Callable[[], str | None] | None:
-    """``lookup`` called at most once: a thousand Secrets read the kubeconfig once."""
-    if lookup is None:
-        return None
-    answers: list[str | None] = []
-
-    def once() -> str | None:
-        if not answers:
-            answers.append(lookup())
-        return answers[0]
-
-    return once
 
 
 def write_sealed(results: Sequence[SealResult], directory: Path, fmt: str) -> list[Path]:

@@ -117,6 +117,51 @@ def checked_key(key: str, where: str) -> str:
     return key
 
 
+def secret_values(
+    secret: JSONObject, source: str, *, not_a_string: str = "must be a string"
+) -> dict[str, bytes]:
+    """The ``data`` (base64) and ``stringData`` items of one Secret manifest, decoded.
+
+    ``source`` names the manifest in every message; ``not_a_string`` ends the
+    message for a stringData value that is not text (the SOPS import says how
+    sops came to read a number there).
+    """
+    values: dict[str, bytes] = {}
+    for key, encoded in object_field(secret, "data", f"{source}: ").items():
+        where = f"{source}: data"
+        item = checked_key(key, where)
+        if not isinstance(encoded, str):
+            raise InvalidInputError(f"{where}.{item} must be a base64 string")
+        try:
+            values[item] = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInputError(f"{where}.{item} is not valid base64") from None
+    # As on the API server: a stringData item replaces a data item of the same key.
+    for key, text in object_field(secret, "stringData", f"{source}: ").items():
+        where = f"{source}: stringData"
+        item = checked_key(key, where)
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{where}.{item} {not_a_string}")
+        values[item] = text.encode("utf-8", "surrogatepass")
+    return values
+
+
+def asked_once(
+    lookup: Callable[[], str | None] | None,
+) -> Callable[[], str | None] | None:
+    """``lookup`` called at most once: a thousand Secrets read the kubeconfig once."""
+    if lookup is None:
+        return None
+    answers: list[str | None] = []
+
+    def once() -> str | None:
+        if not answers:
+            answers.append(lookup())
+        return answers[0]
+
+    return once
+
+
 def _add(values: dict[str, bytes], key: str, value: bytes, where: str) -> None:
     if key in values:
         raise InvalidInputError(f"{where}: item {key} is given twice")
@@ -157,23 +202,7 @@ def secret_items(secret: JSONObject, source: str) -> Items:
         raise InvalidInputError(f"{source}: expected a Secret (apiVersion v1, kind Secret)")
     metadata = object_field(secret, "metadata", f"{source}: ")
     template = secret_template(secret, metadata, source)
-    values: dict[str, bytes] = {}
-    for key, encoded in object_field(secret, "data", f"{source}: ").items():
-        where = f"{source}: data"
-        item = checked_key(key, where)
-        if not isinstance(encoded, str):
-            raise InvalidInputError(f"{where}.{item} must be a base64 string")
-        try:
-            values[item] = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInputError(f"{where}.{item} is not valid base64") from None
-    # As on the API server: a stringData item replaces a data item of the same key.
-    for key, text in object_field(secret, "stringData", f"{source}: ").items():
-        where = f"{source}: stringData"
-        item = checked_key(key, where)
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{where}.{item} must be a string")
-        values[item] = text.encode("utf-8", "surrogatepass")
+    values = secret_values(secret, source)
     if not values:
         raise InvalidInputError(f"{source}: the Secret has no data or stringData items")
     if len(values) > MAX_SEALED_ITEMS:

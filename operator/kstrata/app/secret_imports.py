@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from kstrata.app.seal_inputs import asked_once, secret_values
 from kstrata.app.sealing_toolkit import (
     LAST_APPLIED_ANNOTATION,
     MAX_SEALED_ITEMS,
@@ -479,23 +480,13 @@ def _sops_items(
         if not isinstance(metadata, dict):
             raise InvalidInputError(f"{path}: metadata must be a mapping")
         template = secret_template(document, metadata, str(path))
-        for key, encoded in _mapping(document.get("data"), path, "data").items():
-            _check_key(key, path, "data")
-            if not isinstance(encoded, str):
-                raise InvalidInputError(f"{path}: data.{key} must be a base64 string")
-            try:
-                values[key] = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidInputError(f"{path}: data.{key} is not valid base64") from None
-        for key, text in _mapping(document.get("stringData"), path, "stringData").items():
-            _check_key(key, path, "stringData")
-            if not isinstance(text, str):
-                # sops (YAML 1.2) reads an unquoted 0018 or true as a number or a boolean.
-                raise InvalidInputError(
-                    f"{path}: stringData.{key} must be a string (sops read a number or a "
-                    "boolean there: quote the value in the file)"
-                )
-            values[key] = text.encode("utf-8", "surrogatepass")
+        # sops (YAML 1.2) reads an unquoted 0018 or true as a number or a boolean.
+        values = secret_values(
+            document,
+            str(path),
+            not_a_string="must be a string (sops read a number or a boolean there: "
+            "quote the value in the file)",
+        )
         namespace = metadata.get("namespace")
         name = metadata.get("name")
         return (
@@ -513,15 +504,6 @@ def _sops_items(
             )
         values[key] = raw
     return values, {}, None, None
-
-
-def _mapping(value: JSONValue, path: Path, field: str) -> dict[str, JSONValue]:
-    """A Secret manifest's data or stringData ({} when absent)."""
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInputError(f"{path}: {field} must be a mapping")
-    return value
 
 
 def _check_key(key: str, path: Path, where: str) -> None:
@@ -551,19 +533,17 @@ def import_sops(
     if any(str(p) == "-" for p in files):
         raise UsageError("--sops reads files, not standard input")
     recipients = load_recipients(keys)
-    asked: list[str | None] = []
-
-    def context_namespace() -> str | None:
-        # Asked once, and only when a file states no namespace (as kubectl's context).
-        if not asked:
-            asked.append(request.context_namespace() if request.context_namespace else None)
-        return asked[0]
-
+    # Asked once, and only when a file states no namespace (as kubectl's context).
+    context_namespace = asked_once(request.context_namespace) or _no_namespace
     imported: list[Imported] = []
     for number, path in enumerate(files, 1):
         report(f"importing {number}/{len(files)}: {path}")
         imported.append(_sops_one(path, request, recipients, context_namespace))
     return imported
+
+
+def _no_namespace() -> str | None:
+    return None
 
 
 def _sops_one(

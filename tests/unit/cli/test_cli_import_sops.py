@@ -171,6 +171,22 @@ def test_a_secret_whose_data_is_not_a_mapping_is_refused_clearly(
     assert "c2VjcmV0" not in err
 
 
+def test_a_string_value_sops_read_as_a_number_says_to_quote_it(
+    sops: Path, work: dict[str, Any]
+) -> None:
+    # YAML 1.2 reads an unquoted 0018 as a number: the value is not echoed, the fix is named.
+    manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  pin: 0018\n"
+    path = encrypt(sops, work, "creds.yaml", manifest)
+    code, out, err = run(
+        "import", "-f", str(path), "--sops", "--sops-binary", str(sops),
+        "--cert", str(work["bundle"]), "-n", "shop",
+    )  # fmt: skip
+    assert (code, out) == (1, "")
+    assert "stringData.pin must be a string (sops read a number" in err
+    assert "quote the value" in err
+    assert "0018" not in err
+
+
 def test_no_value_leaks_into_output_errors_or_files(
     sops: Path, work: dict[str, Any], kstrata_key: KeyPair, tmp_path: Path
 ) -> None:
