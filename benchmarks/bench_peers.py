@@ -66,7 +66,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +94,8 @@ from harness import (
     controlplane,
     operator,
     operator_done_with,
+    process_log,
+    stop_process,
     wait,
 )
 from kstrata.crypto import PublicKeyBundle, generate_keypair
@@ -227,20 +228,12 @@ def sealed_secrets_controller(
         KUBERNETES_SERVICE_PORT=str(bench.plane.apiserver_port),
         POD_NAMESPACE=SS_NAMESPACE,
     )
-    log = tempfile.NamedTemporaryFile(prefix="sealed-secrets-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield Process(process.pid, f"http://127.0.0.1:{metrics}/metrics")
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with process_log("sealed-secrets-") as log:
+        process = subprocess.Popen(argv, stdout=log.file, stderr=subprocess.STDOUT, env=env)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        if process.returncode not in (0, -signal.SIGTERM):
-            print(f"sealed-secrets controller exited {process.returncode}: {log.name}", flush=True)
+            yield Process(process.pid, f"http://127.0.0.1:{metrics}/metrics")
+        finally:
+            log.keep_unless_stopped(stop_process(process), "sealed-secrets controller")
 
 
 def sealed_secrets_cert(bench: Bench, binary: Path, account: Path, scratch: Path) -> Path:
@@ -497,18 +490,12 @@ def kopf_floor(bench: Bench, namespace: str, configmap: str, workload: str) -> I
     )
     argv = [sys.executable, "-m", "kopf", "run", "--standalone", "-A", "--quiet"]
     argv.append(str(Path(__file__).with_name("kopf_floor.py")))
-    log = tempfile.NamedTemporaryFile(prefix="kstrata-kopf-floor-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with process_log("kstrata-kopf-floor-") as log:
+        process = subprocess.Popen(argv, stdout=log.file, stderr=subprocess.STDOUT, env=env)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            yield
+        finally:
+            log.keep_unless_stopped(stop_process(process), "the kopf floor")
 
 
 def reloads(bench: Bench, samples: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools" / "controlplane"))
@@ -138,23 +138,73 @@ def operator(bench: Bench, *extra: str) -> Iterator[OperatorProcess]:
         f"--webhook-address=127.0.0.1:{webhook}", f"--webhook-url=https://127.0.0.1:{webhook}",
         *extra,
     ]  # fmt: skip
-    log = tempfile.NamedTemporaryFile(prefix="kstrata-operator-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    running = OperatorProcess(process, f"http://127.0.0.1:{metrics}/metrics")
-    try:
-        wait(lambda: _ok(f"http://127.0.0.1:{liveness}/healthz"), 60, "operator liveness")
-        # The webhook configuration is written by a startup handler, before kopf's
-        # admission server listens: until then every write of a profile is refused.
-        wait(lambda: _listening(webhook), 60, "admission webhook server")
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with process_log("kstrata-operator-") as log:
+        process = subprocess.Popen(
+            argv, stdout=log.file, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+        running = OperatorProcess(process, f"http://127.0.0.1:{metrics}/metrics")
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            wait(lambda: _ok(f"http://127.0.0.1:{liveness}/healthz"), 60, "operator liveness")
+            # The webhook configuration is written by a startup handler, before kopf's
+            # admission server listens: until then every write of a profile is refused.
+            wait(lambda: _listening(webhook), 60, "admission webhook server")
+            yield running
+        finally:
+            log.keep_unless_stopped(stop_process(process), "kstrata operator")
+
+
+@dataclass
+class ProcessLog:
+    """A child process's log file (see :func:`process_log`)."""
+
+    file: IO[bytes]
+    #: Kept after the block even when it ended normally.
+    keep: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.file.name
+
+    def keep_unless_stopped(self, returncode: int, what: str) -> None:
+        """Keep the log (and say where) when ``what`` did not exit as SIGTERM asks."""
+        if returncode not in (0, -signal.SIGTERM):
+            self.keep = True
+            print(f"{what} exited {returncode}: {self.path}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def process_log(prefix: str) -> Iterator[ProcessLog]:
+    """A temporary log file for a child process, removed when the block ends normally.
+
+    A failing benchmark keeps its log (the path goes to stderr), so its
+    processes' last words can be read; a passing one leaves nothing in /tmp
+    (hundreds of operator logs piled up there when every log was kept).
+    """
+    log = ProcessLog(
+        tempfile.NamedTemporaryFile(prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
+    )
+    try:
+        yield log
+    except BaseException:
+        log.file.close()
+        print(f"log kept: {log.path}", file=sys.stderr, flush=True)
+        raise
+    log.file.close()
+    if not log.keep:
+        os.unlink(log.path)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Stop ``process`` as a kubelet would (SIGTERM, then SIGKILL after ``timeout`` s).
+
+    Returns its exit code; judging it is the caller's business.
+    """
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def _ok(url: str) -> bool:
