@@ -15,7 +15,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 import controlplane
-from kstrata.controller.runner import OperatorContext, assemble, kopf_cli_args
+from kstrata.controller.runner import OperatorContext, api_threads, assemble, kopf_cli_args
 from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.waiting import wait_for
@@ -62,7 +62,9 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 @contextlib.contextmanager
 def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[RunningOperator]:
     settings = test_settings(**overrides)
-    context = OperatorContext(settings=settings, cluster=cluster.connection)
+    # Its own pool, sized as `kstrata operator run` sizes it (the tests' own calls keep theirs).
+    connection = cluster.connection.with_pool_size(api_threads(settings))
+    context = OperatorContext(settings=settings, cluster=connection)
     args = [*kopf_cli_args(settings), "--verbose"]
     before = _webhook_directories()
     registry, operator_settings = assemble(context)

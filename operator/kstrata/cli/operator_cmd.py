@@ -258,6 +258,10 @@ def _operator_run(parsed: argparse.Namespace, out: TextIO) -> int:
     # needs the kubernetes client, and then it is imported before kopf.
     cluster = connect(kubeconfig, args.context)
     runner = operator_imports()
+    # Room in the transport's pool for every operator thread that can call at
+    # once (the CLI's default keeps a few); known only once kopf's settings can
+    # be read, and nothing is connected before run().
+    cluster = cluster.with_pool_size(runner.api_threads(settings))
     runner.run(runner.OperatorContext(settings=settings, cluster=cluster))
     return EXIT_OK
 

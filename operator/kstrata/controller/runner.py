@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -23,6 +24,7 @@ import kopf
 
 from kstrata import metrics
 from kstrata.app.profiles import ProfileReconciler
+from kstrata.app.reloads import PARALLEL_CALLS
 from kstrata.app.sealed_secrets import MANAGED_SECRETS_SELECTOR
 from kstrata.controller import (
     followed_secrets,
@@ -162,6 +164,25 @@ def connection_limit(settings: Settings) -> int:
     """
     watches = 12 if settings.clusterwide else 4 + 8 * len(settings.namespaces)
     return watches + 8
+
+
+def api_threads(settings: Settings) -> int:
+    """How many of the operator's threads can hold a connection of kstrata's transport at once.
+
+    The operator's entry point sizes the transport's pool with it
+    (``Cluster.with_pool_size``): kopf's handler threads
+    (``execution.max_workers``), the event loop's default executor (Python's
+    own size; ``asyncio.to_thread``), a reload pass's parallel calls, and one
+    metadata watch of Secrets per watched namespace (or one cluster-wide),
+    which holds its connection while it streams.  With fewer (the client's old
+    5 per core, 10 here) a thread finding the pool full opened a TLS
+    connection, dropped it after one call and logged a WARNING (6-9 times in
+    a cold start of 1,000 SealedSecrets, hundreds in some of the 10x runs).
+    """
+    loop_executor = min(32, (os.cpu_count() or 1) + 4)
+    handlers = kopf_settings(settings).execution.max_workers or loop_executor
+    secret_watches = len(settings.namespaces) or 1
+    return handlers + loop_executor + PARALLEL_CALLS + secret_watches
 
 
 def bounded_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:

@@ -23,13 +23,13 @@ import binascii
 import functools
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kstrata.errors import UnknownContextError, UsageError
 from kstrata.kube.kubeconfig import context_names
-from kstrata.kube.transport import TokenSource, Transport
+from kstrata.kube.transport import DEFAULT_POOL_SIZE, TokenSource, Transport
 
 _SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -60,11 +60,24 @@ class Cluster:
     credentials: Credentials
     #: The namespace of the kubeconfig context (or the pod), for CLI defaults.
     default_namespace: str = "default"
+    #: Connections the transport keeps: as many as the process has threads
+    #: calling at once (see :meth:`with_pool_size`).
+    pool_size: int = field(default=DEFAULT_POOL_SIZE, compare=False)
     #: One connection pool for the whole process, shared by every KubeApi.
     transport: Transport = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "transport", Transport(self.credentials))
+        transport = Transport(self.credentials, pool_size=self.pool_size)
+        object.__setattr__(self, "transport", transport)
+
+    def with_pool_size(self, pool_size: int) -> Cluster:
+        """The same cluster with a transport of its own that keeps ``pool_size`` connections.
+
+        For a process with many threads calling at once (the operator); the
+        CLI keeps :data:`~kstrata.kube.transport.DEFAULT_POOL_SIZE`.  Nothing is
+        connected yet: a transport opens its pool on its first call.
+        """
+        return replace(self, pool_size=pool_size)
 
     @functools.cached_property
     def api_client(self) -> Any:

@@ -16,7 +16,6 @@ returned, and :mod:`kstrata.kube.api` maps it into ``kstrata.errors``.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import threading
 import time
@@ -36,6 +35,9 @@ if TYPE_CHECKING:
 #: (client-go reloads a ServiceAccount token file every minute).
 TOKEN_REFRESH_SECONDS: Final = 60.0
 USER_AGENT: Final = f"kstrata/{__version__}"
+#: Connections kept for reuse unless the caller says otherwise: the CLI's calls
+#: come one at a time.  The operator passes its own (see :class:`Transport`).
+DEFAULT_POOL_SIZE: Final = 4
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Transport:
         self,
         credentials: Credentials,
         *,
-        pool_size: int | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
         token_refresh_seconds: float = TOKEN_REFRESH_SECONDS,
     ) -> None:
         self._credentials = credentials
@@ -124,15 +126,13 @@ class Transport:
         self._tokens = TokenSource(
             credentials.token, credentials.token_path, refresh_seconds=token_refresh_seconds
         )
-        # Room for every thread of the operator that can hold a connection at
-        # once: kopf's 12 handler threads, the event loop's default executor
-        # (CPU count + 4) and a reload pass's parallel calls (6).  With the
-        # client's old 5 per core (10 here) a thread finding the pool full
-        # opened a TLS connection, dropped it after one call and logged a
-        # WARNING (6-9 times in a cold start of 1,000 SealedSecrets, hundreds
-        # in some of the 10x runs).  urllib3 opens connections only on
-        # demand, so the CLI's one or two stay one or two.
-        self._pool_size = pool_size or 12 + ((os.cpu_count() or 1) + 4) + 6
+        # As many connections as the process has threads calling at once: a
+        # thread that finds the pool full opens a TLS connection, drops it after
+        # one call and logs a WARNING.  Only the caller knows its threads (this
+        # layer may not read the operator's), so the operator's entry point
+        # passes them (controller.runner.api_threads).  urllib3 opens
+        # connections only on demand, so a large pool costs nothing unused.
+        self._pool_size = pool_size
         self._pool: urllib3.PoolManager | None = None
         self._lock = threading.Lock()
 
