@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
 from kstrata import metrics
-from kstrata.app.reloads import FingerprintKeySource, KnownSources, PlainSource, describe_plain
+from kstrata.app.reloads import FingerprintKeySource, PlainSource, describe_plain
 from kstrata.domain.reload_annotations import opted_in
 from kstrata.domain.reload_decision import (
     Target,
@@ -49,7 +49,7 @@ from kstrata.payloads import (
     Secret,
     Workload,
 )
-from kstrata.wellknown import CONFIG_PROFILE_KIND, REVISIONS_ANNOTATION
+from kstrata.wellknown import REVISIONS_ANNOTATION
 
 logger = logging.getLogger(__name__)
 
@@ -339,17 +339,12 @@ class ReloadTriggers:
         #: the last complete pass covered (``plain_followers``).
         self._full_triggers: dict[str, int] = {}
         self._full_covered: dict[str, int] = {}
-        #: namespace -> the count of ``_full_triggers`` at its last trigger that was
-        #: more than a kstrata source's new revision (``source_followers``).
-        self._last_other: dict[str, int] = {}
         #: namespace -> (source kind, name) -> (kind, name) of the workloads its
         #: status.workloads lists.
         self._listed_workloads: dict[str, dict[tuple[str, str], frozenset[tuple[str, str]]]] = {}
 
-    def _schedule_full(self, namespace: str, *, revision_only: bool = False) -> None:
-        count = self._full_triggers[namespace] = self._full_triggers.get(namespace, 0) + 1
-        if not revision_only:
-            self._last_other[namespace] = count
+    def _schedule_full(self, namespace: str) -> None:
+        self._full_triggers[namespace] = self._full_triggers.get(namespace, 0) + 1
         self.coalescer.schedule(namespace)
 
     def full_triggers(self, namespace: str) -> int:
@@ -507,10 +502,7 @@ class ReloadTriggers:
             return
         self._sources[key] = seen
         if revision:
-            # Only a new revision of a source already seen with the same targets:
-            # the watches' memory is then all a pass needs (``source_followers``).
-            only = previous is not None and previous[1] == found and bool(_as_int(previous[0]))
-            self._schedule_full(namespace, revision_only=only)
+            self._schedule_full(namespace)
 
     def _targeted(self, namespace: str, workload: Workload) -> bool:
         return any(
@@ -695,42 +687,6 @@ class ReloadTriggers:
                 return None
             result.append((kind, body))
         return result
-
-    def source_followers(
-        self, namespace: str
-    ) -> tuple[list[tuple[str, Workload]], KnownSources] | None:
-        """The watches' copies of the interested workloads and of the kstrata sources'
-        revisions and targets, when they are all a pass needs to decide rollouts; None
-        when it must LIST (any thread).
-
-        That is when the only triggers since the last pass that decided on the
-        whole namespace (``covered``) were new revisions of ConfigProfiles or
-        SealedSecrets already seen (their targets unchanged): every workload
-        and every source is then what that pass read, except for revisions the
-        watch and the reconcilers' reports (``source_reconciled``) bring here
-        at once.  Such a pass writes with the copies' resourceVersion (a stale
-        copy writes nothing, and the pass is redone on lists) and writes no
-        ``status.workloads``: it has not read them (they arrive late on the
-        watch, and a wrong comparison would drop a needed write), so the
-        controller runs a pass on lists for that after the rollouts.
-        """
-        covered = self._full_covered.get(namespace, 0)
-        if not covered or self._last_other.get(namespace, 0) > covered:
-            return None
-        profiles: dict[str, int] = {}
-        sealed: dict[str, int] = {}
-        for kind, name in list(self._kstrata_sources.get(namespace, ())):
-            seen = self._sources.get((kind, namespace, name))
-            revision = (_as_int(seen[0]) if seen is not None else None) or 0
-            (profiles if kind == CONFIG_PROFILE_KIND else sealed)[name] = revision
-        targets = dict(self._targets.get(namespace, {}))
-        known = KnownSources(
-            profiles=profiles,
-            sealed=sealed,
-            profile_targets={n: t for (k, n), t in targets.items() if k == CONFIG_PROFILE_KIND},
-            sealed_targets={n: t for (k, n), t in targets.items() if k != CONFIG_PROFILE_KIND},
-        )
-        return list(self._bodies.get(namespace, {}).values()), known
 
     def _plain_only(self, namespace: str, uid: str, body: Workload) -> bool:
         """Whether a watched workload follows only plain sources the watch has described

@@ -23,10 +23,8 @@ namespace: a source only ever reaches workloads in its own namespace.  Either
 way the workload's own ``reload-strategy`` and ``reload-paused`` annotations
 still decide, so the team owning a workload keeps the last word.
 
-After a pass on lists every source's ``status.workloads`` lists the rolling
-workloads that depend on it and the revision each one records (a pass on the
-watches' copies, ``NamespaceState.sources_watched``, has not read them and
-writes none: the controller runs a pass on lists after it).  That write is a status
+After a pass every source's ``status.workloads`` lists the rolling workloads
+that depend on it and the revision each one records.  That write is a status
 merge patch of that one key, made only when the list differs, and nothing
 watches it: it can neither bump a revision nor schedule another pass.
 
@@ -243,21 +241,6 @@ class ReloadOutcome:
 
 
 @dataclass(frozen=True)
-class KnownSources:
-    """The namespace's ConfigProfiles and SealedSecrets as the watches last saw them.
-
-    Their current revisions (a reconciler's report included) and reload
-    targets: what a pass decides rollouts on, without their ``status.workloads``
-    (``ReloadTriggers.source_followers``).
-    """
-
-    profiles: Mapping[str, int]
-    sealed: Mapping[str, int]
-    profile_targets: Mapping[str, tuple[Target, ...]]
-    sealed_targets: Mapping[str, tuple[Target, ...]]
-
-
-@dataclass(frozen=True)
 class NamespaceState:
     """One read of a namespace: its workloads (with their resource) and its sources."""
 
@@ -269,9 +252,6 @@ class NamespaceState:
     #: The workloads are the watch's copies, not a LIST's: every write then
     #: carries their resourceVersion, and a conflict redoes the pass from lists.
     from_watch: bool = False
-    #: The kstrata sources are the watches' memory (``KnownSources``), not a
-    #: LIST's: their ``status.workloads`` is unread, so this pass writes none.
-    sources_watched: bool = False
 
 
 @dataclass(frozen=True)
@@ -365,10 +345,8 @@ class ReloadReconciler:
         wanted: Iterable[tuple[str, str]] = (),
         profiles: Sequence[ConfigProfile] | None = None,
         sealed: Sequence[SealedSecret] | None = None,
-        known: KnownSources | None = None,
     ) -> Sources:
-        """The namespace's sources; ``profiles``/``sealed``: lists already read, if any;
-        ``known``: the kstrata sources as the watches saw them (then nothing is listed).
+        """The namespace's sources; ``profiles``/``sealed``: lists already read, if any.
 
         ``wanted``: the (ConfigMap|Secret, name) pairs workloads may follow.
         Each is read by name (a GET: the operator may not list ConfigMaps,
@@ -377,8 +355,10 @@ class ReloadReconciler:
         that source's revision; any other is a plain source, recorded by the
         keyed fingerprint of its data, computed here and nothing else kept.
         """
-        if known is None:
-            known = self._listed_sources(namespace, profiles, sealed)
+        if profiles is None:
+            profiles = self._list_or_empty(CONFIG_PROFILES, namespace)
+        if sealed is None:
+            sealed = self._list_or_empty(SEALED_SECRETS, namespace)
         pairs = sorted(set(wanted))
         key = self.fingerprint_key() if pairs else None
         found: dict[tuple[str, str], PlainSource] = {}
@@ -416,36 +396,20 @@ class ReloadReconciler:
             if source.fingerprint is not None:
                 plain[(kind, name)] = source.fingerprint
         return Sources(
-            profiles=known.profiles,
-            sealed_secrets=known.sealed,
+            profiles={
+                p["metadata"]["name"]: self._current(CONFIG_PROFILE_KIND, p) for p in profiles
+            },
+            sealed_secrets={
+                s["metadata"]["name"]: self._current(SEALED_SECRET_KIND, s) for s in sealed
+            },
             config_maps=config_maps,
             secrets=secrets,
-            profile_targets=known.profile_targets,
-            sealed_targets=known.sealed_targets,
+            profile_targets=_targets(profiles),
+            sealed_targets=_targets(sealed),
             plain=plain,
             ignored=frozenset(ignored),
             matching=frozenset(matching),
             reloader_compatible=self.reloader_compatible,
-        )
-
-    def _listed_sources(
-        self,
-        namespace: str,
-        profiles: Sequence[ConfigProfile] | None,
-        sealed: Sequence[SealedSecret] | None,
-    ) -> KnownSources:
-        """Revisions and targets of the namespace's kstrata sources, listed unless given."""
-        if profiles is None:
-            profiles = self._list_or_empty(CONFIG_PROFILES, namespace)
-        if sealed is None:
-            sealed = self._list_or_empty(SEALED_SECRETS, namespace)
-        return KnownSources(
-            profiles={
-                p["metadata"]["name"]: self._current(CONFIG_PROFILE_KIND, p) for p in profiles
-            },
-            sealed={s["metadata"]["name"]: self._current(SEALED_SECRET_KIND, s) for s in sealed},
-            profile_targets=_targets(profiles),
-            sealed_targets=_targets(sealed),
         )
 
     def read_namespace(self, namespace: str) -> NamespaceState:
@@ -483,10 +447,7 @@ class ReloadReconciler:
         return NamespaceState(namespace, tuple(workloads), tuple(profiles), tuple(sealed), sources)
 
     def state_from_watch(
-        self,
-        namespace: str,
-        workloads: Iterable[tuple[str, Workload]],
-        known: KnownSources | None = None,
+        self, namespace: str, workloads: Iterable[tuple[str, Workload]]
     ) -> NamespaceState:
         """A namespace state from the workload watch's copies, with no LIST at all.
 
@@ -497,10 +458,6 @@ class ReloadReconciler:
         the sources come from the ConfigMap/Secret watch too (``watched``).  The
         pass writes with the copies' resourceVersion, so a copy older than
         the object cannot cause a write (see ``reconcile_namespace``).
-
-        ``known``: the kstrata sources as the watches saw them, for a pass
-        after only their revisions changed (``ReloadTriggers.source_followers``);
-        such a state writes no ``status.workloads`` (it has not read them).
         """
         by_kind = {r.kind: r for r in RELOADABLE}
         found: list[tuple[Resource[Workload], Workload]] = []
@@ -515,16 +472,8 @@ class ReloadReconciler:
             wanted |= wanted_plain(
                 item, reload_request(item, reloader_compatible=self.reloader_compatible)
             )
-        sources = self.read_sources(namespace, wanted=wanted, profiles=[], sealed=[], known=known)
-        return NamespaceState(
-            namespace,
-            tuple(found),
-            (),
-            (),
-            sources,
-            from_watch=True,
-            sources_watched=known is not None,
-        )
+        sources = self.read_sources(namespace, wanted=wanted, profiles=[], sealed=[])
+        return NamespaceState(namespace, tuple(found), (), (), sources, from_watch=True)
 
     def reconcile_namespace(
         self,

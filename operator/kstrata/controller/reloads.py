@@ -46,13 +46,7 @@ what ``NamespaceCoalescer`` schedules, both in ``kstrata.app.reload_scheduling``
   and writes with their resourceVersion: one PATCH after the event.  So does
   a pass for such a change in a namespace with kstrata sources, for the
   workloads that follow plain sources only, when nothing else changed there
-  since a pass covered the whole namespace (``plain_followers``), and a pass
-  after only ConfigProfiles' or SealedSecrets' revisions changed there
-  (``source_followers``): it decides rollouts on the watches' copies and
-  the reconcilers' reports, and the sources' ``status.workloads`` is then
-  written by a pass on lists after the rollouts: the settled pass that
-  follows once the namespace is quiet, so the next change's pass does not
-  wait behind those LISTs.
+  since a pass covered the whole namespace (``plain_followers``).
 
 When a workload rolls (the change-set question).  One ``kubectl apply -f
 dir/`` that changes a ConfigProfile and a SealedSecret must roll a workload
@@ -88,7 +82,6 @@ writes void what the next one read ahead.  A failed pass is retried after
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -266,25 +259,14 @@ class _Passes:
     """A pass over one namespace (run in a thread) and what it reads.
 
     It reads the watch's copies where they are all a pass needs: a
-    namespace without kstrata sources (``watched_workloads``), the
+    namespace without kstrata sources (``watched_workloads``), or the
     followers of plain sources when nothing else changed since a pass
-    covered the whole namespace (``plain_followers``), or every interested
-    workload when only kstrata sources' revisions changed since
-    (``source_followers``); otherwise it lists.
-
-    A pass on ``source_followers`` that wrote leaves the sources'
-    ``status.workloads`` to the settled pass that follows (``owed``), which
-    lists once the namespace is quiet: done at once, its LISTs and status
-    writes would hold the namespace's lock, and the next change's pass would
-    wait behind them.
+    covered the whole namespace (``plain_followers``); otherwise it lists.
     """
 
     def __init__(self, reconciler: ReloadReconciler) -> None:
         self.reconciler = reconciler
         self.watched: ReloadTriggers | None = None
-        #: Namespaces whose sources' status.workloads a pass on the watches'
-        #: copies left to a pass on lists (pass threads only).
-        self.owed: set[str] = set()
 
     def read(self, namespace: str) -> ReadState:
         """What a pass decides on, and whether that is the whole namespace."""
@@ -296,9 +278,6 @@ class _Passes:
         followers = watched.plain_followers(namespace)
         if followers is not None:
             return reconciler.state_from_watch(namespace, followers), False
-        known = watched.source_followers(namespace)
-        if known is not None:
-            return reconciler.state_from_watch(namespace, known[0], known[1]), False
         return reconciler.read_namespace(namespace), True
 
     def run(
@@ -312,28 +291,6 @@ class _Passes:
         outcome = self.reconciler.reconcile_namespace(
             namespace, changed_at=changed_at, state=read, settled=settled
         )
-        if read.sources_watched and (outcome.rolled or outcome.recorded):
-            # Every workload is decided; the sources' status.workloads is owed.
-            # (A pass that wrote no workload changed no status: the last pass on
-            # lists wrote them for the same records.)
-            self.owed.add(namespace)
-            whole = True
-        listed = not read.from_watch  # a pass on lists writes the statuses
-        if settled and not listed and namespace in self.owed:
-            # Quiet now: the statuses on lists, after this pass's rollouts (it
-            # rolls nothing they did).
-            after = self.reconciler.reconcile_namespace(
-                namespace, changed_at=changed_at, settled=settled
-            )
-            outcome = dataclasses.replace(
-                after,
-                rolled=outcome.rolled + after.rolled,
-                recorded=outcome.recorded + after.recorded,
-                held=tuple(dict.fromkeys(outcome.held + after.held)),
-            )
-            listed = True
-        if listed:
-            self.owed.discard(namespace)
         if whole and not outcome.held:
             watched.covered(namespace, triggers)
         if outcome.rolled or outcome.paused:
@@ -349,8 +306,7 @@ class _Passes:
                 namespace,
                 ", ".join(outcome.held),
             )
-        # Owed statuses call for a settled pass, as held rollouts do.
-        return bool(outcome.held) or namespace in self.owed
+        return bool(outcome.held)
 
 
 def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) -> None:
