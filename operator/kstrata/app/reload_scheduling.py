@@ -301,7 +301,8 @@ class ReloadTriggers:
         self._digests: dict[tuple[str, str, str], bytes] = {}
         #: A per-process key: the digests above are never a plain hash of a Secret's data.
         self._digest_key = secrets.token_bytes(32)
-        #: namespace -> sources whose spec write is not reconciled yet, as (kind, name).
+        #: namespace -> sources whose spec write is not reconciled yet, as (kind, name),
+        #: and followed Secrets whose new version is being read (``plain_reading``).
         self.in_flight = in_flight
         #: (kind, namespace, name) -> (status.revision, spec.reload.targets) last seen.
         self._sources: dict[tuple[str, str, str], tuple[object, tuple[Target, ...]]] = {}
@@ -625,8 +626,29 @@ class ReloadTriggers:
         # one: at start-up its event can come before its followers'): part of
         # a change set the quiet period gathers.  Costs a workload that
         # follows several sources the quiet period at start-up, nothing more.
-        self.coalescer.note_change(namespace)
+        # One read after its announcement counts from the announcement.
+        if (kind, name) not in self.in_flight.get(namespace, ()):
+            self.coalescer.note_change(namespace)
         self.coalescer.schedule(namespace)
+
+    def plain_reading(self, kind: str, namespace: str, name: str, reading: bool) -> None:
+        """A followed source's new version was announced and is being read (``reading``
+        True), or that read is over, whatever its outcome (False).
+
+        A Secret's change is announced by the metadata watch and read by a GET
+        before ``plain_seen``: the operator knows of it from the announcement.
+        So its quiet period counts from then, and the namespace is in flight
+        until the read is back, so a pass holding the rest of a change set
+        waits for it: the read's own latency (a thread hop and a round trip,
+        longer under load) must not split one change set in two.
+        """
+        pending = self.in_flight.setdefault(namespace, set())
+        if not reading:
+            pending.discard((kind, name))
+            self.coalescer.poke(namespace)
+        elif (kind, namespace, name) in self._followers:
+            pending.add((kind, name))
+            self.coalescer.note_change(namespace)
 
     def plain_deleted(self, kind: str, namespace: str, name: str) -> None:
         # The workloads keep what they run: nothing rolls.

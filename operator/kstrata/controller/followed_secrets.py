@@ -62,13 +62,16 @@ class Interest:
     deleted while the watch was away); ``changed(namespace, name, body)``: the
     Secret changed or is gone (``body`` None), called on the event loop; with
     ``fetch`` the body is the Secret as read after the change, otherwise
-    always None.
+    always None.  ``reading(namespace, name, True)``, for an interest with
+    ``fetch``: a new version of that Secret is announced and its read starts;
+    ``False``: that read is over, whatever its outcome (after ``changed``).
     """
 
     wants: Callable[[str, str], bool]
     keys: Callable[[], Iterable[Key]]
     changed: Callable[[str, str, Secret | None], None]
     fetch: bool = False
+    reading: Callable[[str, str, bool], None] | None = None
 
 
 class FollowedSecrets:
@@ -195,6 +198,7 @@ class FollowedSecrets:
             self._fetch(key)
 
     def _fetch(self, key: Key) -> None:
+        self._tell_reading(key, True)
         if key in self._fetching:
             self._refetch.add(key)  # read again once the read in progress is back
             return
@@ -223,6 +227,13 @@ class FollowedSecrets:
                     return
         finally:
             self._fetching.discard(key)
+            self._tell_reading(key, False)
+
+    def _tell_reading(self, key: Key, reading: bool) -> None:
+        # Every fetching interest, followed or not by now: an end is never lost.
+        for interest in self._interests:
+            if interest.fetch and interest.reading is not None:
+                interest.reading(key[0], key[1], reading)
 
 
 def register(

@@ -63,10 +63,13 @@ with both cores busy (docs/architecture.md, Reloads).  So:
   Settled means: no source of the namespace is *in flight* (its
   ``metadata.generation``, bumped by every spec write, is ahead of its
   ``status.observedGeneration``, written by its reconciler on success and
-  failure), and no spec write was seen there for the quiet period
-  (``settings.reload_quiet_seconds``, 1 s by default: twice the largest gap
-  measured under load).  That quiet period is the latency such a rollout
-  pays for the guarantee, small beside the rollout itself (seconds);
+  failure; a followed Secret whose change the metadata watch announced is in
+  flight until its GET is back), and no spec write or data change was seen
+  there for the quiet period (``settings.reload_quiet_seconds``, 1 s by
+  default: twice the largest gap measured under load; a Secret's change
+  counts from its announcement, not from its read).  That quiet period is
+  the latency such a rollout pays for the guarantee, small beside the
+  rollout itself (seconds);
 * a settled pass never waits longer than the quiet period plus
   ``settings.reload_coalesce_seconds`` (at most 2 s) after its first
   trigger, so a source that never settles cannot hold reloads.
@@ -328,6 +331,9 @@ def _follow_secrets(watched: ReloadTriggers, followed_secrets: FollowedSecrets) 
             keys=lambda: watched.followed(SECRET_KIND),
             changed=changed,
             fetch=True,
+            reading=lambda namespace, name, now: watched.plain_reading(
+                SECRET_KIND, namespace, name, now
+            ),
         )
     )
     demand = followed_secrets.demand

@@ -310,6 +310,7 @@ class FakeCoalescer:
     def __init__(self) -> None:
         self.scheduled: list[str] = []
         self.changes: list[str] = []
+        self.pokes: list[str] = []
 
     def schedule(self, namespace: str) -> None:
         self.scheduled.append(namespace)
@@ -318,7 +319,7 @@ class FakeCoalescer:
         self.changes.append(namespace)
 
     def poke(self, namespace: str) -> None:
-        pass
+        self.pokes.append(namespace)
 
 
 def profile(generation: int, observed: int | None, revision: int | None, **spec: Any) -> Any:
@@ -463,3 +464,80 @@ def test_no_report_reaches_a_stopped_loop() -> None:
     triggers.loop = closed
     triggers.source_reconciled(report)  # at shutdown: must not fail the reconcile
     assert fake.scheduled == []
+
+
+#: A workload that follows a plain ConfigMap and a plain Secret (one change set: one rollout).
+PAIR: Workload = {
+    "kind": "Deployment",
+    "metadata": {
+        "name": "pair",
+        "annotations": {"kstrata.dev/reload": "configmap/cfg,secret/creds"},
+    },
+}
+
+
+def test_a_secret_being_read_is_in_flight_and_its_change_counts_from_its_announcement() -> None:
+    fake = FakeCoalescer()
+    in_flight: dict[str, set[tuple[str, str]]] = {}
+    triggers = ReloadTriggers(fake, in_flight)
+    triggers.workload_seen("ns", "u1", PAIR)
+    fake.scheduled.clear()
+
+    triggers.plain_reading("Secret", "ns", "other", True)  # followed by nobody
+    assert (in_flight["ns"], fake.changes) == (set(), [])
+    triggers.plain_reading("Secret", "ns", "creds", True)  # the metadata watch's event
+    assert (in_flight["ns"], fake.changes) == ({("Secret", "creds")}, ["ns"])
+    triggers.plain_seen("Secret", "ns", "creds", {"data": {"token": "dg=="}})  # the GET's answer
+    # A pass for it; the quiet period already counts from the announcement.
+    assert (fake.scheduled, fake.changes) == (["ns"], ["ns"])
+    assert in_flight["ns"] == {("Secret", "creds")}  # until the read is over
+    triggers.plain_reading("Secret", "ns", "creds", False)
+    assert (in_flight["ns"], fake.pokes) == (set(), ["ns"])  # a waiting pass looks again
+
+    # A ConfigMap's watch event carries its data: its change counts from there.
+    triggers.plain_seen("ConfigMap", "ns", "cfg", {"data": {"v": "1"}})
+    assert (fake.scheduled, fake.changes) == (["ns", "ns"], ["ns", "ns"])
+
+
+def test_a_change_set_waits_for_a_secret_read_that_is_still_out() -> None:
+    """A ConfigMap's change, then a Secret's announced within the quiet period: what was
+    held is decided only once the Secret's read is back, however long after the quiet
+    period (under load, the GET's own latency used to split such a change set in two)."""
+
+    async def scenario() -> None:
+        action = Recorder(holds=True)
+        in_flight: dict[str, set[tuple[str, str]]] = {}
+        coalescer = NamespaceCoalescer(
+            action,
+            window=60.0,
+            quiet=0.1,
+            retry_delay=0.1,
+            busy=lambda namespace: bool(in_flight.get(namespace)),
+        )
+        triggers = ReloadTriggers(coalescer, in_flight)
+        triggers.workload_seen("ns", "u1", PAIR)
+        await action.next_pass()  # first sight
+        triggers.plain_seen("ConfigMap", "ns", "cfg", {"data": {"v": "1"}})
+        await action.next_pass()  # eager, not settled: holds the pair
+        triggers.plain_reading("Secret", "ns", "creds", True)
+        await asyncio.sleep(0.4)  # four quiet periods: the read is still out
+        assert action.settled == [True, False]
+        triggers.plain_seen("Secret", "ns", "creds", {"data": {"token": "dg=="}})
+        triggers.plain_reading("Secret", "ns", "creds", False)
+        await action.next_pass()
+        await action.next_pass()
+        # Both passes after the read decide on the whole change set, settled.
+        assert action.settled == [True, False, True, True]
+
+        # A read that fails ends the wait too, at once (not at the 60 s window).
+        triggers.plain_seen("ConfigMap", "ns", "cfg", {"data": {"v": "2"}})
+        await action.next_pass()
+        triggers.plain_reading("Secret", "ns", "creds", True)
+        await asyncio.sleep(0.3)
+        assert action.settled == [True, False, True, True, False]
+        triggers.plain_reading("Secret", "ns", "creds", False)
+        await action.next_pass()
+        assert action.settled[-1] is True
+        await coalescer.close()
+
+    run(scenario())

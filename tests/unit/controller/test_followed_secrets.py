@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from kstrata.controller.followed_secrets import FollowedSecrets, Interest
+from kstrata.errors import TransientClusterError
 from kstrata.kube.metadata_watch import ObjectVersion
 
 
@@ -90,3 +91,43 @@ def test_a_blocking_secret_missing_from_a_relisting_is_reported_gone() -> None:
     run(scenario)
     assert gone == [("ns", "legacy")]
     assert api.reads == []  # an interest without fetch is told, nothing is read
+
+
+class FailingApi(Api):
+    def get_or_none(self, _resource: Any, namespace: str, name: str) -> dict[str, Any]:
+        self.reads.append((namespace, name))
+        raise TransientClusterError("get secret: API server unavailable")
+
+
+def told_of_reads(api: Api) -> list[tuple[str, Any]]:
+    """What an interest with ``fetch`` and ``reading`` is told of one change of its Secret."""
+    followed = FollowedSecrets(api, None, ())  # type: ignore[arg-type]
+    told: list[tuple[str, Any]] = []
+    followed.add(
+        Interest(
+            wants=lambda ns, name: name == "creds",
+            keys=list,
+            changed=lambda ns, name, body: told.append(("changed", body is not None)),
+            fetch=True,
+            reading=lambda ns, name, now: told.append(("reading", (ns, name, now))),
+        )
+    )
+
+    async def scenario() -> None:
+        followed.loop = asyncio.get_running_loop()
+        followed._changed("MODIFIED", version("creds", "2"))
+        await settled(followed)
+        followed._changed("MODIFIED", version("other", "2"))  # nobody follows it
+        await settled(followed)
+        await followed.close()
+
+    run(scenario)
+    assert api.reads == [("ns", "creds")]
+    return told
+
+
+def test_a_read_is_announced_before_it_starts_and_its_end_told_whatever_its_outcome() -> None:
+    """The reloads hold a change set while a Secret they follow is being read."""
+    start, end = ("reading", ("ns", "creds", True)), ("reading", ("ns", "creds", False))
+    assert told_of_reads(Api()) == [start, ("changed", True), end]
+    assert told_of_reads(FailingApi()) == [start, end]  # the read failed: told all the same
