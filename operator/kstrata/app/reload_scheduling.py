@@ -85,13 +85,14 @@ class NamespaceCoalescer(Generic[_State]):
     ``busy`` or ``needed`` may have changed.  Everything runs on kopf's event
     loop; the action runs in a thread.
 
-    ``read_ahead(namespace)``, if given, runs (in a thread) as soon as a pass
-    that must wait is scheduled, overlapping a settled pass's wait and an
-    eager pass's wait for the lock, and its result is handed to the action,
-    which then need not read again (an eager pass that need not wait reads in
-    the action's own thread).  It is handed over only if nothing was
-    scheduled or changed in the namespace since the read began; otherwise the
-    action gets None and reads for itself.
+    ``read_ahead(namespace)``, if given, runs (in a thread) as soon as a
+    settled pass is scheduled, overlapping its wait for the quiet period, and
+    its result is handed to the action, which then need not read again (an
+    eager pass reads in the action's own thread).  It is handed over only if
+    nothing was scheduled or changed in the namespace since the read began;
+    otherwise the action gets None and reads for itself.  A pass waiting only
+    for the lock does not read ahead: the pass holding it always voids such a
+    read when it ends (its own writes), so it would only load that pass.
     """
 
     def __init__(
@@ -192,11 +193,12 @@ class NamespaceCoalescer(Generic[_State]):
         key = (namespace, settled)
         version = self._versions.get(namespace, 0)
         lock = self._locks.setdefault(namespace, asyncio.Lock())
-        # A read ahead pays only while the pass waits (the quiet period, a pass
-        # in progress); an eager pass that can start now reads in its own
-        # thread, one hop to a thread and back less before the rollout.
-        waits = settled or lock.locked()
-        ahead = self._start_read_ahead(namespace) if delay is None and waits else None
+        # A read ahead pays only while a settled pass waits for the quiet period;
+        # an eager pass reads in its own thread, one hop to a thread and back
+        # less before the rollout.  Not while a pass waits for the lock: the
+        # pass holding it bumps the version when it ends (below), so that read
+        # was never used, and its LISTs slowed the holder's last writes.
+        ahead = self._start_read_ahead(namespace) if delay is None and settled else None
         if delay is not None:
             await asyncio.sleep(delay)
         if settled:
@@ -225,8 +227,8 @@ class NamespaceCoalescer(Generic[_State]):
                 metrics.RELOAD_PASSES.labels(result="error").inc()
                 logger.exception("reload pass in %s failed unexpectedly", namespace)
             finally:
-                # This pass's own writes make stale what the next pass may have
-                # read meanwhile (its read ahead ran while this one held the lock).
+                # This pass's own writes make stale what a settled pass may have
+                # read ahead meanwhile.
                 self._bump(namespace)
         if held is None:
             self._start(namespace, settled=settled, delay=self._retry_delay, changed_at=changed_at)
