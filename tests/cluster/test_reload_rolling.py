@@ -11,51 +11,44 @@ count).
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
+from kstrata.crypto import PublicKeyBundle
 from support.cluster import TestCluster
+from support.config_profiles import profile
 from support.operator import running_operator
 from support.reloads import (
     annotation,
     apply_profile,
+    apply_profile_and_sealed,
     apps,
     controller_revisions,
-    core,
     cpu_burners,
     create_daemon_set,
     create_deployment,
     create_stateful_set,
-    custom,
     deployment,
     passes,
     pod_revisions,
     profile_status,
     replica_sets,
     rollout_events,
+    sealed_manifest,
     status_workloads,
     template_annotation,
     wait_count,
     wait_passes_after,
     wait_recorded,
     wait_revision,
+    wait_sealed_revision,
     wait_template,
 )
+from support.sealed_secrets import operator_for, published_bundle
 from support.waiting import wait_for
 
-GROUP, VERSION, PLURAL = "kstrata.dev", "v1alpha1", "configprofiles"
-RECORD = "kstrata.dev/revisions"
-
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
-
-
-def revision_is(read: Any, expected: int) -> bool:
-    return bool(read() == expected)
 
 
 def test_one_rollout_per_effective_change_and_none_otherwise(
@@ -273,53 +266,17 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
     """
     keys = other_namespace  # the operator's own namespace in this test
 
-    def sealed(value: bytes, bundle: PublicKeyBundle) -> dict[str, Any]:
-        context = SealingContext.bind(
-            Scope("strict"), item="password", namespace=namespace, name="db"
-        )
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SealedSecret",
-            "metadata": {"name": "db", "namespace": namespace},
-            "spec": {"encryptedData": {"password": seal(value, bundle.newest, context)}},
-        }
-
-    def profile(port: int) -> dict[str, Any]:
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ConfigProfile",
-            "metadata": {"name": "payments", "namespace": namespace},
-            "spec": {"base": {"port": port}},
-        }
-
     def apply_together(port: int, value: bytes, bundle: PublicKeyBundle) -> None:
-        (tmp_path / "a-payments.yaml").write_text(yaml.safe_dump(profile(port)))
-        (tmp_path / "b-db.yaml").write_text(yaml.safe_dump(sealed(value, bundle)))
-        cluster.kubectl("apply", "-f", str(tmp_path))
-
-    def sealed_revision() -> Any:
-        body = custom(cluster).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "sealedsecrets", "db"
-        )
-        return (body.get("status") or {}).get("revision")
+        payments = profile("payments", {"base": {"port": port}})
+        sealed = sealed_manifest(bundle, namespace, value)
+        apply_profile_and_sealed(cluster, namespace, tmp_path, payments, sealed)
 
     rounds = (2, 3, 4)
-    with (
-        cpu_burners(burning),
-        running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys),
-    ):
-        bundle = wait_for(
-            lambda: PublicKeyBundle.parse(
-                core(cluster)
-                .read_namespaced_config_map("kstrata-sealing-public-keys", keys)
-                .data["keys.json"]
-            ),
-            timeout=30,
-            what="the published public keys",
-        )
+    with cpu_burners(burning), operator_for(cluster, namespace, keys):
+        bundle = published_bundle(cluster, keys)
         apply_together(1, b"one", bundle)
         wait_revision(cluster, namespace, "payments", 1)
-        wait_for(lambda: sealed_revision() == 1, timeout=30, what="db at revision 1")
+        wait_sealed_revision(cluster, namespace, "db", 1)
         create_deployment(cluster, namespace, "web", {"kstrata.dev/reload": "payments,db"})
         create_deployment(cluster, namespace, "single", {"kstrata.dev/reload": "payments"}, "y")
         wait_recorded(cluster, namespace, "web", "db=1,payments=1")
@@ -330,7 +287,7 @@ def test_profile_and_sealed_secret_changed_together_roll_once(
         for round_ in rounds:
             apply_together(round_, f"value {round_}".encode(), bundle)
             wait_revision(cluster, namespace, "payments", round_)
-            wait_for(partial(revision_is, sealed_revision, round_), timeout=30, what=f"db {round_}")
+            wait_sealed_revision(cluster, namespace, "db", round_)
             both = f"db={round_},payments={round_}"
             wait_template(cluster, namespace, "web", both)  # one rollout carrying both
             wait_count(lambda: replica_sets(cluster, namespace, "web"), round_, "web RS")

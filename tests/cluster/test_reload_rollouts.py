@@ -21,14 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kstrata.app.reloader_migration import migrate_reloader
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.kube.api import KubeApi
 from support.cluster import TestCluster
 from support.operator import running_operator
-from support.reloads import apply, config_map, deployment_manifest, pod_spec
+from support.reloads import (
+    apply,
+    apply_profile_and_sealed,
+    config_map,
+    deployment_manifest,
+    pod_spec,
+    sealed_manifest,
+)
+from support.sealed_secrets import operator_for, published_bundle
 from support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,33 +273,16 @@ def test_rollouts_roll_once_per_change_set_named_auto_targeted_and_by_workload_r
     ns = namespace
     with (
         cluster.temporary_namespace("keys") as keys,
-        running_operator(cluster, namespaces=(ns, keys), operator_namespace=keys),
+        operator_for(cluster, ns, keys),
     ):
-        bundle = wait_for(
-            lambda: PublicKeyBundle.parse(
-                cluster.core.read_namespaced_config_map("kstrata-sealing-public-keys", keys).data[
-                    "keys.json"
-                ]
-            ),
-            timeout=30,
-            what="the published public keys",
-        )
+        bundle = published_bundle(cluster, keys)
         targets = [{"kind": "Rollout", "name": "targeted"}]
 
         def apply_together(port: int, value: bytes) -> None:
             """A profile and a SealedSecret in one ``kubectl apply -f dir/``."""
-            context = SealingContext.bind(Scope("strict"), item="password", namespace=ns, name="db")
-            sealed = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "SealedSecret",
-                "metadata": {"name": "db", "namespace": ns},
-                "spec": {"encryptedData": {"password": seal(value, bundle.newest, context)}},
-            }
+            sealed = sealed_manifest(bundle, ns, value)
             body = profile("payments", port, targets)
-            body["metadata"]["namespace"] = ns
-            (tmp_path / "a-payments.yaml").write_text(yaml.safe_dump(body))
-            (tmp_path / "b-db.yaml").write_text(yaml.safe_dump(sealed))
-            cluster.kubectl("apply", "-f", str(tmp_path))
+            apply_profile_and_sealed(cluster, ns, tmp_path, body, sealed)
             wait_revision(cluster, ns, "configprofiles", "payments", port)
             wait_revision(cluster, ns, "sealedsecrets", "db", port)
 

@@ -11,34 +11,35 @@ signal that the same pass ran (another workload's rollout or record).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import yaml
 
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
+from kstrata.crypto import PublicKeyBundle
 from kstrata.domain.crds import GROUP, VERSION
 from support.cluster import TestCluster
 from support.operator import running_operator
 from support.reloads import (
     annotation,
+    apply,
     apply_profile,
     apps,
     controller_revisions,
-    core,
     create_daemon_set,
     create_deployment,
     custom,
     deployment,
     replica_sets,
     rollout_events,
+    sealed_manifest,
     status_workloads,
     template_annotation,
     wait_count,
     wait_recorded,
     wait_revision,
+    wait_sealed_revision,
     wait_template,
 )
+from support.sealed_secrets import operator_for, published_bundle
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("kstrata_crds")
@@ -184,33 +185,8 @@ def test_sealed_secret_targets_by_selector(
     keys = other_namespace  # the operator's own namespace in this test
     backend = {"kind": "Deployment", "selector": {"matchLabels": {"tier": "backend"}}}
 
-    def sealed(value: bytes, bundle: PublicKeyBundle) -> dict[str, Any]:
-        context = SealingContext.bind(
-            Scope("strict"), item="password", namespace=namespace, name="db"
-        )
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SealedSecret",
-            "metadata": {"name": "db"},
-            "spec": {
-                "encryptedData": {"password": seal(value, bundle.newest, context)},
-                "reload": {"targets": [backend]},
-            },
-        }
-
     def apply_sealed(value: bytes, bundle: PublicKeyBundle) -> None:
-        cluster.kubectl(
-            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sealed(value, bundle))
-        )
-
-    def wait_sealed_revision(revision: int) -> None:
-        def at() -> bool:
-            body = custom(cluster).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "sealedsecrets", "db"
-            )
-            return bool((body.get("status") or {}).get("revision") == revision)
-
-        wait_for(at, timeout=30, what=f"db at revision {revision}")
+        apply(cluster, namespace, sealed_manifest(bundle, namespace, value, targets=[backend]))
 
     def labelled(name: str, tier: str, ns: str = namespace) -> None:
         create_deployment(cluster, ns, name, {})
@@ -218,21 +194,13 @@ def test_sealed_secret_targets_by_selector(
             name, ns, {"metadata": {"labels": {"tier": tier}}}
         )
 
-    with running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys):
-        bundle = wait_for(
-            lambda: PublicKeyBundle.parse(
-                core(cluster)
-                .read_namespaced_config_map("kstrata-sealing-public-keys", keys)
-                .data["keys.json"]
-            ),
-            timeout=30,
-            what="the published public keys",
-        )
+    with operator_for(cluster, namespace, keys):
+        bundle = published_bundle(cluster, keys)
         labelled("orders", "backend")
         labelled("frontend", "frontend")
         labelled("elsewhere", "backend", ns=keys)
         apply_sealed(b"one", bundle)
-        wait_sealed_revision(1)
+        wait_sealed_revision(cluster, namespace, "db", 1)
         wait_recorded(cluster, namespace, "orders", "db=1")
         wait_for(
             lambda: (
@@ -244,7 +212,7 @@ def test_sealed_secret_targets_by_selector(
         )
 
         apply_sealed(b"two", bundle)
-        wait_sealed_revision(2)
+        wait_sealed_revision(cluster, namespace, "db", 2)
         wait_count(lambda: replica_sets(cluster, namespace, "orders"), 2, "orders RS")
         assert template_annotation(deployment(cluster, namespace, "orders")) == "db=2"
         assert replica_sets(cluster, namespace, "frontend") == 1
@@ -259,7 +227,7 @@ def test_sealed_secret_targets_by_selector(
         assert replica_sets(cluster, namespace, "frontend") == 1
 
         apply_sealed(b"three", bundle)
-        wait_sealed_revision(3)
+        wait_sealed_revision(cluster, namespace, "db", 3)
         for name in ("orders", "frontend"):
             wait_template(cluster, namespace, name, "db=3")
         wait_count(lambda: replica_sets(cluster, namespace, "orders"), 3, "orders RS")

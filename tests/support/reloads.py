@@ -1,8 +1,9 @@
 """Workloads, profiles and rollouts on the real control plane: what the reload tests share.
 
 Creating Deployments, StatefulSets and DaemonSets that mount a profile's
-ConfigMap, applying profiles, and reading the ground truth of a rollout
-(ReplicaSets, ControllerRevisions, the recorded annotation, reload passes).
+ConfigMap, applying profiles (alone, or with a SealedSecret in one change
+set), and reading the ground truth of a rollout (ReplicaSets,
+ControllerRevisions, the recorded annotation, reload passes).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client import REGISTRY
 
+from kstrata.crypto import PublicKeyBundle
 from kstrata.domain.crds import GROUP, VERSION
 from support.cluster import TestCluster
+from support.sealed_secrets import seal_for, sealed_secret
 from support.waiting import wait_for
 
 PLURAL = "configprofiles"
@@ -120,6 +124,49 @@ def wait_revision(cluster: TestCluster, namespace: str, name: str, revision: int
         return status.get("revision") == revision and bool(ready) and ready[0]["status"] == "True"
 
     wait_for(ready, timeout=30, what=f"{namespace}/{name} at revision {revision}")
+
+
+def sealed_manifest(
+    bundle: PublicKeyBundle,
+    namespace: str,
+    value: bytes,
+    *,
+    name: str = "db",
+    targets: list[dict[str, Any]] | None = None,
+) -> Any:
+    """A SealedSecret whose one item ``password`` is ``value`` sealed (strict scope) for
+    ``namespace``/``name``, with ``targets`` as its ``spec.reload.targets`` if given.
+
+    No namespace in the manifest: ``apply`` or :func:`apply_profile_and_sealed` gives it.
+    """
+    token = seal_for(bundle, value, namespace=namespace, name=name, item="password")
+    spec: dict[str, Any] = {"encryptedData": {"password": token}}
+    if targets:
+        spec["reload"] = {"targets": targets}
+    return sealed_secret(name, spec)
+
+
+def apply_profile_and_sealed(
+    cluster: TestCluster, namespace: str, directory: Path, profile: Any, sealed: Any
+) -> None:
+    """A ConfigProfile and a SealedSecret changed together, as ``kubectl apply -f dir/``
+    sends them: two files (the profile's first), one apply, the operator sees two writes."""
+    for prefix, body in (("a", profile), ("b", sealed)):
+        placed = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+        (directory / f"{prefix}-{body['metadata']['name']}.yaml").write_text(yaml.safe_dump(placed))
+    cluster.kubectl("apply", "-f", str(directory))
+
+
+def wait_sealed_revision(cluster: TestCluster, namespace: str, name: str, revision: int) -> None:
+    """Wait for the SealedSecret's ``status.revision`` (its Ready condition is not looked at)."""
+
+    def at() -> bool:
+        body = custom(cluster).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "sealedsecrets", name
+        )
+        return bool((body.get("status") or {}).get("revision") == revision)
+
+    wait_for(at, timeout=30, what=f"{name} at revision {revision}")
 
 
 def pod_template(config_map: str) -> dict[str, Any]:
