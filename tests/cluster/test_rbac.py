@@ -37,11 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import controlplane
 from kstrata.controller import webhook
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from kstrata.kube.api import KubeApi
 from kstrata.settings import Settings
 from support.cluster import TestCluster
 from support.operator import running_operator
+from support.reloads import sealed_manifest
+from support.sealed_secrets import published_bundle
 from support.serviceaccount import (
     NOT_APPLIED,
     as_service_account,
@@ -276,27 +277,9 @@ def test_the_operator_works_with_exactly_the_manifests_rbac(
         )
 
         # SealedSecret -> Secret, sealed with the public keys the operator published.
-        def bundle() -> PublicKeyBundle:
-            published = cluster.core.read_namespaced_config_map(
-                "kstrata-sealing-public-keys", OPERATOR_NAMESPACE
-            )
-            return PublicKeyBundle.parse(published.data["keys.json"])
-
-        keys = wait_for(bundle, timeout=30, what="the published sealing public keys")
+        keys = published_bundle(cluster, OPERATOR_NAMESPACE)
         value = b"rbac-canary-value"
-        context = SealingContext.bind(
-            Scope("strict"), item="password", namespace=namespace, name="db"
-        )
-        apply(
-            cluster,
-            namespace,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "SealedSecret",
-                "metadata": {"name": "db"},
-                "spec": {"encryptedData": {"password": seal(value, keys.newest, context)}},
-            },
-        )
+        apply(cluster, namespace, sealed_manifest(keys, namespace, value))
         wait_revision(cluster, namespace, "sealedsecrets", "db", 1)
         secret = cluster.core.read_namespaced_secret("db", namespace)
         assert base64.b64decode(secret.data["password"]) == value

@@ -23,18 +23,17 @@ import pytest
 import yaml
 
 from kstrata.app import admission
-from kstrata.crypto import PublicKeyBundle, Scope, SealingContext, seal
 from support.cluster import TestCluster
 from support.gotools import REPO
 from support.integration_tools import ARGOCD
-from support.operator import running_operator, test_settings
+from support.operator import test_settings
+from support.sealed_secrets import operator_for, published_bundle, seal_for
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("kstrata_crds")]
 
 GROUP, VERSION = "kstrata.dev", "v1alpha1"
 HEALTH = ARGOCD / "health.lua"
-PUBLIC_KEYS = "kstrata-sealing-public-keys"
 
 
 # --- JSON to Lua ------------------------------------------------------------------
@@ -155,20 +154,11 @@ def live_objects(cluster: TestCluster, kstrata_crds: None) -> Any:
         cluster.temporary_namespace(prefix="argo-keys") as keys,
         cluster.temporary_namespace(prefix="argo-unwatched") as unwatched,
     ):
-        with running_operator(cluster, namespaces=(namespace, keys), operator_namespace=keys):
-            bundle = wait_for(
-                lambda: PublicKeyBundle.parse(
-                    cluster.core.read_namespaced_config_map(PUBLIC_KEYS, keys).data["keys.json"]
-                ),
-                timeout=30,
-                what="the published public keys",
-            )
+        with operator_for(cluster, namespace, keys):
+            bundle = published_bundle(cluster, keys)
 
             def sealed_for(name: str) -> str:
-                context = SealingContext.bind(
-                    Scope("strict"), item="password", namespace=namespace, name=name
-                )
-                return seal(b"hunter2", bundle.newest, context)
+                return seal_for(bundle, b"hunter2", namespace=namespace, name=name, item="password")
 
             apply(cluster, namespace, profile("served", 2))
             apply(cluster, namespace, profile("refused", "two"))
