@@ -50,6 +50,7 @@ namespace).  Only workloads in the namespace given are ever read or written.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -519,17 +520,21 @@ class ReloadReconciler:
         # last workload of a fan-out.
         done = [p for p, r in zip(writes, results, strict=True) if r is None]
         rollouts = [p for p in done if p.decision.action == "rollout"]
-        self._each(self._announce, rollouts)
-        if state.from_watch and any(isinstance(r, ConflictError) for r in results):
-            # A watched copy was older than its object: decide again on lists.
-            # Writes that went through are "unchanged" there.
-            return self.reconcile_namespace(namespace, changed_at=changed_at, settled=settled)
+        announcements = [self._announcement(p) for p in rollouts]
         for plan, result in zip(writes, results, strict=True):
             if isinstance(result, InvalidInputError):
                 # The apiserver refused this one workload's patch (its own spec
                 # is broken): retrying cannot help, and it must not hold the others.
                 logger.warning("reload of %s in %s refused: %s", plan.label, namespace, result)
-        _raise_first([r for r in results if not isinstance(r, InvalidInputError)])
+        conflict = state.from_watch and any(isinstance(r, ConflictError) for r in results)
+        failed = [r for r in results if r is not None and not isinstance(r, InvalidInputError)]
+        if conflict or failed:
+            self._each(_run_job, announcements)
+        if conflict:
+            # A watched copy was older than its object: decide again on lists.
+            # Writes that went through are "unchanged" there.
+            return self.reconcile_namespace(namespace, changed_at=changed_at, settled=settled)
+        _raise_first(failed)
 
         # A refused or held write leaves the workload where it was, and the status says so.
         refused = {id(p) for p, r in zip(writes, results, strict=True) if r is not None}
@@ -544,9 +549,14 @@ class ReloadReconciler:
             *((CONFIG_PROFILES, o) for o in profiles),
             *((SEALED_SECRETS, o) for o in sealed),
         ]
-        written = _raise_first(
-            self._each(lambda rs: self._write_status(rs[0], rs[1], statuses), sources_read)
-        )
+        # The Events and the status writes at once: the pass holds its namespace
+        # until both are back, and a change arriving meanwhile waits for the
+        # longer of the two, not their sum (docs/performance.md, "Single-change latency").
+        status_writes: list[Callable[[], str]] = [
+            functools.partial(self._write_status, resource, source, statuses)
+            for resource, source in sources_read
+        ]
+        written = _raise_first(self._each(_run_job, [*announcements, *status_writes]))
         return ReloadOutcome(
             evaluated=len(plans),
             rolled=tuple(p.label for p in rollouts),
@@ -637,6 +647,15 @@ class ReloadReconciler:
             meta["name"],
         )
 
+    def _announcement(self, plan: _Plan) -> Callable[[], str]:
+        """The rollout's Event, to post later; it returns "" (no status written)."""
+
+        def post() -> str:
+            self._announce(plan)
+            return ""
+
+        return post
+
     def _announce(self, plan: _Plan) -> None:
         what = ", ".join(
             f"{name} {old}->{new}" if isinstance(new, int) else f"{name} changed"
@@ -674,6 +693,10 @@ class ReloadReconciler:
 def _targets(sources: Sequence[OwnObject]) -> dict[str, tuple[Target, ...]]:
     found = {s["metadata"]["name"]: parse_targets(s.get("spec")) for s in sources}
     return {name: targets for name, targets in found.items() if targets}
+
+
+def _run_job(job: Callable[[], _R]) -> _R:
+    return job()
 
 
 def _raise_first(results: list[_R | KstrataError]) -> list[_R]:

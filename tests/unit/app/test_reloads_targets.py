@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -251,4 +252,53 @@ def test_one_refused_workload_does_not_hold_the_others() -> None:
     assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
         {"kind": "Deployment", "name": "broken", "revision": 1},
         {"kind": "Deployment", "name": "web", "revision": 2},
+    ]
+
+
+class MeetingApi(FakeApi):
+    """A rollout's Event and a status write each wait (bounded) for the other to start."""
+
+    def __init__(self, objects: dict[tuple[str, str, str], dict[str, object]]) -> None:
+        super().__init__(objects)
+        self.meeting = threading.Barrier(2, timeout=5)
+
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
+        if resource is EVENTS:
+            self.meeting.wait()
+        return super().create(resource, namespace, body)
+
+    def patch(
+        self,
+        resource: Resource[P],
+        namespace: str | None,
+        name: str,
+        patch: Patch,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> P:
+        if subresource == "status":
+            self.meeting.wait()
+        return super().patch(resource, namespace, name, patch, subresource=subresource)
+
+
+def test_the_rollout_event_and_the_status_write_are_in_flight_together() -> None:
+    """The pass's tail is one round trip, not two: a change arriving meanwhile waits for it.
+
+    One after the other, the first of the two would wait for the second in
+    vain (the barrier breaks after its timeout and the pass fails).
+    """
+    target = [{"kind": "Deployment", "name": "web"}]
+    objects = {
+        ("configprofiles", "ns", "payments"): source("ConfigProfile", "payments", "ns", 2, target),
+        ("deployments", "ns", "web"): workload(
+            "web", annotations={"kstrata.dev/revisions": "payments=1"}
+        ),
+    }
+    api = MeetingApi(objects)
+    outcome = ReloadReconciler(api).reconcile_namespace("ns")
+    assert (outcome.rolled, outcome.statuses) == (("Deployment/web",), ("ConfigProfile/payments",))
+    assert [e["reason"] for e in api.list(EVENTS, "ns")] == ["RollingRestart"]
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
+        {"kind": "Deployment", "name": "web", "revision": 2}
     ]
