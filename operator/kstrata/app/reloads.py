@@ -551,12 +551,13 @@ class ReloadReconciler:
         ]
         # The Events and the status writes at once: the pass holds its namespace
         # until both are back, and a change arriving meanwhile waits for the
-        # longer of the two, not their sum (docs/performance.md, "Single-change latency").
+        # longer of the two, not their sum (docs/performance.md, "Single-change
+        # latency").  The status writes first: the longer, and not best effort.
         status_writes: list[Callable[[], str]] = [
             functools.partial(self._write_status, resource, source, statuses)
             for resource, source in sources_read
         ]
-        written = _raise_first(self._each(_run_job, [*announcements, *status_writes]))
+        written = _raise_first(self._each(_run_job, [*status_writes, *announcements]))
         return ReloadOutcome(
             evaluated=len(plans),
             rolled=tuple(p.label for p in rollouts),
