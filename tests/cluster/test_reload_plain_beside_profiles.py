@@ -76,7 +76,7 @@ def write_together(cluster: TestCluster, namespace: str, value: str, token: str)
     Not one ``kubectl apply``: kubectl writes one object after the other,
     reading the next and computing its patch in between.  Traced with
     ``-v=6`` on a 2-core machine, its two writes came back 0.1-0.5 s apart
-    at load 5-10 and 0.5-14.9 s apart at load 23-33, where the pair rolled
+    at load 5-10 and 0.5-14.9 s apart at load 17-33, where the pair rolled
     twice whenever they were over 1 s apart: writes that far apart are
     two change sets by the product's own rule (docs/architecture.md,
     Reloads), which no controller may merge.  Written from two threads,
