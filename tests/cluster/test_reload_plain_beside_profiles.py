@@ -80,7 +80,7 @@ def write_together(cluster: TestCluster, namespace: str, value: str, token: str)
     twice whenever they were over 1 s apart: writes that far apart are
     two change sets by the product's own rule (docs/architecture.md,
     Reloads), which no controller may merge.  Written from two threads,
-    they came back 0.06-0.55 s apart at that load.  What the operator must
+    they came back 0-0.58 s apart at that load.  What the operator must
     absorb is its own latency after that: the watches, and the Secret's
     metadata event and GET (``ReloadTriggers.plain_reading``).
 
