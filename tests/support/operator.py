@@ -78,7 +78,10 @@ def running_operator(cluster: TestCluster, **overrides: Any) -> Iterator[Running
         )
         yield running
     # A stopped operator leaves no serving key behind (the suite runs one at a time).
-    assert _webhook_directories() - before == set()
+    # Only one with a webhook writes one: for the others the scan of the shared
+    # temporary directory could only see another test session's operators.
+    if settings.webhook_address:
+        assert _webhook_directories() - before == set()
 
 
 def _webhook_directories() -> set[Path]:
