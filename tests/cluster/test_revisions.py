@@ -36,7 +36,7 @@ from kstrata.domain.revisions import (
 )
 from kstrata.errors import ConflictError, SnapshotTooLargeError
 from kstrata.kube.api import CONFIG_PROFILES, SEALED_SECRETS, KubeApi, as_payload
-from kstrata.payloads import ConfigProfile
+from kstrata.payloads import ConfigMap, ConfigProfile
 from kstrata.wellknown import (
     CHANGE_CAUSE_ANNOTATION,
     HISTORY_ANNOTATION,
@@ -435,7 +435,7 @@ def test_an_interrupted_reconcile_is_finished_not_duplicated(
 
     # Killed after the ControllerRevision, before the ConfigMap.
     class DiesBeforeConfigMap(ProfileReconciler):
-        def _write_config_map(self, *args: Any, **kwargs: Any) -> bool:
+        def _write_config_map(self, *args: Any, **kwargs: Any) -> tuple[bool, ConfigMap]:
             raise Killed
 
     with pytest.raises(Killed):

@@ -22,12 +22,26 @@ revisions beyond the limit, the profile's revision annotations (the first
 index: with kopf's own PATCH), so an interrupted reconcile is finished, not
 duplicated, by the next one.  A snapshot too large to store is a Ready=False
 ``RevisionTooLarge`` condition, and the last good ConfigMap keeps serving.
+
+The ConfigMap read: a profile's first reconcile creates its ConfigMap without
+one (a 409 reads it).  Later ones read it, except for a change: the reconciler
+keeps, per profile, what it needs of the ConfigMap it last wrote or read
+(``KnownConfigMap``: resourceVersion, revision label, a digest of the data,
+the metadata others put there; never the data) in ``ConfigMapMemory``, and a
+render that differs from that is written with a PUT built from it, carrying
+its resourceVersion: a ConfigMap edited, replaced or deleted since makes the
+PUT fail (409, 404), and the same reconcile then reads it and goes the usual
+way.  A render equal to the remembered one (a resync, a replay, a status-only
+event) still reads, so a ConfigMap edited by hand is repaired as before.
+One round trip less on the way from a profile change to its rollout (issue
+18); memory: see ``KnownConfigMap``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -58,6 +72,7 @@ from kstrata.errors import (
     ConflictError,
     InvalidInputError,
     KstrataError,
+    NotFoundError,
     OwnershipError,
 )
 from kstrata.kube.api import (
@@ -83,6 +98,112 @@ logger = logging.getLogger(__name__)
 
 #: Render and validation of one profile, at most (kstrata.domain.budget).
 RECONCILE_BUDGET_SECONDS: Final = 2.0
+#: Profiles whose ConfigMap ``ConfigMapMemory`` keeps, at most: beyond issue 18's
+#: 10,000 profiles per replica; past it the least recently written is read again.
+MEMORY_LIMIT: Final = 20_000
+#: Metadata a PUT may leave out: the API server keeps it (or the reconcile sets it).
+_SERVER_KEPT: Final = frozenset(
+    {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp"}
+    | {"managedFields", "selfLink", "labels", "ownerReferences"}
+)
+#: Metadata a remembered ConfigMap's PUT carries as it was (``KnownConfigMap.extra``).
+_CARRIED: Final = frozenset({"generateName", "annotations", "finalizers"})
+#: The labels every reconcile sets on its ConfigMap.
+_OWN_LABELS: Final = frozenset({MANAGED_BY_LABEL, PROFILE_LABEL, REVISION_LABEL})
+
+
+@dataclass(frozen=True, slots=True)
+class KnownConfigMap:
+    """What the next reconcile needs of the ConfigMap kstrata last wrote or read; not its data.
+
+    About 410 bytes per profile with nothing in ``extra`` (the usual case;
+    ``tests/unit/app/test_configmap_memory_entries.py`` measures it), so
+    10,000 profiles cost ~4 MB.
+    """
+
+    name: str
+    resource_version: str
+    #: Its ``kstrata.dev/revision`` label (0 when it has none).
+    revision: int
+    #: ``data_digest`` of its data, hex.
+    digest: str
+    #: What its metadata holds besides kstrata's labels and ownerReference and what
+    #: the API server keeps: others' labels and owners, annotations, finalizers,
+    #: which a PUT must carry not to drop them.  None when there is nothing.
+    extra: ObjectMeta | None = None
+
+
+def known_config_map(config_map: ConfigMap, owner_uid: str, digest: str) -> KnownConfigMap | None:
+    """What to remember of ``config_map`` (whose data has ``digest``); None if it cannot be.
+
+    Only a ConfigMap of ours that a PUT from memory can reproduce exactly:
+    not one with binary data, ``immutable``, being deleted, or with a field
+    this module does not know (it is read again instead).
+    """
+    meta = config_map.get("metadata") or {}
+    version = meta.get("resourceVersion")
+    if (
+        not version
+        or not is_ours(config_map, owner_uid)
+        or set(config_map) - {"apiVersion", "kind", "metadata", "data"}
+        or set(meta) - _SERVER_KEPT - _CARRIED
+    ):
+        return None
+    extra: ObjectMeta = {}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _OWN_LABELS}
+    if labels:
+        extra["labels"] = labels
+    owners = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
+    if owners:
+        extra["ownerReferences"] = owners
+    if "generateName" in meta:
+        extra["generateName"] = meta["generateName"]
+    if "annotations" in meta:
+        extra["annotations"] = meta["annotations"]
+    if "finalizers" in meta:
+        extra["finalizers"] = meta["finalizers"]
+    return KnownConfigMap(
+        name=meta.get("name", ""),
+        resource_version=version,
+        revision=parse_revision((meta.get("labels") or {}).get(REVISION_LABEL)),
+        digest=digest,
+        extra=extra or None,
+    )
+
+
+class ConfigMapMemory:
+    """Each profile's ``KnownConfigMap``, by the profile's uid: shared by its reconciles.
+
+    Reconciles run in kopf's threads, hence the lock.  Bounded: beyond
+    ``limit`` profiles the least recently stored entry goes (that profile's
+    next change reads its ConfigMap); the operator forgets a profile's entry
+    when the profile is deleted.
+    """
+
+    def __init__(self, limit: int = MEMORY_LIMIT) -> None:
+        self._limit = limit
+        self._known: dict[str, KnownConfigMap] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def get(self, uid: str) -> KnownConfigMap | None:
+        return self._known.get(uid)
+
+    def remember(self, uid: str, known: KnownConfigMap | None) -> None:
+        with self._lock:
+            # Re-inserted at the end: the dict's order is the eviction order.
+            self._known.pop(uid, None)
+            if known is None:
+                return
+            self._known[uid] = known
+            if len(self._known) > self._limit:
+                del self._known[next(iter(self._known))]
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._known.pop(uid, None)
 
 
 @dataclass(frozen=True)
@@ -105,10 +226,13 @@ class ProfileReconciler:
         api: KubeClient,
         settings: Settings,
         namespace_labels: Callable[[str], dict[str, str] | None] | None = None,
+        memory: ConfigMapMemory | None = None,
     ) -> None:
         self.api = api
         self.settings = settings
         self.revisions = RevisionStore(api)
+        # The operator shares one across its reconcilers and forgets deleted profiles.
+        self.memory = memory if memory is not None else ConfigMapMemory()
         # The operator passes labels from its in-memory namespace index; the
         # CLI and tests fall back to reading the namespace.
         self._namespace_labels = namespace_labels or self._read_namespace_labels
@@ -169,23 +293,7 @@ class ProfileReconciler:
                 RECONCILE_BUDGET_SECONDS, f"rendering {CONFIG_PROFILE_KIND} {namespace}/{name}"
             ):
                 rendered = render_profile(spec, name, choice.name, self._lookup(namespace))
-            # A profile reconciled for the first time creates its ConfigMap
-            # without reading first (a cold start of 1,000 profiles saves 1,000
-            # GETs); one that is there anyway turns the create into a 409, read
-            # below.  Every later reconcile, retries included, reads first.
-            existing = (
-                self.api.get_or_none(CONFIG_MAPS, namespace, rendered.config_map_name)
-                if reconciled_before(profile)
-                else None
-            )
-            check_ownership(existing, meta["uid"], f"ConfigMap {rendered.config_map_name}")
-            settled = self._settle_revision(profile, spec, rendered, choice, existing)
-            try:
-                written = self._write_config_map(profile, rendered, existing, settled.number)
-            except ConflictError:
-                if existing is not None:
-                    raise
-                written = self._write_over_unexpected(profile, rendered, settled)
+            written, settled = self._serve(profile, spec, rendered, choice)
         except (InvalidInputError, OwnershipError) as error:
             if isinstance(error, InvalidInputError):
                 metrics.VALIDATION_FAILURES.labels(
@@ -246,6 +354,56 @@ class ProfileReconciler:
             settled.new,
         )
 
+    def _serve(
+        self,
+        profile: ConfigProfile,
+        spec: ProfileSpec,
+        rendered: RenderedProfile,
+        choice: EnvironmentChoice,
+    ) -> tuple[bool, Settled]:
+        """Settle the revision and write the ConfigMap; True if its data was written.
+
+        Remembers the ConfigMap as it now stands for the next reconcile; forgets
+        it when anything goes wrong (the next reconcile reads).
+        """
+        meta = profile["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        name = rendered.config_map_name
+        known = self.memory.get(uid) if reconciled_before(profile) else None
+        if known is not None and (known.name != name or known.digest == rendered.rendered.digest):
+            # The same output as remembered (a resync, a replay, a restart): read,
+            # so that a ConfigMap edited or deleted by hand is repaired.
+            known = None
+        try:
+            existing: ConfigMap | None = None
+            if known is None and reconciled_before(profile):
+                # A profile reconciled for the first time creates its ConfigMap
+                # without reading first (a cold start of 1,000 profiles saves
+                # 1,000 GETs); one that is there anyway turns the create into a
+                # 409, read below.  Later reconciles read first, unless the
+                # output changed and the memory has the ConfigMap.
+                existing = self.api.get_or_none(CONFIG_MAPS, namespace, name)
+                check_ownership(existing, uid, f"ConfigMap {name}")
+            settled = self._settle_revision(profile, spec, rendered, choice, existing, known=known)
+            try:
+                if known is not None:
+                    written, stored = True, self._replace_known(profile, rendered, known, settled)
+                else:
+                    written, stored = self._write_config_map(
+                        profile, rendered, existing, settled.number
+                    )
+            except (ConflictError, NotFoundError) as error:
+                # The remembered ConfigMap was edited, replaced or deleted
+                # since (or the create met one): read it, never write blindly.
+                if known is None and (existing is not None or isinstance(error, NotFoundError)):
+                    raise
+                written, stored = self._write_over_unexpected(profile, rendered, settled)
+        except BaseException:
+            self.memory.forget(uid)
+            raise
+        self.memory.remember(uid, known_config_map(stored, uid, rendered.rendered.digest))
+        return written, settled
+
     def _settle_revision(
         self,
         profile: ConfigProfile,
@@ -253,11 +411,14 @@ class ProfileReconciler:
         rendered: RenderedProfile,
         choice: EnvironmentChoice,
         existing: ConfigMap | None,
+        *,
+        known: KnownConfigMap | None = None,
     ) -> Settled:
         """Which revision the rendered output is; a new one is snapshotted first.
 
         Known digests without an API call: the status (revision and rendered
-        digest written together) and our ConfigMap (its label and its data).
+        digest written together) and our ConfigMap (its label and its data,
+        as read or as remembered).
         """
         meta = profile["metadata"]
         status = profile.get("status") or {}
@@ -273,6 +434,8 @@ class ProfileReconciler:
             )
             if label and not existing.get("binaryData"):
                 hints.append((label, rendered_digest(data_digest(existing.get("data") or {}))))
+        if known is not None and known.revision:
+            hints.append((known.revision, rendered_digest(known.digest)))
         hints.append((status_revision, None))
 
         def build(number: int, cause: str) -> Snapshot:
@@ -294,10 +457,11 @@ class ProfileReconciler:
 
     def _write_over_unexpected(
         self, profile: ConfigProfile, rendered: RenderedProfile, settled: Settled
-    ) -> bool:
-        """The create met a ConfigMap already there: write over it only if it is ours.
+    ) -> tuple[bool, ConfigMap]:
+        """The ConfigMap is not as assumed (a create met one, a remembered one moved): read it.
 
-        If it is not (and does not ask to be adopted), the revision snapshot
+        It is written over only if it is ours, and created if it is gone.  If
+        it is not ours (and does not ask to be adopted), the revision snapshot
         just recorded for this content is removed again: a revision number
         stands for content that was served.
         """
@@ -312,21 +476,51 @@ class ProfileReconciler:
             raise
         return self._write_config_map(profile, rendered, existing, settled.number)
 
+    def _replace_known(
+        self,
+        profile: ConfigProfile,
+        rendered: RenderedProfile,
+        known: KnownConfigMap,
+        settled: Settled,
+    ) -> ConfigMap:
+        """PUT the new data over the remembered ConfigMap; its resourceVersion guards the write.
+
+        The body is what ``_write_config_map`` would PUT over the ConfigMap as
+        remembered (its metadata, kstrata's labels and ownerReference set);
+        anything changed since makes it a ``ConflictError``.
+        """
+        meta = profile["metadata"]
+        extra: ObjectMeta = known.extra or {}
+        metadata: ObjectMeta = {
+            **extra,
+            "name": known.name,
+            "namespace": meta["namespace"],
+            "resourceVersion": known.resource_version,
+            "labels": {**extra.get("labels", {}), **_desired_labels(profile, settled.number)},
+            "ownerReferences": [*extra.get("ownerReferences", []), owner_reference(profile)],
+        }
+        body: ConfigMap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "data": rendered.rendered.data,
+        }
+        return self.api.replace(CONFIG_MAPS, meta["namespace"], body)
+
     def _write_config_map(
         self,
         profile: ConfigProfile,
         rendered: RenderedProfile,
         existing: ConfigMap | None,
         revision: int,
-    ) -> bool:
-        """Create or update the ConfigMap if anything differs; True if its data was written."""
+    ) -> tuple[bool, ConfigMap]:
+        """Create or update the ConfigMap if anything differs.
+
+        Returns whether its data was written, and the ConfigMap as it now stands.
+        """
         meta = profile["metadata"]
         data = rendered.rendered.data
-        desired_labels = {
-            MANAGED_BY_LABEL: MANAGER,
-            PROFILE_LABEL: meta["name"],
-            REVISION_LABEL: str(revision),
-        }
+        desired_labels = _desired_labels(profile, revision)
         owner = owner_reference(profile)
         if existing is None:
             body: ConfigMap = {
@@ -340,8 +534,7 @@ class ProfileReconciler:
                 },
                 "data": data,
             }
-            self.api.create(CONFIG_MAPS, meta["namespace"], body)
-            return True
+            return True, self.api.create(CONFIG_MAPS, meta["namespace"], body)
 
         existing_meta = existing.get("metadata") or {}
         labels = dict(existing_meta.get("labels") or {})
@@ -353,15 +546,14 @@ class ProfileReconciler:
         )
         needs_data = (existing.get("data") or {}) != data or bool(existing.get("binaryData"))
         if not needs_metadata and not needs_data:
-            return False
+            return False, existing
         labels.update(desired_labels)
         updated_meta: ObjectMeta = {**existing_meta, "labels": labels, "ownerReferences": refs}
         updated: ConfigMap = {**existing, "metadata": updated_meta, "data": data}
         updated.pop("binaryData", None)
         # PUT with the resourceVersion we read: a concurrent writer makes this a
         # ConflictError, and the retry re-reads instead of overwriting blindly.
-        self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
-        return needs_data
+        return needs_data, self.api.replace(CONFIG_MAPS, meta["namespace"], updated)
 
     def _patch_status(
         self, profile: ConfigProfile, new_status: ProfileStatus
@@ -373,3 +565,12 @@ class ProfileReconciler:
     ) -> None:
         """Ready=False with the reason, a Warning event when the reason is new; no data write."""
         record_failure(self.api, CONFIG_PROFILES, profile, error, choice)
+
+
+def _desired_labels(profile: ConfigProfile, revision: int) -> dict[str, str]:
+    """The labels kstrata sets on a profile's ConfigMap."""
+    return {
+        MANAGED_BY_LABEL: MANAGER,
+        PROFILE_LABEL: profile["metadata"]["name"],
+        REVISION_LABEL: str(revision),
+    }

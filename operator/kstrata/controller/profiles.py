@@ -7,7 +7,8 @@ What lives here is only the wiring kopf needs:
   index, ``controller.namespaces``) and which profiles live where and extend
   which (``Members``, kept by an event handler), so a change to a base
   re-renders its dependents and a namespace relabel re-renders the
-  namespace's profiles;
+  namespace's profiles; the same handler makes the reconciler forget a
+  deleted profile's ConfigMap (``ConfigMapMemory``);
 * ``kstrata.errors`` mapped to kopf: invalid input is a ``PermanentError``
   (retrying cannot help; a new generation will be handled), trouble with the
   cluster a ``TemporaryError``.
@@ -93,6 +94,7 @@ def register(
             return
         if type == "DELETED":
             members.gone(namespace, name)
+            reconciler.memory.forget(body.metadata.uid or "")
             metrics.OBJECTS.forget(CONFIG_PROFILE_KIND, namespace, name)
         else:
             metrics.OBJECTS.observe(CONFIG_PROFILE_KIND, body)
@@ -136,7 +138,9 @@ def register(
         **indexes: object,
     ) -> None:
         assert namespace is not None  # ConfigProfiles are namespaced
-        with_index = ProfileReconciler(api, reconciler.settings, labels_reader(indexes))
+        with_index = ProfileReconciler(
+            api, reconciler.settings, labels_reader(indexes), reconciler.memory
+        )
         try:
             # A first revision index rides on kopf's own patch after the handler.
             profile = payload_copy(CONFIG_PROFILES, body)
