@@ -557,7 +557,9 @@ class ReloadReconciler:
             functools.partial(self._write_status, resource, source, statuses)
             for resource, source in sources_read
         ]
-        written = _raise_first(self._each(_run_job, [*status_writes, *announcements]))
+        results_of_tail = self._each(_run_job, [*status_writes, *announcements])
+        # The Events are best effort: only a status write's failure retries the pass.
+        written = _raise_first(results_of_tail[: len(status_writes)])
         return ReloadOutcome(
             evaluated=len(plans),
             rolled=tuple(p.label for p in rollouts),

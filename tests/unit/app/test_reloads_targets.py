@@ -302,3 +302,28 @@ def test_the_rollout_event_and_the_status_write_are_in_flight_together() -> None
     assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
         {"kind": "Deployment", "name": "web", "revision": 2}
     ]
+
+
+class EventRefusingApi(FakeApi):
+    """The apiserver refuses every Event (422): the rollout's announcement cannot be posted."""
+
+    def create(self, resource: Resource[P], namespace: str | None, body: P) -> P:
+        if resource is EVENTS:
+            raise InvalidInputError("create Event ns/web: rejected by the API server")
+        return super().create(resource, namespace, body)
+
+
+def test_a_refused_rollout_event_does_not_fail_the_pass() -> None:
+    """The Event is best effort (as ``post_event`` is for cluster errors): the status is written."""
+    target = [{"kind": "Deployment", "name": "web"}]
+    objects = {
+        ("configprofiles", "ns", "payments"): source("ConfigProfile", "payments", "ns", 2, target),
+        ("deployments", "ns", "web"): workload(
+            "web", annotations={"kstrata.dev/revisions": "payments=1"}
+        ),
+    }
+    outcome = ReloadReconciler(EventRefusingApi(objects)).reconcile_namespace("ns")
+    assert (outcome.rolled, outcome.statuses) == (("Deployment/web",), ("ConfigProfile/payments",))
+    assert objects[("configprofiles", "ns", "payments")]["status"]["workloads"] == [
+        {"kind": "Deployment", "name": "web", "revision": 2}
+    ]
